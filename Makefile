@@ -1,0 +1,38 @@
+# One command sets everything up and starts the chat (`make chat`); one sets up and runs the tests (`make test`).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup chat test fuzz bench lint clean
+
+setup: $(STAMP)
+
+# Reinstall only when the project's metadata changed; bubblewrap is the sandbox for model-written code.
+$(STAMP): pyproject.toml
+	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || \
+		echo "note: bubblewrap (bwrap) not installed; the code interpreter will refuse to run without isolation"; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+chat: setup
+	$(BIN)/assistant chat
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+fuzz: setup
+	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -m slow tests/reliability
+
+bench: setup
+	$(BIN)/python bench/turn.py
+
+lint: setup
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

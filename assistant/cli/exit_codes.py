@@ -1,0 +1,8 @@
+"""Exit codes shared by every command (see ../shared/CONTRACTS.md)."""
+
+OK = 0
+POLICY_INVALID = 1
+BAD_INPUT = 2
+REFUSED = 3
+GUARD_ERROR = 4
+MODEL_ERROR = 5
