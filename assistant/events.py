@@ -1,0 +1,118 @@
+"""The one typed event stream the agent yields. The TUI, the CLI and the Python API only consume it.
+
+Events are frozen dataclasses; `to_json()` gives the JSON object `assistant run --json` prints (every object has a
+`type`). `elapsed_ms` is the time since the turn started, so consumers can show timings without clocks of their own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Stage = Literal["user_input", "model_output", "tool_call", "tool_result", "code"]
+
+
+@dataclass(frozen=True)
+class _Event:
+    elapsed_ms: float = field(default=0.0, kw_only=True)
+
+    type: str = field(default="", init=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, **{k: _plain(v) for k, v in dataclasses.asdict(self).items() if k != "type"}}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class TokenDelta(_Event):
+    """Answer text released to the user (only after the guards that cover it passed)."""
+
+    text: str
+    type: str = field(default="token", init=False)
+
+
+@dataclass(frozen=True)
+class GuardVerdict(_Event):
+    """One guard's verdict at one stage (mirrors guards.verdict.Verdict as plain data)."""
+
+    stage: str
+    guard: str
+    decision: str
+    score: float | None = None
+    categories: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+    latency_ms: float = 0.0
+    error: str | None = None
+    type: str = field(default="verdict", init=False)
+
+
+@dataclass(frozen=True)
+class ToolCallProposed(_Event):
+    """The model asked for a tool; rules and guards have not run yet."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    type: str = field(default="tool_call", init=False)
+
+
+@dataclass(frozen=True)
+class ApprovalRequested(_Event):
+    """A tool call waits for a human decision (approve once, approve for the session, deny with a reason)."""
+
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    reason: str
+    type: str = field(default="approval", init=False)
+
+
+@dataclass(frozen=True)
+class ToolResult(_Event):
+    """What a tool returned, as the model will see it (after the tool-result guards)."""
+
+    call_id: str
+    name: str
+    ok: bool
+    output: str
+    error: str | None = None
+    limits_hit: tuple[str, ...] = ()
+    blocked: bool = False
+    type: str = field(default="tool_result", init=False)
+
+
+@dataclass(frozen=True)
+class Refusal(_Event):
+    """The turn ended because the policy blocked something; `message` is the policy's refusal text."""
+
+    stage: str
+    message: str
+    guard_error: bool = False
+    type: str = field(default="refusal", init=False)
+
+
+@dataclass(frozen=True)
+class Final(_Event):
+    """The turn's answer, complete."""
+
+    text: str
+    thread_id: str = ""
+    type: str = field(default="final", init=False)
+
+
+@dataclass(frozen=True)
+class Error(_Event):
+    """The turn could not finish: `kind` is model_backend, bad_input, tool or internal."""
+
+    kind: str
+    message: str
+    type: str = field(default="error", init=False)
+
+
+Event = TokenDelta | GuardVerdict | ToolCallProposed | ApprovalRequested | ToolResult | Refusal | Final | Error
