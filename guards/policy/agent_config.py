@@ -1,0 +1,24 @@
+"""`agent`: the loop's limits, the prompt dialect and the streaming moderation of the model's output."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from guards.policy.base import Flag, NonEmptyStr, NonNegativeInt, PolicyModel, PositiveInt
+
+
+class StreamingModerationConfig(PolicyModel):
+    """Check the model's output while it streams: every `chunk_chars` new characters, with `lookback_chars` before."""
+
+    enabled: Flag = True
+    chunk_chars: PositiveInt = 400
+    lookback_chars: NonNegativeInt = 200
+
+
+class AgentConfig(PolicyModel):
+    system_prompt: NonEmptyStr | None = None
+    dialect: Literal["meta", "hf"] = "meta"
+    tool_format: Literal["json", "function_tag"] = "json"
+    max_steps: PositiveInt = 8
+    max_tool_retries: NonNegativeInt = 2
+    streaming_moderation: StreamingModerationConfig = StreamingModerationConfig()

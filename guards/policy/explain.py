@@ -1,0 +1,115 @@
+"""`assistant policy explain`: a policy in plain words - for each stage, what runs and what a hit or an error does."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from guards.policy.base import STAGE_NAMES, StageName
+from guards.policy.schema import Policy
+
+STAGE_MEANINGS: dict[StageName, str] = {
+    "user_input": "what the user types",
+    "model_output": "what the model answers",
+    "tool_call": "the arguments of a tool call the model proposes",
+    "tool_result": "what a tool returns (third-party text)",
+    "code": "code that code_interpreter is about to run",
+}
+_ACTION_WORDS = {
+    "block": "block and refuse",
+    "warn": "continue, flagged as a warning",
+    "log": "only record it in the audit log",
+    "ask": "ask a person for approval",
+    "allow": "let it through",
+}
+_LLAMA_GUARD_ROLE = {"user_input": "User", "tool_result": "User"}
+
+
+def explain_policy(policy: Policy, *, warnings: Sequence[str] = ()) -> str:
+    lines: list[str] = []
+    models = policy.models
+    categories = policy.enabled_categories()
+    lines += [
+        "Models",
+        f"  main model:   {models.main.source} ({models.main.backend}, device {models.main.device})",
+        f"  Llama Guard:  {models.llama_guard.source} (variant {models.llama_guard.variant}, "
+        f"device {models.llama_guard.device})",
+        f"  Prompt Guard: {models.prompt_guard.source} (device {models.prompt_guard.device})",
+        "",
+        f"Llama Guard categories ({len(categories)}): " + ", ".join(f"{c.code} {c.name}" for c in categories),
+        "",
+    ]
+    for stage in STAGE_NAMES:
+        lines += [f"{stage}: {STAGE_MEANINGS[stage]}", *_stage_lines(policy, stage), ""]
+    lines += _tool_lines(policy)
+    lines += ["", f"Audit log: {policy.audit.path or 'audit.jsonl in the data directory'}, texts stored as "
+              f"{policy.audit.texts}"]  # fmt: skip
+    if warnings:
+        lines += ["", "Warnings:", *(f"  - {w}" for w in warnings)]
+    return "\n".join(lines)
+
+
+def _on_error(on_error: str, timeout_s: float) -> str:
+    outcome = "block (fail closed)" if on_error == "block" else "ALLOW the text unchecked (fail open)"
+    return f"if it fails or takes over {timeout_s:g} s: {outcome}"
+
+
+def _stage_lines(policy: Policy, stage: StageName) -> list[str]:
+    config = policy.stages.get(stage)
+    refusal = policy.refusals.for_stage(stage)
+    lines: list[str] = []
+    if config.llama_guard.enabled:
+        lg = policy.llama_guard
+        role = _LLAMA_GUARD_ROLE.get(stage, "Agent")
+        lines.append(
+            f"  - Llama Guard (as the {role} turn): unsafe when P(unsafe) >= {lg.threshold:g} -> "
+            f"{_ACTION_WORDS[lg.action]}"
+        )
+        for code, action in sorted(lg.category_actions.items()):
+            lines.append(f"      {code}: {_ACTION_WORDS[action]}")
+        lines.append(f"      {_on_error(lg.on_error, lg.timeout_s)}")
+    if config.prompt_guard.enabled:
+        pg, settings = config.prompt_guard, policy.prompt_guard
+        lines.append(
+            f"  - Prompt Guard ({pg.score} score, {settings.window_tokens}-token windows every "
+            f"{settings.stride_tokens} tokens): score >= {pg.threshold:g} -> {_ACTION_WORDS[pg.action]}"
+        )
+        lines.append(f"      {_on_error(settings.on_error, settings.timeout_s)}")
+    if config.code_shield.enabled:
+        cs = policy.code_shield
+        languages = ", ".join(cs.languages) if cs.languages is not None else "every language it knows"
+        lines.append(f"  - Code Shield ({languages}):")
+        for treatment in ("block", "warn", "ignore"):
+            action = getattr(cs.actions, treatment)
+            lines.append(f"      findings it recommends to {treatment}: {_ACTION_WORDS[action]}")
+        lines.append(f"      {_on_error(cs.on_error, cs.timeout_s)}")
+    if not lines:
+        return ["  - nothing checks this stage"]
+    lines.append(f'  refusal message: "{refusal}"')
+    return lines
+
+
+def _tool_lines(policy: Policy) -> list[str]:
+    tools = policy.tools
+    builtin = tools.builtin
+    enabled = [name for name in ("code_interpreter", "brave_search", "wolfram_alpha") if getattr(builtin, name).enabled]
+    lines = [
+        "Tools",
+        f"  built-in tools enabled: {', '.join(enabled) or 'none'}",
+        f"  custom tools: {', '.join(tools.custom) or 'none'}",
+        f"  allowed: {'every registered tool' if tools.allow is None else ', '.join(tools.allow) or 'none'}",
+        f"  denied: {', '.join(tools.deny) or 'none'}",
+        f"  always need approval: {', '.join(tools.approval_required) or 'none'}",
+        f"  at most {tools.max_calls_per_turn} tool calls per turn, {policy.agent.max_steps} model steps",
+        f"  side-effect tools after a tool result entered the context: {tools.untrusted_content}",
+    ]
+    for tool, rules in tools.arguments.items():
+        for argument, rule in rules.items():
+            constraint = f"matches {rule.pattern!r}" if rule.pattern is not None else "follows a JSON schema"
+            lines.append(f"  {tool}.{argument} {constraint}")
+    if builtin.code_interpreter.enabled:
+        box = tools.sandbox
+        lines.append(
+            f"  sandbox: isolation {box.isolation}, {box.cpu_seconds} s CPU, {box.wall_seconds:g} s wall, "
+            f"{box.memory_mb} MB memory, {box.max_processes} processes"
+        )
+    return lines

@@ -1,0 +1,77 @@
+"""`models`: which checkpoints run as the main model and the two guards, and where."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from guards.categories import LlamaGuardVariant
+from guards.policy.base import Device, DType, NonEmptyStr, PolicyModel, PositiveInt
+
+# `source` is a Hugging Face hub id, a local directory, or `tiny:NAME` (random-weight test models built by
+# `assistant dev tiny-models`).
+
+
+class MainModelConfig(PolicyModel):
+    """The assistant's own model (Llama 3.1 Instruct)."""
+
+    source: NonEmptyStr = "meta-llama/Llama-3.1-8B-Instruct"
+    backend: Literal["transformers", "openai"] = "transformers"
+    base_url: NonEmptyStr | None = None  # the OpenAI-compatible server, for backend: openai
+    api_key_env: NonEmptyStr | None = None  # name of the environment variable holding the server's key
+    device: Device = "auto"
+    dtype: DType = "auto"
+    context_window: PositiveInt = 8192
+    max_new_tokens: PositiveInt = 1024
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, strict=True)
+    top_p: float = Field(default=0.9, gt=0.0, le=1.0, strict=True)
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> MainModelConfig:
+        if self.backend == "openai" and self.base_url is None:
+            raise ValueError(
+                "backend: openai needs base_url (the server's address, for example http://localhost:8000/v1)"
+            )
+        if self.max_new_tokens >= self.context_window:
+            raise ValueError(
+                f"max_new_tokens ({self.max_new_tokens}) must be smaller than context_window ({self.context_window})"
+            )
+        return self
+
+
+# The architecture's contract names the main model's config `ModelConfig` (load_backend(spec: str | ModelConfig)).
+ModelConfig = MainModelConfig
+
+
+class LlamaGuardModelConfig(PolicyModel):
+    """Llama Guard 3: 8B (S1..S14) or 1B (S1..S13)."""
+
+    source: NonEmptyStr = "meta-llama/Llama-Guard-3-8B"
+    variant: LlamaGuardVariant = "8b"
+    backend: Literal["transformers"] = "transformers"
+    device: Device = "auto"
+    dtype: DType = "auto"
+
+
+class PromptGuardModelConfig(PolicyModel):
+    """Prompt Guard: v1 86M (BENIGN/INJECTION/JAILBREAK) or v2 86M/22M (benign/malicious); read from its config."""
+
+    source: NonEmptyStr = "meta-llama/Prompt-Guard-86M"
+    device: Device = "cpu"
+    dtype: DType = "auto"
+
+
+class ModelsConfig(PolicyModel):
+    main: MainModelConfig = MainModelConfig()
+    llama_guard: LlamaGuardModelConfig = LlamaGuardModelConfig()
+    prompt_guard: PromptGuardModelConfig = PromptGuardModelConfig()
+
+
+__all__ = [
+    "LlamaGuardModelConfig",
+    "MainModelConfig",
+    "ModelConfig",
+    "ModelsConfig",
+    "PromptGuardModelConfig",
+]

@@ -1,0 +1,70 @@
+"""The policy file's schema: one `Policy` with a section per concern (see docs/POLICY_SPEC.md).
+
+Every default is the fail-closed choice, so `version: 1` alone is a complete, safe policy.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import ValidationInfo, model_validator
+
+from guards.categories import LlamaGuardCategory, categories_for_variant, code_number
+from guards.policy.agent_config import AgentConfig
+from guards.policy.base import NonEmptyStr, PolicyModel
+from guards.policy.checks import consistency_problems, format_loc
+from guards.policy.guards_config import CodeShieldConfig, CustomCategory, LlamaGuardConfig, PromptGuardConfig
+from guards.policy.models import ModelsConfig
+from guards.policy.stages import AuditConfig, RefusalsConfig, StagesConfig
+from guards.policy.tools_config import ToolsConfig
+
+# Validation context key: the loader runs the cross-key checks itself, to point each problem at its own line.
+DEFER_CONSISTENCY_CHECKS = "defer_consistency_checks"
+
+
+class Policy(PolicyModel):
+    version: Literal[1] = 1
+    description: NonEmptyStr | None = None  # free text for the deployer's own notes
+    models: ModelsConfig = ModelsConfig()
+    llama_guard: LlamaGuardConfig = LlamaGuardConfig()
+    prompt_guard: PromptGuardConfig = PromptGuardConfig()
+    code_shield: CodeShieldConfig = CodeShieldConfig()
+    stages: StagesConfig = StagesConfig()
+    refusals: RefusalsConfig = RefusalsConfig()
+    audit: AuditConfig = AuditConfig()
+    tools: ToolsConfig = ToolsConfig()
+    agent: AgentConfig = AgentConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Policy:
+        if info.context and info.context.get(DEFER_CONSISTENCY_CHECKS):
+            return self
+        problems = consistency_problems(self)
+        if problems:
+            raise ValueError("; ".join(f"{format_loc(loc)}: {problem}" for loc, problem in problems))
+        return self
+
+    def enabled_categories(self) -> tuple[LlamaGuardCategory, ...]:
+        """The enabled categories in prompt order: the variant's built-in ones in code order (customised ones carrying
+        the deployer's name and description), then the new custom codes by number. Built-in names are the model
+        card's; the Llama Guard prompt spells a few differently (guards.categories.LLAMA_GUARD_PROMPT_NAMES)."""
+        lg = self.llama_guard
+        builtin = categories_for_variant(self.models.llama_guard.variant)
+        custom = {c.code: c for c in lg.custom}
+        chosen = set(builtin if lg.categories is None else lg.categories) - set(lg.excluded)
+        result = []
+        for code, name in builtin.items():
+            if code in chosen:
+                redefined = custom.get(code)
+                result.append(
+                    LlamaGuardCategory(code, redefined.name, redefined.description)
+                    if redefined
+                    else LlamaGuardCategory(code, name)
+                )
+        new = [c for c in lg.custom if c.code not in builtin and c.code not in lg.excluded]
+        result.extend(LlamaGuardCategory(c.code, c.name, c.description) for c in sorted(new, key=_number))
+        return tuple(result)
+
+
+def _number(category: CustomCategory) -> int:
+    return code_number(category.code)
