@@ -1,0 +1,78 @@
+"""A prompt as a list of segments: control tokens by name (`Special`) and plain text (`Text`).
+
+Rendering and encoding read the same list, so the prompt string and the token ids cannot disagree. Text is always
+encoded with special tokens disabled: a `<|eot_id|>` typed by a user stays plain text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from model.tokenizer import Llama3Tokenizer
+
+PYTHON_TAG = "<|python_tag|>"
+
+
+class PromptFormatError(ValueError):
+    """The dialog cannot be put in the requested prompt format (the message names the problem)."""
+
+
+@dataclass(frozen=True)
+class Special:
+    name: str
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+Segment = Special | Text
+
+BOS = Special("<|begin_of_text|>")
+EOT = Special("<|eot_id|>")
+EOM = Special("<|eom_id|>")
+PYTHON = Special(PYTHON_TAG)
+
+
+def header(role: str) -> list[Segment]:
+    return [Special("<|start_header_id|>"), Text(role), Special("<|end_header_id|>"), Text("\n\n")]
+
+
+def raw_segments(raw: str) -> Iterator[Segment]:
+    """Model output re-encoded verbatim: `<|python_tag|>` is the only control token a reply carries mid-message."""
+    pieces = raw.split(PYTHON_TAG)
+    for index, piece in enumerate(pieces):
+        if index:
+            yield PYTHON
+        if piece:
+            yield Text(piece)
+
+
+def render_segments(segments: Iterable[Segment]) -> str:
+    return "".join(seg.name if isinstance(seg, Special) else seg.text for seg in segments)
+
+
+def encode_segments(segments: Iterable[Segment], tokenizer: Llama3Tokenizer, *, merge_text: bool) -> list[int]:
+    """Ids of a segment list. `merge_text` encodes each run of text between control tokens as one string (what a
+    Hugging Face tokenizer does with a rendered template); otherwise each `Text` is encoded on its own (what Meta's
+    `ChatFormat` does)."""
+    ids: list[int] = []
+    pending: list[str] = []
+    for seg in segments:
+        if isinstance(seg, Text):
+            if merge_text:
+                pending.append(seg.text)
+            else:
+                ids.extend(tokenizer.encode(seg.text))
+            continue
+        if pending:
+            ids.extend(tokenizer.encode("".join(pending)))
+            pending = []
+        ids.append(tokenizer.special_id(seg.name))
+    if pending:
+        ids.extend(tokenizer.encode("".join(pending)))
+    return ids
