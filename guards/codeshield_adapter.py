@@ -1,0 +1,160 @@
+"""An explicit adapter over `codeshield` 1.0.1's insecure code detector, with its semgrep layer working.
+
+What is Code Shield's and used as is: its rules (regex YAML and the generated semgrep configs), its regex analyzer
+(`_regex_analyze`), its semgrep prescan (`_is_semgrep_scan_recommended`), its semgrep command (`oss.SEMGREP_COMMAND`),
+its JSON-to-`Issue` parser and its filter of findings outside the generated code. What is ours: the orchestration of
+`insecure_code_detector.analyze` (regex first; in the CODESHIELD use case a regex hit returns early, otherwise the
+prescan decides whether semgrep runs), with two changes:
+- semgrep gets the temporary directory holding the code as `--project-root`, not `/` (with `/` it scans nothing);
+- many snippets of one language go to ONE semgrep process, and its report is checked (see semgrep_runner).
+
+The private functions are checked to exist and the package version to be the one verified here, so an upgrade fails
+loudly (guard error) instead of silently changing behaviour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from guards.semgrep_runner import SemgrepError, run_semgrep
+
+VERIFIED_CODESHIELD_VERSIONS = ("1.0.1",)
+# Rules of Code Shield's generated configs that this semgrep cannot parse ("Invalid pattern for Java"), so it skips
+# them and reports a rule parse error. The rest of the config still runs; any other rule parse error is a failure.
+KNOWN_UNPARSEABLE_RULES: dict[str, frozenset[str]] = {"java": frozenset({"ssrf_insecure_patterns"})}
+_REQUIRED = ("_regex_analyze", "_is_semgrep_scan_recommended", "_parse_semgrep_issues",
+             "_filter_issues_in_generated_code", "CodeContext", "LANGUAGE_ANALYZER_MAP")  # fmt: skip
+
+
+class CodeShieldUnavailable(RuntimeError):
+    """codeshield (or semgrep) is missing, of an unverified version, or its internals changed."""
+
+
+@dataclass(frozen=True)
+class _ICD:
+    """The pieces of codeshield this adapter uses, imported once."""
+
+    icd: ModuleType
+    oss: ModuleType
+    Language: Any
+    UseCase: Any
+    Analyzer: Any
+    version: str
+
+
+_loaded: _ICD | None = None
+
+
+def load_codeshield() -> _ICD:
+    """Import codeshield lazily (it is heavy and creates semgrep's `osemgrep` link on import) and check it."""
+    global _loaded
+    if _loaded is not None:
+        return _loaded
+    try:
+        version = importlib.metadata.version("codeshield")
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise CodeShieldUnavailable("the codeshield package is not installed (pip install codeshield)") from exc
+    if version not in VERIFIED_CODESHIELD_VERSIONS:
+        raise CodeShieldUnavailable(
+            f"codeshield {version} is installed but this adapter was verified with "
+            f"{', '.join(VERIFIED_CODESHIELD_VERSIONS)} only; check guards/codeshield_adapter.py against it"
+        )
+    try:
+        from codeshield.insecure_code_detector import insecure_code_detector as icd
+        from codeshield.insecure_code_detector import oss
+        from codeshield.insecure_code_detector.analyzers import Analyzer
+        from codeshield.insecure_code_detector.languages import Language
+        from codeshield.insecure_code_detector.usecases import UseCase
+    except Exception as exc:  # its import runs semgrep discovery and may raise anything
+        raise CodeShieldUnavailable(f"cannot import codeshield's insecure code detector: {exc}") from exc
+    missing = [name for name in _REQUIRED if not hasattr(icd, name)]
+    if missing:
+        raise CodeShieldUnavailable(f"codeshield's insecure_code_detector lacks {missing}; the adapter needs updating")
+    _loaded = _ICD(icd, oss, Language, UseCase, Analyzer, version)
+    return _loaded
+
+
+def semgrep_config(cs: _ICD, language: Any, usecase: Any) -> Path:
+    """The rule config codeshield itself would pass for this language and use case."""
+    generated = cs.oss.SEMGREP_RULE_REPO_PATH / "_generated_" / f"{language.value}_{usecase.value}.json"
+    return generated if generated.exists() else cs.oss.SEMGREP_RULE_REPO_PATH / language.value
+
+
+async def analyze_many(
+    language: str,
+    codes: Sequence[str],
+    *,
+    usecase: str = "codeshield",
+    timeout_s: float = 60.0,
+    semgrep_command: Sequence[str] | None = None,
+) -> list[list[Any]]:
+    """Code Shield's `analyze(language, code, usecase=...)` for each code, with at most one semgrep process.
+
+    Returns codeshield `Issue` objects per code, regex findings first. Raises CodeShieldUnavailable or SemgrepError;
+    it never turns a failure into "no findings". `semgrep_command` (ending in `--config`) replaces codeshield's.
+    """
+    cs = load_codeshield()
+    lang = cs.Language(language)
+    case = cs.UseCase(usecase)
+    analyzers = cs.icd.LANGUAGE_ANALYZER_MAP.get(lang, [])
+    results: list[list[Any]] = [[] for _ in codes]
+    needs_semgrep: list[int] = []
+    for index, code in enumerate(codes):
+        context = cs.icd.CodeContext(lang, None, None, Path(), False)
+        if cs.oss.ENABLE_REGEX_ANALYZER and cs.Analyzer.REGEX in analyzers:
+            results[index] += cs.icd._regex_analyze(code, context, case)
+        if case == cs.UseCase.CODESHIELD and results[index]:
+            continue  # Code Shield's fast mode: any regex finding is enough
+        if not (cs.oss.ENABLE_SEMGREP and cs.Analyzer.SEMGREP in analyzers):
+            continue
+        if case == cs.UseCase.CODESHIELD and not cs.icd._is_semgrep_scan_recommended(code, context, case):
+            continue
+        needs_semgrep.append(index)
+    if needs_semgrep:
+        command = list(semgrep_command) if semgrep_command is not None else list(cs.oss.SEMGREP_COMMAND)
+        found = await _semgrep_many(cs, command, lang, case, [codes[i] for i in needs_semgrep], timeout_s)
+        for index, issues in zip(needs_semgrep, found, strict=True):
+            results[index] += issues
+    return results
+
+
+async def _semgrep_many(
+    cs: _ICD, command: list[str], language: Any, usecase: Any, codes: list[str], timeout_s: float
+) -> list[list[Any]]:
+    extension = cs.icd.languages.get_file_extension(language)
+    with tempfile.TemporaryDirectory(prefix="codeshield-") as tmp:
+        root = Path(tmp).resolve()
+        targets = [root / f"snippet_{i}{extension}" for i in range(len(codes))]
+        # Writing files is blocking I/O but tiny; a thread keeps the event loop free for big batches.
+        await asyncio.to_thread(_write_all, targets, codes)
+        run = await run_semgrep(
+            command,
+            semgrep_config(cs, language, usecase),
+            root,
+            targets,
+            timeout_s=timeout_s,
+            tolerated_rule_errors=KNOWN_UNPARSEABLE_RULES.get(language.value, frozenset()),
+        )
+    found: list[list[Any]] = []
+    for target, code in zip(targets, codes, strict=True):
+        raw = run.results[str(target)]
+        issues = cs.icd._parse_semgrep_issues(json.dumps({"results": raw}))
+        if len(issues) != len(raw):
+            raise SemgrepError(f"codeshield parsed {len(issues)} of {len(raw)} semgrep results")
+        for issue in issues:
+            issue.path = None  # the temporary file is gone; its name means nothing to a reader
+        found.append(cs.icd._filter_issues_in_generated_code(issues, code, None))
+    return found
+
+
+def _write_all(targets: list[Path], codes: list[str]) -> None:
+    for target, code in zip(targets, codes, strict=True):
+        target.write_text(code, encoding="utf-8")

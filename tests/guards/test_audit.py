@@ -1,0 +1,225 @@
+"""The hash-chained audit log: chaining, text storage, tampering of every kind, torn tails, concurrent writers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from guards.audit import GENESIS_HASH, AuditLog, AuditLogUnreadable, record_hash, verify_audit_log
+from guards.verdict import Verdict
+
+
+def _write(path: Path, count: int, **kwargs: object) -> list[dict[str, object]]:
+    with AuditLog(path, **kwargs) as log:  # type: ignore[arg-type]
+        return [log.append("event", n=n, thread_id="t1") for n in range(count)]
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines(keepends=True)
+
+
+def test_records_chain_and_verify(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    records = _write(path, 3)
+    assert [r["seq"] for r in records] == [0, 1, 2]
+    assert records[0]["prev_hash"] == GENESIS_HASH
+    assert [r["prev_hash"] for r in records[1:]] == [r["hash"] for r in records[:-1]]
+    assert all(r["hash"] == record_hash(r) for r in records)
+    assert [json.loads(line) for line in _lines(path)] == records
+    report = verify_audit_log(path)
+    assert (report.intact, report.records, report.last_hash, report.torn_tail_bytes) == (
+        True,
+        3,
+        records[-1]["hash"],
+        0,
+    )
+
+
+def test_reopening_continues_the_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    first = _write(path, 2)
+    second = _write(path, 2)
+    assert [r["seq"] for r in second] == [2, 3] and second[0]["prev_hash"] == first[-1]["hash"]
+    assert verify_audit_log(path).intact
+
+
+@pytest.mark.parametrize(
+    ("storage", "expected"),
+    [
+        ("full", {"storage": "full", "chars": 5, "text": "héllo"}),
+        ("hash", {"storage": "hash", "chars": 5, "sha256": hashlib.sha256("héllo".encode()).hexdigest()}),
+        ("redact", {"storage": "redact", "chars": 5}),
+    ],
+)
+def test_text_storage(tmp_path: Path, storage: str, expected: dict[str, object]) -> None:
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, texts=storage) as log:  # type: ignore[arg-type]
+        record = log.append_verdict(Verdict("user_input", "llama_guard", "allow", 0.1), thread_id="t", text="héllo")
+    assert record["text"] == expected
+    assert (record["kind"], record["stage"], record["thread_id"], record["verdict"]["guard"]) == (
+        "verdict", "user_input", "t", "llama_guard"
+    )  # fmt: skip
+    if storage != "full":
+        assert "héllo" not in path.read_text()
+
+
+def test_bad_storage_and_reserved_fields_are_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown text storage"):
+        AuditLog(tmp_path / "a.jsonl", texts="plain")  # type: ignore[arg-type]
+    with AuditLog(tmp_path / "a.jsonl") as log, pytest.raises(ValueError, match="reserved"):
+        log.append("event", hash="x")
+
+
+def _tamper(path: Path, edit) -> None:  # type: ignore[no-untyped-def]
+    lines = _lines(path)
+    edit(lines)
+    path.write_text("".join(lines))
+
+
+def _edit_field(lines: list[str]) -> None:
+    record = json.loads(lines[2])
+    record["n"] = 99
+    lines[2] = json.dumps(record) + "\n"
+
+
+def _edit_and_rehash(lines: list[str]) -> None:
+    record = json.loads(lines[2])
+    record["n"] = 99
+    record["hash"] = record_hash(record)
+    lines[2] = json.dumps(record) + "\n"
+
+
+def _insert_forged(lines: list[str]) -> None:
+    before = json.loads(lines[1])
+    forged = {"seq": 2, "ts": before["ts"], "kind": "event", "n": 7, "prev_hash": before["hash"]}
+    forged["hash"] = record_hash(forged)
+    lines.insert(2, json.dumps(forged) + "\n")
+
+
+@pytest.mark.parametrize(
+    ("edit", "line", "kind"),
+    [
+        (_edit_field, 3, "hash_mismatch"),
+        (_edit_and_rehash, 4, "broken_link"),  # the edited record is self-consistent; the next one no longer links
+        (lambda lines: lines.pop(2), 3, "broken_link"),  # deleted
+        (lambda lines: lines.pop(0), 1, "broken_link"),  # first record deleted
+        (lambda lines: lines.insert(1, lines.pop(2)), 2, "broken_link"),  # reordered
+        (_insert_forged, 4, "broken_link"),  # inserted with a valid hash and link: the record after it breaks
+        (lambda lines: lines.insert(2, "not json\n"), 3, "unparseable"),
+    ],
+    ids=["edited", "edited-rehashed", "deleted", "deleted-first", "reordered", "inserted", "garbage"],
+)
+def test_tampering_is_detected_at_the_right_record(tmp_path: Path, edit, line: int, kind: str) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "audit.jsonl"
+    _write(path, 5)
+    _tamper(path, edit)
+    report = verify_audit_log(path)
+    assert not report.intact
+    assert (report.problems[0].line, report.problems[0].kind) == (line, kind)
+
+
+def test_torn_tail_is_a_warning_and_the_next_writer_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    records = _write(path, 3)
+    fragment = b'{"seq":3,"ts":"2025-'
+    with path.open("ab") as handle:
+        handle.write(fragment)
+    report = verify_audit_log(path)
+    assert (report.intact, report.records, report.torn_tail_bytes) == (True, 3, len(fragment))
+    recovered = _write(path, 1)
+    assert verify_audit_log(path).intact
+    kinds = [json.loads(line)["kind"] for line in _lines(path)]
+    assert kinds == ["event", "event", "event", "torn_tail_recovered", "event"]
+    note = json.loads(_lines(path)[3])
+    assert note["prev_hash"] == records[-1]["hash"]
+    offset = sum(len(line.encode()) for line in _lines(path)[:3])
+    digest = hashlib.sha256(fragment).hexdigest()
+    assert note["fragment"] == {"offset": offset, "bytes": len(fragment), "sha256": digest}
+    assert recovered[0]["seq"] == 4
+
+
+def test_unreadable_logs_raise(tmp_path: Path) -> None:
+    with pytest.raises(AuditLogUnreadable):
+        verify_audit_log(tmp_path / "missing.jsonl")
+    with pytest.raises(AuditLogUnreadable):
+        verify_audit_log(tmp_path)
+
+
+def test_empty_log_is_intact(tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text("")
+    assert verify_audit_log(tmp_path / "a.jsonl").records == 0
+
+
+def test_threads_share_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+
+    def work(worker: int) -> None:
+        for n in range(25):
+            log.append("event", worker=worker, n=n)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    report = verify_audit_log(path)
+    assert (report.intact, report.records) == (True, 100)
+
+
+def _process_writer(path: str, worker: int) -> None:
+    with AuditLog(Path(path)) as log:
+        for n in range(20):
+            log.append("event", worker=worker, n=n)
+
+
+def test_processes_share_one_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_process_writer, args=(str(path), w)) for w in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+    report = verify_audit_log(path)
+    assert (report.intact, report.records) == (True, 60)
+
+
+KILLED_WRITER = """
+import sys
+from pathlib import Path
+from guards.audit import AuditLog
+log = AuditLog(Path(sys.argv[1]), texts="full").open()
+n = 0
+while True:
+    log.append("event", n=n, text="x" * 5000)
+    n += 1
+    if n == 20:
+        print("ready", flush=True)
+"""
+
+
+def test_kill_minus_nine_keeps_everything_written_verifiable(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    repo = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)], cwd=repo, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    report = verify_audit_log(path)
+    assert report.intact and report.records >= 20
+    _write(path, 1)  # a new writer continues the chain after whatever the kill left
+    assert verify_audit_log(path).intact
