@@ -1,0 +1,26 @@
+"""Tools the model may call: built-ins (code interpreter, Brave Search, Wolfram|Alpha), typed custom functions,
+the policy's tool rules, and the sandbox for model-written code."""
+
+from tools.base import Tool, ToolArgumentError, ToolOutput
+from tools.custom import FunctionTool, ToolLoadError, load_custom, tool
+from tools.executor import Approver, Execution, execute_call
+from tools.registry import ToolRegistry, build_registry
+from tools.rules import RuleDecision, TurnState, check_call
+
+__all__ = [
+    "Approver",
+    "Execution",
+    "FunctionTool",
+    "RuleDecision",
+    "Tool",
+    "ToolArgumentError",
+    "ToolLoadError",
+    "ToolOutput",
+    "ToolRegistry",
+    "TurnState",
+    "build_registry",
+    "check_call",
+    "execute_call",
+    "load_custom",
+    "tool",
+]

@@ -1,0 +1,111 @@
+"""`assistant tools`: list the tools a policy gives the model, and run one exactly as the agent would.
+
+Without --policy both commands use the default policy with one change: code_interpreter is enabled. That stays safe
+because the default sandbox settings apply (isolation: required, so the code runs only inside bubblewrap, with no
+network and small limits); the web tools stay off (they need keys and send the query off the machine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from assistant.cli import exit_codes
+
+DEFAULT_POLICY_TEXT = "version: 1\ntools:\n  builtin:\n    code_interpreter: {enabled: true}\n"
+
+
+def _emit(payload: dict[str, Any], code: int) -> NoReturn:
+    click.echo(json.dumps(payload, ensure_ascii=False))
+    sys.exit(code)
+
+
+def _bad_input(message: str) -> NoReturn:
+    _emit({"ok": False, "output": "", "error": message, "limits_hit": []}, exit_codes.BAD_INPUT)
+
+
+def _load(policy_file: Path | None, *, json_errors: bool) -> tuple[Any, Any]:
+    """(policy, registry) or exit 2 naming the problem."""
+    from guards.policy import PolicyError, load_policy, parse_policy_text
+    from tools.custom import ToolLoadError
+    from tools.registry import build_registry
+
+    try:
+        policy = parse_policy_text(DEFAULT_POLICY_TEXT, file="<default>") if policy_file is None \
+            else load_policy(policy_file)
+        registry = build_registry(policy.tools)
+    except (PolicyError, ToolLoadError) as exc:
+        if json_errors:
+            _bad_input(str(exc))
+        click.echo(str(exc), err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+    return policy, registry
+
+
+@click.group()
+def tools() -> None:
+    """List tools and run one as the agent would."""
+
+
+@tools.command("list")
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path), help="Policy file (default: see above).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+def list_tools(policy_file: Path | None, as_json: bool) -> None:
+    """The tools with their side effects, policy status and argument schemas."""
+    policy, registry = _load(policy_file, json_errors=False)
+    visible = {t.name for t in registry.visible(policy.tools)}
+    rows = []
+    for item in registry:
+        status = "denied" if item.name not in visible else (
+            "approval required" if item.name in policy.tools.approval_required else "allowed")
+        rows.append({"name": item.name, "description": item.description, "builtin": item.builtin,
+                     "side_effects": item.side_effects, "status": status, "parameters": item.parameters})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    if not rows:
+        click.echo("no tools enabled by this policy")
+    for row in rows:
+        kind = "built-in" if row["builtin"] else "custom"
+        effects = "side effects" if row["side_effects"] else "no side effects"
+        click.echo(f"{row['name']}  ({kind}, {effects}, {row['status']})")
+        click.echo(f"    {row['description'].splitlines()[0]}")
+        click.echo(f"    parameters: {json.dumps(row['parameters'], ensure_ascii=False)}")
+
+
+@tools.command("run")
+@click.argument("name")
+@click.option("--args", "args_json", required=True, help='Arguments as a JSON object, e.g. \'{"code": "print(1)"}\'.')
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path), help="Policy file (default: see above).")
+def run_tool(name: str, args_json: str, policy_file: Path | None) -> None:
+    """Run NAME with the policy's rules and sandbox; print {"ok", "output", "error", "limits_hit"}.
+
+    Exit 0 when the tool ran (even if it failed), 3 when the policy refused it (approval cannot be given in this
+    non-interactive command), 2 on bad input.
+    """
+    try:
+        arguments = json.loads(args_json)
+    except json.JSONDecodeError as exc:
+        _bad_input(f"--args is not valid JSON: {exc}")
+    if not isinstance(arguments, dict):
+        _bad_input(f"--args must be a JSON object, not {type(arguments).__name__}")
+    policy, registry = _load(policy_file, json_errors=True)
+
+    from model.messages import BUILTIN_TOOLS, ToolCall
+    from tools.base import ToolOutput
+    from tools.executor import execute_call
+    from tools.rules import TurnState
+
+    if name not in registry and name in BUILTIN_TOOLS:
+        refusal = ToolOutput.failure(f"refused by the policy: {name} is not enabled "
+                                     f"(tools.builtin.{name}.enabled)", refused=True)
+        _emit(refusal.to_json(), exit_codes.REFUSED)
+    execution = asyncio.run(execute_call(ToolCall(name=name, arguments=arguments), registry, policy.tools,
+                                         TurnState()))
+    code = {"ran": exit_codes.OK, "refused": exit_codes.REFUSED, "invalid": exit_codes.BAD_INPUT}[execution.status]
+    _emit(execution.output.to_json(), code)

@@ -1,0 +1,83 @@
+"""The policy's tool rules, applied to one proposed call before anything runs (pure).
+
+Order: deny list, allow list, calls per turn, argument constraints (each of these refuses), then approval-required
+tools and the untrusted-content rule (each of these asks a human, or refuses when the policy says `block`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from model.messages import ToolCall
+
+RuleAction = Literal["allow", "ask", "deny"]
+
+
+@dataclass(frozen=True)
+class RuleDecision:
+    action: RuleAction
+    reason: str
+    # Which rule decided: deny, allow, max_calls_per_turn, arguments, approval_required, untrusted_content.
+    rule: str = ""
+
+
+@dataclass(frozen=True)
+class TurnState:
+    """What the rules need to know about the current turn."""
+
+    calls_this_turn: int = 0
+    untrusted_content: bool = False  # a tool result (possibly attacker-written) has entered the context
+
+    def after_call(self, *, result_entered_context: bool = True) -> TurnState:
+        return replace(self, calls_this_turn=self.calls_this_turn + 1,
+                       untrusted_content=self.untrusted_content or result_entered_context)
+
+
+def _argument_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def check_arguments(name: str, arguments: dict[str, Any], rules: dict[str, Any]) -> str | None:
+    """None when every constrained argument passes, else why not. A missing argument is not constrained."""
+    for arg, rule in rules.items():
+        if arg not in arguments:
+            continue
+        value = arguments[arg]
+        # Full match: an allow-pattern such as `[a-z]+` must not pass `abc; rm -rf /`.
+        if rule.pattern is not None and not re.fullmatch(rule.pattern, _argument_text(value)):
+            return f"argument `{arg}` of {name} does not match the policy's pattern {rule.pattern!r}"
+        if rule.json_schema is not None:
+            from jsonschema import exceptions, validators
+
+            try:
+                validators.validator_for(rule.json_schema)(rule.json_schema).validate(value)
+            except exceptions.ValidationError as exc:
+                return f"argument `{arg}` of {name} breaks the policy's schema: {exc.message}"
+            except exceptions.SchemaError as exc:  # fail closed on a schema the policy check missed
+                return f"the policy's schema for `{arg}` of {name} is invalid: {exc.message}"
+    return None
+
+
+def check_call(call: ToolCall, tools_config: Any, state: TurnState, *, side_effects: bool = True) -> RuleDecision:
+    """Decide one proposed call from the policy's `tools` section. `side_effects` defaults to the safe answer."""
+    name = call.name
+    if name in tools_config.deny:
+        return RuleDecision("deny", f"{name} is on the policy's deny list", "deny")
+    if tools_config.allow is not None and name not in tools_config.allow:
+        return RuleDecision("deny", f"{name} is not on the policy's allow list", "allow")
+    if state.calls_this_turn >= tools_config.max_calls_per_turn:
+        return RuleDecision("deny", f"this turn already made {state.calls_this_turn} tool calls "
+                                    f"(max_calls_per_turn: {tools_config.max_calls_per_turn})", "max_calls_per_turn")
+    problem = check_arguments(name, call.arguments, tools_config.arguments.get(name, {}))
+    if problem is not None:
+        return RuleDecision("deny", problem, "arguments")
+    if name in tools_config.approval_required:
+        return RuleDecision("ask", f"{name} needs a human's approval (approval_required)", "approval_required")
+    if side_effects and state.untrusted_content and tools_config.untrusted_content != "allow":
+        reason = f"{name} has side effects and a tool result has entered the conversation"
+        action: RuleAction = "ask" if tools_config.untrusted_content == "ask" else "deny"
+        return RuleDecision(action, reason, "untrusted_content")
+    return RuleDecision("allow", "allowed by the policy")

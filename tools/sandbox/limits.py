@@ -1,0 +1,43 @@
+"""The sandbox's limits: one frozen value, filled from the policy's `tools.sandbox` section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Isolation = Literal["required", "best_effort"]
+
+# What `limits_hit` may name.
+LIMIT_NAMES: tuple[str, ...] = ("cpu", "wall", "memory", "processes", "file_size", "output")
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """Resource limits for one sandboxed run. Defaults equal the policy's defaults (docs/POLICY_SPEC.md)."""
+
+    isolation: Isolation = "required"
+    cpu_seconds: int = 5  # RLIMIT_CPU per process (SIGXCPU, then SIGKILL one second later)
+    wall_seconds: float = 10.0  # wall clock for the whole run; the process tree is killed after it
+    memory_mb: int = 512  # RLIMIT_AS per process
+    max_processes: int = 32  # RLIMIT_NPROC for the sandbox's own user id (bwrap's helper processes included)
+    max_file_mb: int = 16  # RLIMIT_FSIZE, and the size of each private tmpfs (/work, /tmp)
+    max_output_chars: int = 10000  # per stream while reading; the run is killed when exceeded
+
+    def __post_init__(self) -> None:
+        if self.isolation not in ("required", "best_effort"):
+            raise ValueError(f"isolation must be 'required' or 'best_effort', not {self.isolation!r}")
+        for name in ("cpu_seconds", "memory_mb", "max_processes", "max_file_mb", "max_output_chars"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+        if not self.wall_seconds > 0:
+            raise ValueError(f"wall_seconds must be positive, not {self.wall_seconds!r}")
+
+    @classmethod
+    def from_policy(cls, sandbox: Any) -> SandboxLimits:
+        """Build from the policy's `tools.sandbox` section (a `guards.policy` SandboxConfig or a plain mapping)."""
+        fields = ("isolation", "cpu_seconds", "wall_seconds", "memory_mb", "max_processes", "max_file_mb",
+                  "max_output_chars")
+        if isinstance(sandbox, dict):
+            return cls(**{name: sandbox[name] for name in fields if name in sandbox})
+        return cls(**{name: getattr(sandbox, name) for name in fields})
