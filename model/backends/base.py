@@ -1,0 +1,85 @@
+"""The backend contract: a model turns prompt token ids into a stream of raw completion text."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Decoding settings for one completion. temperature 0 means greedy."""
+
+    max_new_tokens: int = 1024
+    temperature: float = 0.0
+    top_p: float = 0.9
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class BackendStats:
+    """Counters across every call of one backend, plus the figures of the last call (for prefill measurements)."""
+
+    calls: int = 0
+    prompt_tokens: int = 0  # tokens of every prompt sent
+    cached_tokens: int = 0  # prompt tokens whose KV cache was reused instead of recomputed
+    prefill_tokens: int = 0  # prompt tokens actually run through the model (prompt - cached)
+    generated_tokens: int = 0
+    last_prompt_tokens: int = 0
+    last_cached_tokens: int = 0
+    last_prefill_tokens: int = 0
+    last_generated_tokens: int = 0
+    last_first_token_s: float | None = None  # seconds from the call to the first delta
+    last_generated_ids: tuple[int, ...] = ()  # ids of the last completion when the backend knows them
+
+    def record(self, *, prompt: int, cached: int, generated: int) -> None:
+        self.calls += 1
+        self.prompt_tokens += prompt
+        self.cached_tokens += cached
+        self.prefill_tokens += prompt - cached
+        self.generated_tokens += generated
+        self.last_prompt_tokens = prompt
+        self.last_cached_tokens = cached
+        self.last_prefill_tokens = prompt - cached
+        self.last_generated_tokens = generated
+
+
+@dataclass(frozen=True)
+class LoadEvent:
+    """Progress while a backend loads, for the TUI or CLI to display (library code never prints)."""
+
+    stage: Literal["resolve", "download", "tokenizer", "weights", "ready"]
+    message: str
+    fraction: float | None = None  # 0..1 when known
+
+
+ProgressCallback = Callable[[LoadEvent], None]
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    """Streams the raw completion of a prompt.
+
+    Deltas concatenate to exactly what the model generated, special tokens written as their strings
+    (`<|python_tag|>`); the stream ends after a stop token (`<|eot_id|>`, `<|eom_id|>`, `<|end_of_text|>`),
+    which is included, or when `max_new_tokens` is reached (then no stop token). The backends here also have
+    `name` and `async aclose()` (releases connections / the KV cache); callers should not require them of fakes.
+    """
+
+    context_window: int
+    stats: BackendStats
+
+    def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]: ...

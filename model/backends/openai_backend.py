@@ -1,0 +1,286 @@
+"""Any OpenAI-compatible server (vLLM, TGI, llama.cpp, `transformers serve`) through raw `/v1/completions`.
+
+We send OUR prompt, never the server's chat template. The safe form is a list of token ids (the completions API
+accepts token arrays; vLLM supports it): the server cannot re-tokenize anything. A string prompt would let the
+server's tokenizer turn special-token text typed by a user (`<|eot_id|>`) into control tokens, so:
+
+- `prompt_as="ids"`: always send ids; a server that refuses them is an error.
+- `prompt_as="text"`: send the decoded prompt, but refuse (BackendError) any prompt whose plain-text parts contain
+  special-token text; the leading `<|begin_of_text|>` is dropped because servers add their own BOS.
+- `prompt_as="auto"` (default): ids first; if the server rejects a non-string prompt (e.g. `transformers serve`:
+  "prompt must be a string"), fall back to the guarded text form for the rest of the session.
+
+vLLM is asked to keep special tokens in the output (`skip_special_tokens: false`) so `<|python_tag|>` survives; a
+server that rejects that field (HTTP 422 from `transformers serve`) is retried without it and then strips special
+tokens from its output. The stop token is restored from `finish_reason` (vLLM's `stop_reason` says which one;
+otherwise `<|eot_id|>` is assumed - such servers cannot report `<|eom_id|>` or `<|python_tag|>`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from model.backends.base import BackendStats, GenerationParams
+from model.backends.errors import BackendError
+
+BOS_ID = 128_000
+FIRST_SPECIAL_ID = 128_000
+STOP_STRINGS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
+_STOP_BY_ID = {128_009: "<|eot_id|>", 128_008: "<|eom_id|>", 128_001: "<|end_of_text|>"}
+_VLLM_EXTRAS = {"skip_special_tokens": False, "spaces_between_special_tokens": False}
+_SPECIAL_TEXT = re.compile(r"<\|[a-z0-9_]+\|>")
+PromptAs = Literal["auto", "ids", "text"]
+
+
+def normalize_base_url(url: str) -> str:
+    """`http://host:8000` and `http://host:8000/v1/` both become `http://host:8000/v1`."""
+    url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise BackendError(f"openai backend URL must start with http:// or https://, got {url!r}")
+    return url if url.endswith("/v1") else url + "/v1"
+
+
+def prompt_text_for_server(prompt_ids: list[int], tokenizer: Any) -> str:
+    """The prompt as text for a server that only takes strings, refusing smuggled special tokens.
+
+    Every run of ordinary ids (< 128000) is decoded on its own; if one contains text that the server would read as a
+    special token, the prompt is refused. Checking runs separately is enough: special-token strings start with `<|`
+    and end with `|>` and contain neither inside, so none can straddle a run and a real special token.
+    """
+    specials = set(tokenizer.special_tokens)
+    names = {token_id: name for name, token_id in tokenizer.special_tokens.items()}
+    ids = prompt_ids[1:] if prompt_ids and prompt_ids[0] == BOS_ID else prompt_ids
+    parts: list[str] = []
+    run: list[int] = []
+    for token_id in [*ids, None]:
+        if token_id is not None and token_id < FIRST_SPECIAL_ID:
+            run.append(token_id)
+            continue
+        if run:
+            text = tokenizer.decode(run)
+            found = [m for m in _SPECIAL_TEXT.findall(text) if m in specials]
+            if found:
+                raise BackendError(
+                    f"refusing to send this prompt as text: its content contains special-token text {found[0]!r}, "
+                    "which the server's tokenizer would turn into a control token. Use a server that accepts "
+                    "token-id prompts (vLLM) with prompt_as=ids, or the transformers backend"
+                )
+            parts.append(text)
+            run = []
+        if token_id is not None:
+            if token_id not in names:
+                raise BackendError(f"prompt contains unknown token id {token_id}")
+            parts.append(names[token_id])
+    return "".join(parts)
+
+
+def _default_tokenizer() -> Any:
+    try:
+        from model.tokenizer import get_tokenizer
+    except ImportError:
+        from llama_models.llama3.tokenizer import Tokenizer
+
+        return Tokenizer.get_instance()
+    return get_tokenizer()
+
+
+class OpenAIBackend:
+    """Streams `/v1/completions` over server-sent events with httpx."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        api_key_env: str | None = None,
+        prompt_as: PromptAs = "auto",
+        context_window: int = 8192,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 120.0,
+        tokenizer: Any = None,
+    ) -> None:
+        if prompt_as not in ("auto", "ids", "text"):
+            raise BackendError(f"prompt_as must be auto, ids or text, got {prompt_as!r}")
+        self.base_url = normalize_base_url(base_url)
+        self.name = f"openai:{self.base_url}" + (f"#{model}" if model else "")
+        self.model = model
+        if api_key is None and api_key_env:
+            api_key = os.environ.get(api_key_env)
+            if not api_key:
+                raise BackendError(f"environment variable {api_key_env} (models.main.api_key_env) is not set")
+        self._api_key = api_key
+        self.prompt_as: PromptAs = prompt_as
+        self.context_window = context_window
+        self.stats = BackendStats()
+        self._timeouts = (connect_timeout_s, read_timeout_s)
+        self._tokenizer = tokenizer
+        self._send_extras = True  # vLLM's skip_special_tokens etc., dropped once a server rejects them
+        self._client: Any = None
+
+    # ----- plumbing -----
+
+    def _http(self) -> Any:
+        import httpx
+
+        if self._client is None:
+            connect, read = self._timeouts
+            headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(read, connect=connect), headers=headers, trust_env=False
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    def _down(self, exc: Exception) -> BackendError:
+        return BackendError(
+            f"cannot reach the model server at {self.base_url} ({type(exc).__name__}: {exc or 'no detail'}). "
+            "Start it (e.g. `vllm serve meta-llama/Llama-3.1-8B-Instruct` or `transformers serve MODEL_DIR`) "
+            "or fix models.main.base_url / the --model URL"
+        )
+
+    async def resolve_model(self) -> str:
+        """The model name to send: the one in the spec, else the first that `/v1/models` lists."""
+        if self.model:
+            return self.model
+        import httpx
+
+        try:
+            response = await self._http().get(f"{self.base_url}/models")
+        except httpx.TimeoutException as exc:
+            raise BackendError(f"model server at {self.base_url} timed out listing models") from exc
+        except httpx.HTTPError as exc:
+            raise self._down(exc) from exc
+        if response.status_code != 200:
+            raise BackendError(f"{self.base_url}/models answered HTTP {response.status_code}: {response.text[:300]}")
+        models = [m.get("id") for m in response.json().get("data", []) if isinstance(m, dict)]
+        if not models or not models[0]:
+            raise BackendError(f"{self.base_url}/models lists no model; name one with openai:URL#MODEL")
+        self.model = str(models[0])
+        return self.model
+
+    def _body(self, model: str, prompt: list[int] | str, params: GenerationParams) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "model": model,
+            "prompt": prompt,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": True,
+        }
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if self._send_extras:
+            body.update(_VLLM_EXTRAS)
+        return body
+
+    # ----- streaming -----
+
+    async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
+        if not prompt_ids:
+            raise BackendError("empty prompt")
+        model = await self.resolve_model()
+        started = time.perf_counter()
+        first = True
+        for _attempt in range(3):  # at most: drop extras, switch to text
+            use_text = self.prompt_as == "text"
+            prompt: list[int] | str = list(prompt_ids)
+            if use_text:
+                prompt = prompt_text_for_server(prompt_ids, self._tokenizer or _default_tokenizer())
+            rejected = None
+            async with contextlib.aclosing(self._request(self._body(model, prompt, params))) as items:
+                async for kind, value in items:
+                    if kind == "rejected":
+                        rejected = value
+                        break
+                    if first:
+                        self.stats.last_first_token_s = time.perf_counter() - started
+                        first = False
+                    yield value
+            if rejected is None:
+                return
+            status, detail = rejected
+            if status == 422 and self._send_extras and "unexpected field" in detail.lower():
+                self._send_extras = False
+                continue
+            if self.prompt_as == "auto" and not use_text and "prompt" in detail.lower():
+                self.prompt_as = "text"
+                continue
+            raise BackendError(f"{self.base_url}/completions answered HTTP {status}: {detail[:500]}")
+        raise BackendError(f"{self.base_url}/completions kept rejecting the request")
+
+    async def _request(self, body: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
+        """Yield ("delta", text) items, or one ("rejected", (status, detail)) for a 4xx answer before streaming."""
+        import httpx
+
+        text_so_far = ""
+        finish_reason = stop_reason = None
+        usage: dict[str, Any] = {}
+        chunks = 0
+        try:
+            async with self._http().stream("POST", f"{self.base_url}/completions", json=body) as response:
+                if response.status_code >= 400:
+                    detail = (await response.aread()).decode("utf-8", "replace")
+                    if response.status_code in (400, 422):
+                        yield "rejected", (response.status_code, detail)
+                        return
+                    hint = " (check the API key / api_key_env)" if response.status_code in (401, 403) else ""
+                    raise BackendError(
+                        f"{self.base_url}/completions answered HTTP {response.status_code}{hint}: {detail[:500]}"
+                    )
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = _parse_chunk(data, self.base_url)
+                    if chunk.get("usage"):
+                        usage = chunk["usage"]
+                    for choice in chunk.get("choices") or ():
+                        text = choice.get("text") or ""
+                        if text:
+                            chunks += 1
+                            text_so_far += text
+                            yield "delta", text
+                        finish_reason = choice.get("finish_reason") or finish_reason
+                        stop_reason = choice.get("stop_reason", stop_reason)
+        except httpx.TimeoutException as exc:
+            raise BackendError(
+                f"model server at {self.base_url} timed out ({type(exc).__name__}); raise the timeout or check the "
+                "server's load"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise self._down(exc) from exc
+        if finish_reason == "stop" and not text_so_far.endswith(STOP_STRINGS):
+            tail = _STOP_BY_ID.get(stop_reason) if isinstance(stop_reason, int) else None
+            yield "delta", tail or "<|eot_id|>"
+        prompt_tokens = len(body["prompt"]) if isinstance(body["prompt"], list) else int(usage.get("prompt_tokens", 0))
+        details = usage.get("prompt_tokens_details") or {}
+        self.stats.record(
+            prompt=prompt_tokens,
+            cached=int(details.get("cached_tokens") or 0),
+            generated=int(usage.get("completion_tokens") or chunks),
+        )
+
+
+def _parse_chunk(data: str, base_url: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise BackendError(f"model server at {base_url} sent an unparseable stream chunk: {data[:200]!r}") from exc
+    if not isinstance(chunk, dict):
+        raise BackendError(f"model server at {base_url} sent an unexpected stream chunk: {data[:200]!r}")
+    if "error" in chunk:
+        raise BackendError(f"model server at {base_url} reported an error: {chunk['error']}")
+    return chunk

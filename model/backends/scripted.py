@@ -1,0 +1,87 @@
+"""Replays completions from a JSONL file: one `{"completion": "..."}` per line, one line per call, whatever the prompt.
+
+For policy regression tests and demos without weights. Special-token strings in the file are control tokens: the file
+stands in for the model's own output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.backends.base import BackendStats, GenerationParams
+from model.backends.errors import BackendError
+
+# Special tokens stay whole; plain text is cut into small pieces so consumers see a real stream.
+_SPECIAL = r"<\|[a-z0-9_]+\|>"
+_DELTA_PATTERN = re.compile(rf"{_SPECIAL}|\s*(?:(?!{_SPECIAL})\S){{1,4}}|\s+")
+
+
+@dataclass(frozen=True)
+class ScriptedLine:
+    line_number: int
+    completion: str
+
+
+def read_script(path: Path) -> list[ScriptedLine]:
+    """Parse the file; any malformed line is an error naming the file and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BackendError(f"{path}: cannot read scripted model file: {exc}") from exc
+    lines: list[ScriptedLine] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BackendError(f"{path}:{number}: invalid JSON: {exc.msg}") from exc
+        if not isinstance(record, dict) or set(record) != {"completion"}:
+            raise BackendError(f'{path}:{number}: expected an object with exactly one key, {{"completion": "..."}}')
+        if not isinstance(record["completion"], str):
+            raise BackendError(f"{path}:{number}: completion must be a string")
+        lines.append(ScriptedLine(number, record["completion"]))
+    return lines
+
+
+def split_deltas(text: str) -> list[str]:
+    """Cut a completion into small deltas that concatenate back to it exactly."""
+    pieces = _DELTA_PATTERN.findall(text)
+    if "".join(pieces) != text:  # cannot happen with this pattern; never lose a character if it ever does
+        return [text]
+    return pieces
+
+
+class ScriptedBackend:
+    """Each `stream` call yields the next completion of the file in several deltas."""
+
+    def __init__(self, path: Path, *, context_window: int = 131_072) -> None:
+        self.path = Path(path)
+        self.name = f"scripted:{self.path}"
+        self.context_window = context_window
+        self.stats = BackendStats()
+        self._lines = read_script(self.path)
+        self._next = 0
+
+    @property
+    def remaining(self) -> int:
+        return len(self._lines) - self._next
+
+    async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
+        if self._next >= len(self._lines):
+            raise BackendError(
+                f"{self.path}: scripted model ran out of completions after {len(self._lines)} call(s); "
+                "add a line for every model call the scenario makes"
+            )
+        line = self._lines[self._next]
+        self._next += 1
+        self.stats.record(prompt=len(prompt_ids), cached=0, generated=0)
+        for delta in split_deltas(line.completion):
+            yield delta
+
+    async def aclose(self) -> None:
+        return None

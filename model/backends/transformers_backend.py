@@ -1,0 +1,324 @@
+"""Local generation with Hugging Face transformers: hub id or directory, dtype, device_map, streaming from a thread.
+
+Decoding is a plain loop over `model(...)` rather than `generate()`, so this module owns the KV cache: it keeps the
+cache of the last call together with the ids it covers, and a new prompt that extends them (the next agent step
+re-encodes earlier turns verbatim) only prefills its new suffix. Greedy output is the same with and without reuse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from model.backends.base import BackendStats, GenerationParams, LoadEvent, ProgressCallback
+from model.backends.errors import BackendError, ModelNotFoundError
+from model.backends.loading import quiet_hf_progress, resolve_model_source
+
+LLAMA_STOP_IDS = (128_001, 128_008, 128_009)  # <|end_of_text|>, <|eom_id|>, <|eot_id|>
+_DTYPES = {
+    "float32": "float32",
+    "fp32": "float32",
+    "bfloat16": "bfloat16",
+    "bf16": "bfloat16",
+    "float16": "float16",
+    "fp16": "float16",
+    "half": "float16",
+}
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any  # transformers tokenizer of the checkpoint (decoding only; prompts arrive as ids)
+    directory: Path
+    stop_ids: frozenset[int]
+    max_positions: int
+    cache_arg: str  # forward()'s keyword for the KV cache: `cache` (transformers >= 5.2x) or `past_key_values`
+
+
+_LOADED: dict[tuple[str, str, str], LoadedModel] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def load_model(
+    source: str, *, dtype: str = "auto", device: str = "auto", on_progress: ProgressCallback | None = None
+) -> LoadedModel:
+    """Load (once per process and settings) the model and tokenizer of `source`."""
+    emit = on_progress or (lambda event: None)
+    directory = resolve_model_source(source, on_progress=emit)
+    key = (str(directory.resolve()), dtype, device)
+    with _LOADED_LOCK:
+        if key not in _LOADED:
+            _LOADED[key] = _load_uncached(source, directory, dtype=dtype, device=device, emit=emit)
+        else:
+            emit(LoadEvent("ready", f"{source} already loaded", 1.0))
+        return _LOADED[key]
+
+
+def _load_uncached(
+    source: str, directory: Path, *, dtype: str, device: str, emit: Callable[[LoadEvent], None]
+) -> LoadedModel:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    started = time.perf_counter()
+    kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype)}
+    if device == "auto":
+        if torch.cuda.is_available():
+            kwargs["device_map"] = "auto"  # accelerate spreads the layers over every visible GPU
+    else:
+        kwargs["device_map"] = device
+    with quiet_hf_progress():
+        emit(LoadEvent("tokenizer", f"loading tokenizer from {directory}"))
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(directory))
+            emit(LoadEvent("weights", f"loading weights from {directory} (dtype={dtype}, device={device})"))
+            model = AutoModelForCausalLM.from_pretrained(str(directory), **kwargs)
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(
+                f"model files in {directory} (for {source})",
+                f"transformers could not load them: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
+                "check that the directory is a complete Hugging Face causal-LM checkpoint and the dtype/device exist",
+            ) from exc
+    model.eval()
+    eos = model.generation_config.eos_token_id
+    eos_ids = {eos} if isinstance(eos, int) else set(eos or ())
+    emit(LoadEvent("ready", f"loaded {source} in {time.perf_counter() - started:.1f}s", 1.0))
+    return LoadedModel(
+        model=model,
+        tokenizer=tokenizer,
+        directory=directory,
+        stop_ids=frozenset(eos_ids | set(LLAMA_STOP_IDS)),
+        max_positions=int(getattr(model.config, "max_position_embeddings", 8192)),
+        cache_arg="cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values",
+    )
+
+
+def _output_cache(out: Any) -> Any:
+    cache = out.get("cache") if hasattr(out, "get") else None
+    return cache if cache is not None else out.past_key_values
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return "auto"
+    try:
+        return getattr(torch, _DTYPES[name.lower()])
+    except KeyError as exc:
+        raise BackendError(f"unknown dtype {name!r}; use auto, bfloat16, float16 or float32") from exc
+
+
+class TransformersBackend:
+    """Streams completions from a local transformers model. One generation at a time per backend."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        dtype: str = "auto",
+        device: str = "auto",
+        context_window: int = 8192,
+        reuse_cache: bool = True,
+        stop_ids: Sequence[int] | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.source = source
+        self.name = f"transformers:{source}"
+        self.dtype = dtype
+        self.device = device
+        self.context_window = context_window
+        self.reuse_cache = reuse_cache
+        self.stats = BackendStats()
+        self.on_progress = on_progress
+        self._extra_stop_ids = tuple(stop_ids or ())
+        self._loaded: LoadedModel | None = None
+        self._load_lock = threading.Lock()
+        self._generate_lock = threading.Lock()
+        self._cache: Any = None  # transformers Cache of the last call
+        self._cache_ids: tuple[int, ...] = ()  # exactly the tokens whose keys/values `_cache` holds
+
+    # ----- loading -----
+
+    def load(self) -> LoadedModel:
+        """Load the model (blocking; idempotent). The first stream() does this in a worker thread."""
+        with self._load_lock:
+            if self._loaded is None:
+                self._loaded = load_model(
+                    self.source, dtype=self.dtype, device=self.device, on_progress=self.on_progress
+                )
+                self.context_window = min(self.context_window, self._loaded.max_positions)
+            return self._loaded
+
+    @property
+    def model_dir(self) -> Path | None:
+        """The checkpoint directory once loaded (or when the source is a local path); None before a hub load."""
+        if self._loaded is not None:
+            return self._loaded.directory
+        local = Path(self.source).expanduser()
+        return local if local.is_dir() else None
+
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        return self.load().stop_ids | frozenset(self._extra_stop_ids)
+
+    def reset_cache(self) -> None:
+        with self._generate_lock:
+            self._cache, self._cache_ids = None, ()
+
+    async def aclose(self) -> None:
+        self.reset_cache()
+
+    # ----- generation -----
+
+    async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
+        if not prompt_ids:
+            raise BackendError("empty prompt")
+        await asyncio.to_thread(self.load)
+        if len(prompt_ids) >= self.context_window:
+            raise BackendError(
+                f"prompt of {len(prompt_ids)} tokens does not fit the context window of {self.context_window} tokens"
+            )
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+        started = time.perf_counter()
+        first = True
+
+        def put(item: object) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+
+        worker = loop.run_in_executor(None, self._generate, list(prompt_ids), params, put, cancel)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise BackendError(f"{self.name}: generation failed: {item}") from item
+                if first:
+                    self.stats.last_first_token_s = time.perf_counter() - started
+                    first = False
+                yield str(item)
+        finally:
+            cancel.set()
+            await asyncio.shield(worker)
+
+    def _generate(
+        self, prompt_ids: list[int], params: GenerationParams, put: Callable[[object], None], cancel: threading.Event
+    ) -> None:
+        try:
+            with self._generate_lock:
+                self._generate_locked(prompt_ids, params, put, cancel)
+        except BaseException as exc:  # handed to the event loop, which raises it as BackendError
+            put(exc)
+        finally:
+            put(_DONE)
+
+    def _generate_locked(
+        self, prompt_ids: list[int], params: GenerationParams, put: Callable[[object], None], cancel: threading.Event
+    ) -> None:
+        import torch
+
+        loaded = self.load()
+        model, stop_ids = loaded.model, self.stop_ids
+        device = model.get_input_embeddings().weight.device
+        max_new = min(params.max_new_tokens, self.context_window - len(prompt_ids))
+        cache, reused = self._take_cache(prompt_ids)
+        generator = None
+        if params.seed is not None:
+            generator = torch.Generator(device="cpu").manual_seed(params.seed)
+        elif not params.greedy:
+            generator = None  # torch's global RNG
+
+        generated: list[int] = []
+        covered = list(prompt_ids)  # ids whose keys/values are in the cache after each forward
+        decoder = _IncrementalDecoder(loaded.tokenizer)
+        with torch.inference_mode():
+            inputs = torch.tensor([prompt_ids[reused:]], device=device)
+            out = model(input_ids=inputs, use_cache=True, logits_to_keep=1, **{loaded.cache_arg: cache})
+            cache = _output_cache(out)
+            while True:
+                token = _pick_token(out.logits[0, -1], params, generator)
+                generated.append(token)
+                is_stop = token in stop_ids
+                delta = decoder.push(token, final=is_stop or len(generated) >= max_new)
+                if delta:
+                    put(delta)
+                if is_stop or len(generated) >= max_new or cancel.is_set():
+                    break
+                step = torch.tensor([[token]], device=device)
+                out = model(input_ids=step, use_cache=True, logits_to_keep=1, **{loaded.cache_arg: cache})
+                covered.append(token)
+        if self.reuse_cache and not cancel.is_set():
+            self._cache, self._cache_ids = cache, tuple(covered)
+        self.stats.record(prompt=len(prompt_ids), cached=reused, generated=len(generated))
+        self.stats.last_generated_ids = tuple(generated)
+
+    def _take_cache(self, prompt_ids: list[int]) -> tuple[Any, int]:
+        """The stored cache cropped to the longest common prefix with the new prompt, and that prefix's length."""
+        cache, cached_ids = self._cache, self._cache_ids
+        self._cache, self._cache_ids = None, ()  # invalid until this call finishes cleanly
+        if not self.reuse_cache or cache is None:
+            return None, 0
+        common = 0
+        for old, new in zip(cached_ids, prompt_ids, strict=False):
+            if old != new:
+                break
+            common += 1
+        common = min(common, len(prompt_ids) - 1)  # at least one prompt token must run to get the next logits
+        if common <= 0 or cache.get_seq_length() != len(cached_ids):
+            return None, 0
+        surplus = len(cached_ids) - common
+        if surplus:
+            cache.crop(-surplus)  # a negative argument removes that many tokens in every transformers version
+        return cache, common
+
+
+def _pick_token(logits: Any, params: GenerationParams, generator: Any) -> int:
+    """Greedy, or temperature + nucleus (top-p) sampling by inverse CDF (torch.multinomial is slow on CPU here)."""
+    import torch
+
+    if params.greedy:
+        return int(torch.argmax(logits).item())
+    probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
+    candidates = torch.arange(probs.shape[-1])
+    if params.top_p < 1.0:
+        # The nucleus of a trained model almost always lies in its top 1,024 tokens; sort everything only if not.
+        top, order = torch.topk(probs, min(1024, probs.shape[-1]))
+        if float(top.sum()) < params.top_p:
+            top, order = torch.sort(probs, descending=True)
+        before = torch.cumsum(top, dim=-1) - top  # mass strictly above each token
+        keep = before < params.top_p  # always keeps the most likely token
+        probs, candidates = top[keep], order[keep]
+    cdf = torch.cumsum(probs, dim=-1)
+    draw = torch.rand((), generator=generator) * cdf[-1]
+    index = int(torch.searchsorted(cdf, draw, right=True).clamp(max=cdf.shape[-1] - 1).item())
+    return int(candidates[index].item())
+
+
+class _IncrementalDecoder:
+    """Turns generated ids into text deltas, holding back an incomplete UTF-8 character until it completes."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._ids: list[int] = []
+        self._emitted = ""
+
+    def push(self, token: int, *, final: bool) -> str:
+        self._ids.append(token)
+        text = self._tokenizer.decode(self._ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        if text.endswith("\ufffd") and not final:
+            return ""
+        if not text.startswith(self._emitted):  # cannot happen for byte-level BPE; never re-emit text
+            return ""
+        delta, self._emitted = text[len(self._emitted) :], text
+        return delta

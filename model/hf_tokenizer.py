@@ -1,0 +1,121 @@
+"""The Llama 3 tokenizer in Hugging Face form, built from llama-models' `tokenizer.model`.
+
+Used to save tiny checkpoints that load with `AutoTokenizer` exactly like a real Llama 3.1 repository. The special
+tokens must be added after conversion, one by one in id order (128000...): handing them to the converter assigns
+wrong ids (`<|eot_id|>` came out as 128001). Note that a Hugging Face tokenizer always matches special-token text,
+so it must never encode untrusted text; `model/tokenizer.py` is the encoder for prompts.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
+
+NUM_BASE_TOKENS = 128_000
+NUM_SPECIAL_TOKENS = 256
+VOCAB_SIZE = NUM_BASE_TOKENS + NUM_SPECIAL_TOKENS
+BOS = "<|begin_of_text|>"
+# Llama 3.1 Instruct stops on any of these; `eos_token` is the end of an assistant turn, as in Meta's HF repository.
+STOP_TOKENS = ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")
+EOS = "<|eot_id|>"
+PAD = "<|finetune_right_pad_id|>"
+
+# Meta's pre-tokenizer split pattern (llama_models/llama3/tokenizer.py `pat_str`).
+PAT_STR = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+_NAMED_SPECIALS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|reserved_special_token_0|>",
+    "<|reserved_special_token_1|>",
+    "<|finetune_right_pad_id|>",
+    "<|step_id|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eom_id|>",
+    "<|eot_id|>",
+    "<|python_tag|>",
+    "<|image|>",
+)
+
+
+def special_token_names() -> list[str]:
+    """The 256 special tokens in id order, named as in Meta's `Tokenizer`."""
+    reserved = [f"<|reserved_special_token_{2 + i}|>" for i in range(NUM_SPECIAL_TOKENS - len(_NAMED_SPECIALS))]
+    return [*_NAMED_SPECIALS, *reserved]
+
+
+def default_tokenizer_model() -> Path:
+    """The tiktoken ranks file shipped with the `llama-models` package."""
+    import llama_models.llama3.tokenizer as meta_tokenizer
+
+    return Path(meta_tokenizer.__file__).parent / "tokenizer.model"
+
+
+def build_hf_tokenizer(tokenizer_model: Path | None = None) -> PreTrainedTokenizerFast:
+    """Convert Meta's tiktoken ranks into a fast tokenizer with the 256 special tokens at 128000..128255."""
+    from tokenizers import AddedToken, processors
+    from transformers import PreTrainedTokenizerFast
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    path = Path(tokenizer_model) if tokenizer_model is not None else default_tokenizer_model()
+    if not path.is_file():
+        raise FileNotFoundError(f"Llama 3 tokenizer ranks not found: {path}")
+    backend = TikTokenConverter(vocab_file=str(path), pattern=PAT_STR).converted()
+    base_size = backend.get_vocab_size()
+    if base_size != NUM_BASE_TOKENS:
+        raise ValueError(f"{path}: expected {NUM_BASE_TOKENS} BPE ranks, found {base_size}")
+    specials = special_token_names()
+    backend.add_special_tokens([AddedToken(name, normalized=False, special=True) for name in specials])
+    for offset, name in enumerate(specials):
+        token_id = backend.token_to_id(name)
+        if token_id != NUM_BASE_TOKENS + offset:
+            raise ValueError(f"special token {name} got id {token_id}, expected {NUM_BASE_TOKENS + offset}")
+    # Like Meta's Hugging Face repositories: tokenizer(text) prepends <|begin_of_text|>.
+    bos_id = NUM_BASE_TOKENS
+    backend.post_processor = processors.Sequence(
+        [
+            processors.ByteLevel(trim_offsets=False),
+            processors.TemplateProcessing(
+                single=f"{BOS}:0 $A:0",
+                pair=f"{BOS}:0 $A:0 {BOS}:1 $B:1",
+                special_tokens=[(BOS, bos_id)],
+            ),
+        ]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        bos_token=BOS,
+        eos_token=EOS,
+        pad_token=PAD,
+        model_max_length=131_072,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+@cache
+def _cached_tokenizer(tokenizer_model: str) -> PreTrainedTokenizerFast:
+    return build_hf_tokenizer(Path(tokenizer_model))
+
+
+def save_hf_tokenizer(directory: Path, tokenizer_model: Path | None = None) -> None:
+    """Write tokenizer.json and tokenizer_config.json, loadable by `AutoTokenizer` (conversion cached per process)."""
+    path = Path(tokenizer_model) if tokenizer_model is not None else default_tokenizer_model()
+    _cached_tokenizer(str(path.resolve())).save_pretrained(str(directory))
+    _set_tokenizer_class(Path(directory) / "tokenizer_config.json")
+
+
+def _set_tokenizer_class(config_path: Path) -> None:
+    """Name the class as Meta's repositories do, so transformers 4.x loads the files as well as 5.x."""
+    import json
+
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

@@ -1,0 +1,174 @@
+"""Tiny random-weight Llama 3.1 checkpoints for smoke tests: the real architecture and tokenizer, in Hugging Face form.
+
+The weights are random, so the text they produce is noise; what the checkpoints exercise is every real loading,
+tokenizing and generation path (from_pretrained, AutoTokenizer, generation_config stop ids, 128,256-token vocab).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from model.hf_tokenizer import BOS, STOP_TOKENS, VOCAB_SIZE, default_tokenizer_model, save_hf_tokenizer
+
+# Bump when the architecture, tokenizer files or layout change: directories built by another version are rebuilt.
+TINY_VERSION = "tiny-llama-1"
+MARKER = ".tiny-version"
+NOTE = "random weights, smoke tests only"
+MAIN_MODEL_NAME = "llama-3.1-instruct"
+
+BOS_ID = 128_000
+STOP_IDS = (128_001, 128_008, 128_009)  # <|end_of_text|>, <|eom_id|>, <|eot_id|>
+PAD_ID = 128_004
+
+_README = f"""# Tiny random Llama 3.1 ({TINY_VERSION})
+
+**{NOTE.capitalize()}.** A `LlamaForCausalLM` with Llama 3.1's vocabulary (128,256 tokens), rope settings and stop
+tokens ({", ".join(STOP_TOKENS)}), but only a few small layers with random weights. It produces noise. It exists so
+tests and offline demos run the real loading and generation code without downloading an 8B model.
+
+Built by `assistant dev tiny-models` (guarded-assistant).
+"""
+
+
+def tiny_llama_config(*, vocab_size: int = VOCAB_SIZE) -> dict[str, object]:
+    """The config of the tiny main model: Llama 3.1 settings except for the sizes."""
+    return {
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 131_072,
+        "rms_norm_eps": 1e-5,
+        "rope_parameters": {
+            "rope_type": "llama3",
+            "rope_theta": 500_000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+        "tie_word_embeddings": False,
+        "bos_token_id": BOS_ID,
+        "eos_token_id": list(STOP_IDS),
+        "pad_token_id": PAD_ID,
+        "tiny_note": NOTE,
+    }
+
+
+def is_built(path: Path) -> bool:
+    """True when `path` holds a complete checkpoint of the current tiny version."""
+    marker = Path(path) / MARKER
+    try:
+        return marker.read_text(encoding="utf-8").strip() == TINY_VERSION
+    except OSError:
+        return False
+
+
+def build_tiny_llama(path: Path, *, seed: int = 0) -> Path:
+    """Build the tiny checkpoint at `path` unless the current version is already there; return `path`.
+
+    The checkpoint is written into a temporary sibling directory and renamed into place, so concurrent builders (test
+    processes) never see half-written files: the first rename wins and the others discard their copies.
+    """
+    path = Path(path)
+    if is_built(path):
+        return path
+    from model.backends.loading import quiet_hf_progress
+
+    with quiet_hf_progress():
+        return _atomic_build(path, lambda tmp: _write_checkpoint(tmp, seed=seed))
+
+
+def _write_checkpoint(directory: Path, *, seed: int) -> None:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(**tiny_llama_config())
+    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model.eval()
+    model.save_pretrained(str(directory), safe_serialization=True)
+    GenerationConfig(
+        bos_token_id=BOS_ID,
+        eos_token_id=list(STOP_IDS),
+        pad_token_id=PAD_ID,
+        do_sample=False,
+        max_new_tokens=64,
+    ).save_pretrained(str(directory))
+    save_hf_tokenizer(directory)
+    # Meta's repositories ship the tiktoken ranks under original/; `model.tokenizer.get_tokenizer(dir)` reads them.
+    (directory / "original").mkdir()
+    shutil.copyfile(default_tokenizer_model(), directory / "original" / "tokenizer.model")
+    (directory / "README.md").write_text(_README, encoding="utf-8")
+    (directory / "tiny.json").write_text(
+        json.dumps({"version": TINY_VERSION, "note": NOTE, "seed": seed, "bos": BOS}, indent=2) + "\n",
+        encoding="utf-8",
+    )
+
+
+def _atomic_build(path: Path, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp)` on a fresh sibling directory, mark it complete, and rename it to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        (tmp / MARKER).write_text(TINY_VERSION + "\n", encoding="utf-8")
+        if path.exists() and not is_built(path):
+            # A stale or broken build: move it aside first (a rename is atomic, a recursive delete is not).
+            stale = path.parent / f".{path.name}.stale-{uuid.uuid4().hex}"
+            with contextlib.suppress(OSError):
+                os.rename(path, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            if not is_built(path):  # lost the race to a build of another version, or something odd: say so
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def tiny_model_names() -> list[str]:
+    """Names accepted by `tiny:NAME` sources."""
+    from importlib import import_module
+
+    names = [MAIN_MODEL_NAME]
+    try:
+        guards = import_module("guards.tiny_guards")
+    except ModuleNotFoundError:
+        return names
+    names.extend(getattr(guards, "TINY_GUARD_NAMES", ()))
+    return names
+
+
+def ensure_tiny_model(name: str, directory: Path | None = None) -> Path:
+    """The directory of tiny model `name` (policy source `tiny:NAME`), built on first use.
+
+    Defaults to `assistant.home.tiny_models_dir()`; guard models come from `guards.tiny_guards.build_tiny_guards`.
+    """
+    if directory is None:
+        from assistant.home import tiny_models_dir
+
+        directory = tiny_models_dir()
+    directory = Path(directory)
+    known = tiny_model_names()
+    if name not in known:
+        raise ValueError(f"unknown tiny model {name!r}; available: {', '.join(known)}")
+    if name == MAIN_MODEL_NAME:
+        return build_tiny_llama(directory / MAIN_MODEL_NAME)
+    from guards.tiny_guards import build_tiny_guards
+
+    built = build_tiny_guards(directory)
+    if name not in built:
+        raise ValueError(f"tiny guard model {name!r} was not built; built: {', '.join(sorted(built))}")
+    return Path(built[name])
