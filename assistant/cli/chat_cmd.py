@@ -1,0 +1,59 @@
+"""`assistant chat`: the terminal chat. Imports textual (and, once models load, torch) only when it runs."""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from pathlib import Path
+
+import click
+
+from assistant.cli import exit_codes
+
+
+@click.command()
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Policy file. Default: <config dir>/policy.yaml if it exists, else the built-in starter policy.",
+)
+@click.option("--model", "model_spec", metavar="SPEC", help="Main model instead of the policy's: scripted:FILE.jsonl, "
+              "transformers:PATH_OR_HUB_ID, openai:BASE_URL[#model] or tiny:NAME.")
+@click.option("--thread", "thread_id", metavar="ID", help="Open (resume) this conversation; a new id starts one.")
+def chat(policy_file: Path | None, model_spec: str | None, thread_id: str | None) -> None:
+    """Open the terminal chat.
+
+    Conversations are saved under the data directory and can be resumed (ctrl+b lists them). Key bindings can be
+    remapped in <config dir>/keymap.toml. ASSISTANT_HOME moves both directories.
+    """
+    from assistant.home import data_dir
+    from assistant.tui.keymap import default_keymap_path, load_keymap
+    from assistant.tui.policy_lookup import choose_policy, offline_hint, offline_policy_path
+    from assistant.tui.store import ChatStore, default_store_path
+
+    try:
+        store = ChatStore(default_store_path())
+    except (OSError, RuntimeError, sqlite3.Error) as exc:
+        click.echo(f"error: cannot open the conversation store in {data_dir()}: {exc}", err=True)
+        click.echo("fix: check the directory's permissions, or set ASSISTANT_HOME to a writable directory", err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+
+    from assistant.tui.app import ChatApp
+    from assistant.tui.backend import AssistantSession
+
+    choice = choose_policy(policy_file)
+    offline = offline_policy_path()
+    session = AssistantSession(choice.path, model=model_spec, origin=choice.origin)
+    app = ChatApp(
+        session,
+        store,
+        thread_id=thread_id,
+        offline_session=(lambda: AssistantSession(offline)) if offline is not None else None,
+        offline_hint=offline_hint(offline),
+        keymap=load_keymap(default_keymap_path()),
+    )
+    try:
+        app.run()
+    finally:
+        store.close()

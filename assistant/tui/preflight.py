@@ -1,0 +1,111 @@
+"""Before loading anything heavy: is every model the policy names actually here? Fast, no torch, no network.
+
+A hub id counts as present only when its snapshot is in the Hugging Face cache: the chat never starts a multi-GB
+download on its own; the fix tells the user the command that does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from assistant.tui.session import COMPONENT_LABELS, Component, SetupProblem
+
+_LICENSES = {
+    "meta-llama/": "accept the model's license on https://huggingface.co/{repo} and run `hf auth login` first",
+}
+
+
+@dataclass(frozen=True)
+class MissingModel:
+    component: Component
+    source: str
+    why: str
+    fix: str
+
+
+def used_guards(policy: Any) -> set[Component]:
+    """The guards some stage of the policy enables (a guard no stage uses is never loaded)."""
+    stages = policy.stages
+    used: set[Component] = set()
+    for stage_name in type(stages).model_fields:
+        stage = getattr(stages, stage_name)
+        for guard in ("llama_guard", "prompt_guard"):
+            config = getattr(stage, guard, None)
+            if config is not None and getattr(config, "enabled", False):
+                used.add(guard)  # type: ignore[arg-type]
+    return used
+
+
+def check_source(component: Component, source: str) -> MissingModel | None:
+    """None when the source can be loaded without a download; else what is missing and how to get it."""
+    if source.startswith("tiny:"):
+        return None  # built on first use
+    path = Path(source).expanduser()
+    if path.exists() or source.startswith((".", "/", "~")):
+        from model.backends.loading import missing_files
+
+        if not path.is_dir():
+            return MissingModel(component, source, "the directory does not exist", "check the path in the policy")
+        lacks = missing_files(path)
+        if lacks:
+            return MissingModel(component, source, f"the directory lacks {', '.join(lacks)}", _download_fix(source))
+        return None
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(source, "config.json")
+    if isinstance(cached, str):
+        from model.backends.loading import missing_files
+
+        lacks = missing_files(Path(cached).parent)
+        if not lacks:
+            return None
+        why = f"the cached download is incomplete ({', '.join(lacks)})"
+        return MissingModel(component, source, why, _download_fix(source))
+    why = "it is not downloaded (not in the Hugging Face cache)"
+    return MissingModel(component, source, why, _download_fix(source))
+
+
+def _download_fix(repo: str) -> str:
+    steps = [f"hf download {repo}"]
+    for prefix, note in _LICENSES.items():
+        if repo.startswith(prefix):
+            return f"{note.format(repo=repo)}, then: {steps[0]}"
+    return steps[0]
+
+
+def check_models(policy: Any, model_override: str | None = None) -> list[MissingModel]:
+    """Every model the policy (or `--model`) needs that is not available locally."""
+    missing: list[MissingModel] = []
+    if model_override:
+        kind, _, rest = model_override.partition(":")
+        if kind == "scripted" and not Path(rest).expanduser().is_file():
+            missing.append(MissingModel("main", model_override, "the scripted file does not exist", "fix --model"))
+        elif kind in ("transformers", "tiny"):
+            problem = check_source("main", rest if kind == "transformers" else model_override)
+            if problem is not None:
+                missing.append(problem)
+    elif policy.models.main.backend == "transformers" and (problem := check_source("main", policy.models.main.source)):
+        missing.append(problem)
+    for guard in sorted(used_guards(policy)):
+        if problem := check_source(guard, getattr(policy.models, guard).source):
+            missing.append(problem)
+    return missing
+
+
+def missing_models_problem(missing: list[MissingModel], policy_file: str, *, builtin: bool = False) -> SetupProblem:
+    """What the start screen says: which models are missing, why, and the commands that get them."""
+    names = ", ".join(dict.fromkeys(COMPONENT_LABELS[m.component] for m in missing))
+    message = "\n".join(f"• {COMPONENT_LABELS[m.component]}: {m.source} - {m.why}." for m in missing)
+    fix = "\n".join(f"• {m.fix}" for m in missing)
+    if builtin:
+        fix += (
+            "\n• or use models you have: `assistant policy init <config dir>/policy.yaml`, edit its `models:` "
+            "section (hub ids, local directories or tiny:NAME), and `assistant chat` picks it up."
+        )
+    else:
+        fix += f"\n• or point `models:` in {policy_file} at models you have, or pass `--model SPEC`."
+    which = "the built-in default policy" if builtin else f"the policy {policy_file}"
+    title = f"Missing model{'s' if len(missing) > 1 else ''}: {names}"
+    return SetupProblem(title=title, message=f"{which[0].upper()}{which[1:]} needs:\n{message}", fix=fix)

@@ -1,0 +1,71 @@
+"""Showing the agent's events in the conversation: one function for live turns and replayed (resumed) ones."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from assistant.events import (
+    ApprovalRequested,
+    Error,
+    Event,
+    Final,
+    GuardVerdict,
+    Notice,
+    Refusal,
+    TokenDelta,
+    ToolCallProposed,
+    ToolResult,
+)
+from assistant.tui.errors import describe_error
+from assistant.tui.transcript import TOOL_STAGES
+from assistant.tui.widgets.messages import AssistantMessage, UserMessage, findings_text
+
+
+async def render_event(event: Event, user: UserMessage, reply: AssistantMessage, *, live: bool) -> None:
+    """Input verdicts go to the user's message, tool-stage verdicts to the latest tool call, the rest to the reply.
+
+    Replayed turns skip the token deltas: the caller sets the final answer in one go.
+    """
+    if reply.notice.has_class("pending") and not isinstance(event, GuardVerdict):
+        reply.notice.display = False
+        reply.notice.remove_class("pending")
+    if isinstance(event, GuardVerdict) and event.stage == "user_input":
+        reply.phase = "the model is answering"
+    match event:
+        case TokenDelta(text=text) if live:
+            await reply.append(text)
+        case GuardVerdict(stage="user_input"):
+            user.badge.add(event)
+        case GuardVerdict(stage=stage) if stage in TOOL_STAGES and (tool := reply.latest_tool()) is not None:
+            tool.add_verdict(event)
+        case GuardVerdict():
+            reply.badge.add(event)
+            if (findings := findings_text(event)) is not None:
+                reply.findings.update(findings)
+                reply.findings.display = True
+        case ToolCallProposed():
+            await reply.add_tool_call(event)
+        case ApprovalRequested(call_id=call_id) if call_id in reply.tool_views:
+            reply.tool_views[call_id].approval_requested(event)
+        case ToolResult(call_id=call_id) if call_id in reply.tool_views:
+            reply.tool_views[call_id].show_result(event)
+        case Refusal(stage=stage, message=message, guard_error=guard_error):
+            why = "a guard failed, so the policy blocked it" if guard_error else f"blocked at {stage}"
+            reply.show_notice(f"{message}  ({why})", "refusal")
+        case Notice(message=message):
+            await reply.add_info(message)
+        case Error(kind=kind, message=message):
+            text = message if kind in ("internal", "setup") else describe_error(kind, message)
+            reply.show_notice(text, "error")
+
+
+def mark_unchecked(user: UserMessage, reply: AssistantMessage, *, resumed: bool = False) -> None:
+    """Messages no guard looked at say so (an answer only when there is one: a refused turn has none)."""
+    if not resumed:
+        user.badge.mark_unchecked()
+    if reply.text:
+        reply.badge.mark_unchecked()
+
+
+def final_text(events: Sequence[Event]) -> str | None:
+    return next((event.text for event in reversed(events) if isinstance(event, Final)), None)

@@ -1,0 +1,1 @@
+"""Screens of the chat: approval dialog, small dialogs, the start screen for setup problems."""

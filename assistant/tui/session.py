@@ -1,0 +1,115 @@
+"""What the chat app needs from its backend, as a protocol, so tests and development run the real app on a fake.
+
+The real implementation (`assistant.tui.backend.AssistantSession`) wraps `assistant.api.Assistant`. Conversation
+titles and the transcript the UI shows live in the app's own store (`assistant.tui.store`); the session only keeps
+the agent's state per thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from assistant.events import ApprovalRequested, Event
+
+Component = Literal["main", "llama_guard", "prompt_guard"]
+LoadState = Literal["pending", "loading", "ready", "disabled", "failed"]
+COMPONENT_LABELS: dict[Component, str] = {"main": "Model", "llama_guard": "Llama Guard", "prompt_guard": "Prompt Guard"}
+
+
+@dataclass(frozen=True)
+class LoadProgress:
+    """One model's loading state; `fraction` is None when progress is unknown (the bar pulses)."""
+
+    component: Component
+    state: LoadState
+    detail: str = ""
+    fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """A human decision on one tool call: approve once, approve this tool for the session, or deny with a reason."""
+
+    kind: Literal["once", "session", "deny"]
+    reason: str = ""
+
+    @property
+    def approved(self) -> bool:
+        return self.kind != "deny"
+
+
+@dataclass(frozen=True)
+class ToolInfo:
+    name: str
+    description: str
+    side_effects: bool = False
+    needs_approval: bool = False
+
+
+@dataclass(frozen=True)
+class SetupProblem:
+    """Why the session cannot start, and what the user can do about it (shown on the start screen)."""
+
+    title: str
+    message: str
+    fix: str
+    offer_offline: bool = True
+
+
+class SessionError(Exception):
+    """A problem the user can fix (missing model, server down, bad policy); never shown as a traceback."""
+
+    def __init__(self, problem: SetupProblem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+Approver = Callable[[ApprovalRequested], Awaitable[ApprovalDecision]]
+ProgressReporter = Callable[[LoadProgress], None]
+
+
+class ChatSession(Protocol):
+    """The backend of the chat app."""
+
+    @property
+    def policy_name(self) -> str:
+        """Short name of the policy in use (shown in the header)."""
+        ...
+
+    async def load(self, report: ProgressReporter) -> None:
+        """Load the models, reporting each component's progress; raise SessionError for fixable problems."""
+        ...
+
+    def stream(self, text: str, *, thread_id: str, approve: Approver) -> AsyncIterator[Event]:
+        """Run one guarded turn on a thread, yielding the agent's events."""
+        ...
+
+    async def pending_approval(self, thread_id: str) -> ApprovalRequested | None:
+        """A tool call of this thread still waiting for a decision (e.g. the app was closed on the dialog)."""
+        ...
+
+    def resume(self, thread_id: str, decision: ApprovalDecision, *, approve: Approver) -> AsyncIterator[Event]:
+        """Continue a thread that waits for an approval, with the decision."""
+        ...
+
+    async def known_threads(self) -> list[str]:
+        """Thread ids in the agent's own store (also those `assistant run` or the Python API started)."""
+        ...
+
+    async def history(self, thread_id: str) -> list[tuple[str, str]]:
+        """A thread's user and assistant messages as the model sees them (for threads the chat did not record)."""
+        ...
+
+    async def forget_thread(self, thread_id: str) -> None:
+        """Delete the agent's saved state of a thread."""
+        ...
+
+    def policy_text(self) -> str:
+        """The effective policy (defaults filled in), as YAML."""
+        ...
+
+    def tools(self) -> list[ToolInfo]:
+        """The tools the policy allows."""
+        ...

@@ -1,0 +1,171 @@
+"""Messages of the conversation: the user's, the assistant's (streamed markdown) and tool calls."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.syntax import Syntax
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Collapsible, Markdown, Static
+
+from assistant.events import ApprovalRequested, GuardVerdict, ToolCallProposed, ToolResult
+from assistant.tui.widgets.guards import GuardBadge
+
+# Arguments that hold code are shown highlighted, in the language the tool runs.
+_CODE_ARGUMENTS = {"code": "python"}
+
+
+class UserMessage(Vertical):
+    def __init__(self, text: str, verdicts: list[GuardVerdict] | None = None) -> None:
+        super().__init__(classes="message user")
+        self.text = text
+        self.badge = GuardBadge(verdicts)
+
+    def compose(self) -> ComposeResult:
+        yield Static(self.text, classes="body", markup=False)
+        yield self.badge
+
+
+class ToolCallView(Collapsible):
+    """One tool call: arguments (code highlighted), guard verdicts (Code Shield findings next to the code), result."""
+
+    def __init__(self, call: ToolCallProposed) -> None:
+        self.call = call
+        self.badge = GuardBadge()
+        self.findings = Static("", classes="findings", markup=False)
+        self.findings.display = False
+        self.result_view = Static("running…", classes="tool-result", markup=False)
+        self.status = "proposed"
+        super().__init__(
+            *_argument_widgets(call.arguments),
+            self.findings,
+            self.badge,
+            self.result_view,
+            title=self._title_text(),
+            collapsed=False,
+            classes="tool-call",
+        )
+
+    def _title_text(self) -> str:
+        return f"tool · {self.call.name} · {self.status}"
+
+    def _set_status(self, status: str) -> None:
+        self.status = status
+        self.title = self._title_text()
+        style = "failed" if status == "error" or status.startswith("denied") else status.split(" ")[0]
+        for name in ("blocked", "failed", "done", "waiting"):
+            self.set_class(style == name, name)
+
+    def add_verdict(self, verdict: GuardVerdict) -> None:
+        self.badge.add(verdict)
+        if (text := findings_text(verdict)) is not None:
+            self.findings.update(text)
+            self.findings.display = True
+        if self.badge.state == "blocked":
+            self._set_status("blocked")
+
+    def approval_requested(self, event: ApprovalRequested) -> None:
+        self._set_status("waiting for approval")
+        self.result_view.update(f"needs approval: {event.reason}")
+
+    def approval_given(self, text: str) -> None:
+        self._set_status(text)
+
+    def show_result(self, result: ToolResult) -> None:
+        if result.blocked:
+            status = "blocked"
+        elif self.status.startswith("denied"):
+            status = self.status  # keep the user's reason in the title
+        elif result.ok:
+            status = "done"
+        else:
+            status = "error"
+        self._set_status(status)
+        text = result.output if result.ok or not result.error else f"{result.error}\n{result.output}".strip()
+        if result.limits_hit:
+            text += "\n[limits hit: " + ", ".join(result.limits_hit) + "]"
+        self.result_view.update(text or "(no output)")
+        self.collapsed = result.ok and not result.blocked
+
+
+def findings_text(verdict: GuardVerdict) -> str | None:
+    """Code Shield's findings, to show right next to the code they concern; None when there is nothing to say."""
+    if verdict.guard != "code_shield" or (not verdict.reasons and verdict.decision == "allow" and not verdict.error):
+        return None
+    lines = [f"Code Shield: {verdict.decision}" + (f" ({verdict.error})" if verdict.error else "")]
+    lines += [f"  - {reason}" for reason in verdict.reasons]
+    return "\n".join(lines)
+
+
+def _argument_widgets(arguments: dict[str, Any]) -> list[Static]:
+    widgets: list[Static] = []
+    rest = {k: v for k, v in arguments.items() if not (k in _CODE_ARGUMENTS and isinstance(v, str))}
+    for key, language in _CODE_ARGUMENTS.items():
+        code = arguments.get(key)
+        if isinstance(code, str):
+            widgets.append(Static(Syntax(code, language, theme="ansi_dark", line_numbers=True), classes="code"))
+    if rest or not widgets:
+        widgets.append(Static(json.dumps(rest, indent=2, ensure_ascii=False), classes="arguments", markup=False))
+    return widgets
+
+
+class AssistantMessage(Vertical):
+    """Tool calls, then the answer streamed as markdown, then a refusal or error notice, then the output guards."""
+
+    def __init__(self) -> None:
+        super().__init__(classes="message assistant")
+        self.tools = Vertical(classes="tools")
+        # Links in answers may come from untrusted tool output: never opened on a click (the app copies them).
+        self.answer = Markdown("", classes="answer", open_links=False)
+        self.notice = Static("", classes="notice", markup=False)
+        self.notice.display = False
+        self.findings = Static("", classes="findings", markup=False)  # Code Shield on the answer's code blocks
+        self.findings.display = False
+        self.badge = GuardBadge()
+        self.tool_views: dict[str, ToolCallView] = {}
+        self._stream: Any = None
+        self.text = ""
+        self.phase = "checking your message"  # what the pending line says while nothing is shown yet
+
+    def compose(self) -> ComposeResult:
+        yield self.tools
+        yield self.answer
+        yield self.findings
+        yield self.notice
+        yield self.badge
+
+    async def append(self, text: str) -> None:
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self.answer)
+        self.text += text
+        await self._stream.write(text)
+
+    async def finish(self, final_text: str | None = None) -> None:
+        """Stop the stream; the final text (when it differs from what streamed) replaces the answer."""
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        if final_text is not None and final_text != self.text:
+            self.text = final_text
+            await self.answer.update(final_text)
+        self.answer.display = bool(self.text)
+
+    async def add_tool_call(self, call: ToolCallProposed) -> ToolCallView:
+        view = ToolCallView(call)
+        self.tool_views[call.call_id] = view
+        await self.tools.mount(view)
+        return view
+
+    async def add_info(self, text: str) -> None:
+        """A notice that changes nothing about safety (e.g. old turns dropped from the context)."""
+        await self.tools.mount(Static(text, classes="info", markup=False))
+
+    def latest_tool(self) -> ToolCallView | None:
+        return next(reversed(self.tool_views.values()), None)
+
+    def show_notice(self, text: str, kind: str) -> None:
+        self.notice.update(text)
+        self.notice.set_classes(f"notice {kind}")
+        self.notice.display = True

@@ -1,0 +1,133 @@
+"""A ChatSession whose turns are scripted by the test (for UI behaviour the agent's scripted model cannot reach)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from assistant.events import (
+    ApprovalRequested,
+    Event,
+    Final,
+    GuardVerdict,
+    Refusal,
+    TokenDelta,
+    ToolCallProposed,
+    ToolResult,
+)
+from assistant.tui.session import (
+    ApprovalDecision,
+    Approver,
+    LoadProgress,
+    ProgressReporter,
+    SessionError,
+    SetupProblem,
+    ToolInfo,
+)
+
+Turn = Callable[[str, Approver], AsyncIterator[Event]]
+
+
+def passed(stage: str, guard: str = "llama_guard", score: float = 0.01) -> GuardVerdict:
+    return GuardVerdict(stage=stage, guard=guard, decision="allow", score=score, latency_ms=12.0)
+
+
+async def answer_turn(text: str, approve: Approver, answer: str = "Hello! **How** can I help?") -> AsyncIterator[Event]:
+    yield passed("user_input", "prompt_guard", 0.002)
+    yield passed("user_input")
+    for piece in answer.split(" "):
+        yield TokenDelta(text=piece + " ")
+    yield passed("model_output")
+    yield Final(text=answer)
+
+
+async def blocked_turn(text: str, approve: Approver) -> AsyncIterator[Event]:
+    yield passed("user_input", "prompt_guard", 0.001)
+    yield GuardVerdict(stage="user_input", guard="llama_guard", decision="block", score=0.97, categories=("S2",))
+    yield Refusal(stage="user_input", message="I can't help with that request.")
+
+
+async def tool_turn(text: str, approve: Approver) -> AsyncIterator[Event]:
+    """A code_interpreter call that needs approval; runs only when approved."""
+    yield passed("user_input")
+    arguments = {"code": "print(6 * 7)"}
+    yield ToolCallProposed(call_id="c1", name="code_interpreter", arguments=arguments)
+    yield GuardVerdict(stage="code", guard="code_shield", decision="allow", latency_ms=40.0)
+    request = ApprovalRequested(call_id="c1", name="code_interpreter", arguments=arguments, reason="needs approval")
+    yield request
+    decision = await approve(request)
+    if decision.approved:
+        yield ToolResult(call_id="c1", name="code_interpreter", ok=True, output="42\n")
+        answer = "The answer is 42."
+    else:
+        yield ToolResult(call_id="c1", name="code_interpreter", ok=False, output="", error=f"denied: {decision.reason}")
+        answer = "I did not run the code, as you asked."
+    yield TokenDelta(text=answer)
+    yield passed("model_output")
+    yield Final(text=answer)
+
+
+@dataclass
+class FakeSession:
+    turns: list[Turn] = field(default_factory=list)
+    policy_name: str = "fake.yaml"
+    problem: SetupProblem | None = None
+    gate: asyncio.Event | None = None  # when set, loading waits for it after the main model started
+    guard_fraction: float | None = None  # known progress makes the bars deterministic (snapshots)
+    forgotten: list[str] = field(default_factory=list)
+    pending: dict[str, ApprovalRequested] = field(default_factory=dict)
+    agent_threads: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # started outside the chat
+
+    async def load(self, report: ProgressReporter) -> None:
+        if self.problem is not None:
+            report(LoadProgress("main", "failed", "missing"))
+            raise SessionError(self.problem)
+        report(LoadProgress("main", "loading", "tiny", 0.5))
+        report(LoadProgress("prompt_guard", "loading", "loading weights", self.guard_fraction))
+        report(LoadProgress("llama_guard", "loading", "building the tiny test model", self.guard_fraction))
+        if self.gate is not None:
+            await self.gate.wait()
+        report(LoadProgress("prompt_guard", "ready"))
+        report(LoadProgress("llama_guard", "ready"))
+        report(LoadProgress("main", "ready"))
+
+    async def stream(self, text: str, *, thread_id: str, approve: Approver) -> AsyncIterator[Event]:
+        turn = self.turns.pop(0) if self.turns else answer_turn
+        async for event in turn(text, approve):
+            yield event
+
+    async def pending_approval(self, thread_id: str) -> ApprovalRequested | None:
+        return self.pending.get(thread_id)
+
+    async def resume(self, thread_id: str, decision: ApprovalDecision, *, approve: Approver) -> AsyncIterator[Event]:
+        request = self.pending.pop(thread_id)
+        ok = decision.approved
+        yield ToolResult(call_id=request.call_id, name=request.name, ok=ok, output="42\n" if ok else "", error=None)
+        yield TokenDelta(text="Resumed.")
+        yield Final(text="Resumed.")
+
+    async def known_threads(self) -> list[str]:
+        return list(self.agent_threads)
+
+    async def history(self, thread_id: str) -> list[tuple[str, str]]:
+        return list(self.agent_threads.get(thread_id, []))
+
+    async def forget_thread(self, thread_id: str) -> None:
+        self.forgotten.append(thread_id)
+
+    def policy_text(self) -> str:
+        return "version: 1\nmodels:\n  main: {source: 'tiny:llama'}\n"
+
+    def tools(self) -> list[ToolInfo]:
+        return [ToolInfo("code_interpreter", "Runs Python in a sandbox.", side_effects=True, needs_approval=True)]
+
+
+async def code_shield_turn(text: str, approve: Approver) -> AsyncIterator[Event]:
+    """Code Shield blocks the code of a code_interpreter call: the code never runs."""
+    yield passed("user_input")
+    yield ToolCallProposed(call_id="c2", name="code_interpreter", arguments={"code": "eval(input())"})
+    yield GuardVerdict(stage="code", guard="code_shield", decision="block", reasons=("insecure-eval-use (CWE-95)",))
+    yield ToolResult(call_id="c2", name="code_interpreter", ok=False, output="", blocked=True,
+                     error="The generated code was blocked by the policy.")  # fmt: skip
+    yield Refusal(stage="code", message="The generated code was blocked by the policy.")
