@@ -54,7 +54,7 @@ class GuardVerdict(_Event):
 
 @dataclass(frozen=True)
 class ToolCallProposed(_Event):
-    """The model asked for a tool; rules and guards have not run yet."""
+    """The model asked for a tool; the call passed the tool_call and code guards, rules and approval come next."""
 
     call_id: str
     name: str
@@ -115,4 +115,13 @@ class Error(_Event):
     type: str = field(default="error", init=False)
 
 
-Event = TokenDelta | GuardVerdict | ToolCallProposed | ApprovalRequested | ToolResult | Refusal | Final | Error
+@dataclass(frozen=True)
+class Notice(_Event):
+    """Something the user should know that changes nothing about safety: `kind` is context_trimmed, ..."""
+
+    kind: str
+    message: str
+    type: str = field(default="notice", init=False)
+
+
+Event = TokenDelta | GuardVerdict | ToolCallProposed | ApprovalRequested | ToolResult | Refusal | Final | Error | Notice

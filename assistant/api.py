@@ -1,0 +1,234 @@
+"""The Python API for scripts: one guarded agent, driven by a policy file.
+
+    from assistant.api import Assistant
+    bot = Assistant.from_policy("policy.yaml", tools=[send_email], model="scripted:answers.jsonl")
+    result = bot.run("Hello", thread="t1")          # Result(text, events, verdicts, tool_calls, refused, ...)
+    async for event in bot.stream("Hi", thread="t1", approve=my_callback): ...
+
+Everything the assistant does reaches the caller as the typed events of `assistant.events`; `Result` only collects
+them. Conversations persist per thread in SQLite (`db_path`, default under the data dir), so a thread can be
+continued - or an approval answered - by a new Assistant in a new process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from assistant.agent.approval import ApproveCallback, Decision, coerce_decision
+from assistant.events import (
+    ApprovalRequested,
+    Error,
+    Event,
+    Final,
+    GuardVerdict,
+    Refusal,
+    TokenDelta,
+    ToolCallProposed,
+)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One turn, collected. Exactly one of: `text` answered, `refused`, `error`, or `pending_approval`."""
+
+    thread_id: str
+    text: str | None
+    events: tuple[Event, ...]
+    verdicts: tuple[GuardVerdict, ...] = ()
+    tool_calls: tuple[ToolCallProposed, ...] = ()
+    refusal: Refusal | None = None
+    error: Error | None = None
+    pending_approval: ApprovalRequested | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.refusal is not None
+
+    @property
+    def guard_error(self) -> bool:
+        return self.refusal is not None and self.refusal.guard_error
+
+    @property
+    def streamed_text(self) -> str:
+        return "".join(e.text for e in self.events if isinstance(e, TokenDelta))
+
+    @classmethod
+    def collect(cls, thread_id: str, events: Sequence[Event]) -> Result:
+        final = next((e for e in reversed(events) if isinstance(e, Final)), None)
+        refusal = next((e for e in reversed(events) if isinstance(e, Refusal)), None)
+        error = next((e for e in reversed(events) if isinstance(e, Error)), None)
+        last = events[-1] if events else None
+        return cls(
+            thread_id=thread_id,
+            text=final.text if final else (refusal.message if refusal else None),
+            events=tuple(events),
+            verdicts=tuple(e for e in events if isinstance(e, GuardVerdict)),
+            tool_calls=tuple(e for e in events if isinstance(e, ToolCallProposed)),
+            refusal=refusal,
+            error=error,
+            pending_approval=last if isinstance(last, ApprovalRequested) else None,
+        )
+
+
+@dataclass
+class Assistant:
+    """The policy's guarded agent. Build with `from_policy`; models load on first use and are shared."""
+
+    policy: Any
+    backend: Any
+    tokenizer: Any
+    pipeline: Any
+    tools: dict[str, Any]
+    db_path: Path
+    approve: ApproveCallback | None = None
+    today: Callable[[], date] = date.today
+    _compiled: Any = field(default=None, init=False, repr=False)
+    _deps_cache: Any = field(default=None, init=False, repr=False)
+
+    @classmethod
+    def from_policy(
+        cls,
+        path: str | Path,
+        *,
+        tools: Iterable[Any] = (),
+        model: str | None = None,
+        approve: ApproveCallback | None = None,
+        db_path: str | Path | None = None,
+        guard_runners: dict[str, Any] | None = None,
+        tiny_dir: Path | None = None,
+        today: Callable[[], date] | None = None,
+    ) -> Assistant:
+        """Load and check the policy (PolicyError names file, line and key), resolve the models (`model`: a
+        `scripted:FILE.jsonl`, `transformers:PATH`, `openai:URL` or `tiny:NAME` spec overriding the policy's main
+        model), and register `tools` (Tool objects or `@tool` functions) next to the policy's own."""
+        from assistant.home import data_dir
+        from assistant.models import guard_model_dirs, main_model_spec
+        from guards.pipeline import GuardPipeline
+        from guards.policy import load_policy
+
+        path = Path(path)
+        policy = load_policy(path)
+        backend = load_main_backend(main_model_spec(policy, model))
+        pipeline = GuardPipeline.from_policy(
+            policy, model_dirs=guard_model_dirs(policy, tiny_dir=tiny_dir), runners=guard_runners, policy_path=path
+        )
+        return cls(
+            policy=policy,
+            backend=backend,
+            tokenizer=tokenizer_for(backend),
+            pipeline=pipeline,
+            tools=build_tools(policy, tools),
+            db_path=Path(db_path) if db_path else data_dir() / "threads.sqlite",
+            approve=approve,
+            today=today or date.today,
+        )
+
+    def _deps(self) -> Any:
+        from assistant.agent.deps import AgentDeps
+        from model.messages import ToolSpec
+
+        builtin = tuple(name for name, t in self.tools.items() if getattr(t, "builtin", False))
+        custom = tuple(t.definition() for t in self.tools.values() if not getattr(t, "builtin", False))
+        spec = ToolSpec(tools=custom, builtin_tools=builtin, tool_format=self.policy.agent.tool_format)
+        return AgentDeps(self.policy, self.backend, self.tokenizer, self.pipeline, self.tools, spec, self.today)
+
+    @asynccontextmanager
+    async def _open_agent(self) -> AsyncIterator[Any]:
+        # One SQLite connection per stream: aiosqlite connections belong to the event loop that opened them, and
+        # `run()` starts a fresh loop per call.
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        from assistant.agent.graph import Agent, compile_graph
+
+        if self._compiled is None:
+            self._deps_cache = self._deps()
+            self._compiled = compile_graph(self._deps_cache)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        async with AsyncSqliteSaver.from_conn_string(str(self.db_path)) as saver:
+            yield Agent(self._deps_cache, saver, compiled=self._compiled)
+
+    async def stream(
+        self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None
+    ) -> AsyncIterator[Event]:
+        """One turn as events; the last is Final, Refusal or Error - or ApprovalRequested when a tool call waits for
+        a human and no `approve` callback (here or at construction) was given; answer it with `resume`."""
+        thread_id = thread or new_thread_id()
+        async with self._open_agent() as agent:
+            async for event in agent.stream(text, thread_id=thread_id, approve=approve or self.approve):
+                yield event
+
+    async def resume(
+        self, thread: str, decision: Decision | bool | dict[str, str], *, approve: ApproveCallback | None = None
+    ) -> AsyncIterator[Event]:
+        """Continue a thread that waits for an approval, with the human's decision (works after a restart)."""
+        async with self._open_agent() as agent:
+            async for event in agent.stream(
+                None, thread_id=thread, approve=approve or self.approve, resume=coerce_decision(decision)
+            ):
+                yield event
+
+    async def pending_approval(self, thread: str) -> ApprovalRequested | None:
+        async with self._open_agent() as agent:
+            pending = await agent.pending_approval(thread)
+        return pending.request if pending else None
+
+    async def history(self, thread: str) -> list[dict[str, Any]]:
+        """The thread's messages as the model sees them (blocked text never appears here)."""
+        async with self._open_agent() as agent:
+            state = await agent.state(thread)
+        return list(state.get("messages") or [])
+
+    async def delete_thread(self, thread: str) -> None:
+        """Forget a thread: its messages, pending approvals and session approvals."""
+        async with self._open_agent() as agent:
+            await agent.graph.checkpointer.adelete_thread(thread)
+
+    async def arun(self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None) -> Result:
+        thread_id = thread or new_thread_id()
+        events = [e async for e in self.stream(text, thread=thread_id, approve=approve)]
+        return Result.collect(thread_id, events)
+
+    async def aresume(self, thread: str, decision: Decision | bool | dict[str, str]) -> Result:
+        events = [e async for e in self.resume(thread, decision)]
+        return Result.collect(thread, events)
+
+    def run(self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None) -> Result:
+        """`arun` for scripts without an event loop of their own."""
+        return asyncio.run(self.arun(text, thread=thread, approve=approve))
+
+    def resume_sync(self, thread: str, decision: Decision | bool | dict[str, str]) -> Result:
+        return asyncio.run(self.aresume(thread, decision))
+
+
+def new_thread_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def load_main_backend(spec: Any) -> Any:
+    from model.backends import load_backend
+
+    return load_backend(spec)
+
+
+def tokenizer_for(backend: Any) -> Any:
+    """The backend's own Llama 3 tokenizer files when it has a local model directory, else llama-models' file."""
+    from model.tokenizer import get_tokenizer
+
+    model_dir = getattr(backend, "model_dir", None)
+    return get_tokenizer(Path(model_dir) if model_dir else None)
+
+
+def build_tools(policy: Any, extra: Iterable[Any]) -> dict[str, Any]:
+    """The tools the model may call and is told about: the policy's enabled built-ins and custom tools plus `extra`,
+    within the policy's allow/deny lists (the rules also deny calls to any other name)."""
+    from tools.registry import build_registry
+
+    registry = build_registry(policy.tools, extra=list(extra))
+    return {t.name: t for t in registry.visible(policy.tools)}

@@ -1,0 +1,139 @@
+"""`assistant run TEXT --policy FILE`: one guarded agent turn for scripts.
+
+The command only consumes the agent's event stream. Plain mode prints the answer as it is released (or the policy's
+refusal); `--json` prints every event as one JSON object per line, the last of type final, refusal or error. The
+terminal is the edge where a person can be asked: `--approve ask` prompts here (on stderr/stdin), never in the core.
+Exit codes: 0 answered, 3 refused by the policy, 4 guard error (failed closed), 2 bad input, 5 model backend error,
+1 any other failure (tool retries exhausted, internal error).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from assistant.cli import exit_codes
+from assistant.events import ApprovalRequested, Error, Event, Final, Notice, Refusal, TokenDelta
+
+ERROR_EXIT = {"model_backend": exit_codes.MODEL_ERROR, "bad_input": exit_codes.BAD_INPUT}
+OTHER_FAILURE = 1
+
+
+def exit_code_for(last: Event | None) -> int:
+    if isinstance(last, Final):
+        return exit_codes.OK
+    if isinstance(last, Refusal):
+        return exit_codes.GUARD_ERROR if last.guard_error else exit_codes.REFUSED
+    if isinstance(last, Error):
+        return ERROR_EXIT.get(last.kind, OTHER_FAILURE)
+    return OTHER_FAILURE  # a stream must end in one of the above; anything else is a failure to say so
+
+
+def approver_for(mode: str):  # -> ApproveCallback
+    from assistant.agent.approval import APPROVE, deny
+
+    if mode == "always":
+        return lambda request: APPROVE
+    if mode == "never":
+        return lambda request: deny("Tool calls that need approval are denied in this run (--approve never).")
+    return ask_on_terminal
+
+
+def ask_on_terminal(request: ApprovalRequested):  # -> Decision
+    from assistant.agent.approval import APPROVE, APPROVE_SESSION, deny
+
+    click.echo(f"\nThe assistant wants to call {request.name} with {json.dumps(request.arguments)}", err=True)
+    click.echo(f"Approval needed: {request.reason}", err=True)
+    try:
+        answer = click.prompt(
+            "[a]pprove once, approve for the [s]ession, [d]eny", type=click.Choice(["a", "s", "d"]), err=True,
+            default="d", show_choices=False,
+        )  # fmt: skip
+    except (click.Abort, EOFError):  # no one to ask (stdin closed): fail closed
+        return deny("No one could be asked, so the call was denied.")
+    if answer == "a":
+        return APPROVE
+    if answer == "s":
+        return APPROVE_SESSION
+    try:
+        reason = click.prompt("Reason for the assistant (optional)", default="", show_default=False, err=True)
+    except (click.Abort, EOFError):
+        reason = ""
+    return deny(reason)
+
+
+@click.command()
+@click.argument("text")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), required=True, help="The policy file.")
+@click.option("--model", "model_spec", default=None,
+              help="Main model: scripted:FILE.jsonl, transformers:PATH, openai:URL or tiny:NAME (default: policy's).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON event per line.")
+@click.option("--approve", "approve_mode", type=click.Choice(["ask", "always", "never"]), default="ask",
+              show_default=True, help="What to do when a tool call needs a human's approval.")
+@click.option("--thread", "thread_id", default=None, help="Continue (or start) this conversation thread.")
+@click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
+              help="SQLite file for conversations (default: under the data dir).")
+def run(text: str, policy_path: Path, model_spec: str | None, as_json: bool, approve_mode: str,
+        thread_id: str | None, db_path: Path | None) -> None:  # fmt: skip
+    """Run one guarded agent turn on TEXT and print the answer (exit 0), refusal (3) or error."""
+    assistant = _build_or_exit(policy_path, model_spec, db_path, approver_for(approve_mode))
+    code = asyncio.run(_consume(assistant, text, thread_id, as_json))
+    sys.exit(code)
+
+
+def _build_or_exit(policy_path: Path, model_spec: str | None, db_path: Path | None, approve):  # -> Assistant
+    from assistant.api import Assistant
+    from guards.policy import PolicyError
+    from model.backends.errors import BackendError, ModelNotFoundError
+
+    try:
+        return Assistant.from_policy(policy_path, model=model_spec, approve=approve, db_path=db_path)
+    except PolicyError as exc:
+        for issue in exc.errors:
+            click.echo(str(issue), err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+    except ModelNotFoundError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exit_codes.MODEL_ERROR)
+    except (BackendError, ValueError, OSError) as exc:  # unreadable scripted file, bad spec, bad tool reference
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+
+
+async def _consume(assistant, text: str, thread_id: str | None, as_json: bool) -> int:
+    from assistant.agent.graph import ThreadBusy
+
+    last: Event | None = None
+    try:
+        async for event in assistant.stream(text, thread=thread_id):
+            last = event
+            if as_json:
+                click.echo(json.dumps(event.to_json(), ensure_ascii=False))
+            else:
+                _print_plain(event)
+    except ThreadBusy as exc:
+        click.echo(f"error: {exc}", err=True)
+        return exit_codes.BAD_INPUT
+    return exit_code_for(last)
+
+
+def _print_plain(event: Event) -> None:
+    match event:
+        case TokenDelta(text=t):
+            click.echo(t, nl=False)
+        case Final():
+            click.echo()
+        case Refusal(message=m, guard_error=g):
+            click.echo(m)
+            if g:
+                click.echo("(a safety check failed, so the policy blocked this)", err=True)
+        case Error(kind=k, message=m):
+            click.echo(f"error ({k}): {m}", err=True)
+        case Notice(message=m):
+            click.echo(f"note: {m}", err=True)
+        case _:
+            pass

@@ -1,0 +1,182 @@
+"""The stage runner: run a stage's guards concurrently, fail closed, decide per the policy, audit every verdict.
+
+`GuardPipeline.check(stage, text, ...)` starts every guard the policy enables for the stage at once, each under its
+own timeout; the first verdict that blocks cancels the others (their verdicts are not needed: the stage is blocked).
+Anything that goes wrong inside a guard - an exception, a timeout, output that is not a verdict, a model that will
+not load - becomes a verdict with `error` set whose decision is the guard's `on_error` (default block).
+Guard models are loaded once per process and shared (see `guards.stage_runners`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from guards.verdict import StageResult, Verdict
+
+GUARD_ORDER = ("prompt_guard", "llama_guard", "code_shield")  # verdict order in a StageResult (stable output)
+
+
+@dataclass(frozen=True)
+class CheckInput:
+    stage: str
+    text: str
+    role: str = "user"  # whose text: user (or third-party) / assistant
+    conversation: tuple[tuple[str, str], ...] = ()  # earlier (role, text) pairs, for Llama Guard's context
+    language: str | None = None  # for Code Shield: the code's language (None = fenced blocks in model output)
+    thread_id: str | None = None  # recorded in the audit log
+
+
+class GuardRunner(Protocol):
+    """One guard, configured from the policy. `check` returns the policy's verdict or raises (the pipeline turns
+    exceptions and timeouts into fail-closed verdicts). An optional blocking `load()` loads the model; the pipeline
+    runs it outside the check's timeout."""
+
+    name: str
+    timeout_s: float
+    on_error: str
+
+    async def check(self, item: CheckInput) -> Verdict: ...
+
+
+AuditSink = Callable[[Verdict, CheckInput], None]
+
+
+class GuardPipeline:
+    def __init__(self, policy: Any, runners: Mapping[str, GuardRunner], *, audit: AuditSink | None = None) -> None:
+        self.policy = policy
+        self.runners = dict(runners)
+        self.audit = audit
+
+    @classmethod
+    def from_policy(
+        cls,
+        policy: Any,
+        *,
+        model_dirs: Mapping[str, Path] | None = None,
+        runners: Mapping[str, GuardRunner] | None = None,
+        audit: AuditSink | bool | None = True,
+        policy_path: Path | None = None,
+    ) -> GuardPipeline:
+        """Runners for the guards the policy's stages use (loaded lazily, shared per process); `runners` overrides
+        some of them (tests inject failing guards this way); `audit=True` writes the policy's audit log."""
+        from guards.stage_runners import default_runners
+
+        built = default_runners(policy, model_dirs or {})
+        built.update(runners or {})
+        sink = audit_sink_for(policy, policy_path) if audit is True else (audit or None)
+        return cls(policy, built, audit=sink)
+
+    def enabled_guards(self, stage: str) -> list[str]:
+        config = self.policy.stages.get(stage)
+        return [name for name in GUARD_ORDER if getattr(config, name).enabled]
+
+    async def check(
+        self,
+        stage: str,
+        text: str,
+        *,
+        role: str = "user",
+        conversation: Sequence[tuple[str, str]] = (),
+        language: str | None = None,
+        thread_id: str | None = None,
+    ) -> StageResult:
+        item = CheckInput(stage, text, role, tuple((r, t) for r, t in conversation), language, thread_id)
+        names = self.enabled_guards(stage)
+        verdicts: dict[str, Verdict] = {}
+        tasks = {asyncio.ensure_future(self._run_one(name, item)): name for name in names}
+        try:
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    verdicts[tasks[task]] = task.result()
+                if any(v.decision == "block" for v in verdicts.values()):
+                    break  # the stage is blocked whatever the others say
+        finally:
+            for task in tasks:
+                task.cancel()
+        ordered = [verdicts[name] for name in names if name in verdicts]
+        for verdict in ordered:
+            self._audit(verdict, item)
+        return StageResult.from_verdicts(stage, ordered)
+
+    async def _run_one(self, name: str, item: CheckInput) -> Verdict:
+        started = time.perf_counter()
+        runner = self.runners.get(name)
+        if runner is None:
+            return _error_verdict(item.stage, name, "block", f"no {name} guard is configured", started)
+        try:
+            # Loading the model (once per process) is not part of a check's time budget; a failed load is a guard
+            # error like any other.
+            await prepare(runner)
+            verdict = await asyncio.wait_for(runner.check(item), runner.timeout_s)
+        except TimeoutError:
+            return _error_verdict(item.stage, name, runner.on_error, f"timed out after {runner.timeout_s:g} s", started)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this check was cancelled from outside (another guard blocked, or the turn ended)
+            # The guard's own work was cancelled (a worker torn down): a guard failure like any other.
+            return _error_verdict(item.stage, name, runner.on_error, "CancelledError: the guard's work was cancelled",
+                                  started)  # fmt: skip
+        except Exception as exc:  # any failure of a guard is a guard error, decided by on_error (fail closed)
+            return _error_verdict(item.stage, name, runner.on_error, f"{type(exc).__name__}: {exc}", started)
+        if not isinstance(verdict, Verdict):
+            return _error_verdict(item.stage, name, runner.on_error, f"returned {type(verdict).__name__}", started)
+        if verdict.score is not None and not (isinstance(verdict.score, int | float) and math.isfinite(verdict.score)):
+            # A NaN score compares false against every threshold, which would read as "allow": never trust it.
+            return _error_verdict(item.stage, name, runner.on_error, f"returned a score of {verdict.score!r}", started)
+        return verdict
+
+    def _audit(self, verdict: Verdict, item: CheckInput) -> None:
+        if self.audit is not None:
+            self.audit(verdict, item)
+
+
+async def prepare(runner: GuardRunner) -> None:
+    load = getattr(runner, "load", None)
+    if load is not None:
+        await in_thread(load)
+
+
+def _error_verdict(stage: str, guard: str, on_error: str, error: str, started: float) -> Verdict:
+    decision = "allow" if on_error == "allow" else "block"
+    return Verdict(stage, guard, decision, latency_ms=_ms(started), error=error)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def audit_sink_for(policy: Any, policy_path: Path | None = None) -> AuditSink | None:
+    """The policy's hash-chained audit log as a sink (`audit.path` relative to the policy file's folder)."""
+    from assistant.home import data_dir
+    from guards.audit import AuditLog
+
+    configured = policy.audit.path
+    if configured is None:
+        path = data_dir() / "audit.jsonl"
+    else:
+        path = Path(configured).expanduser()
+        if not path.is_absolute() and policy_path is not None:
+            path = policy_path.parent / path
+    log = AuditLog(path, texts=policy.audit.texts)
+
+    def sink(verdict: Verdict, item: CheckInput) -> None:
+        log.append_verdict(verdict, thread_id=item.thread_id, text=item.text)
+
+    return sink
+
+
+async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking guard work (a model forward pass) on a worker thread, so guards overlap and the loop stays free."""
+    return await asyncio.to_thread(fn, *args)
+
+
+__all__ = ["AuditSink", "Awaitable", "CheckInput", "GuardPipeline", "GuardRunner", "in_thread"]

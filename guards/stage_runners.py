@@ -1,0 +1,168 @@
+"""The guard runners the pipeline uses: each wraps one guard module, applies the policy's thresholds and actions,
+and returns a Verdict (or raises; the pipeline turns that into a fail-closed verdict).
+
+Models load lazily, on a worker thread, once per process (`_shared`): every pipeline built from any policy that names
+the same model directory reuses the loaded model.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from guards.pipeline import CheckInput, GuardRunner, in_thread
+from guards.verdict import Verdict
+
+_SHARED: dict[tuple[str, str], Any] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _shared(kind: str, key: str, load: Callable[[], Any]) -> Any:
+    """One loaded guard per (kind, source) per process. A failed load is not cached, so a fixed setup recovers."""
+    with _SHARED_LOCK:
+        if (kind, key) not in _SHARED:
+            _SHARED[(kind, key)] = load()
+        return _SHARED[(kind, key)]
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+class CodeShieldRunner:
+    name = "code_shield"
+
+    def __init__(self, policy: Any) -> None:
+        from guards.code_shield import CodeShieldGuard
+
+        config = policy.code_shield
+        self.config = config
+        self.timeout_s = float(config.timeout_s)
+        self.on_error = config.on_error
+        self.guard = _shared("code_shield", repr(config.languages), lambda: CodeShieldGuard.from_policy(config))
+
+    async def check(self, item: CheckInput) -> Verdict:
+        from guards.code_shield import to_verdict
+
+        if item.language is not None:
+            result = await self.guard.scan_code(item.text, item.language)
+        else:
+            result = await self.guard.scan_text(item.text)
+        actions = self.config.actions.model_dump()
+        return to_verdict(result, stage=item.stage, actions=actions, on_error=self.on_error)
+
+
+class LlamaGuardRunner:
+    name = "llama_guard"
+
+    def __init__(self, policy: Any, source: str) -> None:
+        config = policy.llama_guard
+        self.policy = policy
+        self.config = config
+        self.source = source
+        self.timeout_s = float(config.timeout_s)
+        self.on_error = config.on_error
+
+    def load(self) -> Any:
+        """The policy's Llama Guard (weights loaded once per source, device and dtype; the category block and the
+        threshold are this policy's)."""
+        from guards.llama_guard import LlamaGuard, load_causal_lm, resolve_source
+        from guards.llama_guard_prompt import PromptCategory, prompt_categories
+        from model.tokenizer import get_tokenizer
+
+        model_config = self.policy.models.llama_guard
+        path = resolve_source(self.source)
+        weights_key = f"{path}|{model_config.device}|{model_config.dtype}"
+        model = _shared("llama_guard_weights", weights_key, lambda: load_causal_lm(
+            path, device=model_config.device, dtype=model_config.dtype))  # fmt: skip
+        config = self.config
+        custom = [PromptCategory(c.code, c.name, c.description) for c in config.custom]
+
+        def build() -> Any:
+            categories = prompt_categories(
+                model_config.variant, enabled=config.categories, excluded=config.excluded, custom=custom
+            )
+            local = Path(path)
+            return LlamaGuard(
+                model, tokenizer=get_tokenizer(local if local.is_dir() else None), categories=categories,
+                excluded=config.excluded, threshold=config.threshold, source=self.source,
+            )  # fmt: skip
+
+        key = f"{weights_key}|{model_config.variant}|{config.categories}|{config.excluded}|{config.custom}|" \
+              f"{config.threshold}"  # fmt: skip
+        return _shared("llama_guard", key, build)
+
+    _guard = load  # the earlier name, kept for callers written against it
+
+    async def check(self, item: CheckInput) -> Verdict:
+        started = time.perf_counter()
+        guard = await in_thread(self.load)
+        role = "agent" if item.role in ("assistant", "agent") else "user"
+        result = await in_thread(lambda: guard.check_text(item.text, role=role, conversation=item.conversation))
+        decision = self.config.action_for(result.categories) if result.unsafe else "allow"
+        return Verdict(
+            item.stage, self.name, decision, score=result.score, categories=result.categories if result.unsafe else (),
+            reasons=tuple(result.reasons), latency_ms=_ms(started),
+        )  # fmt: skip
+
+
+class PromptGuardRunner:
+    name = "prompt_guard"
+
+    def __init__(self, policy: Any, source: str) -> None:
+        config = policy.prompt_guard
+        self.policy = policy
+        self.config = config
+        self.source = source
+        self.timeout_s = float(config.timeout_s)
+        self.on_error = config.on_error
+
+    def load(self) -> Any:
+        """The loaded Prompt Guard (once per source, device and windowing, per process)."""
+        from guards.prompt_guard import PromptGuard
+
+        config = self.config
+        device = self.policy.models.prompt_guard.device
+        # The policy's stride is the step between window starts; PromptGuard takes the overlap.
+        overlap = config.window_tokens - config.stride_tokens
+        key = f"{self.source}|{device}|{config.window_tokens}|{overlap}|{config.batch_size}"
+        return _shared("prompt_guard", key, lambda: PromptGuard.load(
+            self.source, device=device, window_tokens=config.window_tokens, stride_tokens=overlap,
+            batch_size=config.batch_size,
+        ))  # fmt: skip
+
+    _guard = load  # the earlier name, kept for callers written against it
+
+    async def check(self, item: CheckInput) -> Verdict:
+        started = time.perf_counter()
+        stage = self.policy.stages.get(item.stage).prompt_guard
+        guard = await in_thread(self.load)
+        result = await in_thread(guard.score, item.text, stage.score)
+        decision = stage.action if result.score >= stage.threshold else "allow"
+        return Verdict(
+            item.stage, self.name, decision, score=result.score,
+            reasons=(f"{stage.score} score {result.score:.3f} (threshold {stage.threshold}, {result.windows} "
+                     f"window(s))",), latency_ms=_ms(started),
+        )  # fmt: skip
+
+
+def default_runners(policy: Any, model_dirs: Mapping[str, Any]) -> dict[str, GuardRunner]:
+    """Runners for every guard some stage enables. `model_dirs` maps llama_guard / prompt_guard to resolved sources
+    (`assistant.models.guard_model_dirs`); without an entry the policy's source is used as written."""
+    runners: dict[str, GuardRunner] = {}
+    stages = [policy.stages.get(name) for name in ("user_input", "model_output", "tool_call", "tool_result", "code")]
+    if any(s.llama_guard.enabled for s in stages):
+        source = str(model_dirs.get("llama_guard") or policy.models.llama_guard.source)
+        runners["llama_guard"] = LlamaGuardRunner(policy, source)
+    if any(s.prompt_guard.enabled for s in stages):
+        source = str(model_dirs.get("prompt_guard") or policy.models.prompt_guard.source)
+        runners["prompt_guard"] = PromptGuardRunner(policy, source)
+    if any(s.code_shield.enabled for s in stages):
+        runners["code_shield"] = CodeShieldRunner(policy)
+    return runners
+
+
+__all__ = ["CodeShieldRunner", "LlamaGuardRunner", "Path", "PromptGuardRunner", "default_runners"]
