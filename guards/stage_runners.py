@@ -130,7 +130,7 @@ class PromptGuardRunner:
         overlap = config.window_tokens - config.stride_tokens
         key = f"{self.source}|{device}|{config.window_tokens}|{overlap}|{config.batch_size}"
         return _shared("prompt_guard", key, lambda: PromptGuard.load(
-            self.source, device=device, window_tokens=config.window_tokens, stride_tokens=overlap,
+            self.source, device=device, window_tokens=config.window_tokens, overlap_tokens=overlap,
             batch_size=config.batch_size,
         ))  # fmt: skip
 
