@@ -28,8 +28,9 @@ def tiny_llama_dir(tiny_models_cache: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_guard_dirs(tiny_models_cache: Path) -> dict[str, Path]:
-    """The tiny trained guard models (`llama-guard`, `prompt-guard`, `prompt-guard-2`), built once per version into
-    `.cache/tiny-models/<version>/`."""
-    from guards.tiny_guards import TINY_GUARDS_VERSION, build_tiny_guards
+    """The tiny trained guard models (`llama-guard`, `prompt-guard`, `prompt-guard-2`), built once into
+    `.cache/tiny-models/` - the same directories the `tiny:NAME` sources of the agent tests resolve to, so the suite
+    trains them once (each carries its version marker and is rebuilt when the version changes)."""
+    from guards.tiny_guards import build_tiny_guards
 
-    return build_tiny_guards(tiny_models_cache / TINY_GUARDS_VERSION)
+    return build_tiny_guards(tiny_models_cache)

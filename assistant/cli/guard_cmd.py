@@ -1,0 +1,138 @@
+"""`assistant guard check` (one stage's guards on a text) and `assistant guard prompt` (the exact Llama Guard prompt).
+
+`guard check` prints `{"decision": "allow"|"warn"|"block", "verdicts": [...], "error": str|null}`. The pipeline's
+finer decisions fold into those three: `log` is allowed (recorded only), `ask` is blocked (nobody can approve a
+one-off check). Exit codes: 0 allowed or warned, 3 blocked by the policy, 4 guard error (blocked, failed closed),
+2 bad input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from assistant.cli import exit_codes
+
+STAGES = ("user_input", "model_output", "tool_call", "tool_result", "code")
+_CONTRACT_DECISION = {"allow": "allow", "log": "allow", "warn": "warn", "ask": "block", "block": "block"}
+
+
+@click.group("guard")
+def guard() -> None:
+    """Run the policy's guards on a text, or print the Llama Guard prompt."""
+
+
+def _fail(message: str, code: int = exit_codes.BAD_INPUT) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _load_policy(path: Path) -> Any:
+    from guards.policy import PolicyError, load_policy
+
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        for issue in exc.errors:
+            click.echo(str(issue), err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+
+
+def _read_text(value: str) -> str:
+    """TEXT, `@FILE`, or `-` for standard input."""
+    if value == "-":
+        return sys.stdin.read()
+    if value.startswith("@"):
+        path = Path(value[1:])
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read {path}: {exc}")
+    return value
+
+
+def contract_result(result: Any) -> dict[str, Any]:
+    """The StageResult as the CLI contract's JSON object."""
+    errors = [f"{v.guard}: {v.error}" for v in result.verdicts if v.error]
+    return {
+        "decision": _CONTRACT_DECISION[result.decision],
+        "verdicts": [v.to_dict() for v in result.verdicts],
+        "error": "; ".join(errors) if errors else None,
+    }
+
+
+def exit_code_for(result: Any) -> int:
+    if any(v.error for v in result.verdicts if v.decision == "block"):
+        return exit_codes.GUARD_ERROR
+    return exit_codes.REFUSED if _CONTRACT_DECISION[result.decision] == "block" else exit_codes.OK
+
+
+@guard.command("check")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), required=True, help="The policy file.")
+@click.option("--stage", type=click.Choice(STAGES), required=True, help="Which stage's guards to run.")
+@click.option("--role", type=click.Choice(["user", "agent"]), default=None,
+              help="Whose text it is (default: agent for model_output, user otherwise).")  # fmt: skip
+@click.option("--language", default=None, help="Language of the code (code stage; default python).")
+@click.argument("text")
+def check(policy_path: Path, stage: str, role: str | None, language: str | None, text: str) -> None:
+    """Run STAGE's guards from the policy on TEXT (or @FILE, or - for stdin) and print the verdicts as JSON."""
+    policy = _load_policy(policy_path)
+    content = _read_text(text)
+    if role is None:
+        role = "agent" if stage == "model_output" else "user"
+    if stage == "code" and language is None:
+        language = "python"
+    from assistant.models import guard_model_dirs
+    from guards.pipeline import GuardPipeline
+
+    try:
+        pipeline = GuardPipeline.from_policy(policy, model_dirs=guard_model_dirs(policy), policy_path=policy_path)
+    except (ValueError, OSError) as exc:  # a tiny guard that cannot be built, an unusable audit path
+        _fail(str(exc))
+    pipeline_role = "assistant" if role == "agent" else "user"
+    result = asyncio.run(pipeline.check(stage, content, role=pipeline_role, language=language))
+    click.echo(json.dumps(contract_result(result), ensure_ascii=False))
+    sys.exit(exit_code_for(result))
+
+
+@guard.command("prompt")
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path), required=True, help="The policy file.")
+@click.argument("conversation_path", metavar="CONVERSATION.json", type=click.Path(path_type=Path))
+def prompt(policy_path: Path, conversation_path: Path) -> None:
+    """Print exactly the Llama Guard prompt for CONVERSATION.json ({"messages": [{"role", "content"}, ...]}); the
+    role checked is that of the last message."""
+    from guards.llama_guard_prompt import PromptCategory, as_turn, prompt_categories, render_prompt
+
+    policy = _load_policy(policy_path)
+    try:
+        data = json.loads(conversation_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"cannot read {conversation_path}: {exc}")
+    except json.JSONDecodeError as exc:
+        _fail(f"{conversation_path}: invalid JSON: {exc}")
+    messages = data.get("messages") if isinstance(data, dict) else None
+    if not isinstance(messages, list) or not messages:
+        _fail(f'{conversation_path}: expected {{"messages": [{{"role": ..., "content": ...}}, ...]}} with messages')
+    turns = []
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("content"), str):
+            _fail(f"{conversation_path}: messages[{index}]: needs a string 'content'")
+        try:
+            turns.append(as_turn(str(message.get("role")), message["content"]))
+        except ValueError as exc:
+            _fail(f"{conversation_path}: messages[{index}]: {exc}")
+    config = policy.llama_guard
+    custom = [PromptCategory(c.code, c.name, c.description) for c in config.custom]
+    try:
+        categories = prompt_categories(
+            policy.models.llama_guard.variant, enabled=config.categories, excluded=config.excluded, custom=custom
+        )
+        text = render_prompt(turns, categories)
+    except ValueError as exc:
+        _fail(f"{conversation_path}: {exc}")
+    click.echo(text, nl=False)
