@@ -21,4 +21,6 @@ class AgentConfig(PolicyModel):
     tool_format: Literal["json", "function_tag"] = "json"
     max_steps: PositiveInt = 8
     max_tool_retries: NonNegativeInt = 2
+    # A user message longer than this is refused as bad input before anything runs or is stored.
+    max_input_chars: PositiveInt = 100_000
     streaming_moderation: StreamingModerationConfig = StreamingModerationConfig()

@@ -82,7 +82,12 @@ def check_policy_text(text: str, *, file: str = "<policy>") -> CheckedPolicy:
     try:
         policy = Policy.model_validate(data, context={DEFER_CONSISTENCY_CHECKS: True})
     except ValidationError as exc:
-        issues += [_issue_from_error(root, file, error) for error in exc.errors()]
+        errors = exc.errors()
+        # Locating an issue scans its mapping: cap them so a file of 20,000 bad keys is not quadratic.
+        issues += [_issue_from_error(root, file, error) for error in errors[:MAX_ISSUES]]
+        if len(errors) > MAX_ISSUES:
+            last = max(issue.line or 1 for issue in issues)
+            issues.append(PolicyIssue(file, last, "", f"... and {len(errors) - MAX_ISSUES} more problems"))
     else:
         issues += [_issue_at(root, file, loc, problem) for loc, problem in consistency_problems(policy)]
     if issues:
@@ -106,10 +111,21 @@ def _read(path: str | Path) -> str:
 
 
 def _compose(text: str, file: str) -> tuple[MappingNode, Any]:
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks every character first: a NUL or other control byte fails here
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        problem = f"invalid YAML: character U+{exc.character:04X} is not allowed"
+        raise PolicyError([PolicyIssue(file, line, "", problem)]) from None
     try:
         root = loader.get_single_node()
+        shape = _shape_problem(root) if root is not None else None
+        if shape is not None:
+            raise PolicyError([PolicyIssue(file, 1, "", shape)])
         data = loader.construct_document(root) if root is not None else None
+    except RecursionError:  # PyYAML composes recursively: thousands of nested brackets
+        problem = f"invalid YAML: nested too deeply (max {MAX_DEPTH} levels)"
+        raise PolicyError([PolicyIssue(file, 1, "", problem)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark is not None else None
@@ -131,6 +147,53 @@ def _compose(text: str, file: str) -> tuple[MappingNode, Any]:
             ]
         )
     return root, data
+
+
+MAX_ISSUES = 200  # located issues reported per file
+MAX_DEPTH = 64  # far deeper than any policy; bounds every recursive walk of the data below
+MAX_VALUES = 100_000  # values after expanding aliases: a policy has a few hundred
+
+
+def _shape_problem(root: Node) -> str | None:
+    """Refuse YAML whose node graph would make later walks hang or recurse without end: a recursive alias
+    (`&a [*a]`), nesting deeper than MAX_DEPTH (aliases expanded), or aliases that expand to more than MAX_VALUES
+    values (a "billion laughs" file). Iterative, linear in the number of distinct nodes."""
+    size: dict[int, int] = {}  # id(node) -> values in its expansion, once finished
+    height: dict[int, int] = {}  # id(node) -> levels of its expansion
+    on_path: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        children = _children(node)
+        if done:
+            on_path.discard(id(node))
+            size[id(node)] = 1 + sum(size[id(child)] for child in children)
+            height[id(node)] = 1 + max((height[id(child)] for child in children), default=0)
+            if size[id(node)] > MAX_VALUES:
+                return f"the YAML expands to more than {MAX_VALUES} values through aliases (&anchor / *alias)"
+            if height[id(node)] > MAX_DEPTH:
+                return f"the YAML is nested too deeply (max {MAX_DEPTH} levels)"
+            continue
+        if id(node) in size:
+            continue
+        if len(on_path) >= MAX_DEPTH:
+            return f"the YAML is nested too deeply (max {MAX_DEPTH} levels)"
+        on_path.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in on_path:
+                return "the YAML has a recursive alias (an *alias inside the value its &anchor names)"
+            if id(child) not in size:
+                stack.append((child, False))
+    return None
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _structure_issues(root: MappingNode, file: str) -> list[PolicyIssue]:

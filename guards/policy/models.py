@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from guards.categories import LlamaGuardVariant
-from guards.policy.base import Device, DType, NonEmptyStr, PolicyModel, PositiveInt
+from guards.policy.base import Device, DType, NonEmptyStr, PolicyModel, PositiveInt, Seconds
 
 # `source` is a Hugging Face hub id, a local directory, or `tiny:NAME` (random-weight test models built by
 # `assistant dev tiny-models`).
@@ -26,6 +26,9 @@ class MainModelConfig(PolicyModel):
     max_new_tokens: PositiveInt = 1024
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, strict=True)
     top_p: float = Field(default=0.9, gt=0.0, le=1.0, strict=True)
+    # Longest wait for the model's next text (the first token included) before the call is abandoned as a model
+    # backend error: a hung server or generation thread must not hang the turn.
+    timeout_s: Seconds = 300.0
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> MainModelConfig:

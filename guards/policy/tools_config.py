@@ -102,6 +102,8 @@ class ToolsConfig(PolicyModel):
     approval_required: tuple[ToolName, ...] = ()  # always need a human decision
     arguments: dict[ToolName, dict[NonEmptyStr, ArgumentRule]] = Field(default_factory=dict)
     max_calls_per_turn: PositiveInt = 8
+    # A tool result longer than this is cut (with a note saying so) before the guards and the model see it.
+    max_result_chars: PositiveInt = 20_000
     # Side-effect tools after a tool result entered the context (it may carry injected instructions).
     untrusted_content: Literal["ask", "block", "allow"] = "ask"
     custom: tuple[ImportRef, ...] = ()  # `package.module:function`, each decorated with @tool

@@ -36,6 +36,9 @@ def events() -> list[LoadEvent]:
 
 @pytest.fixture(scope="module")
 def backend(tiny_llama_dir: Path, events: list[LoadEvent]) -> TransformersBackend:
+    from model.backends import transformers_backend
+
+    transformers_backend._LOADED.clear()  # an earlier test module may have loaded it: this one watches a real load
     model = TransformersBackend(str(tiny_llama_dir), on_progress=events.append, reuse_cache=False)
     model.load()
     return model
