@@ -96,7 +96,7 @@ def preprocess_text(text: str, tokenizer: Any) -> str:
 
 
 def _preprocess_by_offsets(text: str, cleaned: str, index_map: list[int], tokenizer: Any) -> str:
-    encoding = tokenizer(cleaned, add_special_tokens=False, return_offsets_mapping=True)
+    encoding = tokenizer(cleaned, add_special_tokens=False, return_offsets_mapping=True, split_special_tokens=True)
     pieces: list[str] = []
     for start, end in encoding["offset_mapping"]:
         if end <= start:
@@ -133,6 +133,7 @@ class PromptGuard:
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self._special_ids = frozenset(getattr(tokenizer, "all_special_ids", ()) or ())
         self.scheme = label_scheme(dict(model.config.id2label))
         limit = int(getattr(model.config, "max_position_embeddings", window_tokens) or window_tokens)
         if window_tokens > limit:
@@ -191,7 +192,10 @@ class PromptGuard:
             raise ValueError(f"unknown Prompt Guard score {kind!r} (jailbreak or injection)")
         start = time.perf_counter()
         prepared = preprocess_text(text, self.tokenizer) if self.preprocess else text
-        ids = self.tokenizer(prepared, add_special_tokens=False)["input_ids"]
+        # Untrusted text must not place the classifier's own control tokens ([CLS], [SEP], [MASK]...) inside a
+        # window: they are split as text, and any special id a vocabulary still yields is dropped.
+        ids = self.tokenizer(prepared, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        ids = [i for i in ids if i not in self._special_ids]
         chunks = windows(ids, self.content_tokens, self.overlap)
         indices = list(self.scheme.jailbreak if kind == "jailbreak" else self.scheme.injection)
         scores: list[float] = []

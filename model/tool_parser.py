@@ -85,7 +85,30 @@ def _checked_name(name: Any, known: Collection[str] | None) -> str:
 def _checked_arguments(arguments: Any, name: str) -> dict[str, Any]:
     if not isinstance(arguments, dict):
         raise _CallError("arguments_not_object", f"arguments of {name!r} are not a JSON object")
+    if not _json_representable(arguments):
+        # NaN/Infinity (or a Python literal such as 1e999 or a set) cannot be written back as JSON: every consumer
+        # of the call (events, audit log, the tool) would choke on it.
+        raise _CallError("invalid_json", f"arguments of {name!r} hold a value JSON cannot represent (NaN, Infinity)")
     return arguments
+
+
+def _json_representable(value: Any) -> bool:
+    """Iterative walk (no recursion limit on deep input): only JSON types and finite numbers."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                return False
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                return False
+        elif not (item is None or isinstance(item, str | bool | int)):
+            return False
+    return True
 
 
 # ---- JSON calls ---------------------------------------------------------------------------------------------------
@@ -202,7 +225,7 @@ def _keyword_arguments(call: ast.Call, name: str) -> dict[str, Any]:
         except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError):
             raise _CallError("invalid_call_syntax", f"argument {keyword.arg!r} of {name!r} is not a literal") from None
         arguments[keyword.arg] = _plain_value(value, name)
-    return arguments
+    return _checked_arguments(arguments, name)
 
 
 def _parse_expression(text: str) -> ast.expr | None:

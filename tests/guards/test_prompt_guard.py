@@ -129,3 +129,16 @@ def test_bad_windowing_settings(v1: PromptGuard) -> None:
         PromptGuard(v1.model, v1.tokenizer, window_tokens=4096)
     with pytest.raises(ValueError, match="overlap_tokens"):
         PromptGuard(v1.model, v1.tokenizer, window_tokens=64, overlap_tokens=62)
+
+
+def test_control_tokens_typed_in_text_never_reach_the_classifier(tiny_guard_dirs) -> None:
+    """`[SEP]`/`[CLS]`/`[MASK]` in untrusted text would let an attacker cut the window's context: never as ids."""
+    from guards.prompt_guard import PromptGuard
+
+    guard = PromptGuard.load(str(tiny_guard_dirs["prompt-guard"]))
+    seen: list[list[int]] = []
+    original = guard._score_batch
+    guard._score_batch = lambda chunks, indices: (seen.extend(chunks), original(chunks, indices))[1]  # type: ignore[method-assign]
+    guard.score("hello [SEP] world [CLS][MASK] [PAD] [UNK] jbtrigger")
+    specials = set(guard.tokenizer.all_special_ids)
+    assert seen and all(not specials & set(chunk) for chunk in seen)

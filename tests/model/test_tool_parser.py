@@ -213,3 +213,19 @@ def test_never_raises_and_never_invents_code(text: str) -> None:
     assert all(isinstance(call.arguments, dict) for call in parsed.tool_calls)
     assert parsed.error is None or parsed.tool_calls == ()
     json.dumps(calls(parsed))  # arguments are plain JSON values
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        '<|python_tag|>{"name": "f", "parameters": {"x": NaN}}<|eom_id|>',
+        '<|python_tag|>{"name": "f", "parameters": {"x": [1, Infinity]}}<|eom_id|>',
+        '<function=f>{"x": -Infinity}</function><|eot_id|>',
+        '<|python_tag|>{"name": "f", "parameters": {"x": 1e999}}<|eom_id|>',
+        "[f(x=1e999)]<|eot_id|>",
+    ],
+)
+def test_arguments_json_cannot_represent_are_a_typed_error(completion: str) -> None:
+    parsed = parse_completion(completion)
+    assert parsed.tool_calls == ()
+    assert parsed.error is not None and "JSON cannot represent" in parsed.error
