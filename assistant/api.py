@@ -89,6 +89,7 @@ class Assistant:
     db_path: Path
     approve: ApproveCallback | None = None
     today: Callable[[], date] = date.today
+    performance: Any = None  # assistant.agent.performance.Performance; None = the defaults
     _compiled: Any = field(default=None, init=False, repr=False)
     _deps_cache: Any = field(default=None, init=False, repr=False)
 
@@ -137,7 +138,12 @@ class Assistant:
         builtin = tuple(name for name, t in self.tools.items() if getattr(t, "builtin", False))
         custom = tuple(t.definition() for t in self.tools.values() if not getattr(t, "builtin", False))
         spec = ToolSpec(tools=custom, builtin_tools=builtin, tool_format=self.policy.agent.tool_format)
-        return AgentDeps(self.policy, self.backend, self.tokenizer, self.pipeline, self.tools, spec, self.today)
+        from assistant.agent.performance import Performance
+
+        return AgentDeps(
+            self.policy, self.backend, self.tokenizer, self.pipeline, self.tools, spec, self.today,
+            performance=self.performance or Performance(),
+        )  # fmt: skip
 
     @asynccontextmanager
     async def _open_agent(self) -> AsyncIterator[Any]:
@@ -189,6 +195,13 @@ class Assistant:
         """Forget a thread: its messages, pending approvals and session approvals."""
         async with self._open_agent() as agent:
             await agent.graph.checkpointer.adelete_thread(thread)
+
+    async def warm_up(self) -> None:
+        """Load the main model and every guard model now, side by side on worker threads, instead of on first use
+        (a UI calls this in the background while the user types)."""
+        runners = self.pipeline.runners.values()
+        loads = [getattr(self.backend, "load", None), *(getattr(r, "load", None) for r in runners)]
+        await asyncio.gather(*(asyncio.to_thread(load) for load in loads if callable(load)))
 
     async def arun(self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None) -> Result:
         thread_id = thread or new_thread_id()

@@ -7,7 +7,9 @@ continuing from the same KV cache). The model's own first token must be `safe` o
 itself must be followed by a parseable category line; anything else raises `GuardOutputError`, never "safe".
 
 The prompt head (framing, task, categories) is the same for every check of a role, so its keys and values are
-computed once and copied for each call (`use_prefix_cache`); `mode="generate"` is the peers' way (generate the verdict
+computed once and copied for each call (`use_prefix_cache`); the cache of the last check of each role is kept too,
+and a check that shares more than the head with it (the chunks of one streamed answer share the whole conversation
+before the answer) prefills only the rest; `mode="generate"` is the peers' way (generate the verdict
 text, no cache) for the benchmark, and gives the same decisions.
 """
 
@@ -98,6 +100,9 @@ class LlamaGuard:
             role: _Prefix(self._encode(head_segments(role, self.categories))) for role in ("user", "agent")
         }
         self._lock = threading.Lock()
+        # The last check's ids and KV cache per role: the checks of one streamed answer (and a stage's checks with
+        # the same conversation) share the head and the earlier turns, so only the text after them is prefilled.
+        self._last: dict[Role, tuple[list[int], Any]] = {}
         self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @classmethod
@@ -170,9 +175,10 @@ class LlamaGuard:
         prefix = self._prefixes[role]
         with torch.inference_mode():
             if self.use_prefix_cache:
-                cache = copy.deepcopy(self._prefix_cache(prefix))
-                logits, cache = self._forward(tail_ids, cache)
-                cached = len(prefix.ids)
+                ids = prefix.ids + tail_ids
+                cache, cached = self._reusable_cache(role, prefix, ids)
+                logits, cache = self._forward(ids[cached:], cache)
+                self._last[role] = (ids, cache)  # tokens decoded after `ids` below are cropped off on reuse
             else:
                 logits, cache = self._forward(prefix.ids + tail_ids, None)
                 cached = 0
@@ -277,6 +283,25 @@ class LlamaGuard:
             if token in self.stop_ids:
                 return self.tokenizer.decode(ids[:i])
         return self.tokenizer.decode(ids) + "<no stop token>"
+
+    def _reusable_cache(self, role: Role, prefix: _Prefix, ids: list[int]) -> tuple[Any, int]:
+        """A cache holding the longest prefix of `ids` known: the last check's (cropped to what it shares with
+        `ids`), or a copy of the constant head's. Returns the cache and how many of `ids` it covers."""
+        last = self._last.pop(role, None)
+        if last is not None:
+            last_ids, last_cache = last
+            common = 0
+            for old, new in zip(last_ids, ids, strict=False):
+                if old != new:
+                    break
+                common += 1
+            common = min(common, len(ids) - 1)  # at least one token must run to get the verdict's logits
+            surplus = last_cache.get_seq_length() - common
+            if common > len(prefix.ids) and surplus >= 0:
+                if surplus:
+                    last_cache.crop(-surplus)  # transformers 5.2x crops by a negative count only
+                return last_cache, common
+        return copy.deepcopy(self._prefix_cache(prefix)), len(prefix.ids)
 
     def _prefix_cache(self, prefix: _Prefix) -> Any:
         with prefix.lock:

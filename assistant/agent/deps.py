@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from assistant.agent.performance import Performance
 from model.messages import Message, ToolSpec
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ class AgentDeps:
     tools: Mapping[str, Any]  # name -> tools.base.Tool (enabled tools only)
     tool_spec: ToolSpec
     today: Callable[[], date] = field(default=date.today)
+    performance: Performance = field(default_factory=Performance)
 
     @property
     def custom_names(self) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ from assistant.agent.nodes import (
     make_input_guard,
     make_model,
 )
+from assistant.agent.speculation import SPECULATION_KEY, SpeculationSlot
 from assistant.agent.state import AgentState
 from assistant.agent.tool_nodes import make_approval, make_execute, make_review
 from assistant.events import ApprovalRequested, Error, Event, Final
@@ -125,8 +126,28 @@ class Agent:
                     f"thread {thread_id!r} waits for a decision on the call to {pending.request.name}; "
                     "approve or deny it first"
                 )
+            limit = self.deps.policy.agent.max_input_chars
+            if text is not None and len(text) > limit:  # refused before anything runs or is stored
+                yield stamp(Error(kind="bad_input", message=f"the message has {len(text):,} characters; the policy "
+                                  f"allows at most {limit:,} (agent.max_input_chars)"))  # fmt: skip
+                return
             graph_input = {"turn": {}}
             config = {**config, "configurable": {**config["configurable"], INCOMING_KEY: Incoming(text or "")}}
+        # A generation started ahead of the guards lives in this run only: whatever is left of it at the end (a
+        # block, an error, a step limit) is cancelled, unread.
+        slot = SpeculationSlot()
+        config = {**config, "configurable": {**config["configurable"], SPECULATION_KEY: slot}}
+        try:
+            async for event in self._run(graph_input, config, stamp, approve):
+                yield event
+        finally:
+            await slot.discard()
+
+    async def _run(
+        self, graph_input: Any, config: dict[str, Any], stamp: Any, approve: ApproveCallback | None
+    ) -> AsyncIterator[Event]:
+        from langgraph.types import Command
+
         while True:
             interrupt_value = None
             try:

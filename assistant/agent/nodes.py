@@ -15,9 +15,10 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END
 from langgraph.types import Command
 
+from assistant.agent.answer_stream import AnswerBlocked, AnswerStream, answer_text
 from assistant.agent.deps import AgentDeps
-from assistant.agent.model_call import collect_completion
 from assistant.agent.release import release_answer
+from assistant.agent.speculation import Generation, speculation_slot
 from assistant.agent.state import AgentState, MessageDict, TurnState, message_from_dict
 from assistant.agent.window import ContextOverflow, fit_window
 from assistant.events import Error, Event, Final, GuardVerdict, Notice, Refusal
@@ -109,12 +110,16 @@ def make_input_guard(deps: AgentDeps):
     async def input_guard(state: AgentState, config: RunnableConfig) -> Command:
         text = incoming_text(config)
         messages = list(state.get("messages") or [])
+        # The model starts on the message while the guards read it; its output is used only if they pass.
+        await speculate(deps, config, [*messages, {"role": "user", "content": text}], dropped=state.get("dropped", 0),
+                        turn_start=len(messages))  # fmt: skip
         result = await deps.pipeline.check(
             "user_input", text, role="user", conversation=guard_context(messages, len(messages)),
             thread_id=thread_of(config),
         )
         emit_verdicts(result)
         if stops_turn(result):
+            await discard_speculation(config)
             return refuse(deps, {"messages": messages, "turn": {}}, "user_input", result)
         turn: TurnState = {
             "start": len(messages), "steps": 0, "tool_failures": 0, "calls": 0, "untrusted": False,
@@ -129,6 +134,60 @@ def make_input_guard(deps: AgentDeps):
 # --- model ------------------------------------------------------------------------------------------------------
 
 
+def generation_params(deps: AgentDeps) -> Any:
+    from model.backends.base import GenerationParams
+
+    main = deps.policy.models.main
+    return GenerationParams(max_new_tokens=main.max_new_tokens, temperature=main.temperature, top_p=main.top_p)
+
+
+def prompt_window(deps: AgentDeps, messages: list[MessageDict], *, dropped: int, turn_start: int) -> Any:
+    return fit_window(
+        messages, lambda ms: deps.encode([message_from_dict(m) for m in ms]), budget=deps.prompt_budget,
+        already_dropped=dropped, current_turn_start=turn_start,
+    )  # fmt: skip
+
+
+async def speculate(
+    deps: AgentDeps, config: RunnableConfig, messages: list[MessageDict], *, dropped: int, turn_start: int
+) -> None:
+    """Start the next model step on `messages` while guards decide whether the model may see the last one (see
+    `speculation.py`); the model node uses it only if its own prompt is exactly this one."""
+    slot = speculation_slot(config)
+    if slot is None or not deps.performance.speculates(deps.backend):
+        return
+    try:
+        window = prompt_window(deps, messages, dropped=dropped, turn_start=turn_start)
+    except ContextOverflow:
+        return
+    await slot.start(deps.backend, window.prompt_ids, generation_params(deps))
+
+
+async def discard_speculation(config: RunnableConfig) -> None:
+    slot = speculation_slot(config)
+    if slot is not None:
+        await slot.discard()
+
+
+def output_stream(deps: AgentDeps, config: RunnableConfig, messages: list[MessageDict]) -> AnswerStream:
+    """How this model call's answer reaches the user: streamed through chunked output checks, streamed as is when
+    no output guard is enabled, or held for one check of the whole answer (streaming moderation off)."""
+    guards = deps.pipeline.enabled_guards("model_output")
+    context = guard_context(messages, len(messages))
+    moderation = deps.policy.agent.streaming_moderation
+
+    async def check(text: str) -> Any:
+        return await deps.pipeline.check(
+            "model_output", text, role="assistant", conversation=context, thread_id=thread_of(config)
+        )
+
+    return AnswerStream(
+        check, emit, emit_verdicts, stops_turn, moderated=bool(guards), streaming=moderation.enabled,
+        code_shield="code_shield" in guards, chunk_chars=moderation.chunk_chars,
+        lookback_chars=moderation.lookback_chars,
+    )  # fmt: skip
+
+
 def split_stop(text: str) -> tuple[str, str | None]:
     """The completion without its final stop token, and the stop reason that token gives."""
     for token, reason in STOP_TOKENS.items():
@@ -139,7 +198,6 @@ def split_stop(text: str) -> tuple[str, str | None]:
 
 def make_model(deps: AgentDeps):
     async def model(state: AgentState, config: RunnableConfig) -> Command:
-        from model.backends.base import GenerationParams
         from model.tool_parser import parse_completion
 
         turn = dict(state["turn"])
@@ -151,28 +209,40 @@ def make_model(deps: AgentDeps):
         turn["steps"] += 1
         dropped = state.get("dropped", 0)
         try:
-            window = fit_window(
-                messages, lambda ms: deps.encode([message_from_dict(m) for m in ms]), budget=deps.prompt_budget,
-                already_dropped=dropped, current_turn_start=turn["start"],
-            )  # fmt: skip
+            window = prompt_window(deps, messages, dropped=dropped, turn_start=turn["start"])
         except ContextOverflow as exc:
             return fail(state, "bad_input", str(exc))
         if window.newly_dropped:
             emit(Notice(kind="context_trimmed", message=f"The {window.newly_dropped} oldest messages no longer fit the "
                         "model's context window and were left out of the prompt."))  # fmt: skip
-        main = deps.policy.models.main
-        params = GenerationParams(max_new_tokens=main.max_new_tokens, temperature=main.temperature, top_p=main.top_p)
-        try:  # held: nothing reaches the user before the output guard passed; bounded by models.main.timeout_s
-            completion = await collect_completion(deps.backend.stream(window.prompt_ids, params), main.timeout_s)
+        params = generation_params(deps)
+        slot = speculation_slot(config)
+        generation = await slot.take(window.prompt_ids, params) if slot is not None else None
+        if generation is None:  # nothing ran ahead for exactly this prompt
+            generation = Generation(deps.backend, window.prompt_ids, params)
+        stream = output_stream(deps, config, messages)
+        try:  # text is shown only after the output check covering it passed; bounded by models.main.timeout_s
+            completion = await stream.consume(generation, deps.policy.models.main.timeout_s)
+        except AnswerBlocked as blocked:  # a streamed chunk failed: generation stopped, nothing after it shown
+            return refuse(deps, {**state, "turn": turn}, "model_output", blocked.result)
         except Exception as exc:  # a backend failure of any kind ends the turn as a model error
             return fail({**state, "turn": turn}, "model_backend", f"{type(exc).__name__}: {exc}")
         raw, stop_reason = split_stop(completion)
         parsed = parse_completion(completion, builtin_tools=deps.builtin_names, tools=deps.custom_names)
         update: dict[str, Any] = {"dropped": window.start}
+        if parsed.tool_calls or parsed.error is not None:
+            await stream.abandon()  # it was not an answer after all: no more of it is shown
+        elif stream.streaming:
+            return await finish_streamed(deps, state, stream, turn, messages, update, answer_text(completion), raw,
+                                         stop_reason)  # fmt: skip
         if parsed.error is not None:
             messages.append({"role": "assistant", "content": raw, "raw": raw, "stop_reason": stop_reason})
             messages.append({"role": "tool", "content": f"Error: the tool call could not be parsed: {parsed.error}"})
             return tool_failure(deps, state, turn, messages, update, f"unparseable tool call: {parsed.error}")
+        if len(parsed.tool_calls) > deps.policy.tools.max_calls_per_turn:  # runaway output: one bounded outcome
+            return fail({**state, "turn": turn}, "tool", f"the model proposed {len(parsed.tool_calls)} tool calls "
+                        f"in one message; the policy allows {deps.policy.tools.max_calls_per_turn} per turn "
+                        "(tools.max_calls_per_turn)")  # fmt: skip
         if parsed.tool_calls:
             calls = []
             for i, call in enumerate(parsed.tool_calls):
@@ -204,6 +274,21 @@ def tool_failure(
 
 
 # --- output guard -------------------------------------------------------------------------------------------------
+
+
+async def finish_streamed(
+    deps: AgentDeps, state: AgentState, stream: AnswerStream, turn: dict[str, Any], messages: list[MessageDict],
+    update: dict[str, Any], answer: str, raw: str, stop_reason: str | None,
+) -> Command:  # fmt: skip
+    """The rest of a streamed answer: its last chunks checked and shown, then stored like a held answer."""
+    try:
+        await stream.finish(answer)
+    except AnswerBlocked as blocked:
+        return refuse(deps, {**state, "turn": turn}, "model_output", blocked.result)
+    emit(Final(text=answer))
+    messages.append({"role": "assistant", "content": answer, "raw": raw, "stop_reason": stop_reason})
+    turn["outcome"] = "final"
+    return Command(update={**update, "messages": messages, "turn": turn}, goto=END)
 
 
 async def guard_answer(

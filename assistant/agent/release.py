@@ -1,9 +1,8 @@
-"""How a checked answer is released to the user as TokenDelta events.
+"""How a held answer is released to the user as TokenDelta events, once the output guard passed on all of it.
 
-Today the whole answer is held until the output guard passed on all of it, then released. The performance issue adds
-chunked streaming moderation (`agent.streaming_moderation`: each chunk of `chunk_chars`, with `lookback_chars` of
-context, is checked while generation goes on, and released when it passed); it replaces this module's strategy, and
-the invariant stays: a TokenDelta only ever carries text that passed the guard covering it.
+Used when streaming moderation is off (`agent.streaming_moderation.enabled: false`) or the completion was held (it
+looked like a tool call at first); otherwise `answer_stream.py` releases the answer chunk by chunk as each chunk's
+check passes. Either way, a TokenDelta only ever carries text that passed the guard covering it.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from langgraph.types import Command, interrupt
 from assistant.agent import rules_adapter
 from assistant.agent.approval import coerce_decision, denial_notice
 from assistant.agent.deps import AgentDeps
-from assistant.agent.nodes import APPROVAL, EXECUTE, MODEL, emit, emit_verdicts, fail, refuse, thread_of
+from assistant.agent.nodes import APPROVAL, EXECUTE, MODEL, emit, emit_verdicts, fail, refuse, speculate, thread_of
 from assistant.agent.state import AgentState
 from assistant.events import ToolCallProposed, ToolResult
 
@@ -123,6 +123,10 @@ def make_execute(deps: AgentDeps):
             return next_step(deps, state, turn, messages, failed=call["status"] == "failed", what=notice)
         output = await rules_adapter.run_tool(deps.tools[call["name"]], call["arguments"])
         text = output.output if output.ok else (output.error or output.output or "the tool failed")
+        text, cut = cut_result(text, deps.policy.tools.max_result_chars)
+        if not any(c["call_id"] not in executed for c in turn["pending"]):  # the model is next: let it start
+            following = [*messages, {"role": "tool", "content": text, "tool_name": call["name"]}]
+            await speculate(deps, config, following, dropped=state.get("dropped", 0), turn_start=turn["start"])
         result = await deps.pipeline.check("tool_result", text, role="user", thread_id=thread_of(config))
         emit_verdicts(result)
         if result.error is not None and result.decision != "allow":
@@ -134,14 +138,23 @@ def make_execute(deps: AgentDeps):
             messages.append({"role": "tool", "content": notice, "tool_name": call["name"]})
             return next_step(deps, state, turn, messages, failed=False, what="")
         emit(ToolResult(
-            call_id=call["call_id"], name=call["name"], ok=output.ok, output=output.output, error=output.error,
-            limits_hit=tuple(output.limits_hit),
+            call_id=call["call_id"], name=call["name"], ok=output.ok, output=text if output.ok else output.output,
+            error=output.error, limits_hit=(*output.limits_hit, *(("max_result_chars",) if cut else ())),
         ))  # fmt: skip
         messages.append({"role": "tool", "content": text, "tool_name": call["name"]})
         turn["untrusted"] = True  # third-party text is in the context now: side-effect tools need approval
         return next_step(deps, state, turn, messages, failed=not output.ok, what=output.error or "tool error")
 
     return execute
+
+
+def cut_result(text: str, limit: int) -> tuple[str, bool]:
+    """A tool result within the policy's tools.max_result_chars (the guards and the model see the same text)."""
+    if len(text) <= limit:
+        return text, False
+    note = f"\n[... cut: the tool returned {len(text):,} characters; the policy allows {limit:,} " \
+           "(tools.max_result_chars)]"  # fmt: skip
+    return text[:limit] + note, True
 
 
 def next_step(

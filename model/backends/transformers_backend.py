@@ -120,6 +120,10 @@ def _torch_dtype(name: str) -> Any:
 class TransformersBackend:
     """Streams completions from a local transformers model. One generation at a time per backend."""
 
+    # A generation the agent starts ahead of its guards and then discards costs only local compute (the agent's
+    # speculative generation is on by default for this backend; see assistant/agent/performance.py).
+    speculation_ok = True
+
     def __init__(
         self,
         source: str,
@@ -258,7 +262,9 @@ class TransformersBackend:
                 step = torch.tensor([[token]], device=device)
                 out = model(input_ids=step, use_cache=True, logits_to_keep=1, **{loaded.cache_arg: cache})
                 covered.append(token)
-        if self.reuse_cache and not cancel.is_set():
+        # Kept after a cancel too (a discarded speculative generation): the cache holds exactly `covered`, and
+        # is only ever reused for a prompt that starts with the same ids.
+        if self.reuse_cache:
             self._cache, self._cache_ids = cache, tuple(covered)
         self.stats.record(prompt=len(prompt_ids), cached=reused, generated=len(generated))
         self.stats.last_generated_ids = tuple(generated)

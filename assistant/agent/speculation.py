@@ -1,0 +1,97 @@
+"""Generation that runs ahead of the guards: started before its prompt was cleared, consumed only if it was.
+
+The input guards (and the tool-result guards) decide whether the model may see a text, but on a free core the model
+can already prefill and decode while they run. A `Generation` buffers the deltas of one `backend.stream` call in
+a background task; nothing reads them until the node that owns the turn takes it with `take(prompt_ids)`, which only
+succeeds for exactly the prompt the guarded conversation produces. Anything else - a block, a notice in place of a
+blocked tool result, a trimmed window, the end of the run - cancels it, and its text reaches no event, no state and
+no tool. The backend keeps no KV cache of a cancelled call; a cache that did record the unchecked text is only ever
+reused for an identical prefix, which a blocked text never has again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from assistant.agent.model_call import ModelCallError
+
+_END = object()
+SPECULATION_KEY = "assistant_speculation"  # the run's config key holding its SpeculationSlot
+
+
+class Generation:
+    """One `backend.stream(prompt_ids, params)` running in a task, its deltas queued until read."""
+
+    def __init__(self, backend: Any, prompt_ids: list[int], params: Any) -> None:
+        self.prompt_ids = list(prompt_ids)
+        self.params = params
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._task = asyncio.ensure_future(self._pump(backend))
+
+    async def _pump(self, backend: Any) -> None:
+        try:
+            async for delta in backend.stream(self.prompt_ids, self.params):
+                self._queue.put_nowait(delta)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # cancelled by us: nobody reads this generation any more
+            self._queue.put_nowait(ModelCallError("the model backend cancelled its own work mid-stream"))
+        except Exception as exc:  # handed to the reader, which reports it as a model error
+            self._queue.put_nowait(exc)
+        finally:
+            self._queue.put_nowait(_END)
+
+    async def deltas(self) -> AsyncIterator[str]:
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item  # type: ignore[misc]  # as the backend gave it: the reader rejects anything but text
+
+    async def cancel(self) -> None:
+        """Stop generating (the backend stops at its next token) and drop whatever was buffered."""
+        if not self._task.done():
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+
+class SpeculationSlot:
+    """Holds at most one speculative generation for the run of one turn (passed to the nodes in the run's config,
+    like the incoming message, so it is never checkpointed)."""
+
+    def __init__(self) -> None:
+        self._generation: Generation | None = None
+
+    async def start(self, backend: Any, prompt_ids: list[int], params: Any) -> None:
+        await self.discard()
+        self._generation = Generation(backend, prompt_ids, params)
+
+    async def take(self, prompt_ids: list[int], params: Any) -> Generation | None:
+        """The running generation when it was started for exactly this prompt and these settings; else None (and
+        the stale one is cancelled)."""
+        generation, self._generation = self._generation, None
+        if generation is None:
+            return None
+        if generation.prompt_ids == list(prompt_ids) and generation.params == params:
+            return generation
+        await generation.cancel()
+        return None
+
+    async def discard(self) -> None:
+        generation, self._generation = self._generation, None
+        if generation is not None:
+            await generation.cancel()
+
+
+def speculation_slot(config: Any) -> SpeculationSlot | None:
+    slot = (config.get("configurable") or {}).get(SPECULATION_KEY)
+    return slot if isinstance(slot, SpeculationSlot) else None

@@ -1,0 +1,132 @@
+"""Guarded vs unguarded vs the peers' way: one fixed multi-turn, multi-step scenario through the real agent.
+
+    python bench/turn.py [--json] [--repeats 3] [--threads 1] [--small] [--no-firewall]
+
+Tiny real-architecture models on CPU (the tiny random Llama 3.1 as the main model, teacher-forced through a fixed
+script - see bench/forced.py; the tiny trained Llama Guard 3 and Prompt Guard), three modes in one run (see
+bench/harness.py), and our Prompt Guard scanner next to LlamaFirewall's (bench/firewall.py). Prints a table, or with
+`--json` one JSON object with at least `ttft_optimized_vs_reference`, `turn_optimized_vs_unguarded`,
+`prefill_optimized_vs_reference` and `verdict_agreement` (ratios; 1.0 = equal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+DEFAULT_MODELS = REPO / ".cache" / "tiny-models"
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from bench.harness import MODES, run_benchmark, tiny_model_dirs
+    from bench.report import summarize
+    from bench.scenario import Sizes, build_scenario
+
+    sizes = Sizes.tiny() if args.small else Sizes()
+    scenario = build_scenario(sizes)
+    dirs = tiny_model_dirs(Path(args.models))
+    threads, home = torch.get_num_threads(), os.environ.get("ASSISTANT_HOME")
+    torch.set_num_threads(args.threads)  # one core for the model, one for the guards running beside it
+    before = machine()
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["ASSISTANT_HOME"] = str(Path(tmp) / "home")
+            modes = tuple(m for m in MODES if m in args.modes.split(","))
+            records = asyncio.run(run_benchmark(scenario, dirs, Path(tmp), repeats=args.repeats, modes=modes))
+    finally:
+        torch.set_num_threads(threads)
+        if home is None:
+            os.environ.pop("ASSISTANT_HOME", None)
+        else:
+            os.environ["ASSISTANT_HOME"] = home
+    summary = summarize(records)
+    if args.records:
+        rows = [{k: v for k, v in vars(r).items() if k not in ("events", "shown")} for r in records]
+        Path(args.records).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+    summary["bench_s"] = round(time.perf_counter() - started, 1)
+    summary["repeats"] = args.repeats
+    summary["sizes"] = {"tool_words": list(sizes.tool_words), "answer_words": sizes.answer_words,
+                        "chunk_chars": sizes.chunk_chars, "lookback_chars": sizes.lookback_chars}  # fmt: skip
+    summary["machine_before"] = before
+    summary["machine_after"] = machine()
+    summary["machine_after"]["torch_threads"] = args.threads
+    if args.firewall:
+        from bench.firewall import compare
+
+        torch.set_num_threads(args.threads)
+        try:
+            summary["prompt_guard_vs_llamafirewall"] = compare(dirs.prompt_guard_2, words=800 if args.small else 3000)
+        finally:
+            torch.set_num_threads(threads)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of the scenario per mode (medians are taken)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per operation (default 1)")
+    parser.add_argument("--small", action="store_true", help="a miniature scenario (smoke test, not a measurement)")
+    parser.add_argument("--no-firewall", dest="firewall", action="store_false", help="skip the LlamaFirewall part")
+    parser.add_argument("--modes", default="unguarded,reference,optimized")
+    parser.add_argument("--models", default=str(DEFAULT_MODELS), help="directory of the tiny models (built if absent)")
+    parser.add_argument("--records", help="also write every turn's figures (JSON) to this file")
+    args = parser.parse_args(argv)
+    summary = run(args)
+    if args.json:
+        print(json.dumps(summary))
+        return 0
+    from bench.report import table
+
+    m = summary["machine_before"]
+    print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} thread(s) per op), "
+          f"load average {m['load_average']} before, {summary['machine_after']['load_average']} after")  # fmt: skip
+    print(f"scenario: {summary['sizes']}, {summary['repeats']} repeat(s), medians; bench took {summary['bench_s']} s\n")
+    print(table(summary))
+    if summary.get("verdict_disagreements"):
+        print("\ndisagreements:\n  " + "\n  ".join(summary["verdict_disagreements"]))
+    if "prompt_guard_vs_llamafirewall" in summary:
+        from bench.firewall import table as firewall_table
+
+        print("\n" + firewall_table(summary["prompt_guard_vs_llamafirewall"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

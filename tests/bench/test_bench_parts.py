@@ -1,0 +1,106 @@
+"""The benchmark's parts on tiny sizes: the teacher-forced backend, the scenario, the report. Not timings."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.forced import ForcedBackend, completion_ids
+from bench.harness import TurnRecord, checkpoints_of
+from bench.report import agreement, summarize
+from bench.scenario import JAILBREAK, UNSAFE, Sizes, build_scenario, tool_call
+from model.backends.base import GenerationParams
+
+
+async def _complete(backend: ForcedBackend, prompt: list[int]) -> str:
+    return "".join([d async for d in backend.stream(prompt, GenerationParams())])
+
+
+@pytest.mark.parametrize("reuse", [True, False])
+async def test_forced_backend_emits_the_script_and_reuses_the_cache(bench_models, reuse: bool) -> None:
+    from model.tokenizer import get_tokenizer
+
+    backend = ForcedBackend(str(bench_models.main), reuse_cache=reuse)
+    call = tool_call("report")
+    answer = "The report says the water is warm.<|eot_id|>"
+    backend.set_script([call, answer])
+    tokenizer = get_tokenizer(bench_models.main)
+
+    def header(role: str) -> list[int]:
+        start, end = tokenizer.special_id("<|start_header_id|>"), tokenizer.special_id("<|end_header_id|>")
+        return [start, *tokenizer.encode(role), end, *tokenizer.encode("\n\n")]
+
+    prompt = [128000, *header("user"), *tokenizer.encode("user asks a question"), 128009, *header("assistant")]
+    assert await _complete(backend, prompt) == call
+    # The next step's prompt re-encodes the completion verbatim, then adds a tool result.
+    generated = completion_ids(call, tokenizer)
+    follow = [*prompt, *generated, *header("ipython"), *tokenizer.encode("tool result text"), 128009,
+              *header("assistant")]  # fmt: skip
+    assert await _complete(backend, follow) == answer
+    assert await _complete(backend, prompt) == call  # the step, not the call count, picks the completion
+    first, second, _ = backend.calls
+    assert first.prefill_tokens == len(prompt) and first.generated_tokens == len(generated)
+    if reuse:  # everything but the stop token (never fed back) came from the cache
+        assert second.prefill_tokens == len(follow) - (len(prompt) + len(generated) - 1)
+    else:
+        assert second.prefill_tokens == len(follow)
+
+
+def test_forced_backend_needs_a_stop_token(bench_models) -> None:
+    with pytest.raises(ValueError, match="stop token"):
+        ForcedBackend(str(bench_models.main)).set_script(["no stop"])
+
+
+def test_scenario_is_fixed_and_holds_its_triggers() -> None:
+    one, two = build_scenario(Sizes.tiny()), build_scenario(Sizes.tiny())
+    assert one == two
+    assert [t.expect for t in one.turns].count("answer") == 3
+    assert sum(t.tool_calls for t in one.turns) == 3
+    assert JAILBREAK in one.turns[3].user and UNSAFE in one.turns[4].completions[0]
+    assert all(JAILBREAK not in p and UNSAFE not in p for p in one.pages.values())
+
+
+def _verdict(stage: str, decision: str, error: str | None = None):
+    from assistant.events import GuardVerdict
+
+    return GuardVerdict(stage=stage, guard="llama_guard", decision=decision, error=error)
+
+
+def test_checkpoints_collapse_streamed_chunks_and_count_errors_as_blocks() -> None:
+    from assistant.events import Final, TokenDelta, ToolResult
+
+    events = [
+        _verdict("user_input", "allow"), _verdict("user_input", "allow"),
+        ToolResult(call_id="c", name="fetch_page", ok=True, output="x"),
+        _verdict("tool_result", "allow"), ToolResult(call_id="d", name="fetch_page", ok=True, output="y"),
+        _verdict("tool_result", "allow", error="boom"),
+        _verdict("model_output", "allow"), TokenDelta(text="a"), _verdict("model_output", "warn"), TokenDelta(text="b"),
+        Final(text="ab"),
+    ]  # fmt: skip
+    assert checkpoints_of(events) == [
+        ("user_input", "allow"), ("tool_result", "allow"), ("tool_result", "allow"), ("model_output", "warn"),
+    ]  # fmt: skip
+    events[5] = _verdict("tool_result", "block", error="boom")
+    assert checkpoints_of(events)[2] == ("tool_result", "block")
+
+
+def _record(mode: str, turn: int, points: list[tuple[str, str]], outcome: str = "final", **kw: float) -> TurnRecord:
+    return TurnRecord(
+        mode=mode, repeat=0, turn=turn, expect="answer", turn_s=kw.get("turn_s", 1.0), ttft_s=kw.get("ttft_s", 1.0),
+        main_prompt=100, main_prefill=int(kw.get("prefill", 100)), main_generated=10, llama_guard_tokens=0,
+        prompt_guard_tokens=0, checkpoints=points, outcome=outcome, shown="", leaked=False,
+    )  # fmt: skip
+
+
+def test_agreement_and_ratios() -> None:
+    ref = [_record("reference", 0, [("user_input", "allow")], turn_s=4.0, ttft_s=4.0, prefill=1000)]
+    opt = [_record("optimized", 0, [("user_input", "allow")], turn_s=1.1, ttft_s=1.0, prefill=200)]
+    ung = [_record("unguarded", 0, [], turn_s=1.0, ttft_s=0.5, prefill=200)]
+    summary = summarize(ref + opt + ung)
+    assert summary["verdict_agreement"] == 1.0
+    assert summary["ttft_optimized_vs_reference"] == 0.25
+    assert summary["turn_optimized_vs_unguarded"] == 1.1
+    assert summary["prefill_optimized_vs_reference"] == 0.2
+    assert all(summary["targets"].values())
+    blocked = [_record("optimized", 0, [("user_input", "block")], outcome="refusal:user_input")]
+    share, points, problems = agreement(ref, blocked)
+    assert share == 0.0 and points == 2 and len(problems) == 2
