@@ -23,7 +23,7 @@ chat: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not slow"
 
 fuzz: setup
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -m slow tests/reliability
