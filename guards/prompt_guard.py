@@ -247,8 +247,11 @@ def _load_classifier(path: str) -> tuple[Any, Any]:
         )
     name = str(local) if looks_local else path
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(name)
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        from model.backends.loading import quiet_hf_progress
+
+        with quiet_hf_progress():
+            model = AutoModelForSequenceClassification.from_pretrained(name)
+            tokenizer = AutoTokenizer.from_pretrained(name)
     except Exception as exc:  # OSError, ValueError, HTTP errors: all mean "not loadable"
         raise GuardModelNotFoundError(
             f"could not load the Prompt Guard model {path!r}: {exc}. For a hub id, download it first (gated: "

@@ -211,13 +211,11 @@ def _progress_class(emit: ProgressCallback) -> type:
 
 @contextlib.contextmanager
 def quiet_hf_progress() -> Iterator[None]:
-    """Silence transformers' own progress bars (they would write over the TUI) for the duration."""
+    """Silence transformers' own progress bars and warnings (they would write over the TUI and into `assistant run
+    --json`). Not restored afterwards: guard models load on other threads at the same time, and re-enabling the
+    global switch would let their bars through; our own LoadEvents report progress instead."""
     from transformers.utils import logging as hf_logging
 
-    was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            hf_logging.enable_progress_bar()
+    hf_logging.set_verbosity_error()
+    yield
