@@ -15,41 +15,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
-NUM_BASE_TOKENS = 128_000
-NUM_SPECIAL_TOKENS = 256
-VOCAB_SIZE = NUM_BASE_TOKENS + NUM_SPECIAL_TOKENS
+from model.tokenizer import (  # one definition of Meta's specials and split pattern (re-exported)
+    NUM_BASE_TOKENS as NUM_BASE_TOKENS,
+)
+from model.tokenizer import PAT_STR as PAT_STR
+from model.tokenizer import STOP_TOKENS as STOP_TOKENS
+from model.tokenizer import VOCAB_SIZE as VOCAB_SIZE
+from model.tokenizer import special_token_names as special_token_names
+
 BOS = "<|begin_of_text|>"
-# Llama 3.1 Instruct stops on any of these; `eos_token` is the end of an assistant turn, as in Meta's HF repository.
-STOP_TOKENS = ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")
+# `eos_token` is the end of an assistant turn, as in Meta's HF repository.
 EOS = "<|eot_id|>"
 PAD = "<|finetune_right_pad_id|>"
-
-# Meta's pre-tokenizer split pattern (llama_models/llama3/tokenizer.py `pat_str`).
-PAT_STR = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-
-_NAMED_SPECIALS = (
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|reserved_special_token_0|>",
-    "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>",
-    "<|step_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eom_id|>",
-    "<|eot_id|>",
-    "<|python_tag|>",
-    "<|image|>",
-)
-
-
-def special_token_names() -> list[str]:
-    """The 256 special tokens in id order, named as in Meta's `Tokenizer`."""
-    reserved = [f"<|reserved_special_token_{2 + i}|>" for i in range(NUM_SPECIAL_TOKENS - len(_NAMED_SPECIALS))]
-    return [*_NAMED_SPECIALS, *reserved]
 
 
 def default_tokenizer_model() -> Path:
