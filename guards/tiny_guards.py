@@ -20,14 +20,15 @@ cheap once built.
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from model.versioned_dir import build_once
+from model.versioned_dir import is_built as versioned_is_built
 
 TINY_GUARDS_VERSION = "tiny-guards-5"
 MARKER = ".tiny-guards-version"
@@ -79,54 +80,13 @@ def build_tiny_guards(directory: Path) -> dict[str, Path]:
     }
     built: dict[str, Path] = {}
     for name, write in builders.items():
-        path = directory / name
-        if not is_built(path):
-            with _build_lock(directory, name):  # concurrent test sessions wait for one build instead of each training
-                if not is_built(path):
-                    _atomic_build(path, write)
-        built[name] = path
+        # Concurrent test sessions wait for one build instead of each training its own copy.
+        built[name] = build_once(directory / name, write, marker=MARKER, version=TINY_GUARDS_VERSION)
     return built
 
 
-@contextmanager
-def _build_lock(directory: Path, name: str) -> Iterator[None]:
-    import fcntl
-
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / f".{name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def is_built(path: Path) -> bool:
-    try:
-        return (Path(path) / MARKER).read_text(encoding="utf-8").strip() == TINY_GUARDS_VERSION
-    except OSError:
-        return False
-
-
-def _atomic_build(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        write(tmp)
-        (tmp / MARKER).write_text(TINY_GUARDS_VERSION + "\n", encoding="utf-8")
-        if path.exists() and not is_built(path):
-            stale = path.parent / f".{path.name}.stale-{uuid.uuid4().hex}"
-            with suppress(OSError):
-                os.rename(path, stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not is_built(path):  # another process won the race with a different version, or worse: say so
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    return versioned_is_built(path, marker=MARKER, version=TINY_GUARDS_VERSION)
 
 
 @contextmanager

@@ -6,14 +6,11 @@ tokenizing and generation path (from_pretrained, AutoTokenizer, generation_confi
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
+from model import versioned_dir
 from model.hf_tokenizer import BOS, STOP_TOKENS, VOCAB_SIZE, default_tokenizer_model, save_hf_tokenizer
 
 # Bump when the architecture, tokenizer files or layout change: directories built by another version are rebuilt.
@@ -65,11 +62,7 @@ def tiny_llama_config(*, vocab_size: int = VOCAB_SIZE) -> dict[str, object]:
 
 def is_built(path: Path) -> bool:
     """True when `path` holds a complete checkpoint of the current tiny version."""
-    marker = Path(path) / MARKER
-    try:
-        return marker.read_text(encoding="utf-8").strip() == TINY_VERSION
-    except OSError:
-        return False
+    return versioned_dir.is_built(path, marker=MARKER, version=TINY_VERSION)
 
 
 def build_tiny_llama(path: Path, *, seed: int = 0) -> Path:
@@ -84,7 +77,9 @@ def build_tiny_llama(path: Path, *, seed: int = 0) -> Path:
     from model.backends.loading import quiet_hf_progress
 
     with quiet_hf_progress():
-        return _atomic_build(path, lambda tmp: _write_checkpoint(tmp, seed=seed))
+        return versioned_dir.build_once(
+            path, lambda tmp: _write_checkpoint(tmp, seed=seed), marker=MARKER, version=TINY_VERSION
+        )
 
 
 def _write_checkpoint(directory: Path, *, seed: int) -> None:
@@ -112,30 +107,6 @@ def _write_checkpoint(directory: Path, *, seed: int) -> None:
         json.dumps({"version": TINY_VERSION, "note": NOTE, "seed": seed, "bos": BOS}, indent=2) + "\n",
         encoding="utf-8",
     )
-
-
-def _atomic_build(path: Path, write: Callable[[Path], None]) -> Path:
-    """Run `write(tmp)` on a fresh sibling directory, mark it complete, and rename it to `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
-    tmp.mkdir()
-    try:
-        write(tmp)
-        (tmp / MARKER).write_text(TINY_VERSION + "\n", encoding="utf-8")
-        if path.exists() and not is_built(path):
-            # A stale or broken build: move it aside first (a rename is atomic, a recursive delete is not).
-            stale = path.parent / f".{path.name}.stale-{uuid.uuid4().hex}"
-            with contextlib.suppress(OSError):
-                os.rename(path, stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            if not is_built(path):  # lost the race to a build of another version, or something odd: say so
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
 
 
 def tiny_model_names() -> list[str]:

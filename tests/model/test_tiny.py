@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from model import tiny
+from model import tiny, versioned_dir
 
 
 def test_checkpoint_is_a_real_llama_31_layout(tiny_llama_dir: Path) -> None:
@@ -46,6 +46,11 @@ def test_build_is_idempotent(tiny_llama_dir: Path) -> None:
     assert tiny.ensure_tiny_model(tiny.MAIN_MODEL_NAME, tiny_llama_dir.parent) == tiny_llama_dir
 
 
+def _atomic_build(target: Path, write) -> None:
+    """The rename-into-place step alone (no lock), as racing builders would run it."""
+    versioned_dir._atomic_build(target, write, marker=tiny.MARKER, version=tiny.TINY_VERSION)
+
+
 def test_concurrent_builders_never_expose_partial_files(tmp_path: Path) -> None:
     target = tmp_path / "model"
     seen_partial: list[bool] = []
@@ -62,7 +67,7 @@ def test_concurrent_builders_never_expose_partial_files(tmp_path: Path) -> None:
                 seen_partial.append(not (target / "part2").exists() or not tiny.is_built(target))
             time.sleep(0.005)
 
-    threads = [threading.Thread(target=tiny._atomic_build, args=(target, slow_writer)) for _ in range(3)]
+    threads = [threading.Thread(target=_atomic_build, args=(target, slow_writer)) for _ in range(3)]
     threads.append(threading.Thread(target=watcher))
     for thread in threads:
         thread.start()
@@ -79,7 +84,7 @@ def test_stale_version_is_replaced(tmp_path: Path) -> None:
     target.mkdir()
     (target / tiny.MARKER).write_text("tiny-llama-0\n")
     (target / "old").write_text("stale")
-    tiny._atomic_build(target, lambda d: (d / "new").write_text("fresh"))
+    _atomic_build(target, lambda d: (d / "new").write_text("fresh"))
     assert sorted(p.name for p in target.iterdir()) == [tiny.MARKER, "new"]
 
 
