@@ -138,6 +138,16 @@ class GuardPipeline:
         if self.audit is not None:
             self.audit(verdict, item)
 
+    def record(self, kind: str, *, thread_id: str | None = None, text: str | None = None, **fields: Any) -> None:
+        """Write one non-verdict audit record (tool_run, approval_request, approval_decision, refusal, error,
+        run_start...) into the same hash chain as the verdicts; `text` is stored per the policy's `audit.texts`.
+        A no-op when audit is off (or the sink is a plain verdict callable). Like verdict records, a write that
+        fails raises (OSError; ValueError for reserved or non-JSON fields): an action that cannot be audited is not
+        silently let through."""
+        record = getattr(self.audit, "record", None)
+        if record is not None:
+            record(kind, thread_id=thread_id, text=text, **fields)
+
 
 async def prepare(runner: GuardRunner) -> None:
     load = getattr(runner, "load", None)
@@ -166,12 +176,20 @@ def audit_sink_for(policy: Any, policy_path: Path | None = None) -> AuditSink | 
         path = Path(configured).expanduser()
         if not path.is_absolute() and policy_path is not None:
             path = policy_path.parent / path
-    log = AuditLog(path, texts=policy.audit.texts)
+    return PolicyAuditSink(AuditLog(path, texts=policy.audit.texts))
 
-    def sink(verdict: Verdict, item: CheckInput) -> None:
-        log.append_verdict(verdict, thread_id=item.thread_id, text=item.text)
 
-    return sink
+@dataclass(frozen=True)
+class PolicyAuditSink:
+    """The verdict sink over an audit log, which can also write the agent's other records (`record`)."""
+
+    log: Any  # guards.audit.AuditLog (imported lazily)
+
+    def __call__(self, verdict: Verdict, item: CheckInput) -> None:
+        self.log.append_verdict(verdict, thread_id=item.thread_id, text=item.text)
+
+    def record(self, kind: str, *, thread_id: str | None = None, text: str | None = None, **fields: Any) -> None:
+        self.log.append(kind, thread_id=thread_id, text=text, **fields)
 
 
 async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:

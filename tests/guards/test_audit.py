@@ -223,3 +223,27 @@ def test_kill_minus_nine_keeps_everything_written_verifiable(tmp_path: Path) -> 
     assert report.intact and report.records >= 20
     _write(path, 1)  # a new writer continues the chain after whatever the kill left
     assert verify_audit_log(path).intact
+
+
+async def test_pipeline_record_writes_other_kinds_into_the_verdict_chain(tmp_path: Path) -> None:
+    from guards.pipeline import GuardPipeline
+    from guards.policy import parse_policy_text
+
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("version: 1\naudit: {path: audit.jsonl, texts: hash}\n")
+    policy = parse_policy_text(policy_file.read_text())
+    pipe = GuardPipeline.from_policy(policy, runners={}, audit=True, policy_path=policy_file)
+    pipe.record("run_start", thread_id="t1", policy_hash="ab" * 32)
+    pipe.record("tool_run", thread_id="t1", text="print(1)", tool="code_interpreter", ok=True, limits_hit=[])
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["run_start", "tool_run"]
+    assert records[0]["policy_hash"] == "ab" * 32 and records[1]["thread_id"] == "t1"
+    assert records[1]["text"] == {"storage": "hash", "chars": 8,
+                                  "sha256": hashlib.sha256(b"print(1)").hexdigest()}  # fmt: skip
+    assert verify_audit_log(tmp_path / "audit.jsonl").intact
+    with pytest.raises(ValueError, match="reserved"):
+        pipe.record("error", seq=3)
+    # Audit off: a no-op, nothing written anywhere.
+    GuardPipeline(policy, {}, audit=None).record("refusal", thread_id="t1", reason="x")
+    GuardPipeline(policy, {}, audit=lambda v, item: None).record("refusal", reason="x")
+    assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 2
