@@ -1,6 +1,6 @@
-"""Build the starter red-team case files in examples/redteam/ from the public sets in ../shared/data.
+"""Build the starter red-team case files in examples/redteam/ from the public sets in tests/data.
 
-    python scripts/build_redteam_cases.py [--data ../shared/data] [--out examples/redteam]
+    python scripts/build_redteam_cases.py [--data tests/data] [--out examples/redteam]
 
 Deterministic: the same data gives byte-identical files (fixed selection rules, a fixed seed where sampling). Each
 case is one JSON line in the format `assistant eval redteam` reads (stage, text, expected, id, category, language).
@@ -164,7 +164,7 @@ def sample_file(built: dict[str, list[dict[str, Any]]], per_file: int = 4) -> li
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--data", type=Path, default=REPO / "tests" / "data")
     parser.add_argument("--out", type=Path, default=REPO / "examples" / "redteam")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

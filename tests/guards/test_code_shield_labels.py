@@ -1,4 +1,4 @@
-"""Code Shield on its own 211 labelled unit-test cases (../shared/data/codeshield), semgrep layer included.
+"""Code Shield on its own 211 labelled unit-test cases (tests/data/codeshield), semgrep layer included.
 
 The labels come from Code Shield's per-language tests, which call `analyze(language, code)` with its default use
 case (cyberseceval: regex and semgrep both run, no prescan). Installed codeshield 1.0.1 fails the semgrep ones (its
@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from guards.codeshield_adapter import analyze_many
+from tests.data_paths import data_file
 
-CASES_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "codeshield" / "icd_unit_test_cases.json"
-CASES: list[dict[str, Any]] = json.loads(CASES_FILE.read_text()) if CASES_FILE.exists() else []
+CASES_FILE = data_file("codeshield", "icd_unit_test_cases.json")
+CASES: list[dict[str, Any]] = json.loads(CASES_FILE.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from typing import Any
 
 from model.messages import Message, ToolCall, ToolDefinition, ToolSpec
 from model.tool_prompts import long_date, param_infos, short_date
+from tests.data_paths import data_file
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED = Path(__file__).resolve().parents[3] / "shared"
 
 
 # ---- meta oracle --------------------------------------------------------------------------------------------------
@@ -251,7 +251,7 @@ EMPTY = ToolDefinition("ping", "Ping the server.", {"type": "object", "propertie
 
 def bfcl_tools(count: int) -> tuple[ToolDefinition, ...]:
     """Real function definitions from the Berkeley Function Calling Leaderboard (their "dict" type kept as written)."""
-    path = SHARED / "data" / "tool_calling" / "BFCL_v4_multiple.json"
+    path = data_file("tool_calling", "BFCL_v4_multiple.json")
     tools: list[ToolDefinition] = []
     for line in path.read_text(encoding="utf-8").splitlines()[: count * 3]:
         for fn in json.loads(line)["function"]:

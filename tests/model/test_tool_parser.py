@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from model.messages import ToolCall
 from model.tool_parser import ParsedCompletion, parse_completion
+from tests.data_paths import data_file
 
-SHARED = Path(__file__).resolve().parents[3] / "shared"
-STRINGS = json.loads((SHARED / "data" / "tool_calling" / "llama_tool_call_strings.json").read_text(encoding="utf-8"))
+STRINGS = json.loads(data_file("tool_calling", "llama_tool_call_strings.json").read_text(encoding="utf-8"))
 
 
 def calls(parsed: ParsedCompletion) -> list[dict[str, Any]]:

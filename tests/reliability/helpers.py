@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
 TINY_DIR = REPO / ".cache" / "tiny-models"
 
 # `make test` runs each property's quick variant (a few hundred derandomized examples); `make fuzz` runs the

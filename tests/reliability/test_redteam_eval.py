@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from assistant.cli.main import cli
 from guards.redteam import CaseFileError, CaseOutcome, RedTeamCase, parse_cases, percentile, summarize
-from tests.reliability.helpers import REPO, SHARED, TINY_DIR
+from tests.data_paths import DATA
+from tests.reliability.helpers import REPO, TINY_DIR
 
 REDTEAM = REPO / "examples" / "redteam"
 
@@ -128,13 +129,11 @@ def test_percentiles_nearest_rank() -> None:
 def test_starter_files_are_valid_and_rebuild_identically(tmp_path: Path) -> None:
     import importlib.util
 
-    if not (SHARED / "data").is_dir():
-        pytest.skip("../shared/data is not available")
     spec = importlib.util.spec_from_file_location("build_redteam_cases", REPO / "scripts" / "build_redteam_cases.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module.main(["--data", str(SHARED / "data"), "--out", str(tmp_path)])
+    module.main(["--data", str(DATA), "--out", str(tmp_path)])
     shipped = sorted(p.name for p in REDTEAM.glob("*.jsonl"))
     assert shipped == sorted(p.name for p in tmp_path.glob("*.jsonl"))
     for name in shipped:
