@@ -15,6 +15,7 @@ from guards.policy.base import NonEmptyStr, PolicyModel
 from guards.policy.checks import consistency_problems, format_loc
 from guards.policy.guards_config import CodeShieldConfig, CustomCategory, LlamaGuardConfig, PromptGuardConfig
 from guards.policy.models import ModelsConfig
+from guards.policy.server_config import ServerConfig
 from guards.policy.stages import AuditConfig, RefusalsConfig, StagesConfig
 from guards.policy.tools_config import ToolsConfig
 
@@ -34,6 +35,7 @@ class Policy(PolicyModel):
     audit: AuditConfig = AuditConfig()
     tools: ToolsConfig = ToolsConfig()
     agent: AgentConfig = AgentConfig()
+    server: ServerConfig = ServerConfig()
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Policy:

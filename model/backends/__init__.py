@@ -24,7 +24,9 @@ __all__ = [
     "load_backend",
 ]
 
-SPEC_HELP = "use scripted:FILE.jsonl, transformers:PATH_OR_HUB_ID, tiny:NAME or openai:URL[#model]"
+SPEC_HELP = (
+    "use scripted:FILE.jsonl, scripted-keyed:FILE.jsonl, transformers:PATH_OR_HUB_ID, tiny:NAME or openai:URL[#model]"
+)
 
 
 def load_backend(spec: str | Any, *, on_progress: ProgressCallback | None = None) -> ModelBackend:
@@ -42,6 +44,10 @@ def _from_string(spec: str, *, on_progress: ProgressCallback | None) -> ModelBac
         from model.backends.scripted import ScriptedBackend
 
         return ScriptedBackend(Path(rest).expanduser())
+    if kind == "scripted-keyed":  # answers by the last message, statelessly: for concurrent load tests
+        from model.backends.keyed import KeyedScriptedBackend
+
+        return KeyedScriptedBackend(Path(rest).expanduser())
     if kind == "transformers":
         from model.backends.transformers_backend import TransformersBackend
 

@@ -1,0 +1,97 @@
+"""A scripted model that answers by what it is asked, not by call order: safe for concurrent requests.
+
+`scripted-keyed:FILE.jsonl`: one `{"match": "REGEX", "completion": "..."}` per line. Each call decodes the prompt,
+takes the text of its last user or tool (`ipython`) message, and answers with the completion of the first line whose
+regex matches it (`re.search`); `{0}`, `{1}`, ... in the completion are the match's groups (`{{`/`}}` for braces).
+No line matching is a BackendError. The backend keeps no state between calls, so any number of concurrent
+requests each get their own deterministic answer - what load tests of a server need.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.backends.base import BackendStats, GenerationParams
+from model.backends.errors import BackendError
+from model.backends.scripted import split_deltas
+
+_LAST_MESSAGE = re.compile(r"<\|start_header_id\|>(?:user|ipython)<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S)
+
+
+@dataclass(frozen=True)
+class KeyedLine:
+    line_number: int
+    pattern: re.Pattern[str]
+    completion: str
+
+
+def read_keyed_script(path: Path) -> list[KeyedLine]:
+    """Parse the file; any malformed line is an error naming the file and the line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BackendError(f"{path}: cannot read keyed scripted model file: {exc}") from exc
+    lines: list[KeyedLine] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise BackendError(f"{path}:{number}: invalid JSON: {exc.msg}") from exc
+        if not isinstance(record, dict) or set(record) != {"match", "completion"}:
+            raise BackendError(f'{path}:{number}: expected {{"match": "REGEX", "completion": "..."}}')
+        if not isinstance(record["match"], str) or not isinstance(record["completion"], str):
+            raise BackendError(f"{path}:{number}: match and completion must be strings")
+        try:
+            pattern = re.compile(record["match"], re.S)
+        except re.error as exc:
+            raise BackendError(f"{path}:{number}: invalid regex: {exc}") from exc
+        lines.append(KeyedLine(number, pattern, record["completion"]))
+    if not lines:
+        raise BackendError(f"{path}: the keyed scripted model file has no lines")
+    return lines
+
+
+def last_message(prompt: str) -> str:
+    """The text of the prompt's last user or tool message ("" when there is none)."""
+    found = _LAST_MESSAGE.findall(prompt)
+    return found[-1] if found else ""
+
+
+def answer_for(lines: list[KeyedLine], text: str, path: Path) -> str:
+    for line in lines:
+        match = line.pattern.search(text)
+        if match is not None:
+            try:
+                return line.completion.format(match.group(0), *match.groups(default=""))
+            except (IndexError, KeyError, ValueError) as exc:
+                raise BackendError(f"{path}:{line.line_number}: bad placeholder in completion: {exc}") from exc
+    raise BackendError(f"{path}: no line matches the last message {text[:80]!r}")
+
+
+class KeyedScriptedBackend:
+    """Stateless: every `stream` call answers from the prompt's last user/tool message."""
+
+    def __init__(self, path: Path, *, context_window: int = 131_072) -> None:
+        from model.tokenizer import get_tokenizer
+
+        self.path = Path(path)
+        self.name = f"scripted-keyed:{self.path}"
+        self.context_window = context_window
+        self.stats = BackendStats()
+        self._lines = read_keyed_script(self.path)
+        self._tokenizer = get_tokenizer(None)
+
+    async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
+        completion = answer_for(self._lines, last_message(self._tokenizer.decode(prompt_ids)), self.path)
+        self.stats.record(prompt=len(prompt_ids), cached=0, generated=0)
+        for delta in split_deltas(completion):
+            yield delta
+
+    async def aclose(self) -> None:
+        return None
