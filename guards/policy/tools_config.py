@@ -16,6 +16,7 @@ from guards.policy.base import (
     PositiveInt,
     Seconds,
 )
+from guards.policy.mcp_config import McpServers
 
 ToolName = Annotated[str, StringConstraints(strict=True, pattern=TOOL_NAME_PATTERN)]
 ImportRef = Annotated[str, StringConstraints(strict=True, pattern=IMPORT_REF_PATTERN)]  # `package.module:function`
@@ -107,5 +108,6 @@ class ToolsConfig(PolicyModel):
     # Side-effect tools after a tool result entered the context (it may carry injected instructions).
     untrusted_content: Literal["ask", "block", "allow"] = "ask"
     custom: tuple[ImportRef, ...] = ()  # `package.module:function`, each decorated with @tool
+    mcp: McpServers = ()  # Model Context Protocol servers (guards/policy/mcp_config.py)
     builtin: BuiltinToolsConfig = BuiltinToolsConfig()
     sandbox: SandboxConfig = SandboxConfig()
