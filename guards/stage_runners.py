@@ -157,6 +157,10 @@ def default_runners(policy: Any, model_dirs: Mapping[str, Any]) -> dict[str, Gua
     if any(s.llama_guard.enabled for s in stages):
         source = str(model_dirs.get("llama_guard") or policy.models.llama_guard.source)
         runners["llama_guard"] = LlamaGuardRunner(policy, source)
+        if policy.models.llama_guard.backend == "openai":  # scored by a remote server (vLLM)
+            from guards.llama_guard_remote import RemoteLlamaGuardRunner
+
+            runners["llama_guard"] = RemoteLlamaGuardRunner(policy)
     if any(s.prompt_guard.enabled for s in stages):
         source = str(model_dirs.get("prompt_guard") or policy.models.prompt_guard.source)
         runners["prompt_guard"] = PromptGuardRunner(policy, source)

@@ -50,11 +50,20 @@ ModelConfig = MainModelConfig
 class LlamaGuardModelConfig(PolicyModel):
     """Llama Guard 3: 8B (S1..S14) or 1B (S1..S13)."""
 
-    source: NonEmptyStr = "meta-llama/Llama-Guard-3-8B"
+    source: NonEmptyStr = "meta-llama/Llama-Guard-3-8B"  # with backend: openai, the model name the server serves
     variant: LlamaGuardVariant = "8b"
-    backend: Literal["transformers"] = "transformers"
+    # `openai`: a remote OpenAI-compatible server (vLLM) scores the prompt (guards/llama_guard_remote.py).
+    backend: Literal["transformers", "openai"] = "transformers"
+    base_url: NonEmptyStr | None = None  # the server, for backend: openai (http://guard-host:8001/v1)
+    api_key_env: NonEmptyStr | None = None  # name of the environment variable holding the server's key
     device: Device = "auto"
     dtype: DType = "auto"
+
+    @model_validator(mode="after")
+    def _openai_needs_url(self) -> LlamaGuardModelConfig:
+        if self.backend == "openai" and self.base_url is None:
+            raise ValueError("backend: openai needs base_url (the Llama Guard server, e.g. http://localhost:8001/v1)")
+        return self
 
 
 class PromptGuardModelConfig(PolicyModel):

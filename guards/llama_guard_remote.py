@@ -1,0 +1,359 @@
+"""Llama Guard 3 on a remote OpenAI-compatible server (vLLM): `models.llama_guard.backend: openai`.
+
+The same exact prompt as in-process (`guards.llama_guard_prompt`), sent as token ids to `/v1/completions` with
+`max_tokens: 1, logprobs: 20, temperature: 0`: one forward pass on the server. P(unsafe) is read from the first
+token's top log-probabilities; the categories are decoded with a second short request (prompt + `unsafe`, greedy, up
+to the stop token) only when the score reaches the threshold. Verdicts, thresholds and exclusions are the in-process
+guard's (`LlamaGuard._decide`).
+
+Fail-closed: a server that is down, slow, answers an HTTP error or anything but the expected JSON, or whose top
+log-probabilities lack the `safe` or `unsafe` token (or rank another token first) raises a `GuardError`, which the
+pipeline turns into a guard error verdict (block by default). Never "safe".
+
+Prompts go as token ids. A server that refuses ids (`prompt_as: auto` falls back) gets the prompt as text only
+through `model.backends.openai_backend.prompt_text_for_server`, which refuses any prompt whose content holds
+special-token text: untrusted text never becomes a control token on the server either.
+
+Blocking I/O (httpx's sync client) on the pipeline's worker thread: the connection pool then survives the event
+loops that `Assistant.run` starts and stops per call.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from guards.errors import GuardError, GuardOutputError
+from guards.llama_guard import MAX_CATEGORY_TOKENS, LlamaGuard, LlamaGuardResult
+from guards.llama_guard_prompt import (
+    PromptCategory,
+    Turn,
+    as_turn,
+    checked_role,
+    encode_segments,
+    prompt_categories,
+    prompt_segments,
+)
+from guards.pipeline import CheckInput, in_thread
+from guards.verdict import Verdict
+
+PromptAs = Literal["auto", "ids", "text"]
+TOP_LOGPROBS = 20  # vLLM's default cap (--max-logprobs)
+STOP_TOKENS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
+_TOKEN_ID_PREFIX = "token_id:"  # vLLM's key form with return_tokens_as_token_ids
+
+
+class GuardServerError(GuardError):
+    """The Llama Guard server could not be reached, timed out or answered an HTTP error."""
+
+
+class RemoteLlamaGuard:
+    """Llama Guard 3 scored by a remote server. Thread-safe: checks share one pooled HTTP client."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        categories: Sequence[PromptCategory] | None = None,
+        excluded: Sequence[str] = (),
+        threshold: float = 0.5,
+        timeout_s: float = 30.0,
+        connect_timeout_s: float = 5.0,
+        prompt_as: PromptAs = "auto",
+        tokenizer: Any = None,
+    ) -> None:
+        from model.backends.errors import BackendError
+        from model.backends.openai_backend import normalize_base_url
+        from model.tokenizer import get_tokenizer
+
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be within 0..1, got {threshold}")
+        if prompt_as not in ("auto", "ids", "text"):
+            raise ValueError(f"prompt_as must be auto, ids or text, got {prompt_as!r}")
+        try:
+            self.base_url = normalize_base_url(base_url)
+        except BackendError as exc:
+            raise GuardError(f"models.llama_guard.base_url: {exc}") from exc
+        self.model = model
+        self.tokenizer = tokenizer or get_tokenizer()
+        self.categories = tuple(categories) if categories is not None else prompt_categories("8b")
+        self.excluded = frozenset(excluded)
+        self.threshold = threshold
+        self.prompt_as: PromptAs = prompt_as
+        self.source = f"openai:{self.base_url}" + (f"#{model}" if model else "")
+        tok = self.tokenizer
+        self.safe_id = _single_id(tok, "safe")
+        self.unsafe_id = _single_id(tok, "unsafe")
+        self.stop_ids = tuple(tok.special_id(name) for name in STOP_TOKENS)
+        self._timeouts = (connect_timeout_s, timeout_s)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._send_extras = True  # vLLM's stop_token_ids / return_tokens_as_token_ids, dropped if refused
+        self._client: Any = None
+        self._client_lock = threading.Lock()
+
+    # --- public API (the in-process guard's) ------------------------------------------------------------------
+
+    def check(self, turns: Sequence[Turn]) -> LlamaGuardResult:
+        """Verdict for the last turn of `turns`, with the earlier turns as context."""
+        checked_role(turns)
+        ids = self.prompt_ids(turns)
+        started = time.perf_counter()
+        model = self._resolve_model()
+        first = self._complete(model, ids, max_tokens=1, logprobs=TOP_LOGPROBS)
+        score, verdict = self._first_token(first)
+        text = verdict
+        if score >= self.threshold:
+            more = self._complete(model, [*ids, self.unsafe_id], max_tokens=MAX_CATEGORY_TOKENS, logprobs=None)
+            text = "unsafe" + _continuation_text(more)
+        result = LlamaGuard._decide(self, score, verdict, text, "forward", len(ids), 0)  # type: ignore[arg-type]
+        from dataclasses import replace
+
+        return replace(result, latency_ms=(time.perf_counter() - started) * 1000)
+
+    def check_text(
+        self, text: str, *, role: str = "user", conversation: Sequence[tuple[str, str]] = ()
+    ) -> LlamaGuardResult:
+        """`conversation` is earlier (role, content) pairs; roles user / assistant / agent."""
+        return self.check([as_turn(r, c) for r, c in conversation] + [as_turn(role, text)])
+
+    def prompt_ids(self, turns: Sequence[Turn]) -> list[int]:
+        """The exact ids sent (the same as the in-process guard scores)."""
+        tok = self.tokenizer
+        return encode_segments(prompt_segments(turns, self.categories), tok.encode, tok.special_id)
+
+    def close(self) -> None:
+        with self._client_lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    # --- HTTP --------------------------------------------------------------------------------------------------
+
+    def _http(self) -> Any:
+        import httpx
+
+        with self._client_lock:
+            if self._client is None:
+                connect, read = self._timeouts
+                self._client = httpx.Client(
+                    timeout=httpx.Timeout(read, connect=connect), headers=self._headers, trust_env=False
+                )
+            return self._client
+
+    def _resolve_model(self) -> str:
+        if self.model:
+            return self.model
+        data = self._call("GET", "/models", None)
+        models = [m.get("id") for m in data.get("data") or [] if isinstance(m, dict)]
+        if not models or not isinstance(models[0], str):
+            raise GuardOutputError(f"{self.base_url}/models lists no model; set models.llama_guard.source")
+        self.model = models[0]
+        return self.model
+
+    def _complete(self, model: str, ids: list[int], *, max_tokens: int, logprobs: int | None) -> dict[str, Any]:
+        """One `/v1/completions` call; the first choice. Ids first; text only as `prompt_as` allows."""
+        for _ in range(3):  # at most: drop vLLM's extra fields, switch to the guarded text form
+            prompt: list[int] | str = ids
+            if self.prompt_as == "text":
+                prompt = self._prompt_text(ids)
+            body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0}
+            if logprobs is not None:
+                body["logprobs"] = logprobs
+            if self._send_extras:
+                body["stop_token_ids"] = list(self.stop_ids)
+                if logprobs is not None:
+                    body["return_tokens_as_token_ids"] = True  # vLLM: keys `token_id:N`, no detokenizer guesswork
+            try:
+                data = self._call("POST", "/completions", body)
+            except _Rejected as rejected:
+                detail = rejected.detail.lower()
+                if self._send_extras and ("extra" in detail or "unexpected field" in detail):
+                    self._send_extras = False
+                    continue
+                if self.prompt_as == "auto" and "prompt" in detail:
+                    self.prompt_as = "text"  # e.g. "prompt must be a string": the guarded text form from now on
+                    continue
+                raise GuardServerError(
+                    f"Llama Guard server {self.base_url}/completions answered HTTP {rejected.status}: "
+                    f"{rejected.detail[:300]}"
+                ) from None
+            choices = data.get("choices")
+            if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+                raise GuardOutputError(f"Llama Guard server answered no choices: {str(data)[:200]!r}")
+            return choices[0]
+        raise GuardServerError(f"Llama Guard server {self.base_url}/completions kept rejecting the request")
+
+    def _prompt_text(self, ids: list[int]) -> str:
+        from model.backends.errors import BackendError
+        from model.backends.openai_backend import prompt_text_for_server
+
+        try:
+            return prompt_text_for_server(ids, self.tokenizer)
+        except BackendError as exc:
+            raise GuardError(f"Llama Guard server takes text prompts only: {exc}") from exc
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+        import httpx
+
+        url = self.base_url + path
+        try:
+            response = self._http().request(method, url, json=body)
+        except httpx.TimeoutException as exc:
+            raise GuardServerError(f"Llama Guard server {url} timed out ({type(exc).__name__})") from exc
+        except httpx.HTTPError as exc:
+            raise GuardServerError(
+                f"cannot reach the Llama Guard server at {url} ({type(exc).__name__}: {exc or 'no detail'}); start "
+                "it or fix models.llama_guard.base_url"
+            ) from exc
+        if response.status_code in (400, 422):
+            raise _Rejected(response.status_code, response.text)
+        if response.status_code != 200:
+            hint = " (check models.llama_guard.api_key_env)" if response.status_code in (401, 403) else ""
+            raise GuardServerError(
+                f"Llama Guard server {url} answered HTTP {response.status_code}{hint}: {response.text[:300]}"
+            )
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise GuardOutputError(f"Llama Guard server {url} answered non-JSON: {response.text[:200]!r}") from exc
+        if not isinstance(data, dict):
+            raise GuardOutputError(f"Llama Guard server {url} answered {type(data).__name__}, not an object")
+        if "error" in data and "choices" not in data:
+            raise GuardServerError(f"Llama Guard server {url} reported an error: {str(data['error'])[:300]}")
+        return data
+
+    # --- reading the answer ------------------------------------------------------------------------------------
+
+    def _first_token(self, choice: dict[str, Any]) -> tuple[float, Literal["safe", "unsafe"]]:
+        """P(unsafe) and the model's own first token, from the first position's top log-probabilities."""
+        top = _top_logprobs(choice)
+        by_id: dict[int, float] = {}
+        for key, value in top.items():
+            token_id = self._token_id(key)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not (value <= 0.0):
+                raise GuardOutputError(f"Llama Guard server gave log-probability {value!r} for {key!r}")
+            if token_id is not None:
+                by_id[token_id] = max(float(value), by_id.get(token_id, -math.inf))
+        missing = [name for name, i in (("safe", self.safe_id), ("unsafe", self.unsafe_id)) if i not in by_id]
+        if missing:
+            raise GuardOutputError(
+                f"Llama Guard server's top {len(top)} log-probabilities lack {' and '.join(map(repr, missing))}: "
+                "not a Llama Guard 3 model, or the wrong prompt"
+            )
+        best = max(top.items(), key=lambda kv: float(kv[1]))[0]
+        best_id = self._token_id(best)
+        if best_id == self.unsafe_id:
+            verdict: Literal["safe", "unsafe"] = "unsafe"
+        elif best_id == self.safe_id:
+            verdict = "safe"
+        else:
+            raise GuardOutputError(f"Llama Guard's first token is {best!r}, neither 'safe' nor 'unsafe'")
+        score = math.exp(by_id[self.unsafe_id])
+        if not math.isfinite(score):
+            raise GuardOutputError("Llama Guard server gave a non-finite score")
+        return score, verdict
+
+    def _token_id(self, key: str) -> int | None:
+        """`token_id:N` (vLLM with return_tokens_as_token_ids), else the token's text: only `safe` and `unsafe`
+        matter, and each is exactly one token of the Llama 3 vocabulary."""
+        if key.startswith(_TOKEN_ID_PREFIX):
+            try:
+                return int(key[len(_TOKEN_ID_PREFIX) :])
+            except ValueError as exc:
+                raise GuardOutputError(f"Llama Guard server gave a malformed token key {key!r}") from exc
+        return {"safe": self.safe_id, "unsafe": self.unsafe_id}.get(key, -1)
+
+
+class _Rejected(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.detail = detail
+
+
+def _top_logprobs(choice: dict[str, Any]) -> dict[str, Any]:
+    logprobs = choice.get("logprobs")
+    top = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
+    if not isinstance(top, list) or not top or not isinstance(top[0], dict) or not top[0]:
+        raise GuardOutputError(f"Llama Guard server answered without top log-probabilities: {str(choice)[:200]!r}")
+    return top[0]
+
+
+def _continuation_text(choice: dict[str, Any]) -> str:
+    """The categories line after the forced `unsafe`; no stop within the limit gives text that will not parse."""
+    text = choice.get("text")
+    if not isinstance(text, str):
+        raise GuardOutputError(f"Llama Guard server answered without text: {str(choice)[:200]!r}")
+    if choice.get("finish_reason") != "stop":
+        return text + "<no stop token>"
+    for stop in STOP_TOKENS:  # a server that keeps special tokens in the text
+        text = text.split(stop, 1)[0]
+    return text
+
+
+def _single_id(tokenizer: Any, text: str) -> int:
+    ids = tokenizer.encode(text)
+    if len(ids) != 1:
+        raise GuardError(f"the tokenizer splits {text!r} into {len(ids)} tokens; not a Llama 3 tokenizer")
+    return int(ids[0])
+
+
+# --- the pipeline's runner ---------------------------------------------------------------------------------------
+
+
+class RemoteLlamaGuardRunner:
+    """The `llama_guard` runner for `models.llama_guard.backend: openai` (same verdict mapping as in-process)."""
+
+    name = "llama_guard"
+
+    def __init__(self, policy: Any) -> None:
+        self.policy = policy
+        self.config = policy.llama_guard
+        self.timeout_s = float(self.config.timeout_s)
+        self.on_error = self.config.on_error
+        self._guard: RemoteLlamaGuard | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> RemoteLlamaGuard:
+        """The client (no network yet; the first check finds out whether the server answers)."""
+        with self._lock:
+            if self._guard is None:
+                model_config = self.policy.models.llama_guard
+                config = self.config
+                api_key = None
+                if model_config.api_key_env:
+                    api_key = os.environ.get(model_config.api_key_env)
+                    if not api_key:
+                        raise GuardError(
+                            f"environment variable {model_config.api_key_env} (models.llama_guard.api_key_env) is "
+                            "not set"
+                        )
+                custom = [PromptCategory(c.code, c.name, c.description) for c in config.custom]
+                categories = prompt_categories(
+                    model_config.variant, enabled=config.categories, excluded=config.excluded, custom=custom
+                )
+                self._guard = RemoteLlamaGuard(
+                    model_config.base_url, model=model_config.source, api_key=api_key, categories=categories,
+                    excluded=config.excluded, threshold=config.threshold, timeout_s=self.timeout_s,
+                )  # fmt: skip
+            return self._guard
+
+    async def check(self, item: CheckInput) -> Verdict:
+        started = time.perf_counter()
+        guard = await in_thread(self.load)
+        role = "agent" if item.role in ("assistant", "agent") else "user"
+        result = await in_thread(lambda: guard.check_text(item.text, role=role, conversation=item.conversation))
+        decision = self.config.action_for(result.categories) if result.unsafe else "allow"
+        return Verdict(
+            item.stage, self.name, decision, score=result.score, categories=result.categories if result.unsafe else (),
+            reasons=tuple(result.reasons), latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        )  # fmt: skip
+
+
+__all__ = ["GuardServerError", "RemoteLlamaGuard", "RemoteLlamaGuardRunner"]

@@ -1,0 +1,178 @@
+"""A small real HTTP server answering `/v1/completions` like vLLM does, with a real causal LM behind it (the tiny
+trained Llama Guard), for `make test`: `transformers serve` takes no token-id prompts and vLLM is too heavy for the
+default suite (tests/vllm compares against the real vLLM).
+
+What it implements of vLLM's API: token-id or text prompts (text tokenized as a server would: special-token text
+becomes control tokens, and a BOS is prepended), greedy decoding up to `max_tokens` or a stop token
+(`stop_token_ids` plus the model's own), `logprobs: N` (the top N of the full-vocabulary log-softmax per generated
+token; keys `token_id:N` with `return_tokens_as_token_ids`, else the token's text), `/v1/models`. `mode` switches on
+one fault at a time for the fail-closed tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+MODES = ("ok", "slow", "garbage", "http500", "no_unsafe", "wrong_top", "no_logprobs", "ids_refused", "strict_fields")
+_SPECIAL = re.compile(r"(<\|[a-z0-9_]+\|>)")
+_KNOWN_FIELDS = {"model", "prompt", "max_tokens", "temperature", "logprobs", "stream", "top_p", "seed"}
+
+
+class CompletionsModel:
+    """The model side: greedy decoding with per-step top log-probabilities."""
+
+    def __init__(self, model_dir: Path) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM
+
+        from model.tokenizer import get_tokenizer
+
+        self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+        self.tokenizer = get_tokenizer(model_dir)
+        self.eos = {self.tokenizer.special_id(n) for n in ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")}
+        self.lock = threading.Lock()
+
+    def encode_text(self, text: str) -> list[int]:
+        """A server's reading of a text prompt: special-token strings ARE control tokens, BOS added."""
+        tok = self.tokenizer
+        ids = [tok.special_id("<|begin_of_text|>")]
+        for part in _SPECIAL.split(text):
+            if part in tok.special_tokens:
+                ids.append(tok.special_tokens[part])
+            elif part:
+                ids.extend(tok.encode(part))
+        return ids
+
+    def complete(
+        self, ids: list[int], max_tokens: int, top_n: int | None, stop_ids: set[int]
+    ) -> tuple[list[int], list[dict[int, float]], str]:
+        import torch
+
+        generated: list[int] = []
+        tops: list[dict[int, float]] = []
+        finish = "length"
+        with self.lock, torch.inference_mode():
+            current = list(ids)
+            for _ in range(max_tokens):
+                logits = self.model(input_ids=torch.tensor([current]), logits_to_keep=1).logits[0, -1].float()
+                logprobs = torch.log_softmax(logits, dim=-1)
+                next_id = int(torch.argmax(logprobs))
+                if top_n:
+                    values, indices = torch.topk(logprobs, top_n)
+                    tops.append({int(i): float(v) for v, i in zip(values, indices, strict=True)})
+                if next_id in stop_ids or next_id in self.eos:
+                    finish = "stop"
+                    break
+                generated.append(next_id)
+                current.append(next_id)
+        return generated, tops, finish
+
+
+class CompletionsServer:
+    def __init__(self, model: CompletionsModel, name: str = "tiny-guard") -> None:
+        self.model = model
+        self.name = name
+        self.mode = "ok"
+        self.delay_s = 3.0
+        self.requests: list[dict[str, Any]] = []
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def answer(self, body: dict[str, Any]) -> tuple[int, Any]:
+        self.requests.append(body)
+        mode = self.mode
+        if mode == "slow":
+            time.sleep(self.delay_s)
+        if mode == "http500":
+            return 500, {"error": "internal error"}
+        if mode == "strict_fields" and set(body) - _KNOWN_FIELDS:
+            return 422, {"detail": f"unexpected field(s): {sorted(set(body) - _KNOWN_FIELDS)}"}
+        if body.get("model") != self.name:
+            return 404, {"error": f"The model `{body.get('model')}` does not exist."}
+        prompt = body.get("prompt")
+        if isinstance(prompt, list):
+            if mode == "ids_refused":
+                return 400, {"error": "prompt must be a string"}
+            ids = [int(i) for i in prompt]
+        elif isinstance(prompt, str):
+            ids = self.model.encode_text(prompt)
+        else:
+            return 400, {"error": "prompt must be a string or a list of token ids"}
+        top_n = body.get("logprobs")
+        stop = set(body.get("stop_token_ids") or ())
+        generated, tops, finish = self.model.complete(ids, int(body.get("max_tokens", 16)), top_n, stop)
+        tok = self.model.tokenizer
+        choice: dict[str, Any] = {"index": 0, "text": tok.decode(generated), "finish_reason": finish}
+        if top_n:
+            as_ids = bool(body.get("return_tokens_as_token_ids"))
+            top = [{(f"token_id:{i}" if as_ids else tok.decode([i])): lp for i, lp in t.items()} for t in tops]
+            if mode == "no_unsafe":
+                unsafe = "token_id:" + str(tok.encode("unsafe")[0]) if as_ids else "unsafe"
+                top = [{k: v for k, v in t.items() if k != unsafe} for t in top]
+            if mode == "wrong_top":
+                top = [{**t, ("token_id:13" if as_ids else "."): 0.0} for t in top]
+            choice["logprobs"] = None if mode == "no_logprobs" else {"top_logprobs": top, "tokens": []}
+        usage = {"prompt_tokens": len(ids), "completion_tokens": len(generated)}
+        return 200, {"id": "cmpl-test", "object": "text_completion", "choices": [choice], "usage": usage}
+
+    def start(self) -> CompletionsServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _handler(server: CompletionsServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, payload: Any) -> None:
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/v1/models":
+                self._send(200, {"object": "list", "data": [{"id": server.name, "object": "model"}]})
+            else:
+                self._send(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
+            if self.path != "/v1/completions":
+                self._send(404, {"error": "not found"})
+                return
+            if server.mode == "garbage":
+                self._send(200, b"<html>Bad gateway</html>")
+                return
+            status, payload = server.answer(body)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
+                self._send(status, payload)
+
+    return Handler
+
+
+@contextmanager
+def running(model: CompletionsModel, name: str = "tiny-guard") -> Iterator[CompletionsServer]:
+    server = CompletionsServer(model, name).start()
+    try:
+        yield server
+    finally:
+        server.stop()
