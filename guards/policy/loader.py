@@ -7,6 +7,7 @@ pydantic error's `loc` is walked down the tree to the line of the offending key.
 from __future__ import annotations
 
 import difflib
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -67,12 +68,36 @@ def check_policy_file(path: str | Path) -> CheckedPolicy:
     return check_policy_text(_read(path), file=str(path))
 
 
+# A policy is a few kilobytes; parsing 50 MB of YAML took 51 s. Refuse anything larger before reading it all.
+MAX_POLICY_BYTES = 1024 * 1024
+
+
+def _too_large(size: int) -> str:
+    return f"the policy file is {size:,} bytes, over the {MAX_POLICY_BYTES:,}-byte (1 MiB) limit; refusing to parse it"
+
+
+def _read_capped(path: str | Path) -> bytes:
+    """At most MAX_POLICY_BYTES + 1 bytes: the size check holds for pipes and growing files too."""
+    with open(path, "rb") as file:
+        data = file.read(MAX_POLICY_BYTES + 1)
+        if len(data) > MAX_POLICY_BYTES:
+            try:
+                size = max(os.fstat(file.fileno()).st_size, len(data))
+            except OSError:
+                size = len(data)
+            raise PolicyError([PolicyIssue(str(path), None, "", _too_large(size))], unreadable=True)
+        return data
+
+
 def parse_policy_text(text: str, *, file: str = "<policy>") -> Policy:
     """Validate policy YAML given as text; `file` is the name used in error messages."""
     return check_policy_text(text, file=file).policy
 
 
 def check_policy_text(text: str, *, file: str = "<policy>") -> CheckedPolicy:
+    size = len(text) if len(text) > MAX_POLICY_BYTES else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_POLICY_BYTES:
+        raise PolicyError([PolicyIssue(file, None, "", _too_large(size))])
     root, data = _compose(text, file)
     issues = _structure_issues(root, file)
     if "version" not in data:
@@ -98,7 +123,7 @@ def check_policy_text(text: str, *, file: str = "<policy>") -> CheckedPolicy:
 
 def _read(path: str | Path) -> str:
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return _read_capped(path).decode("utf-8")
     except FileNotFoundError:
         problem = "no such file"
     except IsADirectoryError:

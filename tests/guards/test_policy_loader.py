@@ -228,3 +228,25 @@ def test_merge_keys_and_anchors_work() -> None:
         "  tool_result:\n    prompt_guard: *pg\n"
     )
     assert policy.stages.tool_result.prompt_guard.threshold == 0.3
+
+
+def test_a_policy_file_over_1_mib_is_refused_at_once(tmp_path: Path) -> None:
+    import time
+
+    from guards.policy.loader import MAX_POLICY_BYTES
+
+    path = tmp_path / "big.yaml"
+    # 50 MB of valid YAML took 51 s to accept; now it is refused before parsing.
+    path.write_text("version: 1\n" + "# padding\n" * (5 * 1024 * 1024))
+    started = time.perf_counter()
+    with pytest.raises(PolicyError) as caught:
+        load_policy(path)
+    assert time.perf_counter() - started < 2.0
+    (issue,) = caught.value.errors
+    assert caught.value.unreadable and issue.line is None
+    assert "over the 1,048,576-byte (1 MiB) limit" in str(issue) and str(issue).startswith(f"{path}: ")
+    with pytest.raises(PolicyError, match="limit"):
+        parse_policy_text("version: 1\n" + "#" * MAX_POLICY_BYTES)
+    # Just under the limit still loads.
+    path.write_text("version: 1\n" + "#" * (MAX_POLICY_BYTES - 20) + "\n")
+    assert load_policy(path).version == 1
