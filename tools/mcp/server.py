@@ -1,0 +1,214 @@
+"""One running MCP server: start (initialize, list tools), call tools with a timeout, notice death, stop.
+
+Everything here runs on the toolset's own event loop (tools.mcp.host). The SDK's transports are anyio context
+managers that must be entered and left in one task, so a long-lived owner task holds them open until `stop`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from tools.base import ToolOutput
+from tools.mcp.results import to_output
+from tools.mcp.transport import describe_target, open_transport
+
+MAX_TOOL_PAGES = 20  # tools/list pages read from one server (a server that pages forever must not stall the start)
+STDERR_TAIL_CHARS = 400
+STDERR_TAIL_LINES = 3
+
+
+class McpServerError(Exception):
+    """A server failed to start; the message names the server and says why."""
+
+    def __init__(self, server: str, message: str) -> None:
+        self.server = server
+        super().__init__(f"MCP server {server}: {message}")
+
+
+@dataclass(frozen=True)
+class ListedTool:
+    name: str
+    description: str | None
+    input_schema: dict[str, Any]
+    annotations: dict[str, Any] | None
+
+
+def describe_error(exc: BaseException) -> str:
+    """A short cause: the first leaf of an exception group, an MCP error's message, an OS error's words."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    error = getattr(exc, "error", None)  # mcp.shared.exceptions.McpError
+    if error is not None and getattr(error, "message", None):
+        return str(error.message)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether `exc` says the connection to the server is gone (closed by a dead process, a broken pipe)."""
+    import anyio
+    from mcp.types import CONNECTION_CLOSED
+
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    error = getattr(exc, "error", None)
+    if error is not None and getattr(error, "code", None) == CONNECTION_CLOSED:
+        return True
+    return isinstance(exc, anyio.ClosedResourceError | anyio.BrokenResourceError | anyio.EndOfStream |
+                      BrokenPipeError | ConnectionError)  # fmt: skip
+
+
+class McpServer:
+    def __init__(self, config: Any, env: Mapping[str, str]) -> None:
+        self.config = config
+        self.name: str = config.name
+        self._env = env
+        self._session: Any = None
+        self._owner: asyncio.Task[None] | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = False
+        self._errlog = tempfile.TemporaryFile("w+b")  # noqa: SIM115 - lives as long as the server; the server's stderr (only its fd is used)
+        self.failure: str | None = None  # why the server is no longer usable
+        self.startup_ms: float | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------------------------------
+    async def start(self) -> list[ListedTool]:
+        """Start the server and list its tools; raises McpServerError (the server is then stopped)."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[list[ListedTool]] = loop.create_future()
+        self._stop = asyncio.Event()
+        started = time.perf_counter()
+        self._owner = asyncio.create_task(self._hold(ready), name=f"mcp-server-{self.name}")
+        try:
+            tools = await asyncio.wait_for(asyncio.shield(ready), self.config.startup_timeout_s)
+        except TimeoutError:
+            await self.stop()
+            raise McpServerError(self.name, f"did not start within {self.config.startup_timeout_s:g} s "
+                                            f"(startup_timeout_s; {describe_target(self.config)})"
+                                            f"{self.stderr_tail()}") from None  # fmt: skip
+        except McpServerError:
+            await self.stop()
+            raise
+        self.startup_ms = (time.perf_counter() - started) * 1000
+        return tools
+
+    async def _hold(self, ready: asyncio.Future[list[ListedTool]]) -> None:
+        from mcp import ClientSession
+
+        try:
+            async with AsyncExitStack() as stack:
+                read, write = await stack.enter_async_context(open_transport(self.config, self._env, self._errlog))
+                # No sampling/elicitation/roots callbacks: a server cannot ask our model or the user anything.
+                session = await stack.enter_async_context(ClientSession(read, write))
+                await session.initialize()
+                tools = await self._list_tools(session)
+                self._session = session
+                ready.set_result(tools)
+                await self._stop.wait()  # type: ignore[union-attr]
+        except asyncio.CancelledError:
+            if not ready.done():
+                ready.set_exception(McpServerError(self.name, "start-up was cancelled"))
+            raise
+        except BaseException as exc:  # the transport's task group reports a dead process as a group
+            why = describe_error(exc)
+            if not ready.done():
+                ready.set_exception(McpServerError(self.name, f"failed to start ({describe_target(self.config)}): "
+                                                              f"{why}{self.stderr_tail()}"))  # fmt: skip
+            elif not self._stopping and self.failure is None:
+                self.failure = f"it stopped working ({why})"
+        finally:
+            self._session = None
+            if self.failure is None and ready.done() and not ready.cancelled() and ready.exception() is None:
+                self.failure = "it was stopped" if self._stopping else "its connection ended"
+
+    async def _list_tools(self, session: Any) -> list[ListedTool]:
+        tools: list[ListedTool] = []
+        cursor = None
+        for _ in range(MAX_TOOL_PAGES):
+            page = await session.list_tools(cursor) if cursor else await session.list_tools()
+            for item in page.tools:
+                annotations = item.annotations.model_dump(exclude_none=True) if item.annotations else None
+                tools.append(ListedTool(item.name, item.description, dict(item.inputSchema), annotations or None))
+            cursor = page.nextCursor
+            if not cursor:
+                break
+        return tools
+
+    async def stop(self) -> None:
+        """Close the session and the transport (stdio: close stdin, then SIGTERM, then SIGKILL). Idempotent."""
+        owner = self._owner
+        if owner is None:
+            return
+        self._stopping = True
+        if self._stop is not None:
+            self._stop.set()
+        try:
+            if self.startup_ms is None:  # still in start-up (hung, or failed): nothing to close politely
+                raise TimeoutError
+            await asyncio.wait_for(asyncio.shield(owner), 8)
+        except (Exception, asyncio.CancelledError):  # stuck in start-up or ignoring stdin EOF: cancel it
+            owner.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):  # the process tree was signalled
+                await asyncio.wait_for(owner, 8)
+        self._errlog.close()
+
+    # ---- calls -----------------------------------------------------------------------------------------------------
+    def _unavailable(self) -> str:
+        return f"MCP server {self.name} is not available: {self.failure or 'it is not running'}"
+
+    async def call(self, tool: str, arguments: dict[str, Any]) -> ToolOutput:
+        """Call `tool` with arguments already checked against its schema. Never raises: failures are ok=False."""
+        label = f"{self.name}.{tool}"
+        session, owner = self._session, self._owner
+        if session is None or owner is None or owner.done():
+            return ToolOutput.failure(self._unavailable())
+        pending = asyncio.ensure_future(session.call_tool(tool, arguments))
+        # Race the call against the server's own task: a process that dies mid-call ends the wait at once.
+        done, _ = await asyncio.wait({pending, owner}, timeout=self.config.timeout_s,
+                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        if pending not in done:
+            pending.cancel()
+            if owner.done():
+                return ToolOutput.failure(f"MCP server {self.name} died during the call to {tool}: "
+                                          f"{self.failure or 'its process ended'}")  # fmt: skip
+            return ToolOutput.failure(f"MCP server {self.name} did not answer the call to {tool} within "
+                                      f"{self.config.timeout_s:g} s (timeout_s)")  # fmt: skip
+        try:
+            result = pending.result()
+        except Exception as exc:
+            why = describe_error(exc)
+            if not is_disconnect(exc):
+                return ToolOutput.failure(f"MCP server {self.name} could not run {tool}: {why}")
+            self._mark_dead("its connection closed" + ("" if why.lower() == "connection closed" else f" ({why})"))
+            return ToolOutput.failure(f"MCP server {self.name} died during the call to {tool}: {self.failure}"
+                                      f"{self.stderr_tail()}")  # fmt: skip
+        return to_output(result, label)
+
+    def _mark_dead(self, why: str) -> None:
+        """Stop using the server and let the owner task close the transport (which reaps the process)."""
+        if self.failure is None:
+            self.failure = why
+        self._session = None
+        if self._stop is not None:
+            self._stop.set()
+
+    def stderr_tail(self) -> str:
+        """'; its stderr ends: ...' from what the server wrote to stderr, or ''."""
+        try:
+            size = self._errlog.seek(0, 2)
+            self._errlog.seek(max(0, size - STDERR_TAIL_CHARS * 4))
+            text = self._errlog.read().decode("utf-8", errors="replace").strip()
+        except (OSError, ValueError):
+            return ""
+        lines = [line for line in text.splitlines() if line.strip()][-STDERR_TAIL_LINES:]
+        tail = " | ".join(line.strip() for line in lines)[-STDERR_TAIL_CHARS:]
+        return f"; its stderr ends: {tail}" if tail else ""
