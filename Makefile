@@ -3,10 +3,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The npm MCP server the tests start (tests/tools/mcp), installed once into the project, pinned.
+NPM_PREFIX := .cache/npm
+FS_MCP := $(NPM_PREFIX)/node_modules/@modelcontextprotocol/server-filesystem/package.json
+FS_MCP_VERSION := 2026.8.31
 
-.PHONY: setup chat test fuzz bench lint clean
+.PHONY: setup mcp-servers chat test fuzz bench lint clean
 
-setup: $(STAMP)
+setup: $(STAMP) mcp-servers
+
+mcp-servers: $(FS_MCP)
+
+# Debian's nodejs/npm when missing and root; without npm the MCP filesystem-server tests fail, saying how to fix it.
+$(FS_MCP):
+	@command -v npm >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null) || \
+		echo "note: npm not installed; the MCP filesystem-server tests need it"; }
+	@! command -v npm >/dev/null 2>&1 || npm install --prefix $(NPM_PREFIX) --no-audit --no-fund --silent \
+		@modelcontextprotocol/server-filesystem@$(FS_MCP_VERSION)
 
 # Reinstall only when the project's metadata changed; bubblewrap is the sandbox for model-written code.
 $(STAMP): pyproject.toml
