@@ -15,46 +15,61 @@ verifies everything before it and reports the fragment as `torn_tail` - a warnin
 record was acknowledged as written. The next writer to open the log cuts the fragment off and appends a
 `torn_tail_recovered` record (its offset, length and sha256), so the chain stays whole and the loss stays visible.
 
+Truncation: after every record the writer replaces the head file beside the log (`<log>.head`: last seq and hash,
+see audit_format) and, if the deployer names one, sends the head to an outside sink (syslog). A writer refuses to
+continue a log that is behind its head (records were deleted from its end); `verify_audit_log` reports it.
+
 Texts are stored per policy: `full` (the text), `hash` (its sha256 and length) or `redact` (its length only).
+Verification (strict parsing, head comparison, counts per kind) lives in `guards.audit_verify`.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
-import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from guards.audit_format import (
+    GENESIS_HASH,
+    Head,
+    RecordFormatError,
+    canonical_json,
+    head_path,
+    parse_record_strict,
+    read_head,
+    record_hash,
+    write_head,
+)
+from guards.audit_verify import AuditLogUnreadable, AuditProblem, AuditReport, verify_audit_log
 from guards.verdict import Verdict
 
 TextStorage = Literal["full", "hash", "redact"]
-GENESIS_HASH = "0" * 64
+HeadSink = Callable[[Path, Head], None]  # called with the log's path and its new head after every record
 _RESERVED = frozenset({"seq", "ts", "kind", "prev_hash", "hash"})
 _TAIL_CHUNK = 64 * 1024
 _path_locks: dict[str, threading.Lock] = {}
 _path_locks_guard = threading.Lock()
 
 
-class AuditLogUnreadable(OSError):
-    """The audit log cannot be opened or read at all (missing, a directory, no permission)."""
+class AuditLogTampered(ValueError):
+    """The log does not reach its head (records were deleted from its end) or ends with an invalid record."""
 
 
-def canonical_json(record: Mapping[str, Any]) -> bytes:
-    # A lone surrogate (argv with invalid UTF-8, a JSON `\udcff` escape in a tool result) is written as its JSON
-    # escape, which reads back as the same string: the record is still written, hashed and verified.
-    text = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return text.encode("utf-8", "backslashreplace")
+def syslog_head_sink(ident: str = "assistant-audit") -> HeadSink:
+    """An outside copy of the head: one syslog line (facility AUTH) per record, for the deployer's log collector."""
+    import syslog
 
+    def send(path: Path, head: Head) -> None:
+        syslog.openlog(ident, 0, syslog.LOG_AUTH)
+        syslog.syslog(syslog.LOG_INFO, f"audit head log={path} seq={head.seq} hash={head.hash}")
 
-def record_hash(record: Mapping[str, Any]) -> str:
-    """sha256 over the canonical JSON of the record without its own `hash`."""
-    return hashlib.sha256(canonical_json({k: v for k, v in record.items() if k != "hash"})).hexdigest()
+    return send
 
 
 def stored_text(text: str, storage: TextStorage) -> dict[str, Any]:
@@ -83,6 +98,7 @@ class AuditLog:
 
     path: Path
     texts: TextStorage = "hash"
+    head_sink: HeadSink | None = None
     _fd: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -125,7 +141,13 @@ class AuditLog:
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 last = self._recover_tail(fd)
-                return self._write(fd, last, kind, fields)
+                self._check_head(last)
+                record = self._write(fd, last, kind, fields)
+                head = Head(record["seq"], record["hash"])
+                write_head(head_path(self.path), head, self.path.name)
+                if self.head_sink is not None:
+                    self.head_sink(self.path, head)
+                return record
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
@@ -150,13 +172,28 @@ class AuditLog:
         os.fsync(fd)
         return record
 
+    def _check_head(self, last: Mapping[str, Any] | None) -> None:
+        """Refuse to extend a log that lost records at its end: a new head would hide the loss."""
+        try:
+            head = read_head(head_path(self.path))
+        except ValueError as exc:
+            raise AuditLogTampered(f"{exc}; run `assistant audit verify {self.path}`") from exc
+        if head is None:
+            return  # a new log (or one written before head files existed)
+        last_seq = -1 if last is None else int(last["seq"])
+        if last_seq < head.seq or (last is not None and last_seq == head.seq and last["hash"] != head.hash):
+            raise AuditLogTampered(
+                f"audit log {self.path} ends at seq {last_seq} but its head says seq {head.seq} ({head.hash[:12]}...): "
+                f"records were removed or rewritten; run `assistant audit verify {self.path}`"
+            )
+
     def _recover_tail(self, fd: int) -> dict[str, Any] | None:
         """The last complete record; a torn fragment after it is cut off and recorded (caller holds the locks)."""
         size = os.fstat(fd).st_size
         last_line, end = _last_complete_line(fd, size)
         last = _parse_record(last_line) if last_line is not None else None
         if last_line is not None and last is None:
-            raise ValueError(
+            raise AuditLogTampered(
                 f"audit log {self.path} ends with a record that is not valid; run `assistant audit verify`"
             )
         if end == size:
@@ -198,90 +235,17 @@ def _last_complete_line(fd: int, size: int) -> tuple[bytes | None, int]:
 
 
 def _parse_record(line: bytes) -> dict[str, Any] | None:
-    """A record whose own hash checks out, else None."""
+    """A strictly valid record whose own hash checks out, else None."""
     try:
-        record = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        record = parse_record_strict(line)
+    except RecordFormatError:
         return None
-    if (
-        not isinstance(record, dict)
-        or not isinstance(record.get("seq"), int)
-        or not isinstance(record.get("hash"), str)
-    ):
+    if not isinstance(record.get("seq"), int):
         return None
-    try:
-        return record if record_hash(record) == record["hash"] else None
-    except ValueError:
-        return None
+    return record if record_hash(record) == record["hash"] else None
 
 
-# ---------------------------------------------------------------------------------------------------- verification
-
-
-@dataclass(frozen=True)
-class AuditProblem:
-    line: int
-    seq: int | None
-    kind: Literal["unparseable", "hash_mismatch", "broken_link", "seq_mismatch"]
-    message: str
-
-
-@dataclass(frozen=True)
-class AuditReport:
-    path: str
-    records: int
-    problems: tuple[AuditProblem, ...] = ()
-    torn_tail_bytes: int = 0
-    last_hash: str = GENESIS_HASH
-
-    @property
-    def intact(self) -> bool:
-        return not self.problems
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "intact": self.intact,
-            "records": self.records,
-            "torn_tail_bytes": self.torn_tail_bytes,
-            "last_hash": self.last_hash,
-            "problems": [p.__dict__ for p in self.problems],
-        }
-
-
-def verify_audit_log(path: str | Path) -> AuditReport:
-    """Check every record's hash, link and sequence number. Raises AuditLogUnreadable if the file cannot be read."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise AuditLogUnreadable(f"cannot read audit log {path}: {exc.strerror or exc}") from exc
-    complete, newline, torn = data.rpartition(b"\n")  # no newline at all: everything is a torn fragment
-    lines = complete.split(b"\n") if newline else []
-    problems: list[AuditProblem] = []
-    expected_prev, expected_seq, records = GENESIS_HASH, 0, 0
-    for number, line in enumerate(lines, start=1):
-        records += 1
-        try:
-            record = json.loads(line)
-        except ValueError:  # not JSON, or not UTF-8
-            record = None
-        if not isinstance(record, dict) or not isinstance(record.get("hash"), str):
-            problems.append(AuditProblem(number, None, "unparseable", f"line {number} is not an audit record"))
-            continue
-        seq = record.get("seq") if isinstance(record.get("seq"), int) else None
-        try:
-            actual = record_hash(record)
-        except ValueError:
-            actual = ""
-        if actual != record["hash"]:
-            problems.append(AuditProblem(number, seq, "hash_mismatch", f"record seq {seq} (line {number}) was edited"))
-        if record.get("prev_hash") != expected_prev:
-            problems.append(AuditProblem(number, seq, "broken_link",
-                f"record seq {seq} (line {number}) does not follow the record before it "
-                "(a record was deleted, inserted or reordered)"))  # fmt: skip
-        if seq != expected_seq:
-            problems.append(AuditProblem(number, seq, "seq_mismatch",
-                f"record at line {number} has seq {seq}, expected {expected_seq}"))  # fmt: skip
-        expected_prev = str(record["hash"])
-        expected_seq = (seq if seq is not None else expected_seq) + 1
-    return AuditReport(str(path), records, tuple(problems), len(torn), expected_prev)
+__all__ = [
+    "GENESIS_HASH", "AuditLog", "AuditLogTampered", "AuditLogUnreadable", "AuditProblem", "AuditReport", "HeadSink",
+    "canonical_json", "record_hash", "stored_text", "syslog_head_sink", "verify_audit_log",
+]  # fmt: skip

@@ -1,7 +1,11 @@
-"""`assistant audit verify FILE`: check the hash chain of an audit log.
+"""`assistant audit verify FILE` and `assistant audit show FILE`.
 
-Exit 0: intact (a torn last line from a crash is reported as a warning), 1: tampered (the first bad record is
-named), 2: unreadable.
+verify: check the hash chain (strictly parsed records) and compare the log with its head file (`FILE.head`, or
+`--head PATH` for a copy kept elsewhere). Exit 0: intact (a torn last line from a crash and a missing head file are
+warnings), 1: tampered (the first bad record is named; a log shorter than its head names the missing records),
+2: unreadable. Prints the number of records per kind.
+
+show: the records as a readable table, optionally only one thread's or one kind's.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -19,18 +24,21 @@ TAMPERED = 1  # not a shared exit code: `audit verify` alone uses 1 for "the che
 
 @click.group()
 def audit() -> None:
-    """Verify the hash-chained audit log."""
+    """Verify the hash-chained audit log, or show its records."""
 
 
 @audit.command("verify")
 @click.argument("file", type=click.Path(path_type=Path))
+@click.option("--head", "head_file", type=click.Path(path_type=Path), default=None,
+              help="Head file to compare with (default: FILE.head beside the log).")  # fmt: skip
+@click.option("--no-head", is_flag=True, help="Check the chain only, not against a head file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-def verify(file: Path, as_json: bool) -> None:
+def verify(file: Path, head_file: Path | None, no_head: bool, as_json: bool) -> None:
     """Check every record of FILE: exit 0 intact, 1 tampered, 2 unreadable."""
     from guards.audit import AuditLogUnreadable, verify_audit_log
 
     try:
-        report = verify_audit_log(file)
+        report = verify_audit_log(file, head=False if no_head else (head_file or True))
     except AuditLogUnreadable as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exit_codes.BAD_INPUT)
@@ -45,6 +53,18 @@ def verify(file: Path, as_json: bool) -> None:
             click.echo(f"  also line {problem.line}: {problem.message}", err=True)
         if len(report.problems) > 10:
             click.echo(f"  ... and {len(report.problems) - 10} more problems", err=True)
+    if not as_json:
+        if report.kinds:
+            click.echo("records per kind: " + ", ".join(f"{kind} {count}" for kind, count in report.kinds.items()))
+        head = report.head
+        if head is not None and head.status == "match":
+            click.echo(f"head: matches ({Path(head.file).name}, seq {head.seq})")
+        elif head is not None and head.status == "behind":
+            click.echo(f"head: seq {head.seq}, the log goes on after it (a crash between writing a record and its "
+                       "head; the records after it are chained but not anchored)")  # fmt: skip
+        elif head is not None and head.status == "missing" and report.records:
+            click.echo(f"warning: no head file {head.file}: records deleted from the end of the log cannot be "
+                       "detected (logs written before head files existed have none)", err=True)  # fmt: skip
     if report.torn_tail_bytes:
         click.echo(
             f"warning: {file} ends with an incomplete line of {report.torn_tail_bytes} bytes (a write interrupted by "
@@ -52,3 +72,35 @@ def verify(file: Path, as_json: bool) -> None:
             err=True,
         )
     sys.exit(exit_codes.OK if report.intact else TAMPERED)
+
+
+@audit.command("show")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--thread", "thread_id", default=None, help="Only records of this thread.")
+@click.option("--kind", "kinds", multiple=True, help="Only records of this kind (repeatable): verdict, tool_run, ...")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the last N matching records.")
+def show(file: Path, thread_id: str | None, kinds: tuple[str, ...], limit: int | None) -> None:
+    """Print the records of FILE as a table (it does not verify them: use `audit verify`)."""
+    from guards.audit_show import format_table, summarize
+
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        click.echo(f"error: cannot read audit log {file}: {exc.strerror or exc}", err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        row = summarize(line, number)
+        if thread_id is not None and row["thread"] != thread_id:
+            continue
+        if kinds and row["kind"] not in kinds:
+            continue
+        rows.append(row)
+    if limit is not None:
+        rows = rows[-limit:]
+    if not rows:
+        click.echo("no matching records", err=True)
+        return
+    click.echo(format_table(rows))

@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from guards.audit import GENESIS_HASH, AuditLog, AuditLogUnreadable, record_hash, verify_audit_log
+from guards.audit import (
+    GENESIS_HASH,
+    AuditLog,
+    AuditLogTampered,
+    AuditLogUnreadable,
+    canonical_json,
+    record_hash,
+    verify_audit_log,
+)
 from guards.verdict import Verdict
 
 
@@ -91,18 +99,22 @@ def _edit_field(lines: list[str]) -> None:
     lines[2] = json.dumps(record) + "\n"
 
 
+def _canonical(record: dict[str, object]) -> str:
+    return canonical_json(record).decode() + "\n"
+
+
 def _edit_and_rehash(lines: list[str]) -> None:
     record = json.loads(lines[2])
     record["n"] = 99
     record["hash"] = record_hash(record)
-    lines[2] = json.dumps(record) + "\n"
+    lines[2] = _canonical(record)
 
 
 def _insert_forged(lines: list[str]) -> None:
     before = json.loads(lines[1])
     forged = {"seq": 2, "ts": before["ts"], "kind": "event", "n": 7, "prev_hash": before["hash"]}
     forged["hash"] = record_hash(forged)
-    lines.insert(2, json.dumps(forged) + "\n")
+    lines.insert(2, _canonical(forged))
 
 
 @pytest.mark.parametrize(
@@ -247,3 +259,146 @@ async def test_pipeline_record_writes_other_kinds_into_the_verdict_chain(tmp_pat
     GuardPipeline(policy, {}, audit=None).record("refusal", thread_id="t1", reason="x")
     GuardPipeline(policy, {}, audit=lambda v, item: None).record("refusal", reason="x")
     assert len((tmp_path / "audit.jsonl").read_text().splitlines()) == 2
+
+
+# ------------------------------------------------------------------------------------ truncation: the head file
+
+
+def test_every_record_replaces_the_head_file(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    records = _write(path, 3)
+    head = json.loads((tmp_path / "audit.jsonl.head").read_text())
+    assert head == {"log": "audit.jsonl", "seq": 2, "hash": records[-1]["hash"]}
+    report = verify_audit_log(path)
+    assert report.intact and report.head is not None and report.head.status == "match"
+    assert not list(tmp_path.glob(".*.tmp"))  # the temporary head is renamed, never left behind
+
+
+@pytest.mark.parametrize("keep", [0, 2, 4])
+def test_deleting_the_last_records_is_tampering(tmp_path: Path, keep: int) -> None:
+    path = tmp_path / "audit.jsonl"
+    _write(path, 5)
+    path.write_text("".join(_lines(path)[:keep]))
+    report = verify_audit_log(path)
+    assert not report.intact
+    (problem,) = report.problems
+    missing = "record 4 is missing" if keep == 4 else f"records {keep}..4 are missing"
+    assert problem.kind == "truncated" and missing in problem.message
+    assert report.head is not None and report.head.missing == (keep, 4)
+    # A writer does not extend a truncated log: a new head would hide the loss.
+    with pytest.raises(AuditLogTampered, match="head says seq 4"):
+        _write(path, 1)
+    assert verify_audit_log(path, head=False).intact  # the chain alone cannot see it
+
+
+def test_rewritten_log_disagrees_with_its_head(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    _write(path, 3)
+    head = (tmp_path / "audit.jsonl.head").read_bytes()
+    path.unlink()
+    (tmp_path / "audit.jsonl.head").unlink()
+    _write(path, 3)  # a fresh chain of the same length
+    (tmp_path / "audit.jsonl.head").write_bytes(head)  # checked against the head kept from before
+    problems = verify_audit_log(path).problems
+    assert [p.kind for p in problems] == ["head_mismatch"]
+
+
+def test_a_missing_head_is_a_warning_and_a_head_kept_elsewhere_can_be_used(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    _write(path, 3)
+    kept = tmp_path / "kept.head"
+    kept.write_bytes((tmp_path / "audit.jsonl.head").read_bytes())
+    (tmp_path / "audit.jsonl.head").unlink()
+    report = verify_audit_log(path)
+    assert report.intact and report.head is not None and report.head.status == "missing"
+    path.write_text("".join(_lines(path)[:2]))
+    assert [p.kind for p in verify_audit_log(path, head=kept).problems] == ["truncated"]
+
+
+def test_a_log_past_its_head_is_fine(tmp_path: Path) -> None:
+    # A crash between the record's fsync and the head's replacement leaves the head one record behind.
+    path = tmp_path / "audit.jsonl"
+    _write(path, 2)
+    head = (tmp_path / "audit.jsonl.head").read_bytes()
+    _write(path, 1)
+    (tmp_path / "audit.jsonl.head").write_bytes(head)
+    report = verify_audit_log(path)
+    assert report.intact and report.head is not None and report.head.status == "behind"
+    _write(path, 1)
+    assert verify_audit_log(path).head.status == "match"  # type: ignore[union-attr]
+
+
+def test_head_sink_receives_every_head(tmp_path: Path) -> None:
+    seen: list[tuple[str, int, str]] = []
+    with AuditLog(tmp_path / "a.jsonl", head_sink=lambda p, h: seen.append((p.name, h.seq, h.hash))) as log:
+        records = [log.append("event", n=n) for n in range(2)]
+    assert seen == [("a.jsonl", 0, records[0]["hash"]), ("a.jsonl", 1, records[1]["hash"])]
+
+
+# ------------------------------------------------------------------------------ strict parsing: one line, one meaning
+
+
+def _rewrite_line(path: Path, index: int, new: str) -> None:
+    lines = _lines(path)
+    lines[index] = new
+    path.write_text("".join(lines))
+
+
+def test_duplicate_keys_make_a_record_invalid(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        log.append("verdict", verdict={"decision": "block"})
+        log.append("event", n=1)
+    line = _lines(path)[0]
+    # The hash covers the record a lenient parser keeps (the last "verdict"); a second, earlier key says "allow".
+    forged = line.replace('"verdict":{', '"verdict":{"decision":"allow"},"verdict":{', 1)
+    assert json.loads(forged) == json.loads(line)  # a plain json.loads cannot tell them apart
+    _rewrite_line(path, 0, forged)
+    (problem,) = verify_audit_log(path).problems
+    assert (problem.line, problem.seq, problem.kind) == (1, 0, "duplicate_key")
+    assert "'verdict' appears twice" in problem.message
+
+
+@pytest.mark.parametrize(
+    "respell",
+    [
+        lambda line: line.replace('","', '", "', 1),  # extra whitespace
+        lambda line: line.rstrip("\n") + " \n",  # trailing space
+        lambda line: line.replace('"kind"', '"\\u006bind"', 1),  # an escape for a plain letter
+        lambda line: json.dumps(dict(reversed(json.loads(line).items())), separators=(",", ":")) + "\n",  # order
+    ],
+    ids=["space", "trailing-space", "escape", "key-order"],
+)
+def test_non_canonical_spellings_make_a_record_invalid(tmp_path: Path, respell) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        log.append("event", a=1, z="text")
+        log.append("event", n=1)
+    line = _lines(path)[0]
+    respelled = respell(line)
+    assert json.loads(respelled) == json.loads(line)  # same data, different bytes
+    _rewrite_line(path, 0, respelled)
+    kinds = [p.kind for p in verify_audit_log(path).problems]
+    assert kinds == ["non_canonical"]
+
+
+def test_nan_is_not_a_record(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    _write(path, 2)
+    _rewrite_line(path, 1, _lines(path)[1].replace('"n":1', '"n":NaN'))
+    assert verify_audit_log(path).problems[0].kind == "unparseable"
+
+
+# ----------------------------------------------------------------------------------------- counts per kind
+
+
+def test_report_counts_records_per_kind(tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path) as log:
+        log.append("run_start", policy_hash="0" * 64)
+        log.append("verdict", stage="user_input")
+        log.append("verdict", stage="model_output")
+        log.append("tool_run", tool="code_interpreter", ok=True)
+    report = verify_audit_log(path)
+    assert report.kinds == {"run_start": 1, "tool_run": 1, "verdict": 2}
+    assert report.to_dict()["kinds"] == report.kinds
