@@ -25,7 +25,7 @@ $(FS_MCP):
 # Reinstall only when the project's metadata changed; bubblewrap is the sandbox for model-written code.
 $(STAMP): pyproject.toml
 	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
-		(apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null) || \
+		(apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2 >/dev/null) || \
 		echo "note: bubblewrap (bwrap) not installed; the code interpreter will refuse to run without isolation"; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

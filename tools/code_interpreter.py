@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.base import Tool, ToolOutput
 from tools.response_format import fit_tool_response
 from tools.sandbox import IsolationUnavailableError, SandboxLimits, run_python
+from tools.sandbox.cgroups import CgroupSpec
 from tools.sandbox.isolation import SYSTEM_PYTHON
 
 _LIMIT_WORDS = {
@@ -43,14 +44,16 @@ class CodeInterpreter(Tool):
     side_effects = False
 
     def __init__(self, limits: SandboxLimits | None = None, *, bwrap: str = "bwrap",
-                 python: str = SYSTEM_PYTHON) -> None:
+                 python: str = SYSTEM_PYTHON, cgroups: CgroupSpec | None = None) -> None:
         self.limits = limits or SandboxLimits()
         self.bwrap = bwrap
         self.python = python
+        self.cgroups = cgroups  # None: this machine's (tools.sandbox.cgroups.host_spec)
 
     async def call(self, arguments: dict[str, Any]) -> ToolOutput:
         try:
-            result = await run_python(arguments["code"], self.limits, bwrap=self.bwrap, python=self.python)
+            result = await run_python(arguments["code"], self.limits, bwrap=self.bwrap, python=self.python,
+                                      cgroups=self.cgroups)
         except IsolationUnavailableError as exc:
             return ToolOutput(ok=False, output=fit_tool_response(False, "", str(exc), self.limits.max_output_chars),
                               error=str(exc), refused=True)

@@ -18,10 +18,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tools.sandbox import cgroups, seccomp
+from tools.sandbox.cgroups import CgroupSpec, RunCgroup
 from tools.sandbox.isolation import (
     HOST_ENV,
     NOBODY,
     SYSTEM_PYTHON,
+    IsolationUnavailableError,
     Mechanism,
     bwrap_argv,
     choose_mechanism,
@@ -54,6 +57,8 @@ class SandboxResult:
     duration_ms: float
     signal: int | None = None  # the signal that ended the program, if any
     uid: int | None = None  # the unprivileged uid it ran as (None: the caller's own)
+    cgroup: str | None = None  # the cgroup version(s) that bounded the whole run ("v1", "v2"); None: none did
+    memory_peak_mb: float | None = None  # the most memory the whole run held at once (from its cgroup)
 
     @property
     def ok(self) -> bool:
@@ -94,7 +99,7 @@ class _CappedText:
 
 
 def _apply_rlimits(limits: SandboxLimits) -> None:
-    """Runs in the child between fork and exec (only async-signal-safe work: setrlimit calls)."""
+    """Runs in the child between fork and exec (only setrlimit calls)."""
     mib = 1024 * 1024
     resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds + 1))
     resource.setrlimit(resource.RLIMIT_AS, (limits.memory_mb * mib, limits.memory_mb * mib))
@@ -171,7 +176,9 @@ def _classify(*, sig: int | None, killed_by_us: str | None, markers: set[str], l
     hit = set(markers)
     if killed_by_us:
         hit.add(killed_by_us)
-    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and not killed_by_us and elapsed_s >= limits.cpu_seconds):
+    oom = "memory" in markers  # a cgroup out-of-memory kill is a SIGKILL too
+    if sig == signal.SIGXCPU or (sig == signal.SIGKILL and not killed_by_us and not oom
+                                 and elapsed_s >= limits.cpu_seconds):
         hit.add("cpu")
     if sig == signal.SIGXFSZ:
         hit.add("file_size")
@@ -181,12 +188,21 @@ def _classify(*, sig: int | None, killed_by_us: str | None, markers: set[str], l
 @dataclass(frozen=True)
 class _Outcome:
     returncode: int
-    killed_by_us: str | None  # "wall" | "output" | "cancelled" | None
+    killed_by_us: str | None  # "wall" | "output" | "memory" | "cancelled" | None
     elapsed_s: float
+    oom_killed: bool = False  # the run's cgroup killed a process for exceeding the memory limit
+    memory_peak_bytes: int | None = None
+
+
+def _child_setup(limits: SandboxLimits, join_paths: list[bytes]) -> None:
+    """Between fork and exec: the per-process limits, then into the run's cgroups (still as the caller's uid)."""
+    _apply_rlimits(limits)
+    cgroups.join(join_paths)
 
 
 def _supervise(argv: list[str], cwd: str, limits: SandboxLimits, uid: int | None, stdout: _CappedText,
-               stderr: _CappedText, cancelled: threading.Event) -> _Outcome:
+               stderr: _CappedText, cancelled: threading.Event, run_cgroup: RunCgroup | None,
+               pass_fds: tuple[int, ...]) -> _Outcome:
     """Start the sandbox, read both pipes with caps until it ends or a limit/cancel strikes, then clean up.
 
     Plain threads and selectors on purpose: asyncio's subprocess `wait()` only returns once the pipes are closed,
@@ -194,9 +210,15 @@ def _supervise(argv: list[str], cwd: str, limits: SandboxLimits, uid: int | None
     """
     started = time.monotonic()
     deadline = started + limits.wall_seconds
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(HOST_ENV), cwd=cwd, start_new_session=True,
-                            preexec_fn=lambda: _apply_rlimits(limits))
+    join_paths = run_cgroup.join_paths() if run_cgroup else []
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=dict(HOST_ENV), cwd=cwd, start_new_session=True, pass_fds=pass_fds,
+                                preexec_fn=lambda: _child_setup(limits, join_paths))
+    except subprocess.SubprocessError as exc:  # the child could not join its cgroup: nothing ran
+        if run_cgroup:
+            run_cgroup.remove()
+        raise IsolationUnavailableError(f"the sandbox could not start inside its cgroup: {exc}") from exc
     assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout.fileno(): stdout, proc.stderr.fileno(): stderr}
     killed_by_us: str | None = None
@@ -223,6 +245,8 @@ def _supervise(argv: list[str], cwd: str, limits: SandboxLimits, uid: int | None
                     sink.feed(data)
                     if sink.exceeded:
                         killed_by_us = "output"
+                if run_cgroup and not killed_by_us and run_cgroup.oom_killed():
+                    killed_by_us = "memory"  # the kernel killed one process: end the whole run, as v2's oom.group
                 if killed_by_us:
                     break
         if killed_by_us is None:
@@ -237,28 +261,50 @@ def _supervise(argv: list[str], cwd: str, limits: SandboxLimits, uid: int | None
         _sweep_uid(uid)
         proc.stdout.close()
         proc.stderr.close()
-    return _Outcome(proc.returncode, killed_by_us, time.monotonic() - started)
+        oom, peak = False, None
+        if run_cgroup:
+            run_cgroup.kill_all()
+            oom, peak = run_cgroup.oom_killed(), run_cgroup.memory_peak_bytes()
+            run_cgroup.remove()
+    return _Outcome(proc.returncode, killed_by_us, time.monotonic() - started, oom, peak)
 
 
-async def run_python(code: str, limits: SandboxLimits, *, bwrap: str = "bwrap",
-                     python: str = SYSTEM_PYTHON) -> SandboxResult:
+def _make_cgroup(mechanism: Mechanism, limits: SandboxLimits) -> RunCgroup | None:
+    if mechanism.cgroups is None:
+        return None
+    try:
+        return RunCgroup.create(mechanism.cgroups, memory_mb=limits.memory_mb, max_processes=limits.max_processes)
+    except OSError as exc:
+        if limits.isolation == "required":
+            raise IsolationUnavailableError(f"the policy requires sandbox isolation but the run's cgroup could not "
+                                            f"be made: {exc}") from exc
+        return None  # best_effort: the per-process rlimits still hold
+
+
+async def run_python(code: str, limits: SandboxLimits, *, bwrap: str = "bwrap", python: str = SYSTEM_PYTHON,
+                     cgroups: CgroupSpec | None = None) -> SandboxResult:
     """Run `code` with the system Python inside the strongest sandbox available.
 
     Raises IsolationUnavailableError (nothing is run) when the policy requires isolation this machine cannot give.
-    Cancelling the awaiting task kills the run.
+    Cancelling the awaiting task kills the run. `cgroups` overrides where run cgroups are made (tests).
     """
-    mechanism: Mechanism = await asyncio.to_thread(choose_mechanism, limits.isolation, bwrap=bwrap, python=python)
+    mechanism: Mechanism = await asyncio.to_thread(choose_mechanism, limits.isolation, bwrap=bwrap, python=python,
+                                                   cgroups=cgroups)
+    run_cgroup = _make_cgroup(mechanism, limits)
     uid = sandbox_uid()
     root, work = _prepare_dirs(code, uid)
+    seccomp_fd = seccomp.filter_fd() if mechanism.seccomp else None
+    pass_fds = () if seccomp_fd is None else (seccomp_fd,)
     if mechanism.name == "bwrap":
-        argv, cwd = bwrap_argv(bwrap, python, root, limits, uid), "/"
+        argv, cwd = bwrap_argv(bwrap, python, root, limits, uid, seccomp_fd), "/"
     elif mechanism.name == "unshare":
         argv, cwd = unshare_argv(python, root, uid), str(work)
     else:
         argv, cwd = rlimits_argv(python, root, uid), str(work)
     stdout, stderr = _CappedText(limits.max_output_chars, scan=False), _CappedText(limits.max_output_chars, scan=True)
     cancelled = threading.Event()
-    job = asyncio.ensure_future(asyncio.to_thread(_supervise, argv, cwd, limits, uid, stdout, stderr, cancelled))
+    job = asyncio.ensure_future(asyncio.to_thread(_supervise, argv, cwd, limits, uid, stdout, stderr, cancelled,
+                                                  run_cgroup, pass_fds))
     try:
         outcome = await asyncio.shield(job)
     except asyncio.CancelledError:
@@ -267,14 +313,18 @@ async def run_python(code: str, limits: SandboxLimits, *, bwrap: str = "bwrap",
             await asyncio.wait_for(job, timeout=10)
         raise
     finally:
+        if seccomp_fd is not None:
+            os.close(seccomp_fd)
         if job.done():
             shutil.rmtree(root, ignore_errors=True)
     killed = outcome.killed_by_us if outcome.killed_by_us != "cancelled" else None
     if killed is None and (stdout.exceeded or stderr.exceeded):
         killed = "output"  # it ended on its own, but what it printed was cut
     sig = _ending_signal(outcome.returncode, mechanism.name)
-    limits_hit = _classify(sig=None if killed else sig, killed_by_us=killed, markers=stderr.markers, limits=limits,
+    markers = stderr.markers | ({"memory"} if outcome.oom_killed else set())
+    limits_hit = _classify(sig=None if killed else sig, killed_by_us=killed, markers=markers, limits=limits,
                            elapsed_s=outcome.elapsed_s)
+    peak = outcome.memory_peak_bytes
     return SandboxResult(
         exit_code=None if sig is not None else outcome.returncode,
         stdout=stdout.text(),
@@ -285,4 +335,6 @@ async def run_python(code: str, limits: SandboxLimits, *, bwrap: str = "bwrap",
         duration_ms=outcome.elapsed_s * 1000,
         signal=sig,
         uid=uid,
+        cgroup=run_cgroup.version if run_cgroup else None,
+        memory_peak_mb=None if peak is None else round(peak / (1024 * 1024), 1),
     )
