@@ -8,6 +8,7 @@ from typing import Any, Literal
 Role = Literal["system", "user", "assistant", "tool"]
 StopReason = Literal["end_of_turn", "end_of_message"]
 ToolFormat = Literal["json", "function_tag"]
+Span = tuple[int, int]  # [start, end) character offsets
 
 # Llama 3.1's built-in tools. code_interpreter is enabled by `Environment: ipython` alone and never listed.
 BUILTIN_TOOLS: tuple[str, ...] = ("brave_search", "wolfram_alpha", "code_interpreter")
@@ -26,6 +27,9 @@ class Message:
 
     `raw` is exactly the text the model generated for an assistant message (`<|python_tag|>` included, the final stop
     token excluded); when present the prompt re-encodes it verbatim instead of re-rendering `content`/`tool_calls`.
+    `special_spans` are the spans of `raw` that the model generated as special ids (see `model.completion`): only
+    those are encoded as control tokens. None (a message stored before the marking existed) means none of them: every
+    special-token string in `raw` is then encoded as plain text.
     """
 
     role: Role
@@ -34,6 +38,7 @@ class Message:
     raw: str | None = None
     stop_reason: StopReason | None = None
     tool_name: str | None = None
+    special_spans: tuple[Span, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 Both read one segment list (`model.prompt_segments`), so they always agree. Two dialects:
 - `meta`: Meta's documented format (`model.prompt_meta`), token-for-token what llama-models' `ChatFormat` encodes;
 - `hf`: the Llama-3.1-8B-Instruct Hugging Face chat template (`model.prompt_hf`).
-Control tokens come only from the format itself; every piece of content is encoded as plain text.
+Control tokens come only from the format itself, and from the spans of an assistant message's `raw` that the model
+generated as special ids (`Message.special_spans`); every other piece of content is encoded as plain text.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ def _check(messages: Sequence[Message], spec: ToolSpec, dialect: str) -> None:
             raise PromptFormatError(f"messages[{index}]: unknown role {message.role!r}")
         if message.role != "assistant" and (message.tool_calls or message.raw is not None):
             raise PromptFormatError(f"messages[{index}]: only assistant messages carry tool calls or raw output")
+        if message.special_spans and message.raw is None:
+            raise PromptFormatError(f"messages[{index}]: special_spans mark spans of raw, but the message has no raw")
         for call in message.tool_calls:
             if not call.name:
                 raise PromptFormatError(f"messages[{index}]: a tool call has no name")

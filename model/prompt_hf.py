@@ -60,7 +60,7 @@ def _call_segments(call: ToolCall, spec: ToolSpec) -> list[Segment]:
 def _assistant_segments(message: Message, spec: ToolSpec) -> list[Segment]:
     segments = header("assistant")
     if message.raw is not None:
-        segments += raw_segments(message.raw)
+        segments += raw_segments(message.raw, message.special_spans)
         segments.append(EOM if message.stop_reason == "end_of_message" else EOT)
         return segments
     if not message.tool_calls:

@@ -62,7 +62,7 @@ def encode_call(call: ToolCall, tool_format: str) -> str:
 def assistant_segments(message: Message, tool_format: str) -> list[Segment]:
     segments = header("assistant")
     if message.raw is not None:
-        segments += raw_segments(message.raw)
+        segments += raw_segments(message.raw, message.special_spans)
     else:
         if message.tool_calls and message.tool_calls[0].name == "code_interpreter":
             segments.append(PYTHON)

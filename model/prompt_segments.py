@@ -6,9 +6,12 @@ encoded with special tokens disabled: a `<|eot_id|>` typed by a user stays plain
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING
+
+from model.messages import Span
 
 if TYPE_CHECKING:
     from model.tokenizer import Llama3Tokenizer
@@ -42,14 +45,29 @@ def header(role: str) -> list[Segment]:
     return [Special("<|start_header_id|>"), Text(role), Special("<|end_header_id|>"), Text("\n\n")]
 
 
-def raw_segments(raw: str) -> Iterator[Segment]:
-    """Model output re-encoded verbatim: `<|python_tag|>` is the only control token a reply carries mid-message."""
-    pieces = raw.split(PYTHON_TAG)
-    for index, piece in enumerate(pieces):
-        if index:
-            yield PYTHON
-        if piece:
-            yield Text(piece)
+def raw_segments(raw: str, special_spans: Sequence[Span] | None) -> Iterator[Segment]:
+    """Model output re-encoded verbatim: the spans the model generated as special ids are control tokens, everything
+    else (a `<|python_tag|>` it spelled out in ordinary tokens included) is plain text. None: no span is special."""
+    position = 0
+    for start, end in sorted(special_spans or ()):
+        name = raw[start:end]
+        if start < position or end > len(raw) or name not in _special_names():
+            raise PromptFormatError(
+                f"special_spans ({start}, {end}) of an assistant message do not cover one special token in its raw text"
+            )
+        if start > position:
+            yield Text(raw[position:start])
+        yield Special(name)
+        position = end
+    if position < len(raw):
+        yield Text(raw[position:])
+
+
+@cache
+def _special_names() -> frozenset[str]:
+    from model.tokenizer import special_token_names
+
+    return frozenset(special_token_names())
 
 
 def render_segments(segments: Iterable[Segment]) -> str:

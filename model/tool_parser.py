@@ -1,15 +1,19 @@
 """Parse a Llama 3.1 completion into text and tool calls.
 
-Forms understood (with or without `<|python_tag|>` unless noted):
-- built-in calls `brave_search.call(query="...")`, `wolfram_alpha.call(...)`;
-- raw code after `<|python_tag|>`: a code_interpreter call `{"code": ...}`, only when code_interpreter is enabled;
-- JSON `{"type": "function", "name": ..., "parameters": ...}`, `{"name": ..., "parameters"|"arguments": ...}`, a JSON
-  list of those, or several separated by `;`;
-- `<function=name>{...}</function>` (the closing tag may be missing);
-- a Python-style list `[f(a=1), g(b="x")]`.
-The stop reason comes from `<|eom_id|>` / `<|eot_id|>`. Every call is kept (the reference keeps only the first). A
-malformed call is reported in `error` / `error_kind` with no calls at all, so nothing half-parsed runs; arguments are
-read with `json` and `ast.literal_eval`, never executed.
+Meta's rule (llama-models `ChatFormat.decode_assistant_message`): a tool call is the whole message, surrounding
+whitespace aside; prose that contains a call-shaped JSON object (or any other call form) is an answer. Forms:
+- after a `<|python_tag|>` the model generated as its special id: built-in calls `brave_search.call(query="...")`,
+  JSON calls, `<function=...>` calls, a Python-style call list, else raw code (a code_interpreter call, only when
+  code_interpreter is enabled). Text before the tag is content;
+- without the tag, the whole message must be one of: a JSON call `{"type": "function", "name": ...,
+  "parameters": ...}` / `{"name": ..., "parameters"|"arguments": ...}`, a JSON list of those, or several separated
+  by `;`; `<function=name>{...}</function>` calls (the message starts with `<function=`; the last closing tag may be
+  missing); a Python-style list `[f(a=1), g(b="x")]`; a built-in `name.call(...)`.
+Only the spans the caller marks as real special tokens (`special_spans`, see `model.completion`) count as
+`<|python_tag|>` or stop tokens: the same strings spelled in ordinary tokens are plain text. The stop reason comes
+from the first real `<|eom_id|>` / `<|eot_id|>` / `<|end_of_text|>`; nothing after it is read. Every call is kept (the
+reference keeps only the first). A malformed call is reported in `error` / `error_kind` with no calls at all, so
+nothing half-parsed runs; arguments are read with `json` and `ast.literal_eval`, never executed.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from model.messages import StopReason, ToolCall
+from model.messages import Span, StopReason, ToolCall
 
 ParseErrorKind = Literal[
     "invalid_json", "invalid_call_syntax", "missing_name", "arguments_not_object", "unknown_tool", "code_not_enabled"
@@ -33,6 +37,7 @@ _STOPS: dict[str, StopReason] = {
     "<|eom_id|>": "end_of_message",
     "<|end_of_text|>": "end_of_turn",
 }
+_JSON_HEAD = re.compile(r"\{|\[\s*\{")  # a JSON call object, or a list of them
 _QUERY_TOOLS = frozenset({"brave_search", "wolfram_alpha"})
 _CALL_KEYS = frozenset({"type", "name", "parameters", "arguments", "id"})
 _BUILTIN_HEAD = re.compile(r"\s*([A-Za-z_]\w*)\.call\(")
@@ -40,7 +45,6 @@ _PYTHONIC_HEAD = re.compile(r"\s*\[\s*[A-Za-z_]\w*\s*\(")
 _FUNCTION_TAG = re.compile(r"<function=([^>\s]*)>")
 _FUNCTION_END = "</function>"
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,128}")
-_CALL_START = re.compile(r"\{\s*\"|\[\s*\{")  # where a call object or a list of them can begin
 
 
 @dataclass(frozen=True)
@@ -61,15 +65,6 @@ class _CallError(Exception):
 def _excerpt(text: str, limit: int = 60) -> str:
     text = text.strip()
     return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def _split_stop(text: str) -> tuple[str, StopReason | None]:
-    """Text before the first stop token, and which stop token it was."""
-    found = [(text.find(token), token) for token in _STOPS if token in text]
-    if not found:
-        return text, None
-    index, token = min(found)
-    return text[:index], _STOPS[token]
 
 
 def _checked_name(name: Any, known: Collection[str] | None) -> str:
@@ -115,7 +110,7 @@ def _json_representable(value: Any) -> bool:
 
 
 def _looks_like_call(value: Any) -> bool:
-    """Strict test for untagged text: only call-shaped objects count, so JSON in prose is left alone."""
+    """Strict test for untagged text: only call-shaped objects count, so a JSON answer is left alone."""
     return (
         isinstance(value, dict)
         and isinstance(value.get("name"), str)
@@ -134,8 +129,8 @@ def _json_call(value: Any, known: Collection[str] | None) -> ToolCall:
     return ToolCall(name, _checked_arguments(arguments, name))
 
 
-def _json_calls(text: str, known: Collection[str] | None) -> list[ToolCall]:
-    """One JSON object, a JSON list of objects, or objects separated by `;` - the whole text must be calls."""
+def _json_values(text: str) -> list[Any]:
+    """One JSON value, a JSON list, or values separated by `;` - the whole text, else an `invalid_json` error."""
     decoder = json.JSONDecoder()
     values: list[Any] = []
     position = 0
@@ -155,49 +150,33 @@ def _json_calls(text: str, known: Collection[str] | None) -> list[ToolCall]:
         raise _CallError("invalid_json", f"malformed JSON tool call {_excerpt(text)}: {exc}") from None
     if not values:
         raise _CallError("invalid_call_syntax", "empty list of tool calls")
+    return values
+
+
+def _json_calls(text: str, known: Collection[str] | None) -> list[ToolCall]:
+    """After `<|python_tag|>`: the whole text must be JSON calls."""
+    return [_json_call(value, known) for value in _json_values(text)]
+
+
+def _whole_message_json_calls(text: str, known: Collection[str] | None) -> list[ToolCall] | None:
+    """Untagged: JSON calls when the whole message is call-shaped JSON; None when it is an answer (JSON that is not a
+    call, or a JSON value followed by prose). A call that starts well but is broken JSON is an error."""
+    try:
+        json.JSONDecoder().raw_decode(text)
+    except (ValueError, RecursionError):
+        if '"name"' in text:
+            return _json_calls(text, known)  # raises the precise error for a broken JSON call
+        return None
+    try:
+        values = _json_values(text)
+    except _CallError:
+        return None  # JSON followed by prose: an answer (Meta: only a whole-message JSON is a call)
+    shaped = [_looks_like_call(value) for value in values]
+    if not any(shaped):
+        return None
+    if not all(shaped):
+        raise _CallError("invalid_call_syntax", f"a JSON tool call list holds a non-call {_excerpt(text)}")
     return [_json_call(value, known) for value in values]
-
-
-def _scan_json_calls(text: str, known: Collection[str] | None) -> tuple[list[ToolCall], str | None]:
-    """Call-shaped JSON objects (or lists of them) anywhere in free text, and the text left around them."""
-    decoder = json.JSONDecoder()
-    calls: list[ToolCall] = []
-    spans: list[tuple[int, int]] = []
-    position = 0
-    while True:
-        starts = [i for i in (text.find("{", position), text.find("[", position)) if i >= 0]
-        if not starts:
-            break
-        start = min(starts)
-        if not _CALL_START.match(text, start):
-            position = start + 1
-            continue
-        try:
-            value, end = decoder.raw_decode(text, start)
-        except json.JSONDecodeError as exc:
-            # Resume where the decoder gave up: keeps the scan linear on deeply nested, unterminated text.
-            position = max(start + 1, exc.pos)
-            continue
-        except ValueError:  # an integer beyond int_max_str_digits
-            position = start + 1
-            continue
-        except RecursionError:  # nested deeper than any real call: the rest is not calls
-            break
-        items = value if isinstance(value, list) else [value]
-        if items and all(_looks_like_call(item) for item in items):
-            calls += [_json_call(item, known) for item in items]
-            spans.append((start, end))
-        position = end
-    if not calls:
-        return [], None
-    pieces, previous = [], 0
-    for start, end in spans:
-        pieces.append(text[previous:start])
-        previous = end
-    pieces.append(text[previous:])
-    # Separators between parallel calls (`;`, `,`) are not content.
-    leftover = " ".join(p.strip(" \t\r\n;,") for p in pieces if p.strip(" \t\r\n;,"))
-    return calls, leftover or None
 
 
 # ---- Python-style calls -------------------------------------------------------------------------------------------
@@ -270,15 +249,22 @@ def _is_builtin_tree(tree: ast.expr | None) -> bool:
 # ---- <function=...> calls -----------------------------------------------------------------------------------------
 
 
-def _function_tag_calls(text: str, known: Collection[str] | None) -> tuple[list[ToolCall], str | None]:
+def _function_tag_calls(text: str, known: Collection[str] | None) -> list[ToolCall]:
+    """`<function=name>{...}</function>` calls making up the whole text (whitespace between them; the last closing
+    tag may be missing); any other text around them is an error, so nothing half-read runs."""
     decoder = json.JSONDecoder()
     calls: list[ToolCall] = []
-    leftover: list[str] = []
     position = 0
-    for match in _FUNCTION_TAG.finditer(text):
-        if match.start() < position:
-            continue
-        leftover.append(text[position : match.start()])
+    while True:
+        while position < len(text) and text[position].isspace():
+            position += 1
+        if position >= len(text) and calls:
+            return calls
+        match = _FUNCTION_TAG.match(text, position)
+        if match is None:
+            if not calls:
+                raise _CallError("invalid_call_syntax", f"malformed <function=...> tool call {_excerpt(text)}")
+            raise _CallError("invalid_call_syntax", f"unexpected text after a tool call: {_excerpt(text[position:])}")
         name = _checked_name(match.group(1), known)
         body_start = match.end()
         while body_start < len(text) and text[body_start].isspace():
@@ -292,11 +278,6 @@ def _function_tag_calls(text: str, known: Collection[str] | None) -> tuple[list[
         position = end + (
             len(rest) - len(rest.lstrip()) + len(_FUNCTION_END) if rest.lstrip().startswith(_FUNCTION_END) else 0
         )
-    if not calls:
-        raise _CallError("invalid_call_syntax", f"malformed <function=...> tool call {_excerpt(text)}")
-    leftover.append(text[position:])
-    content = " ".join(piece.strip() for piece in leftover if piece.strip())
-    return calls, content or None
 
 
 # ---- the two entry paths ------------------------------------------------------------------------------------------
@@ -315,49 +296,71 @@ def _tagged_calls(payload: str, builtin_tools: Collection[str], known: Collectio
         return [_builtin_call(tree, text, builtin_tools)]
     if _PYTHONIC_HEAD.match(text) and (tree is None or isinstance(tree, ast.List)):
         return _pythonic_calls(tree, text, known)
-    if "<function=" in text:
-        return _function_tag_calls(text, known)[0]
+    if text.startswith("<function="):
+        return _function_tag_calls(text, known)
     if "code_interpreter" in builtin_tools:
         return [ToolCall("code_interpreter", {"code": payload})]
     raise _CallError("code_not_enabled", "code after <|python_tag|> but the code_interpreter tool is not enabled")
 
 
 def _untagged(body: str, builtin_tools: Collection[str], known: Collection[str] | None) -> ParsedCompletion:
+    """Without a python tag a call is the whole message (whitespace aside); anything else is an answer."""
     text = body.strip()
-    stop = None  # filled in by the caller
-    if "<function=" in text:
-        calls, content = _function_tag_calls(text, known)
-        return ParsedCompletion(content, tuple(calls), stop, None)
+    if text.startswith("<function="):
+        return ParsedCompletion(None, tuple(_function_tag_calls(text, known)), None, None)
     if _PYTHONIC_HEAD.match(text):
-        return ParsedCompletion(None, tuple(_pythonic_calls(_parse_expression(text), text, known)), stop, None)
+        return ParsedCompletion(None, tuple(_pythonic_calls(_parse_expression(text), text, known)), None, None)
     head = _BUILTIN_HEAD.match(text)
     if head and (head.group(1) in _QUERY_TOOLS or head.group(1) in builtin_tools):
-        return ParsedCompletion(None, (_builtin_call(_parse_expression(text), text, builtin_tools),), stop, None)
-    calls, content = _scan_json_calls(text, known)
-    if calls:
-        return ParsedCompletion(content, tuple(calls), stop, None)
-    if (text.startswith("{") or re.match(r"\[\s*\{", text)) and '"name"' in text:
-        _json_calls(text, known)  # raises the precise error for a broken JSON call
-    return ParsedCompletion(body, (), stop, None)
+        return ParsedCompletion(None, (_builtin_call(_parse_expression(text), text, builtin_tools),), None, None)
+    if _JSON_HEAD.match(text):
+        calls = _whole_message_json_calls(text, known)
+        if calls is not None:
+            return ParsedCompletion(None, tuple(calls), None, None)
+    return ParsedCompletion(body, (), None, None)
+
+
+def _real_specials(text: str, special_spans: Sequence[Span]) -> list[tuple[int, int, str]]:
+    """The marked spans that really hold a special-token string, in order (a bad span is ignored: plain text)."""
+    found = []
+    for start, end in sorted(special_spans):
+        token = text[start:end]
+        if 0 <= start < end <= len(text) and token.startswith("<|") and token.endswith("|>"):
+            found.append((start, end, token))
+    return found
 
 
 def parse_completion(
-    text: str, *, builtin_tools: Collection[str] = (), tools: Collection[str] | None = None
+    text: str,
+    *,
+    builtin_tools: Collection[str] = (),
+    tools: Collection[str] | None = None,
+    special_spans: Sequence[Span] = (),
 ) -> ParsedCompletion:
     """Split a raw completion into content and tool calls.
 
     `builtin_tools` are the enabled built-in tools (raw code is a call only when code_interpreter is among them);
     `tools`, when given, are the custom tool names: a call to any other name is an `unknown_tool` error.
+    `special_spans` are the spans of `text` the model generated as special ids (`Completion.special_spans`); by
+    default there are none, and every special-token string in `text` is plain text.
     """
-    body, stop_reason = _split_stop(text)
+    specials = _real_specials(text, special_spans)
+    body, stop_reason = text, None
+    for start, _end, token in specials:
+        if token in _STOPS:
+            body, stop_reason = text[:start], _STOPS[token]
+            break
+    tags = [(start, end) for start, end, token in specials if token == PYTHON_TAG and end <= len(body)]
     known = None if tools is None else {*tools, *builtin_tools, *_QUERY_TOOLS}
-    prefix, tagged, payload = body.partition(PYTHON_TAG)
+    prefix = body[: tags[0][0]] if tags else body
     try:
-        if tagged:
-            calls = [call for part in payload.split(PYTHON_TAG) for call in _tagged_calls(part, builtin_tools, known)]
+        if tags:
+            ends = [start for start, _end in tags[1:]] + [len(body)]
+            parts = [body[tag_end:part_end] for (_start, tag_end), part_end in zip(tags, ends, strict=True)]
+            calls = [call for part in parts for call in _tagged_calls(part, builtin_tools, known)]
             return ParsedCompletion(prefix.strip() or None, tuple(calls), stop_reason, None)
         parsed = _untagged(body, builtin_tools, known)
         return ParsedCompletion(parsed.content, parsed.tool_calls, stop_reason, None)
     except _CallError as exc:
-        content = (prefix.strip() or None) if tagged else body
+        content = (prefix.strip() or None) if tags else body
         return ParsedCompletion(content, (), stop_reason, str(exc), exc.kind)

@@ -1,80 +1,95 @@
-"""One model call, consumed as it streams: tool calls are held whole, answers are shown chunk by chunk as their
-output-guard checks pass (streaming moderation), or at once when no output guard is enabled.
+"""One model call, consumed as it streams; the only route by which answer text reaches the user.
 
-`AnswerStream.consume` reads the deltas (bounded by `models.main.timeout_s` before the first delta and between
-two), decides early whether the completion is an answer (`looks_like_answer`), and for an answer feeds the text to
-`ChunkedModeration`, releasing each chunk that passed; the first check that stops the turn cancels the generation and
-raises `AnswerBlocked`. After the completion is parsed, `finish` checks and releases the rest of an answer, and
-`abandon` drops pending checks when the completion turned out to be a tool call. Text is released only in these
-two places, and only after the check that covers it passed.
+`AnswerStream.consume` reads the deltas into a `CompletionBuilder` (bounded by `models.main.timeout_s` before the
+first delta and between two; nothing after the first real stop token is kept). A completion that starts like a tool
+call is held whole; one that reads as prose streams: at every `chunk_chars` of new text a check judges the whole
+answer so far (with its conversation), and the text up to that point is released once its check passed. After the
+completion is parsed, `finish` judges the whole answer (the last check always covers all of it) and releases the
+rest; with streaming moderation off that one check is the only one. `abandon` drops pending checks when the
+completion turned out to be a tool call. Every check is `guards.gate.judge` on the `completion` path.
 
-When the stage runs Code Shield, streaming stops at the first code fence: the text before it streams as above, and
-the rest is released only after the whole stage passed on the whole answer (a code block split into chunks would
-hide its code from Code Shield).
+Cost: consecutive checks share their prompt up to the previous answer-so-far, so Llama Guard's cache of its last
+check (guards/llama_guard.py) prefills only the new text: the work of all checks stays linear in the answer length.
+
+When the stage runs Code Shield, streaming stops at the first code fence (``` or ~~~, three or more, as CommonMark
+accepts; a last line that may still become one is held too): the rest is released only after the whole answer
+passed, so a code block is always scanned whole.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from assistant.agent.model_call import ModelCallError
-from assistant.agent.streaming import ChunkedModeration, looks_like_answer
+from assistant.agent.speculation import ModelCallError
 from assistant.events import Event, TokenDelta
+from model.completion import Completion, CompletionBuilder
 
-STOPS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
-PYTHON_TAG = "<|python_tag|>"
-FENCE = "```"
 PASSTHROUGH_CHARS = 16  # an unchecked answer is released in pieces of at least this size (one event per token is
 # a measurable cost of its own, and no reader sees the difference)
+RELEASE_CHARS = 64  # piece size of an answer released at once, so consumers render it like a stream
+DECIDE_CHARS = 24  # non-space characters seen before deciding that a completion is an answer
+# Held, not streamed: a completion that starts like a tool call (the parser decides, once it is whole).
+_TOOL_HEAD = re.compile(r"\s*(?:[{\[<]|[A-Za-z_]\w*\.call\()")
+_FENCE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})", re.MULTILINE)
+_MAYBE_FENCE = re.compile(r" {0,3}(?:`{1,}|~{1,})?")  # a last line that may still become a fence opener
+
+Check = Callable[[str], Awaitable[Any]]  # text -> guards.gate.Judgement on the completion path
 
 
 class AnswerBlocked(Exception):
-    """A chunk of the streamed answer failed the output guards; `result` is that check's StageResult."""
+    """A check of the streamed answer stopped it; `judgement` is that check's."""
 
-    def __init__(self, result: Any) -> None:
+    def __init__(self, judgement: Any) -> None:
         super().__init__("the output guards stopped the answer")
-        self.result = result
+        self.judgement = judgement
 
 
-def answer_text(completion: str) -> str:
-    """The part of a (partial) completion that may be shown as an answer: before any stop token or python tag."""
-    for marker in (PYTHON_TAG, *STOPS):
-        index = completion.find(marker)
-        if index >= 0:
-            completion = completion[:index]
-    return completion
+def looks_like_answer(text: str) -> bool | None:
+    """True: stream it as an answer; False: hold it (a tool call, maybe); None: too early to say."""
+    if _TOOL_HEAD.match(text):
+        return False
+    if len(text.strip()) >= DECIDE_CHARS:
+        return True
+    return None
+
+
+def before_code(text: str) -> str:
+    """The text before its first code fence, and before a last line that may still open one."""
+    fence = _FENCE.search(text)
+    if fence is not None:
+        return text[: fence.start()]
+    line_start = text.rfind("\n") + 1
+    return text[:line_start] if _MAYBE_FENCE.fullmatch(text[line_start:]) else text
 
 
 class AnswerStream:
     def __init__(
-        self,
-        check: Callable[[str], Any],  # async: text -> StageResult of the model_output stage
-        emit: Callable[[Event], None],
-        on_result: Callable[[Any], None],  # emits a check's verdicts
-        stops: Callable[[Any], bool],
-        *,
-        moderated: bool,  # the model_output stage has guards
-        streaming: bool,  # the policy's streaming moderation is on
-        code_shield: bool,  # the stage runs Code Shield
-        chunk_chars: int,
-        lookback_chars: int,
-    ) -> None:
+        self, check: Check, emit: Callable[[Event], None], on_judgement: Callable[[Any], None], *, moderated: bool,
+        streaming: bool, code_shield: bool, chunk_chars: int,
+    ) -> None:  # fmt: skip
+        if chunk_chars < 1:
+            raise ValueError("chunk_chars must be >= 1")
         self._check = check
         self._emit = emit
-        self._on_result = on_result
-        self._stops = stops
-        self.moderated = moderated
+        self._on_judgement = on_judgement
+        self.moderated = moderated  # the model_output stage has guards
         self.enabled = streaming or not moderated  # without output guards the answer streams as it comes
-        self.code_shield = code_shield
-        self._moderation = ChunkedModeration(check, chunk_chars=chunk_chars, lookback_chars=lookback_chars)
+        self.code_shield = code_shield and moderated
+        self.chunk_chars = chunk_chars
+        self._pending: deque[tuple[int, asyncio.Future[Any]]] = deque()  # (end, check of answer[:end])
+        self._scheduled = 0  # the answer up to here has a check scheduled
         self._released = 0  # characters of the answer shown so far
+        self._text = ""  # the answer so far
         self.streaming = False  # decided: this completion is an answer and is being streamed
 
-    async def consume(self, generation: Any, idle_timeout_s: float) -> str:
-        """The whole completion. Raises AnswerBlocked, ModelCallError or the backend's exception."""
-        pieces: list[str] = []
+    async def consume(self, generation: Any, idle_timeout_s: float) -> Completion:
+        """What is kept of the completion. Raises AnswerBlocked, ModelCallError or the backend's exception."""
+        builder = CompletionBuilder()
         decided: bool | None = None if self.enabled else False
         iterator = aiter(generation.deltas())
         try:
@@ -90,64 +105,78 @@ class AnswerStream:
                     ) from None
                 if not isinstance(delta, str):
                     raise ModelCallError(f"the model backend yielded {type(delta).__name__}, not text")
-                pieces.append(delta)
+                if builder.stopped:  # anything after the first stop token is dropped unread (12.10)
+                    builder.add(delta)
+                    await generation.cancel()
+                    break
+                builder.add(delta)
                 if decided is None:
-                    decided = looks_like_answer("".join(pieces))
+                    decided = looks_like_answer(builder.text)
                     self.streaming = bool(decided)
                 if decided:
-                    self._advance(answer_text("".join(pieces)), final=False)
+                    self._advance(builder.answer_text(), final=False)
                     self._release_ready()
         except BaseException:
             await generation.cancel()
-            await self._moderation.cancel()
+            await self.abandon()
             raise
-        return "".join(pieces)
-
-    def _streamable(self, text: str) -> str:
-        if self.code_shield and self.moderated:
-            fence = text.find(FENCE)
-            if fence >= 0:
-                return text[:fence]
-        return text
+        return builder.result()
 
     def _advance(self, text: str, *, final: bool) -> None:
-        text = self._streamable(text)
+        self._text = text  # the answer so far (it only grows)
+        if self.code_shield and not final:
+            text = before_code(text)
         if not self.moderated:  # nothing to check: shown as generated, a few tokens per event
             if len(text) - self._released >= PASSTHROUGH_CHARS or (final and len(text) > self._released):
                 self._emit(TokenDelta(text=text[self._released :]))
                 self._released = len(text)
             return
-        self._moderation.feed(text, final=final)
+        while len(text) - self._scheduled >= self.chunk_chars:
+            end = self._scheduled + self.chunk_chars
+            # end at a word boundary: a released chunk never shows the start of a cut word
+            space = max(text.rfind(" ", self._scheduled, end), text.rfind("\n", self._scheduled, end))
+            end = space + 1 if space >= self._scheduled else end
+            self._pending.append((end, asyncio.ensure_future(self._check(text[:end]))))
+            self._scheduled = end
 
     def _release_ready(self) -> None:
-        for chunk, result in self._moderation.ready():
-            self._accept(chunk, result)
+        while self._pending and self._pending[0][1].done():
+            end, future = self._pending.popleft()
+            self._accept(future.result(), self._text[:end])
 
-    def _accept(self, chunk: str, result: Any) -> None:
-        self._on_result(result)
-        if self._stops(result):
-            raise AnswerBlocked(result)
-        self._emit(TokenDelta(text=chunk))
-        self._released += len(chunk)
+    def _accept(self, judgement: Any, text: str) -> None:
+        self._on_judgement(judgement)
+        if not judgement.passed:
+            raise AnswerBlocked(judgement)
+        if len(text) > self._released:
+            self._emit(TokenDelta(text=text[self._released :]))
+            self._released = len(text)
 
     async def finish(self, answer: str) -> None:
-        """Check and release the rest of a streamed answer; raises AnswerBlocked at the first check that stops it."""
-        try:
+        """Judge the whole answer (after the streamed checks still pending) and release the rest of it in pieces;
+        raises AnswerBlocked at the first check that stops it. Without output guards: the rest as generated."""
+        if not self.moderated:
             self._advance(answer, final=True)
-            while (item := await self._moderation.next()) is not None:
-                self._accept(*item)
-            if self._released < len(answer):  # held after a code fence: the whole stage on the whole answer
-                result = await self._check_whole(answer)
-                self._on_result(result)
-                if self._stops(result):
-                    raise AnswerBlocked(result)
-                self._emit(TokenDelta(text=answer[self._released :]))
-                self._released = len(answer)
+            return
+        try:
+            while self._pending:
+                end, future = self._pending.popleft()
+                self._accept(await future, answer[:end])
+            judgement = await self._check(answer)
+            self._on_judgement(judgement)
+            if not judgement.passed:
+                raise AnswerBlocked(judgement)
+            for start in range(self._released, len(answer), RELEASE_CHARS):
+                self._emit(TokenDelta(text=answer[start : start + RELEASE_CHARS]))
+            self._released = len(answer)
         finally:
-            await self._moderation.cancel()
-
-    async def _check_whole(self, answer: str) -> Any:
-        return await self._check(answer)
+            await self.abandon()
 
     async def abandon(self) -> None:
-        await self._moderation.cancel()
+        futures = [future for _, future in self._pending]
+        self._pending.clear()
+        for future in futures:
+            future.cancel()
+        for future in futures:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await future

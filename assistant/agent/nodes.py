@@ -1,8 +1,9 @@
-"""The graph's nodes. Each reads the state, emits events through LangGraph's stream writer, and routes with Command.
+"""The graph's nodes up to the model's completion. Each reads the state, emits events through LangGraph's stream
+writer, and routes with Command (tool nodes: tool_nodes.py).
 
-Invariants: blocked text is never emitted, never stored in `messages` (what the model sees) and never given to a
-tool; every guard error ends the turn as a guard-error refusal (fail closed); an answer is released to the user only
-after the output guard passed (see `release.py`).
+Invariant (docs/AGENT.md): a text is shown, stored for the model or given to a tool only after `guards.gate.judge`
+passed it on its path; blocked text is never emitted, never stored in `messages` and never given to a tool; every
+guard error ends the turn as a guard-error refusal (fail closed).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from langgraph.config import get_stream_writer
 from langgraph.graph import END
 from langgraph.types import Command
 
-from assistant.agent.answer_stream import AnswerBlocked, AnswerStream, answer_text
+from assistant.agent.answer_stream import AnswerBlocked, AnswerStream
 from assistant.agent.deps import AgentDeps
-from assistant.agent.release import release_answer
 from assistant.agent.speculation import Generation, speculation_slot
-from assistant.agent.state import AgentState, MessageDict, TurnState, message_from_dict
+from assistant.agent.state import AgentState, MessageDict, TurnData, message_from_dict, new_turn
 from assistant.agent.window import ContextOverflow, fit_window
 from assistant.events import Error, Event, Final, GuardVerdict, Notice, Refusal
+from guards.gate import Judgement, judge, record
 
 # Node names.
 INPUT_GUARD = "input_guard"
@@ -30,7 +31,6 @@ REVIEW = "review_calls"
 APPROVAL = "approval"
 EXECUTE = "execute"
 
-STOP_TOKENS = {"<|eot_id|>": "end_of_turn", "<|eom_id|>": "end_of_message", "<|end_of_text|>": "end_of_turn"}
 CONTEXT_MESSAGES = 4  # earlier user/assistant messages Llama Guard sees as context
 
 
@@ -68,17 +68,21 @@ def emit_verdicts(result: Any) -> None:
         )  # fmt: skip
 
 
-def stops_turn(result: Any) -> bool:
-    """Outside tool stages there is nobody to ask, so `ask` blocks (fail closed); a guard error always blocks."""
-    return result.decision in ("block", "ask") or (result.error is not None and result.decision != "allow")
+async def judged(deps: AgentDeps, config: RunnableConfig, path: Any, text: str, messages: list[MessageDict],
+                 code: str | None = None) -> Judgement:  # fmt: skip
+    """`guards.gate.judge` with the thread's conversation as context, its verdicts emitted as they come."""
+    return await judge(deps.pipeline, path, text, conversation=guard_context(messages), code=code,
+                       thread_id=thread_of(config), on_result=emit_verdicts)  # fmt: skip
 
 
-def refuse(deps: AgentDeps, state: AgentState, stage: str, result: Any | None = None, message: str = "") -> Command:
+def refuse(deps: AgentDeps, state: AgentState, stage: str, judgement: Judgement | None = None, message: str = "",
+           thread_id: str | None = None) -> Command:  # fmt: skip
     """End the turn with the policy's refusal; roll the turn back to its user message plus the refusal, so nothing
     the turn produced after the user's (passed) message stays in what the model sees."""
-    guard_error = result is not None and result.error is not None
+    guard_error = judgement is not None and judgement.outcome == "error"
     refusals = deps.policy.refusals
     text = message or (refusals.guard_error if guard_error else refusals.for_stage(stage))
+    record(deps.pipeline, "refusal", thread_id=thread_id, text=text, stage=stage, guard_error=guard_error)
     emit(Refusal(stage=stage, message=text, guard_error=guard_error))
     turn = state.get("turn") or {}
     messages = list(state.get("messages") or [])
@@ -87,17 +91,30 @@ def refuse(deps: AgentDeps, state: AgentState, stage: str, result: Any | None = 
     return Command(update={"messages": messages, "turn": {**turn, "outcome": "refusal", "pending": []}}, goto=END)
 
 
-def fail(state: AgentState, kind: str, message: str) -> Command:
+def fail(deps: AgentDeps, state: AgentState, kind: str, message: str, thread_id: str | None = None) -> Command:
+    record(deps.pipeline, "error", thread_id=thread_id, where=kind, error=message)
     emit(Error(kind=kind, message=message))
     turn = state.get("turn") or {}
     return Command(update={"turn": {**turn, "outcome": "error", "pending": []}}, goto=END)
 
 
-def guard_context(messages: list[MessageDict], upto: int) -> tuple[tuple[str, str], ...]:
-    """Earlier plain user/assistant messages (no tool traffic), as (role, text) pairs, for Llama Guard's context."""
+def after_failure(deps: AgentDeps, state: AgentState, turn: TurnData, update: dict[str, Any], what: str,
+                  thread_id: str | None = None) -> Command | None:  # fmt: skip
+    """A parse error or tool error went back to the model: None to go on, or the end of the turn past
+    agent.max_tool_retries. The one place that counts failures."""
+    turn["tool_failures"] = turn.get("tool_failures", 0) + 1
+    if turn["tool_failures"] > deps.policy.agent.max_tool_retries:
+        message = f"gave up after {turn['tool_failures']} failed tool calls ({what})"
+        return fail(deps, {**state, "turn": turn, **update}, "tool", message, thread_id)
+    return None
+
+
+def guard_context(messages: list[MessageDict]) -> tuple[tuple[str, str], ...]:
+    """Earlier plain user/assistant messages (no tool traffic), as (role, text) pairs, for Llama Guard's context:
+    the user's request of this turn is always among them."""
     pairs = [
         (m["role"], m["content"])
-        for m in messages[:upto]
+        for m in messages
         if m["role"] in ("user", "assistant") and not m.get("tool_calls") and m.get("content")
     ]
     return tuple(pairs[-CONTEXT_MESSAGES:])
@@ -113,18 +130,12 @@ def make_input_guard(deps: AgentDeps):
         # The model starts on the message while the guards read it; its output is used only if they pass.
         await speculate(deps, config, [*messages, {"role": "user", "content": text}], dropped=state.get("dropped", 0),
                         turn_start=len(messages))  # fmt: skip
-        result = await deps.pipeline.check(
-            "user_input", text, role="user", conversation=guard_context(messages, len(messages)),
-            thread_id=thread_of(config),
-        )
-        emit_verdicts(result)
-        if stops_turn(result):
+        judgement = await judged(deps, config, "user_text", text, messages)
+        if not judgement.passed:
             await discard_speculation(config)
-            return refuse(deps, {"messages": messages, "turn": {}}, "user_input", result)
-        turn: TurnState = {
-            "start": len(messages), "steps": 0, "tool_failures": 0, "calls": 0, "untrusted": False,
-            "pending": [], "executed": [], "outcome": "",
-        }  # fmt: skip
+            return refuse(deps, {"messages": messages, "turn": {}}, "user_input", judgement,
+                          thread_id=thread_of(config))  # fmt: skip
+        turn = new_turn(len(messages))
         messages.append({"role": "user", "content": text})
         return Command(update={"messages": messages, "turn": turn}, goto=MODEL)
 
@@ -170,48 +181,40 @@ async def discard_speculation(config: RunnableConfig) -> None:
 
 
 def output_stream(deps: AgentDeps, config: RunnableConfig, messages: list[MessageDict]) -> AnswerStream:
-    """How this model call's answer reaches the user: streamed through chunked output checks, streamed as is when
-    no output guard is enabled, or held for one check of the whole answer (streaming moderation off)."""
+    """How this model call's answer reaches the user: streamed through checks of the answer so far, streamed as is
+    when no output guard is enabled, or held for one check of the whole answer (streaming moderation off)."""
     guards = deps.pipeline.enabled_guards("model_output")
-    context = guard_context(messages, len(messages))
     moderation = deps.policy.agent.streaming_moderation
 
-    async def check(text: str) -> Any:
-        return await deps.pipeline.check(
-            "model_output", text, role="assistant", conversation=context, thread_id=thread_of(config)
-        )
+    async def check(text: str) -> Judgement:
+        return await judge(deps.pipeline, "completion", text, conversation=guard_context(messages),
+                           thread_id=thread_of(config))  # fmt: skip
+
+    def on_judgement(judgement: Judgement) -> None:
+        for result in judgement.results:
+            emit_verdicts(result)
 
     return AnswerStream(
-        check, emit, emit_verdicts, stops_turn, moderated=bool(guards), streaming=moderation.enabled,
+        check, emit, on_judgement, moderated=bool(guards), streaming=moderation.enabled,
         code_shield="code_shield" in guards, chunk_chars=moderation.chunk_chars,
-        lookback_chars=moderation.lookback_chars,
     )  # fmt: skip
-
-
-def split_stop(text: str) -> tuple[str, str | None]:
-    """The completion without its final stop token, and the stop reason that token gives."""
-    for token, reason in STOP_TOKENS.items():
-        if text.endswith(token):
-            return text[: -len(token)], reason
-    return text, None
 
 
 def make_model(deps: AgentDeps):
     async def model(state: AgentState, config: RunnableConfig) -> Command:
-        from model.tool_parser import parse_completion
-
         turn = dict(state["turn"])
         messages = list(state["messages"])
+        thread_id = thread_of(config)
         if turn["steps"] >= deps.policy.agent.max_steps:
             limit = deps.policy.agent.max_steps
             message = f"I stopped: this turn reached the policy's step limit ({limit})."
-            return refuse(deps, state, "agent", message=message)
+            return refuse(deps, state, "agent", message=message, thread_id=thread_id)
         turn["steps"] += 1
         dropped = state.get("dropped", 0)
         try:
             window = prompt_window(deps, messages, dropped=dropped, turn_start=turn["start"])
         except ContextOverflow as exc:
-            return fail(state, "bad_input", str(exc))
+            return fail(deps, state, "bad_input", str(exc), thread_id)
         if window.newly_dropped:
             emit(Notice(kind="context_trimmed", message=f"The {window.newly_dropped} oldest messages no longer fit the "
                         "model's context window and were left out of the prompt."))  # fmt: skip
@@ -221,91 +224,67 @@ def make_model(deps: AgentDeps):
         if generation is None:  # nothing ran ahead for exactly this prompt
             generation = Generation(deps.backend, window.prompt_ids, params)
         stream = output_stream(deps, config, messages)
-        try:  # text is shown only after the output check covering it passed; bounded by models.main.timeout_s
+        try:  # text is shown only after the check covering it passed; bounded by models.main.timeout_s
             completion = await stream.consume(generation, deps.policy.models.main.timeout_s)
-        except AnswerBlocked as blocked:  # a streamed chunk failed: generation stopped, nothing after it shown
-            return refuse(deps, {**state, "turn": turn}, "model_output", blocked.result)
+        except AnswerBlocked as blocked:  # a streamed check failed: generation stopped, nothing after it shown
+            return refuse(deps, {**state, "turn": turn}, "model_output", blocked.judgement, thread_id=thread_id)
         except Exception as exc:  # a backend failure of any kind ends the turn as a model error
-            return fail({**state, "turn": turn}, "model_backend", f"{type(exc).__name__}: {exc}")
-        raw, stop_reason = split_stop(completion)
-        parsed = parse_completion(completion, builtin_tools=deps.builtin_names, tools=deps.custom_names)
+            return fail(deps, {**state, "turn": turn}, "model_backend", f"{type(exc).__name__}: {exc}", thread_id)
+        if completion.dropped:  # nothing after the first stop token is stored, shown or sent (12.10)
+            emit(Notice(kind="text_after_stop", message="The model produced text after its end-of-turn token; it was "
+                        "discarded unread."))  # fmt: skip
+        parsed = completion.parse(builtin_tools=deps.builtin_names, tools=deps.custom_names)
+        stored = {"raw": completion.raw, "stop_reason": completion.stop_reason,
+                  "special_spans": [list(span) for span in completion.raw_spans]}  # fmt: skip
         update: dict[str, Any] = {"dropped": window.start}
-        if parsed.tool_calls or parsed.error is not None:
-            await stream.abandon()  # it was not an answer after all: no more of it is shown
-        elif stream.streaming:
-            return await finish_streamed(deps, state, stream, turn, messages, update, answer_text(completion), raw,
-                                         stop_reason)  # fmt: skip
+        if not parsed.tool_calls and parsed.error is None:
+            return await finish_answer(deps, state, config, stream, turn, messages, update, parsed.content or "",
+                                       stored)  # fmt: skip
+        await stream.abandon()  # it was not an answer after all: no more of it is shown
+        # A tool call (or what failed to parse as one) is model output too: the whole raw completion passes the
+        # completion path before any of it is stored, shown or run.
+        judgement = await judged(deps, config, "completion", completion.raw, messages)
+        if not judgement.passed:
+            return refuse(deps, {**state, "turn": turn}, "model_output", judgement, thread_id=thread_id)
         if parsed.error is not None:
-            messages.append({"role": "assistant", "content": raw, "raw": raw, "stop_reason": stop_reason})
-            messages.append({"role": "tool", "content": f"Error: the tool call could not be parsed: {parsed.error}"})
-            return tool_failure(deps, state, turn, messages, update, f"unparseable tool call: {parsed.error}")
-        if len(parsed.tool_calls) > deps.policy.tools.max_calls_per_turn:  # runaway output: one bounded outcome
-            return fail({**state, "turn": turn}, "tool", f"the model proposed {len(parsed.tool_calls)} tool calls "
-                        f"in one message; the policy allows {deps.policy.tools.max_calls_per_turn} per turn "
-                        "(tools.max_calls_per_turn)")  # fmt: skip
-        if parsed.tool_calls:
-            calls = []
-            for i, call in enumerate(parsed.tool_calls):
-                call_id = call.call_id or f"call-{turn['start']}-{turn['steps']}-{i}"
-                calls.append({"name": call.name, "arguments": dict(call.arguments), "call_id": call_id})
-            messages.append({
-                "role": "assistant", "content": parsed.content or "", "tool_calls": calls, "raw": raw,
-                "stop_reason": stop_reason,
-            })  # fmt: skip
-            turn["pending"] = [{**c, "status": "proposed"} for c in calls]
-            return Command(update={**update, "messages": messages, "turn": turn}, goto=REVIEW)
-        return await guard_answer(
-            deps, state, config, turn, messages, update, parsed.content or "", raw, stop_reason
-        )
+            messages.append({"role": "assistant", "content": completion.raw, **stored})
+            messages.append({"role": "tool", "content": f"Error: the tool call could not be parsed: {parsed.error}",
+                             "notice": True})  # fmt: skip
+            ended = after_failure(deps, state, turn, update, f"unparseable tool call: {parsed.error}", thread_id)
+            return ended or Command(update={**update, "messages": messages, "turn": turn}, goto=MODEL)
+        limit = deps.policy.tools.max_calls_per_turn
+        if turn.get("calls", 0) + len(parsed.tool_calls) > limit:  # the one place calls per turn are counted
+            return fail(deps, {**state, "turn": turn}, "tool", f"the model proposed {len(parsed.tool_calls)} tool "
+                        f"calls after {turn.get('calls', 0)} in this turn; the policy allows {limit} per turn "
+                        "(tools.max_calls_per_turn)", thread_id)  # fmt: skip
+        turn["calls"] = turn.get("calls", 0) + len(parsed.tool_calls)
+        calls = [
+            {"name": call.name, "arguments": dict(call.arguments),
+             "call_id": call.call_id or f"call-{turn['start']}-{turn['steps']}-{i}"}
+            for i, call in enumerate(parsed.tool_calls)
+        ]  # fmt: skip
+        messages.append({"role": "assistant", "content": parsed.content or "", "tool_calls": calls, **stored})
+        turn["pending"] = [{**c, "status": "proposed"} for c in calls]
+        return Command(update={**update, "messages": messages, "turn": turn}, goto=REVIEW)
 
     return model
 
 
-def tool_failure(
-    deps: AgentDeps, state: AgentState, turn: dict[str, Any], messages: list[MessageDict], update: dict[str, Any],
-    what: str,
+async def finish_answer(
+    deps: AgentDeps, state: AgentState, config: RunnableConfig, stream: AnswerStream, turn: dict[str, Any],
+    messages: list[MessageDict], update: dict[str, Any], answer: str, stored: dict[str, Any],
 ) -> Command:  # fmt: skip
-    """A parse error or tool error went back to the model; past the retry limit the turn ends with an error."""
-    turn["tool_failures"] = turn.get("tool_failures", 0) + 1
-    if turn["tool_failures"] > deps.policy.agent.max_tool_retries:
-        message = f"gave up after {turn['tool_failures']} failed tool calls ({what})"
-        return fail({**state, "turn": turn}, "tool", message)
-    return Command(update={**update, "messages": messages, "turn": turn}, goto=MODEL)
-
-
-# --- output guard -------------------------------------------------------------------------------------------------
-
-
-async def finish_streamed(
-    deps: AgentDeps, state: AgentState, stream: AnswerStream, turn: dict[str, Any], messages: list[MessageDict],
-    update: dict[str, Any], answer: str, raw: str, stop_reason: str | None,
-) -> Command:  # fmt: skip
-    """The rest of a streamed answer: its last chunks checked and shown, then stored like a held answer."""
+    """The whole answer judged (inside the model node: an answer that fails is never checkpointed, emitted or
+    stored), the rest of it released, then stored with its raw text."""
     try:
         await stream.finish(answer)
     except AnswerBlocked as blocked:
-        return refuse(deps, {**state, "turn": turn}, "model_output", blocked.result)
+        return refuse(deps, {**state, "turn": turn}, "model_output", blocked.judgement, thread_id=thread_of(config))
+    if stored["raw"] != answer:  # the model reads `raw` again next turn: those exact bytes are judged too
+        judgement = await judged(deps, config, "completion", stored["raw"], messages)
+        if not judgement.passed:
+            return refuse(deps, {**state, "turn": turn}, "model_output", judgement, thread_id=thread_of(config))
     emit(Final(text=answer))
-    messages.append({"role": "assistant", "content": answer, "raw": raw, "stop_reason": stop_reason})
-    turn["outcome"] = "final"
-    return Command(update={**update, "messages": messages, "turn": turn}, goto=END)
-
-
-async def guard_answer(
-    deps: AgentDeps, state: AgentState, config: RunnableConfig, turn: dict[str, Any], messages: list[MessageDict],
-    update: dict[str, Any], answer: str, raw: str, stop_reason: str | None,
-) -> Command:  # fmt: skip
-    """The `model_output` stage on the held answer, inside the model node: an answer that fails it is never
-    checkpointed, emitted or stored; one that passes is released, then stored with its raw text."""
-    context = guard_context(messages, len(messages))
-    result = await deps.pipeline.check(
-        "model_output", answer, role="assistant", conversation=context, thread_id=thread_of(config)
-    )
-    emit_verdicts(result)
-    if stops_turn(result):
-        return refuse(deps, {**state, "turn": turn}, "model_output", result)
-    release_answer(answer, emit)
-    emit(Final(text=answer))
-    messages.append({"role": "assistant", "content": answer, "raw": raw, "stop_reason": stop_reason})
+    messages.append({"role": "assistant", "content": answer, **stored})
     turn["outcome"] = "final"
     return Command(update={**update, "messages": messages, "turn": turn}, goto=END)

@@ -20,6 +20,7 @@ import click
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from assistant.cli import exit_codes
+from model.completion import trusted_spans
 from model.messages import BUILTIN_TOOLS, Message, ToolCall, ToolDefinition, ToolSpec
 
 BuiltinName = Literal["brave_search", "wolfram_alpha", "code_interpreter"]
@@ -76,6 +77,8 @@ class CaseMessage(_Strict):
             content or "",
             calls,
             raw=self.raw,
+            # The case file stands in for the model's own output: its special-token strings are generated ids.
+            special_spans=trusted_spans(self.raw) if self.raw is not None else None,
             stop_reason=self.stop_reason,
             tool_name=self.name if self.role == "tool" else None,
         )
@@ -224,7 +227,8 @@ def parse(builtin_tools: tuple[str, ...], tools: tuple[str, ...], more_builtin_t
         text = click.get_binary_stream("stdin").read().decode("utf-8")
     except UnicodeDecodeError as exc:
         _fail(f"stdin is not UTF-8 text: {exc}")
-    parsed = parse_completion(text, builtin_tools=tuple(names), tools=tools or None)
+    # stdin stands in for the model's output: its special-token strings count as tokens generated as special ids.
+    parsed = parse_completion(text, builtin_tools=tuple(names), tools=tools or None, special_spans=trusted_spans(text))
     result = {
         "content": parsed.content,
         "tool_calls": [{"name": call.name, "arguments": call.arguments} for call in parsed.tool_calls],

@@ -1,7 +1,7 @@
 """Replays completions from a JSONL file: one `{"completion": "..."}` per line, one line per call, whatever the prompt.
 
 For policy regression tests and demos without weights. Special-token strings in the file are control tokens: the file
-stands in for the model's own output.
+stands in for the model's own output, so each is yielded as a `SpecialToken` (a token generated as its id).
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from pathlib import Path
 
 from model.backends.base import BackendStats, GenerationParams
 from model.backends.errors import BackendError
+from model.completion import SpecialToken
 
 # Special tokens stay whole; plain text is cut into small pieces so consumers see a real stream.
 _SPECIAL = r"<\|[a-z0-9_]+\|>"
+_SPECIAL_ONLY = re.compile(_SPECIAL)
 _DELTA_PATTERN = re.compile(rf"{_SPECIAL}|\s*(?:(?!{_SPECIAL})\S){{1,4}}|\s+")
 
 
@@ -49,11 +51,12 @@ def read_script(path: Path) -> list[ScriptedLine]:
 
 
 def split_deltas(text: str) -> list[str]:
-    """Cut a completion into small deltas that concatenate back to it exactly."""
+    """Cut a completion into small deltas that concatenate back to it exactly; special-token strings are
+    `SpecialToken` deltas."""
     pieces = _DELTA_PATTERN.findall(text)
     if "".join(pieces) != text:  # cannot happen with this pattern; never lose a character if it ever does
         return [text]
-    return pieces
+    return [SpecialToken(piece) if _SPECIAL_ONLY.fullmatch(piece) else piece for piece in pieces]
 
 
 class ScriptedBackend:

@@ -150,7 +150,7 @@ def test_tools_need_a_first_user_message() -> None:
 
 def test_raw_replays_with_its_stop_reason() -> None:
     raw = '<|python_tag|>brave_search.call(query="x")'
-    reply = Message("assistant", raw=raw, stop_reason="end_of_message")
+    reply = Message("assistant", raw=raw, stop_reason="end_of_message", special_spans=((0, 14),))
     prompt = render_dialog(
         [Message("user", "q"), reply], ToolSpec(builtin_tools=("brave_search",)), today=date(2024, 7, 26), dialect="hf"
     )
