@@ -5,6 +5,8 @@
 - A canary runs before the first scan: known-insecure code that only each layer catches must produce a finding from
   that layer. If not, Code Shield is broken and every scan of this guard is a guard error.
 - Any failure (missing package, semgrep crash, timeout, unscanned files) is a result with `error` set - never secure.
+- Python code that Python would not read as UTF-8 (a `coding:` cookie, a foreign BOM: source_encoding) is refused
+  before any scan: what runs would not be what was scanned. A refusal blocks whatever the policy's actions say.
 
 Treatment is Code Shield's rule (`CodeShield.scan_code`): any finding of severity error -> block, any other finding
 -> warn, none -> ignore. One difference, on purpose: codeshield compares semgrep's upper-case severities ("ERROR")
@@ -78,6 +80,7 @@ class CodeShieldResult:
     languages: tuple[str, ...] = ()
     latency_ms: float = 0.0
     error: str | None = None
+    refusal: str | None = None  # the code cannot be scanned faithfully (e.g. a non-UTF-8 source encoding): block
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -86,6 +89,7 @@ class CodeShieldResult:
             "languages": list(self.languages),
             "latency_ms": self.latency_ms,
             "error": self.error,
+            "refusal": self.refusal,
         }
 
 
@@ -100,6 +104,8 @@ def decide(result: CodeShieldResult, actions: Mapping[str, str] | Any, on_error:
 
     `actions` is a mapping or the policy's `code_shield.actions` model (attributes block / warn / ignore).
     """
+    if result.refusal is not None:
+        return "block"  # not a finding the policy weighs: the scan would not be of the code that runs
     if result.error is not None:
         return "allow" if on_error == "allow" else "block"
     action = actions.get(result.treatment) if isinstance(actions, Mapping) else getattr(actions, result.treatment, None)
@@ -115,6 +121,8 @@ def to_verdict(
         f"{f.language}:{f.line}: {f.pattern_id or f.rule} ({f.severity}, {f.cwe_id}): {f.description.strip()}"
         for f in result.findings
     )
+    if result.refusal is not None and not result.findings:
+        reasons = (result.refusal,)
     return Verdict(
         stage=stage,
         guard=GUARD_NAME,
@@ -239,6 +247,9 @@ class CodeShieldGuard:
     async def _scan(self, blocks: Sequence[CodeBlock]) -> CodeShieldResult:
         started = time.perf_counter()
         languages: tuple[str, ...] = ()
+        refused = _encoding_refusal(blocks)
+        if refused is not None:
+            return CodeShieldResult("block", (refused,), ("python",), _ms(started), refusal=refused.description)
         try:
             canary_error = await self.start()
             if canary_error is not None:
@@ -273,6 +284,20 @@ class CodeShieldGuard:
 
         per_language = await asyncio.gather(*(one(lang, blocks) for lang, blocks in groups.items()))
         return [finding for findings in per_language for finding in findings]
+
+
+def _encoding_refusal(blocks: Sequence[CodeBlock]) -> Finding | None:
+    """The first Python (or unknown-language) block whose source encoding is not UTF-8, as a blocking finding."""
+    from guards.source_encoding import python_source_encoding_problem
+
+    for block in blocks:
+        if block.language not in (None, "python"):
+            continue
+        problem = python_source_encoding_problem(block.code)
+        if problem is not None:
+            return Finding("source_encoding", "non-utf8-source-encoding", None, problem, "error", "CWE-172",
+                           block.line, "python")  # fmt: skip
+    return None
 
 
 def _ms(started: float) -> float:
