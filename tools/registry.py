@@ -37,6 +37,14 @@ class ToolRegistry:
     def names(self) -> tuple[str, ...]:
         return tuple(self._tools)
 
+    def resolve(self, name: str) -> str | None:
+        """The registered name `name` refers to: itself, or for an MCP tool also `server.tool` (its qualified name,
+        which stays valid whether or not the tool needed the server prefix to avoid a clash)."""
+        if name in self._tools:
+            return name
+        matches = [t.name for t in self._tools.values() if getattr(t, "qualified_name", None) == name]
+        return matches[0] if len(matches) == 1 else None
+
     def visible(self, tools_config: Any) -> tuple[Tool, ...]:
         """The tools the policy lets the model call at all (allow/deny lists): the ones to put in the prompt."""
         allow, deny = tools_config.allow, set(tools_config.deny)
@@ -78,3 +86,17 @@ def build_registry(tools_config: Any, *, extra: Iterable[Tool] = (), env: Mappin
     for item in extra:
         registry.add(item)
     return registry
+
+
+def add_mcp_tools(registry: ToolRegistry, tools_config: Any, *, env: Mapping[str, str] | None = None) -> Any:
+    """Start the policy's `tools.mcp` servers and add their tools (an MCP tool whose name is taken becomes
+    `server.tool`). Returns the tools.mcp.McpToolset: close it to stop the servers (at exit at the latest).
+
+    Raises tools.mcp.McpStartupError when a `required` server fails; any other failure is in the toolset's notices.
+    """
+    from tools.mcp import start_mcp_tools
+
+    toolset = start_mcp_tools(tools_config, reserved_names=registry.names(), env=env)
+    for item in toolset.tools:
+        registry.add(item)
+    return toolset
