@@ -29,6 +29,7 @@ REQUIRED: tuple[str, ...] = ("memory", "pids")  # without these the run has no w
 CPU_CORES = 1  # CPU bandwidth of one run: at most one core's worth, however many processes it starts
 CFS_PERIOD_US = 100_000
 LEAF_NAME = "assistant"  # v2: where this process moves so that its own cgroup may delegate controllers
+STALE_AFTER_S = 300  # a run cgroup this old whose creator is gone is a leftover of a killed assistant
 _run_counter = itertools.count()
 
 
@@ -184,7 +185,19 @@ def host_spec() -> CgroupSpec:
     except OSError as exc:
         return CgroupSpec((), {c: f"cannot create a cgroup: {exc}" for c in WANTED})
     probe.remove()
+    _remove_stale(spec)
     return spec
+
+
+def _remove_stale(spec: CgroupSpec) -> None:
+    """Remove empty run cgroups left by assistant processes that died mid-run (rmdir refuses populated ones)."""
+    for hierarchy in spec.hierarchies:
+        for path in hierarchy.parent.glob("sandbox-*-*-*"):
+            pid = path.name.split("-")[1]
+            with contextlib.suppress(OSError):
+                if pid.isdigit() and not Path(f"/proc/{pid}").exists() \
+                        and time.time() - path.stat().st_mtime > STALE_AFTER_S:
+                    path.rmdir()
 
 
 @dataclass

@@ -16,10 +16,10 @@ class SandboxLimits:
     """Resource limits for one sandboxed run. Defaults equal the policy's defaults (docs/POLICY_SPEC.md)."""
 
     isolation: Isolation = "required"
-    cpu_seconds: int = 5  # RLIMIT_CPU per process (SIGXCPU, then SIGKILL one second later)
+    cpu_seconds: int = 5  # RLIMIT_CPU per process (SIGXCPU, then SIGKILL one second later); the run: one core
     wall_seconds: float = 10.0  # wall clock for the whole run; the process tree is killed after it
-    memory_mb: int = 512  # RLIMIT_AS per process
-    max_processes: int = 32  # RLIMIT_NPROC for the sandbox's own user id (bwrap's helper processes included)
+    memory_mb: int = 512  # the whole run (its cgroup, without swap) and RLIMIT_AS per process
+    max_processes: int = 32  # the run's cgroup pids.max and RLIMIT_NPROC of its uid (bwrap's helpers included)
     max_file_mb: int = 16  # RLIMIT_FSIZE, and the size of each private tmpfs (/work, /tmp)
     max_output_chars: int = 10000  # per stream while reading; the run is killed when exceeded
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import dataclasses
 import os
 import re
 import resource
@@ -215,10 +216,15 @@ def _supervise(argv: list[str], cwd: str, limits: SandboxLimits, uid: int | None
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=dict(HOST_ENV), cwd=cwd, start_new_session=True, pass_fds=pass_fds,
                                 preexec_fn=lambda: _child_setup(limits, join_paths))
-    except subprocess.SubprocessError as exc:  # the child could not join its cgroup: nothing ran
+    except BaseException as exc:
         if run_cgroup:
             run_cgroup.remove()
-        raise IsolationUnavailableError(f"the sandbox could not start inside its cgroup: {exc}") from exc
+        if isinstance(exc, subprocess.SubprocessError):  # the child could not join its cgroup: nothing ran
+            raise IsolationUnavailableError(f"the sandbox could not start inside its cgroup: {exc}") from exc
+        raise
+    finally:
+        for fd in pass_fds:
+            os.close(fd)
     assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout.fileno(): stdout, proc.stderr.fileno(): stderr}
     killed_by_us: str | None = None
@@ -269,16 +275,19 @@ def _supervise(argv: list[str], cwd: str, limits: SandboxLimits, uid: int | None
     return _Outcome(proc.returncode, killed_by_us, time.monotonic() - started, oom, peak)
 
 
-def _make_cgroup(mechanism: Mechanism, limits: SandboxLimits) -> RunCgroup | None:
+def _make_cgroup(mechanism: Mechanism, limits: SandboxLimits) -> tuple[RunCgroup | None, Mechanism]:
     if mechanism.cgroups is None:
-        return None
+        return None, mechanism
     try:
-        return RunCgroup.create(mechanism.cgroups, memory_mb=limits.memory_mb, max_processes=limits.max_processes)
+        made = RunCgroup.create(mechanism.cgroups, memory_mb=limits.memory_mb, max_processes=limits.max_processes)
     except OSError as exc:
         if limits.isolation == "required":
             raise IsolationUnavailableError(f"the policy requires sandbox isolation but the run's cgroup could not "
                                             f"be made: {exc}") from exc
-        return None  # best_effort: the per-process rlimits still hold
+        # best_effort: the per-process rlimits still hold; say that the whole-run ones do not.
+        detail = f"{mechanism.detail}; this run's cgroup could not be made ({exc}): whole-run limits NOT enforced"
+        return None, dataclasses.replace(mechanism, detail=detail, cgroups=None)
+    return made, mechanism
 
 
 async def run_python(code: str, limits: SandboxLimits, *, bwrap: str = "bwrap", python: str = SYSTEM_PYTHON,
@@ -290,9 +299,15 @@ async def run_python(code: str, limits: SandboxLimits, *, bwrap: str = "bwrap", 
     """
     mechanism: Mechanism = await asyncio.to_thread(choose_mechanism, limits.isolation, bwrap=bwrap, python=python,
                                                    cgroups=cgroups)
-    run_cgroup = _make_cgroup(mechanism, limits)
+    run_cgroup, mechanism = _make_cgroup(mechanism, limits)
     uid = sandbox_uid()
-    root, work = _prepare_dirs(code, uid)
+    try:
+        root, work = _prepare_dirs(code, uid)
+    except BaseException:
+        if run_cgroup:
+            run_cgroup.remove()
+        raise
+    # The supervisor closes this descriptor once the child has its copy.
     seccomp_fd = seccomp.filter_fd() if mechanism.seccomp else None
     pass_fds = () if seccomp_fd is None else (seccomp_fd,)
     if mechanism.name == "bwrap":
@@ -313,10 +328,11 @@ async def run_python(code: str, limits: SandboxLimits, *, bwrap: str = "bwrap", 
             await asyncio.wait_for(job, timeout=10)
         raise
     finally:
-        if seccomp_fd is not None:
-            os.close(seccomp_fd)
+        # Remove the run's folder once the supervisor is done with it (later, if a cancelled run is slow to die).
         if job.done():
             shutil.rmtree(root, ignore_errors=True)
+        else:
+            job.add_done_callback(lambda _: shutil.rmtree(root, ignore_errors=True))
     killed = outcome.killed_by_us if outcome.killed_by_us != "cancelled" else None
     if killed is None and (stdout.exceeded or stderr.exceeded):
         killed = "output"  # it ended on its own, but what it printed was cut
