@@ -8,6 +8,7 @@ real unified hierarchy with these controllers is not available here.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from tests.tools.conftest import processes_of
 from tools.code_interpreter import CodeInterpreter
-from tools.sandbox import IsolationUnavailableError, SandboxLimits, run_python
+from tools.sandbox import IsolationUnavailableError, SandboxLimits, cgroups, run_python
 from tools.sandbox.cgroups import CFS_PERIOD_US, CgroupSpec, RunCgroup, discover, host_spec
 
 pytestmark = pytest.mark.usefixtures("bwrap_ready")
@@ -150,6 +151,32 @@ def test_cgroup_v2_layout_writes_the_unified_files_and_reads_oom_kills(tmp_path:
         f.unlink()
     run.remove()
     assert not path.exists() and run.dirs == []
+
+
+@pytest.mark.parametrize("foreign", [False, True])
+def test_cgroup_v2_moves_only_our_own_processes_into_a_leaf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           foreign: bool) -> None:
+    """v2 forbids enabling controllers for children of a cgroup that holds processes (EBUSY, imitated here)."""
+    mountinfo, self_cgroup, own = _fake_cgroup2(tmp_path, "cpu memory pids", "")
+    (own / "cgroup.procs").write_text(f"{os.getpid()}\n" + ("1\n" if foreign else ""))
+    real_write, refused = cgroups._write, []
+
+    def write(path: Path, value: str) -> None:
+        if path.name == "cgroup.subtree_control" and not refused:
+            refused.append(value)
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        real_write(path, value)
+
+    monkeypatch.setattr(cgroups, "_write", write)
+    spec = discover(mountinfo, self_cgroup)
+    assert refused == ["+memory +pids +cpu"]
+    if foreign:  # pid 1 is not ours to move: refuse, saying what to do
+        assert not spec.usable and "Delegate=yes" in spec.missing["memory"]
+        assert not (own / cgroups.LEAF_NAME).exists()
+    else:
+        assert spec.usable and spec.hierarchies[0].parent == own
+        assert (own / cgroups.LEAF_NAME / "cgroup.procs").read_text() == str(os.getpid())
+        assert (own / "cgroup.subtree_control").read_text() == "+memory +pids +cpu"
 
 
 def test_cgroup_v2_names_what_the_parent_does_not_delegate(tmp_path: Path) -> None:

@@ -106,19 +106,35 @@ def _v2_parent(own: Path, controllers: list[str]) -> tuple[Path | None, str]:
     except OSError as exc:
         if exc.errno != errno.EBUSY:
             return None, f"cannot enable {request} in {own}/cgroup.subtree_control: {exc.strerror}"
-    # EBUSY: our cgroup holds processes. Only when it holds this process alone may we move into a leaf.
-    members = _read(own / "cgroup.procs").split()
-    if members != [str(os.getpid())]:
+    # EBUSY: our cgroup holds processes. Only when they are this process and its descendants may we move them
+    # into a leaf (what a delegated service is expected to do); other processes are not ours to move.
+    members = [int(pid) for pid in _read(own / "cgroup.procs").split()]
+    if not all(_descends_from_us(pid) for pid in members):
         return None, (f"{own} holds other processes, so cgroup v2 cannot delegate controllers from it; start the "
-                      f"assistant in a cgroup of its own (e.g. systemd-run --scope -p Delegate=yes)")
+                      f"assistant in a cgroup of its own (e.g. systemd-run [--user] --scope -p Delegate=yes ...)")
     try:
         leaf = own / LEAF_NAME
         leaf.mkdir(exist_ok=True)
-        _write(leaf / "cgroup.procs", str(os.getpid()))
+        for pid in members:
+            _write(leaf / "cgroup.procs", str(pid))
         _write(own / "cgroup.subtree_control", request)
     except OSError as exc:
         return None, f"cannot move into a leaf cgroup under {own}: {exc.strerror}"
     return own, ""
+
+
+def _descends_from_us(pid: int) -> bool:
+    """Whether `pid` is this process or one of its descendants (by the parent chain in /proc)."""
+    me, seen = os.getpid(), 0
+    while pid > 1 and seen < 64:
+        if pid == me:
+            return True
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        pid, seen = int(stat.rpartition(")")[2].split()[1]), seen + 1
+    return False
 
 
 def discover(mountinfo: str = "/proc/self/mountinfo", self_cgroup: str = "/proc/self/cgroup") -> CgroupSpec:
