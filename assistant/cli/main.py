@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "guard": ("assistant.cli.guard_cmd", "guard", "Run the policy's guards on a text, or print a guard prompt."),
     "tools": ("assistant.cli.tools_cmd", "tools", "List tools and run one as the agent would."),
     "audit": ("assistant.cli.audit_cmd", "audit", "Verify the hash-chained audit log."),
+    "db": ("assistant.cli.db_cmd", "db", "Create or upgrade the thread store (sqlite or PostgreSQL)."),
+    "serve": ("assistant.cli.serve_cmd", "serve", "Serve the guarded agent over HTTP (OpenAI-compatible API)."),
     "eval": ("assistant.cli.eval_cmd", "eval_group", "Evaluate guards on labelled red-team cases."),
     "dev": ("assistant.cli.dev_cmd", "dev", "Developer helpers (tiny test models)."),
 }

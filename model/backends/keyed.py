@@ -77,6 +77,8 @@ def answer_for(lines: list[KeyedLine], text: str, path: Path) -> str:
 class KeyedScriptedBackend:
     """Stateless: every `stream` call answers from the prompt's last user/tool message."""
 
+    speculation_ok = True  # a discarded generation consumes nothing (unlike `scripted:`, whose lines it would use)
+
     def __init__(self, path: Path, *, context_window: int = 131_072) -> None:
         from model.tokenizer import get_tokenizer
 

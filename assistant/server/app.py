@@ -1,0 +1,201 @@
+"""The app factory: one process, one policy, one agent. Guards and models load once, in the background, before
+`/readyz` says ready (`/healthz` answers meanwhile; other routes answer 503 until then).
+
+    app = create_app(ServerSettings(policy_path=Path("policy.yaml"), keys=KeyStore.load(None)))
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request  # this module is imported only when serving: fastapi resolves handler annotations here
+
+from assistant.server.auth import KeyStore, Owners
+from assistant.server.errors import ApiError, error_response
+from assistant.server.limits import BodyLimit, TurnSlots
+from assistant.server.metrics import Metrics, RequestMetrics
+from assistant.server.trust import TrustStore
+
+log = logging.getLogger("assistant.server")
+SERVED_MODEL = "guarded-assistant"
+
+
+@dataclass
+class ServerSettings:
+    policy_path: Path
+    keys: KeyStore
+    model: str | None = None  # --model SPEC, overriding the policy's main model
+    db_path: Path | None = None  # threads database (default: under the data dir)
+    tiny_dir: Path | None = None
+
+
+@dataclass
+class Server:
+    """Everything a request needs, built once per process."""
+
+    settings: ServerSettings
+    policy: Any
+    keys: KeyStore
+    db_path: Path = Path()  # the agent's threads database, known once the agent is built
+    metrics: Metrics = field(default_factory=Metrics)
+    trust: TrustStore = field(default_factory=TrustStore)
+    assistant: Any = None
+    bridge: Any = None
+    owners: Any = None
+    slots: Any = None
+    ready: bool = False
+    load_errors: list[str] = field(default_factory=list)
+    model_name: str = SERVED_MODEL
+
+    @classmethod
+    def from_settings(cls, settings: ServerSettings) -> Server:
+        from guards.policy import load_policy
+
+        policy = load_policy(settings.policy_path)
+        server = cls(settings, policy, settings.keys)
+        server.slots = TurnSlots(policy.server.max_concurrent_turns, policy.server.retry_after_s)
+        return server
+
+    async def load(self) -> None:
+        """Build the agent and load every model now; a model that fails to load is reported by /readyz and its
+        guard fails closed on each check (the agent never runs unguarded)."""
+        try:
+            await self._load()
+        except Exception as exc:  # never leave /readyz saying "loading" forever
+            self.load_errors.append(f"agent: {type(exc).__name__}: {exc}")
+            log.error("cannot build the agent: %s", exc)
+
+    async def _load(self) -> None:
+        from assistant.api import Assistant
+        from assistant.server.agent_bridge import Bridge, TimedBackend
+
+        s = self.settings
+        bot = await asyncio.to_thread(Assistant.from_policy, s.policy_path, model=s.model, db_path=s.db_path,
+                                      tiny_dir=s.tiny_dir)  # fmt: skip
+        bot = bot.replace(backend=TimedBackend(bot.backend, self.metrics.model_latency.observe), interface="server")
+        self.db_path = Path(bot.db_path)
+        self.owners = Owners(self.db_path.with_name(self.db_path.stem + ".owners.sqlite"))
+        loads = {"main model": getattr(bot.backend, "load", None)}
+        loads.update({f"guard {name}": getattr(r, "load", None) for name, r in bot.pipeline.runners.items()})
+        names = [n for n, fn in loads.items() if callable(fn)]
+        results = await asyncio.gather(*(asyncio.to_thread(loads[n]) for n in names), return_exceptions=True)
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, BaseException):
+                self.load_errors.append(f"{name}: {type(result).__name__}: {result}")
+                log.error("%s failed to load: %s", name, result)
+        self.assistant = bot
+        self.bridge = Bridge(bot.deps)
+        self.ready = True
+
+    def authenticate(self, request: Any) -> str:
+        key_id = self.keys.identify(request.headers.get("authorization"))
+        if key_id is None:
+            raise ApiError(401, "missing or wrong API key: send `Authorization: Bearer KEY`", "invalid_api_key",
+                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+        return key_id
+
+    def ensure_ready(self) -> None:
+        if not self.ready:
+            why = "; ".join(self.load_errors) or "the models are still loading"
+            raise ApiError(503, f"the server is not ready: {why}", "not_ready", headers={"Retry-After": "5"})
+
+
+def create_app(settings: ServerSettings) -> Any:
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse, Response
+
+    from assistant.server import chat_routes, threads_routes
+
+    server = Server.from_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Any):  # type: ignore[no-untyped-def]
+        loading = asyncio.create_task(server.load())
+        try:
+            yield
+        finally:
+            loading.cancel()
+            if server.owners is not None:
+                server.owners.close()
+
+    api = FastAPI(title="guarded-assistant", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    api.state.server = server
+
+    @api.exception_handler(ApiError)
+    async def on_api_error(request: Request, exc: ApiError) -> Any:
+        return error_response(exc)
+
+    from starlette.exceptions import HTTPException
+
+    @api.exception_handler(HTTPException)
+    async def on_http_error(request: Request, exc: HTTPException) -> Any:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(ApiError(exc.status_code, str(exc.detail), code))
+
+    @api.exception_handler(Exception)
+    async def on_error(request: Request, exc: Exception) -> Any:
+        log.exception("internal error")
+        return error_response(ApiError(500, f"internal error: {type(exc).__name__}", "internal_error"))
+
+    def caller(request: Request, *, ready: bool = True) -> str:
+        key_id = server.authenticate(request)
+        if ready:
+            server.ensure_ready()
+        return key_id
+
+    @api.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/readyz")
+    async def readyz() -> Any:
+        if server.ready and not server.load_errors:
+            return {"status": "ready"}
+        status = "loading" if not server.ready and not server.load_errors else "degraded"
+        return JSONResponse({"status": status, "errors": server.load_errors}, status_code=503)
+
+    @api.get("/metrics")
+    async def metrics(request: Request) -> Any:
+        caller(request, ready=False)
+        body, content_type = server.metrics.render()
+        return Response(body, media_type=content_type)
+
+    @api.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        caller(request, ready=False)
+        return {"object": "list", "data": [{"id": server.model_name, "object": "model", "created": 0,
+                                            "owned_by": "guarded-assistant"}]}  # fmt: skip
+
+    @api.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        return await chat_routes.handle_chat(server, request, caller(request))
+
+    @api.post("/v1/threads")
+    async def create_thread(request: Request) -> Any:
+        return await threads_routes.create_thread(server, caller(request))
+
+    @api.get("/v1/threads/{thread_id}")
+    async def get_thread(thread_id: str, request: Request) -> Any:
+        return await threads_routes.thread_info(server, thread_id, caller(request))
+
+    @api.delete("/v1/threads/{thread_id}")
+    async def delete_thread(thread_id: str, request: Request) -> Any:
+        return await threads_routes.delete_thread(server, thread_id, caller(request))
+
+    @api.post("/v1/threads/{thread_id}/messages")
+    async def post_message(thread_id: str, request: Request) -> Any:
+        return await threads_routes.post_message(server, request, thread_id, caller(request))
+
+    @api.post("/v1/threads/{thread_id}/approval")
+    async def post_approval(thread_id: str, request: Request) -> Any:
+        return await threads_routes.post_approval(server, request, thread_id, caller(request))
+
+    limited = BodyLimit(api, lambda: server.policy.server.max_body_bytes)
+    app = RequestMetrics(limited, lambda: server.metrics)
+    app.state = api.state  # type: ignore[attr-defined]
+    return app

@@ -1,0 +1,272 @@
+"""`POST /v1/chat/completions`: OpenAI's Chat Completions on the guarded agent (stream and non-stream).
+
+Per request: authenticate, parse (400), take a turn slot (429), judge the client's history (`trust.py`), run the
+turn on a fresh thread seeded with what passed (`agent_bridge.py`), answer in OpenAI's shape with a `guard` object.
+The thread is deleted afterwards unless the turn waits for an approval (then the key owns it; see threads_routes).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from assistant.events import ApprovalRequested, Error, Final, GuardVerdict, Notice, Refusal, TokenDelta
+from assistant.server.agent_bridge import ClientToolCalls, Seed
+from assistant.server.errors import ERROR_KIND_STATUS, ApiError, error_body
+from assistant.server.openai_compat import (
+    ChatTurn,
+    ClientCall,
+    ClientMessage,
+    agent_messages,
+    chunk_body,
+    completion_body,
+    completion_id,
+    openai_tool_calls,
+    parse_chat_request,
+)
+from assistant.server.trust import judge_history
+from assistant.server.turns import TurnTask, TurnTimeout
+
+TERMINAL = (Final, Refusal, Error, ApprovalRequested, ClientToolCalls, TurnTimeout)
+
+
+async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str) -> AsyncIterator[Any]:
+    """The turn's events: verdicts on the client's history first, then the agent's own events."""
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    bot = server.assistant
+    judged = await judge_history(bot.pipeline, server.trust, key_id, turn.history, thread_id=thread_id)
+    for verdict in judged.verdicts:
+        yield verdict
+    if judged.blocked_stage is not None:
+        refusals = bot.policy.refusals
+        text = refusals.guard_error if judged.guard_error else refusals.for_stage(judged.blocked_stage)
+        bot.pipeline.record("refusal", thread_id=thread_id, stage=judged.blocked_stage, guard_error=judged.guard_error,
+                            source="client_history")  # fmt: skip
+        yield Refusal(stage=judged.blocked_stage, message=text, guard_error=judged.guard_error)
+        return
+    if judged.judged:
+        yield Notice(kind="history_judged", message=f"{judged.judged} message(s) of the client's history were judged")
+    seed = Seed(agent_messages(tuple(judged.kept)), after_tools=turn.user_text is None)
+    server.db_path.parent.mkdir(parents=True, exist_ok=True)
+    async with AsyncSqliteSaver.from_conn_string(str(server.db_path)) as saver:
+        keep = False
+        try:
+            async for event in server.bridge.stream(saver, thread_id, seed, turn.user_text, turn.tools):
+                if isinstance(event, ApprovalRequested):
+                    keep = True
+                    server.owners.claim(thread_id, key_id)
+                yield event
+        finally:
+            if not keep:
+                await saver.adelete_thread(thread_id)
+
+
+def remember_turn(server: Any, key_id: str, turn: ChatTurn, last: Any) -> None:
+    """Mark what this turn produced or judged, so the client can send it back without it being judged again."""
+    trust = server.trust
+    if turn.user_text is not None:
+        user = ClientMessage("user", turn.user_text)
+        if isinstance(last, Refusal) and last.stage == "user_input":
+            if not last.guard_error:
+                trust.remember(key_id, user, refused=True)
+        elif isinstance(last, (Final, Refusal, ClientToolCalls, ApprovalRequested)):
+            trust.remember(key_id, user)
+    if isinstance(last, Final):
+        trust.remember(key_id, ClientMessage("assistant", last.text))
+    elif isinstance(last, Refusal):
+        trust.remember(key_id, ClientMessage("assistant", last.message))
+    elif isinstance(last, ClientToolCalls):
+        calls = tuple(ClientCall(c["call_id"], c["name"], json.dumps(c["arguments"], ensure_ascii=False,
+                                 sort_keys=True), c["arguments"]) for c in last.calls)  # fmt: skip
+        trust.remember(key_id, ClientMessage("assistant", "", calls))
+
+
+class GuardSummary:
+    """The `guard` extension object every response carries."""
+
+    def __init__(self) -> None:
+        self.verdicts: list[dict[str, Any]] = []
+        self.stages: dict[str, str] = {}
+        self.notices: list[dict[str, str]] = []
+        self.refusal: dict[str, Any] | None = None
+        self.approval: dict[str, Any] | None = None
+
+    def add(self, event: Any) -> None:
+        if isinstance(event, GuardVerdict):
+            self.verdicts.append({k: v for k, v in event.to_json().items() if k not in ("type", "elapsed_ms")})
+            rank = {"allow": 0, "log": 1, "warn": 2, "ask": 3, "block": 4}
+            if rank.get(event.decision, 4) >= rank.get(self.stages.get(event.stage, "allow"), 0):
+                self.stages[event.stage] = event.decision
+        elif isinstance(event, Notice):
+            self.notices.append({"kind": event.kind, "message": event.message})
+        elif isinstance(event, Refusal):
+            self.refusal = {"stage": event.stage, "guard_error": event.guard_error}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "refused": self.refusal is not None, "refusal": self.refusal,
+            "guard_error": bool(self.refusal and self.refusal["guard_error"]) or any(v["error"] for v in self.verdicts),
+            "stages": self.stages, "verdicts": self.verdicts, "notices": self.notices, "approval": self.approval,
+        }  # fmt: skip
+
+
+def approval_info(event: ApprovalRequested, thread_id: str) -> dict[str, Any]:
+    return {"thread_id": thread_id, "call_id": event.call_id, "name": event.name, "arguments": event.arguments,
+            "reason": event.reason, "url": f"/v1/threads/{thread_id}/approval"}  # fmt: skip
+
+
+def approval_text(event: ApprovalRequested, thread_id: str) -> str:
+    return (f"The call to {event.name} needs a human's approval ({event.reason}). Approve or deny it with "
+            f"POST /v1/threads/{thread_id}/approval.")  # fmt: skip
+
+
+def error_for(event: Any) -> ApiError:
+    if isinstance(event, TurnTimeout):
+        return ApiError(504, f"the turn took longer than the policy allows ({event.seconds:g} s; "
+                        "server.turn_timeout_s)", "turn_timeout")  # fmt: skip
+    status = ERROR_KIND_STATUS.get(event.kind, 500)
+    code = {"model_backend": "model_backend_error", "bad_input": "bad_input"}.get(event.kind, event.kind + "_error")
+    return ApiError(status, event.message, code)
+
+
+async def handle_chat(server: Any, request: Any, key_id: str) -> Any:
+    from fastapi.responses import JSONResponse
+
+    from assistant.server.limits import run_unless_disconnected
+
+    body = await read_json(request)
+    turn = parse_chat_request(body, max_messages=server.policy.server.max_messages, default_model=server.model_name)
+    clash = server.bridge.check_tool_names(turn.tools)
+    if clash:
+        raise ApiError(400, clash, "tool_name_clash", param="tools")
+    cid = completion_id()
+    thread_id = cid
+    task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "chat")
+    task.start(lambda: chat_events(server, key_id, turn, thread_id))
+    summary = GuardSummary()
+    if not turn.stream:
+        try:
+            events = await run_unless_disconnected(_drain(task), request.receive)
+        finally:
+            task.cancel()
+        return JSONResponse(complete(server, key_id, turn, cid, thread_id, events, summary))
+    return await stream_response(server, key_id, turn, cid, thread_id, task, summary, request)
+
+
+async def _drain(task: TurnTask) -> list[Any]:
+    return [event async for event in task]
+
+
+def complete(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str, events: list[Any],
+             summary: GuardSummary) -> dict[str, Any]:  # fmt: skip
+    last = next((e for e in reversed(events) if isinstance(e, TERMINAL)), None)
+    for event in events:
+        summary.add(event)
+    if last is None:
+        raise ApiError(500, "the turn ended without an answer", "internal_error")
+    if isinstance(last, (Error, TurnTimeout)):
+        raise error_for(last)
+    remember_turn(server, key_id, turn, last)
+    if isinstance(last, Final):
+        return completion_body(cid, turn.model, content=last.text, finish="stop", guard=summary.body())
+    if isinstance(last, Refusal):
+        return completion_body(cid, turn.model, content=last.message, finish="content_filter", guard=summary.body())
+    if isinstance(last, ClientToolCalls):
+        return completion_body(cid, turn.model, content=None, finish="tool_calls", guard=summary.body(),
+                               tool_calls=list(last.calls))  # fmt: skip
+    summary.approval = approval_info(last, thread_id)
+    return completion_body(cid, turn.model, content=approval_text(last, thread_id), finish="stop",
+                           guard=summary.body())  # fmt: skip
+
+
+async def stream_response(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str, task: TurnTask,
+                          summary: GuardSummary, request: Any) -> Any:  # fmt: skip
+    """SSE chunks. Events are read ahead until the first answer text or the end, so an error that comes before any
+    text still gets its own HTTP status instead of a 200 stream."""
+    from sse_starlette.sse import EventSourceResponse
+
+    from assistant.server.limits import run_unless_disconnected
+
+    ahead: list[Any] = []
+
+    async def read_ahead() -> None:
+        while True:
+            event = await task.next()
+            ahead.append(event)
+            if event is _done() or isinstance(event, (TokenDelta, *TERMINAL)):
+                return
+
+    try:
+        await run_unless_disconnected(read_ahead(), request.receive)
+    except BaseException:
+        task.cancel()
+        raise
+    if isinstance(ahead[-1], (Error, TurnTimeout)):
+        task.cancel()
+        for event in ahead:
+            summary.add(event)
+        raise error_for(ahead[-1])
+
+    async def chunks() -> AsyncIterator[dict[str, str]]:
+        def data(body: dict[str, Any]) -> dict[str, str]:
+            return {"data": json.dumps(body, ensure_ascii=False)}
+
+        sent = ""
+        try:
+            yield data(chunk_body(cid, turn.model, {"role": "assistant", "content": ""}))
+            queue = list(ahead)
+            while True:
+                event = queue.pop(0) if queue else await task.next()
+                if event is _done():
+                    break
+                summary.add(event)
+                if isinstance(event, TokenDelta):
+                    sent += event.text
+                    yield data(chunk_body(cid, turn.model, {"content": event.text}))
+                elif isinstance(event, TERMINAL):
+                    for body in final_chunks(server, key_id, turn, cid, thread_id, event, summary, sent):
+                        yield data(body)
+                    break
+            yield {"data": "[DONE]"}
+        finally:
+            task.cancel()  # the client went away (or the stream ended): stop the turn, free its slot
+
+    return EventSourceResponse(chunks(), ping=15)
+
+
+def final_chunks(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str, last: Any,
+                 summary: GuardSummary, sent: str) -> list[dict[str, Any]]:  # fmt: skip
+    model = turn.model
+    if isinstance(last, (Error, TurnTimeout)):
+        error = error_for(last)
+        return [error_body(error.status, error.message, error.code)]
+    remember_turn(server, key_id, turn, last)
+    if isinstance(last, Final):
+        rest = last.text[len(sent):] if last.text.startswith(sent) else ""
+        out = [chunk_body(cid, model, {"content": rest})] if rest else []
+        return [*out, chunk_body(cid, model, {}, "stop", summary.body())]
+    if isinstance(last, Refusal):
+        text = ("\n\n" if sent else "") + last.message
+        return [chunk_body(cid, model, {"content": text}), chunk_body(cid, model, {}, "content_filter", summary.body())]
+    if isinstance(last, ClientToolCalls):
+        delta = {"tool_calls": openai_tool_calls(list(last.calls), with_index=True)}
+        return [chunk_body(cid, model, delta), chunk_body(cid, model, {}, "tool_calls", summary.body())]
+    summary.approval = approval_info(last, thread_id)
+    return [chunk_body(cid, model, {"content": approval_text(last, thread_id)}),
+            chunk_body(cid, model, {}, "stop", summary.body())]  # fmt: skip
+
+
+def _done() -> Any:
+    from assistant.server.turns import DONE
+
+    return DONE
+
+
+async def read_json(request: Any) -> Any:
+    raw = await request.body()
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}", "invalid_json") from exc

@@ -1,0 +1,117 @@
+"""Limits that protect the process: request body size, concurrent turns, the per-turn timeout, client disconnects.
+
+The body limit is a small ASGI middleware, so an oversized body is refused (413) before anything parses it, whether
+it declares its length or streams it chunked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from assistant.server.errors import ApiError, error_body
+
+
+class BodyLimit:
+    """ASGI middleware: 413 with OpenAI's error body when a request body passes `max_bytes`."""
+
+    def __init__(self, app: Any, max_bytes: Callable[[], int]) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_bytes()
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(send, limit)
+            return
+        # Read the whole body first (it is small by definition), refuse past the limit, then replay it to the app.
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left before sending its body
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > limit:
+                await _too_large(send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps(error_body(413, f"the request body is larger than the policy allows ({limit:,} bytes; "
+                                      "server.max_body_bytes)", "request_too_large")).encode()  # fmt: skip
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class TurnSlots:
+    """At most `limit` turns at once across all clients; past it the caller gets 429 with Retry-After."""
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+        self.active = 0
+
+    def acquire(self) -> None:
+        if self.active >= self.limit:
+            raise ApiError(429, f"the server is running its maximum of {self.limit} turns at once; retry shortly",
+                           "server_busy", headers={"Retry-After": str(self.retry_after_s)})  # fmt: skip
+        self.active += 1
+
+    def release(self) -> None:
+        self.active = max(0, self.active - 1)
+
+    @asynccontextmanager
+    async def hold(self) -> AsyncIterator[None]:
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
+async def wait_for_disconnect(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    """Returns when the client went away (the request body has been read already)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def run_unless_disconnected(work: Awaitable[Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
+    """Await `work`; if the client disconnects first, cancel it (its generation stops, its slot is freed)."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(wait_for_disconnect(receive))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            task.cancel()
+            raise asyncio.CancelledError("the client disconnected")
+        return task.result()
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()

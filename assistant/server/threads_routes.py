@@ -1,0 +1,122 @@
+"""Native threads: everything the CLI shows, for clients that want it. The server keeps the conversation.
+
+POST /v1/threads (create, owned by the caller's key), POST /v1/threads/{id}/messages (one turn: SSE whose `data` are
+exactly the JSON objects `assistant run --json` prints), GET /v1/threads/{id} (history and any pending approval),
+POST /v1/threads/{id}/approval (`{"decision": "approve"|"deny", "reason"}` resumes a paused turn, SSE as above),
+DELETE /v1/threads/{id}. A thread another key owns does not exist for the caller (404).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from assistant.server.errors import ApiError
+from assistant.server.turns import DONE, TurnTask, TurnTimeout
+
+HISTORY_KEYS = ("role", "content", "tool_calls", "tool_name")
+
+
+def owned(server: Any, thread_id: str, key_id: str) -> None:
+    if not server.owners.owns(thread_id, key_id):
+        raise ApiError(404, f"no thread {thread_id!r}", "thread_not_found")
+
+
+async def create_thread(server: Any, key_id: str) -> dict[str, Any]:
+    from assistant.api import new_thread_id
+
+    thread_id = "thread_" + new_thread_id()
+    server.owners.claim(thread_id, key_id)
+    return {"id": thread_id, "object": "thread"}
+
+
+async def thread_info(server: Any, thread_id: str, key_id: str) -> dict[str, Any]:
+    owned(server, thread_id, key_id)
+    bot = server.assistant
+    messages = [{k: m[k] for k in HISTORY_KEYS if k in m} for m in await bot.history(thread_id)]
+    pending = await bot.pending_approval(thread_id)
+    return {"id": thread_id, "object": "thread", "messages": messages,
+            "pending_approval": pending.to_json() if pending else None}  # fmt: skip
+
+
+async def delete_thread(server: Any, thread_id: str, key_id: str) -> dict[str, Any]:
+    owned(server, thread_id, key_id)
+    await server.assistant.delete_thread(thread_id)
+    server.owners.forget(thread_id)
+    return {"id": thread_id, "object": "thread.deleted", "deleted": True}
+
+
+async def post_message(server: Any, request: Any, thread_id: str, key_id: str) -> Any:
+    owned(server, thread_id, key_id)
+    body = await _json(request)
+    text = body.get("content", body.get("text")) if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text:
+        raise ApiError(400, 'the body must be {"content": "the message"}', "invalid_request", param="content")
+    return await event_stream(server, request, lambda: server.assistant.stream(text, thread=thread_id))
+
+
+async def post_approval(server: Any, request: Any, thread_id: str, key_id: str) -> Any:
+    from assistant.agent.approval import APPROVE, APPROVE_SESSION, deny
+
+    owned(server, thread_id, key_id)
+    body = await _json(request)
+    decision = body.get("decision") if isinstance(body, dict) else None
+    reason = body.get("reason") or "" if isinstance(body, dict) else ""
+    if decision not in ("approve", "approve_session", "deny") or not isinstance(reason, str):
+        raise ApiError(400, 'the body must be {"decision": "approve"|"approve_session"|"deny", "reason": "..."}',
+                       "invalid_request", param="decision")  # fmt: skip
+    if await server.assistant.pending_approval(thread_id) is None:
+        raise ApiError(409, f"thread {thread_id!r} does not wait for an approval", "nothing_to_approve")
+    chosen = {"approve": APPROVE, "approve_session": APPROVE_SESSION}.get(decision) or deny(reason)
+    return await event_stream(server, request, lambda: server.assistant.resume(thread_id, chosen))
+
+
+async def event_stream(server: Any, request: Any, make_events: Callable[[], AsyncIterator[Any]]) -> Any:
+    """SSE of the turn's events. The first event is read before answering, so a thread that waits for an approval
+    (or has none to resume) is a 409, not a broken stream."""
+    from sse_starlette.sse import EventSourceResponse
+
+    from assistant.agent.graph import ThreadBusy
+    from assistant.server.limits import run_unless_disconnected
+
+    task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "threads")
+    busy: list[str] = []
+
+    async def guarded() -> AsyncIterator[Any]:
+        try:
+            async for event in make_events():
+                yield event
+        except ThreadBusy as exc:
+            busy.append(str(exc))
+
+    task.start(guarded)
+    try:
+        first = await run_unless_disconnected(task.next(), request.receive)
+    except BaseException:
+        task.cancel()
+        raise
+    if first is DONE and busy:
+        raise ApiError(409, busy[0], "thread_busy")
+
+    async def events() -> AsyncIterator[dict[str, str]]:
+        item = first
+        try:
+            while item is not DONE:
+                if isinstance(item, TurnTimeout):
+                    item_json = {"type": "error", "kind": "timeout", "message": f"the turn took longer than "
+                                 f"{item.seconds:g} s (server.turn_timeout_s)", "elapsed_ms": 0.0}  # fmt: skip
+                else:
+                    item_json = item.to_json()
+                yield {"data": json.dumps(item_json, ensure_ascii=False)}
+                item = await task.next()
+        finally:
+            task.cancel()
+
+    return EventSourceResponse(events(), ping=15)
+
+
+async def _json(request: Any) -> Any:
+    from assistant.server.chat_routes import read_json
+
+    return await read_json(request)

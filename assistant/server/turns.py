@@ -1,0 +1,86 @@
+"""Running one turn for a request: inside a concurrency slot, under the policy's turn timeout, as a task of its own.
+
+The turn is a producer task that puts events on a queue; the HTTP side (JSON or SSE) only reads the queue. Cancelling
+the task (client gone, timeout) stops the generation and frees the slot in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from assistant.events import Error
+
+DONE = object()
+
+
+@dataclass(frozen=True)
+class TurnTimeout:
+    """The turn passed server.turn_timeout_s and was cancelled."""
+
+    seconds: float
+    type: str = "timeout"
+
+
+class TurnTask:
+    """`start(events)` runs the async iterator `events` in a task; iterate the TurnTask to read them."""
+
+    def __init__(self, slots: Any, metrics: Any, timeout_s: float, api: str) -> None:
+        self.slots = slots
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+        self.api = api
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self, make_events: Callable[[], AsyncIterator[Any]]) -> TurnTask:
+        """Takes a slot now (429 when none is free) and starts the turn."""
+        self.slots.acquire()
+        try:
+            self.task = asyncio.ensure_future(self._produce(make_events))
+        except BaseException:
+            self.slots.release()
+            raise
+        # Released when the task ends in any way, even when it is cancelled before it ever ran.
+        self.task.add_done_callback(lambda _: self.slots.release())
+        return self
+
+    async def _produce(self, make_events: Callable[[], AsyncIterator[Any]]) -> None:
+        started = time.perf_counter()
+        if self.metrics is not None:
+            self.metrics.active_turns.inc()
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                async for event in make_events():
+                    if self.metrics is not None:
+                        self.metrics.observe(event)
+                    self.queue.put_nowait(event)
+        except TimeoutError:
+            self.queue.put_nowait(TurnTimeout(self.timeout_s))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug ends the turn with a typed error, never a hung request
+            self.queue.put_nowait(Error(kind="internal", message=f"{type(exc).__name__}: {exc}"))
+        finally:
+            if self.metrics is not None:
+                self.metrics.active_turns.dec()
+                self.metrics.turn_latency.labels(self.api).observe(time.perf_counter() - started)
+            self.queue.put_nowait(DONE)
+
+    async def next(self) -> Any:
+        """The next event, or DONE."""
+        return await self.queue.get()
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    async def __aiter__(self) -> AsyncIterator[Any]:  # type: ignore[misc]
+        while True:
+            item = await self.next()
+            if item is DONE:
+                return
+            yield item
