@@ -1,14 +1,16 @@
 """A scripted model that answers by what it is asked, not by call order: safe for concurrent requests.
 
-`scripted-keyed:FILE.jsonl`: one `{"match": "REGEX", "completion": "..."}` per line. Each call decodes the prompt,
-takes the text of its last user or tool (`ipython`) message, and answers with the completion of the first line whose
-regex matches it (`re.search`); `{0}`, `{1}`, ... in the completion are the match's groups (`{{`/`}}` for braces).
+`scripted-keyed:FILE.jsonl`: one `{"match": "REGEX", "completion": "..."}` per line (optional `"delay_s": 0.05`: a
+pause before each delta, to hold a turn open in tests of timeouts, disconnects and crashes). Each call decodes the
+prompt, takes the text of its last user or tool (`ipython`) message, and answers with the completion of the first line
+whose regex matches it (`re.search`); `{0}`, `{1}`, ... in the completion are the match's groups (`{{`/`}}` for braces).
 No line matching is a BackendError. The backend keeps no state between calls, so any number of concurrent
 requests each get their own deterministic answer - what load tests of a server need.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -27,6 +29,7 @@ class KeyedLine:
     line_number: int
     pattern: re.Pattern[str]
     completion: str
+    delay_s: float = 0.0
 
 
 def read_keyed_script(path: Path) -> list[KeyedLine]:
@@ -43,15 +46,19 @@ def read_keyed_script(path: Path) -> list[KeyedLine]:
             record = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise BackendError(f"{path}:{number}: invalid JSON: {exc.msg}") from exc
-        if not isinstance(record, dict) or set(record) != {"match", "completion"}:
-            raise BackendError(f'{path}:{number}: expected {{"match": "REGEX", "completion": "..."}}')
+        allowed = {"match", "completion", "delay_s"}
+        if not isinstance(record, dict) or not {"match", "completion"} <= set(record) <= allowed:
+            raise BackendError(f'{path}:{number}: expected {{"match": "REGEX", "completion": "...", "delay_s": 0}}')
+        delay = record.get("delay_s", 0)
+        if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
+            raise BackendError(f"{path}:{number}: delay_s must be a number >= 0")
         if not isinstance(record["match"], str) or not isinstance(record["completion"], str):
             raise BackendError(f"{path}:{number}: match and completion must be strings")
         try:
             pattern = re.compile(record["match"], re.S)
         except re.error as exc:
             raise BackendError(f"{path}:{number}: invalid regex: {exc}") from exc
-        lines.append(KeyedLine(number, pattern, record["completion"]))
+        lines.append(KeyedLine(number, pattern, record["completion"], float(delay)))
     if not lines:
         raise BackendError(f"{path}: the keyed scripted model file has no lines")
     return lines
@@ -63,12 +70,12 @@ def last_message(prompt: str) -> str:
     return found[-1] if found else ""
 
 
-def answer_for(lines: list[KeyedLine], text: str, path: Path) -> str:
+def answer_for(lines: list[KeyedLine], text: str, path: Path) -> tuple[str, float]:
     for line in lines:
         match = line.pattern.search(text)
         if match is not None:
             try:
-                return line.completion.format(match.group(0), *match.groups(default=""))
+                return line.completion.format(match.group(0), *match.groups(default="")), line.delay_s
             except (IndexError, KeyError, ValueError) as exc:
                 raise BackendError(f"{path}:{line.line_number}: bad placeholder in completion: {exc}") from exc
     raise BackendError(f"{path}: no line matches the last message {text[:80]!r}")
@@ -90,9 +97,11 @@ class KeyedScriptedBackend:
         self._tokenizer = get_tokenizer(None)
 
     async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
-        completion = answer_for(self._lines, last_message(self._tokenizer.decode(prompt_ids)), self.path)
+        completion, delay = answer_for(self._lines, last_message(self._tokenizer.decode(prompt_ids)), self.path)
         self.stats.record(prompt=len(prompt_ids), cached=0, generated=0)
         for delta in split_deltas(completion):
+            if delay:
+                await asyncio.sleep(delay)
             yield delta
 
     async def aclose(self) -> None:
