@@ -68,6 +68,14 @@ class McpToolset:
     startup_ms: dict[str, float] = field(default_factory=dict)  # server -> start, initialize and list, in ms
     servers: dict[str, McpServer] = field(default_factory=dict, repr=False)
     _host: _LoopThread | None = field(default=None, repr=False)
+    _told: bool = field(default=False, repr=False)
+
+    def take_notices(self) -> tuple[McpNotice, ...]:
+        """The notices, the first time only: an agent reports its failed servers once, not on every turn."""
+        if self._told:
+            return ()
+        self._told = True
+        return self.notices
 
     def close(self) -> None:
         host, self._host = self._host, None
