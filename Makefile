@@ -37,7 +37,12 @@ chat: setup
 
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not vllm"
+
+# Integration tests against real vLLM (CPU) servers; vLLM gets its own virtualenv under .cache/, built once.
+test-vllm: setup
+	bash scripts/vllm_venv.sh
+	$(BIN)/python -m pytest -m vllm tests/vllm
 
 fuzz: setup
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -m slow tests/reliability

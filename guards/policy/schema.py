@@ -17,6 +17,7 @@ from guards.policy.guards_config import CodeShieldConfig, CustomCategory, LlamaG
 from guards.policy.models import ModelsConfig
 from guards.policy.server_config import ServerConfig
 from guards.policy.stages import AuditConfig, RefusalsConfig, StagesConfig
+from guards.policy.storage_config import StorageConfig
 from guards.policy.tools_config import ToolsConfig
 
 # Validation context key: the loader runs the cross-key checks itself, to point each problem at its own line.
@@ -35,6 +36,7 @@ class Policy(PolicyModel):
     audit: AuditConfig = AuditConfig()
     tools: ToolsConfig = ToolsConfig()
     agent: AgentConfig = AgentConfig()
+    storage: StorageConfig = StorageConfig()  # where threads are kept (sqlite file or PostgreSQL)
     server: ServerConfig = ServerConfig()
 
     @model_validator(mode="after")

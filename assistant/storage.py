@@ -1,0 +1,187 @@
+"""Where threads live: the policy's `storage` section -> a LangGraph checkpointer (`open_checkpointer`), and the
+migrations that create its tables (`migrate`, run by `assistant db migrate`).
+
+- `sqlite` (default): `AsyncSqliteSaver` on one local file; it creates its tables itself.
+- `postgres`: `AsyncPostgresSaver` (langgraph-checkpoint-postgres) on the URL in the environment variable the policy
+  names. Any number of processes (`assistant serve` replicas) share the database: a thread, or a pending approval,
+  started in one continues in another. Its tables come from `assistant db migrate` (LangGraph's own migrations); a
+  process never migrates on its own, it checks the schema version once and refuses to run on an older one.
+
+A checkpointer is opened per stream (one connection): async database connections belong to the event loop that
+opened them, and `Assistant.run` starts a fresh loop per call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_CHECKED_URLS: set[str] = set()  # postgres URLs whose schema version was found current in this process
+
+
+class StorageError(Exception):
+    """The thread store is misconfigured or unreachable; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    backend: str  # sqlite | postgres
+    sqlite_path: Path | None = None
+    url: str | None = None
+
+    def describe(self) -> str:
+        """For messages: the file, or the URL without its password."""
+        if self.backend == "sqlite":
+            return f"sqlite:{self.sqlite_path}"
+        return f"postgres:{redact_url(self.url or '')}"
+
+
+def redact_url(url: str) -> str:
+    """`postgresql://user:secret@host/db` -> `postgresql://user:***@host/db`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in credentials else url
+
+
+def storage_target(config: Any, *, sqlite_path: Path | None = None, policy_dir: Path | None = None) -> StorageTarget:
+    """Resolve the policy's `storage` (None = the default sqlite). `sqlite_path` (an explicit `db_path`) wins over
+    `storage.path`; a relative `storage.path` is taken from the policy file's folder."""
+    backend = getattr(config, "backend", "sqlite")
+    if backend == "postgres":
+        name = config.url_env
+        url = os.environ.get(name, "").strip()
+        if not url:
+            raise StorageError(
+                f"storage.backend is postgres but the environment variable {name} (storage.url_env) is not set; set "
+                "it to the database URL, e.g. postgresql://assistant:PASSWORD@db-host:5432/assistant"
+            )
+        if not url.startswith(("postgresql://", "postgres://")):
+            raise StorageError(f"{name} must hold a postgresql:// URL, got {redact_url(url)[:60]!r}")
+        return StorageTarget("postgres", url=url)
+    if backend != "sqlite":
+        raise StorageError(f"unknown storage.backend {backend!r} (sqlite or postgres)")
+    path = sqlite_path
+    configured = getattr(config, "path", None)
+    if path is None and configured:
+        path = Path(configured).expanduser()
+        if not path.is_absolute() and policy_dir is not None:
+            path = policy_dir / path
+    if path is None:
+        from assistant.home import data_dir
+
+        path = data_dir() / "threads.sqlite"
+    return StorageTarget("sqlite", sqlite_path=Path(path))
+
+
+@asynccontextmanager
+async def open_checkpointer(target: StorageTarget) -> AsyncIterator[Any]:
+    """A checkpointer on `target` for the duration of one stream."""
+    if target.backend == "sqlite":
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+        assert target.sqlite_path is not None
+        target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+        async with AsyncSqliteSaver.from_conn_string(str(target.sqlite_path)) as saver:
+            yield saver
+        return
+    async with _postgres_saver(target) as saver:
+        if target.url not in _CHECKED_URLS:
+            await _check_schema(saver, target)
+            _CHECKED_URLS.add(target.url or "")
+        yield saver
+
+
+@asynccontextmanager
+async def _postgres_saver(target: StorageTarget) -> AsyncIterator[Any]:
+    import psycopg
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    try:
+        manager = AsyncPostgresSaver.from_conn_string(target.url or "")
+        saver = await manager.__aenter__()
+    except psycopg.Error as exc:
+        raise StorageError(f"cannot connect to the thread database {target.describe()}: {_first_line(exc)}") from exc
+    try:
+        yield saver
+    except BaseException as exc:
+        if not await manager.__aexit__(type(exc), exc, exc.__traceback__):
+            raise
+    else:
+        await manager.__aexit__(None, None, None)
+
+
+async def _check_schema(saver: Any, target: StorageTarget) -> None:
+    current, latest = await schema_version(saver)
+    if current < latest:
+        state = "has no tables yet" if current < 0 else f"is at schema version {current}, this release needs {latest}"
+        raise StorageError(
+            f"the thread database {target.describe()} {state}: run `assistant db migrate --policy POLICY` once "
+            "(with the same storage settings and environment) before starting the assistant"
+        )
+
+
+async def schema_version(saver: Any) -> tuple[int, int]:
+    """(the database's applied migration version or -1, the version this langgraph-checkpoint-postgres needs)."""
+    import psycopg
+
+    latest = len(saver.MIGRATIONS) - 1
+    async with saver.conn.cursor() as cursor:
+        try:
+            await cursor.execute("SELECT max(v) AS v FROM checkpoint_migrations")
+        except psycopg.errors.UndefinedTable:
+            return -1, latest
+        row = await cursor.fetchone()
+    value = row["v"] if isinstance(row, dict) else (row[0] if row else None)
+    return (-1 if value is None else int(value)), latest
+
+
+async def migrate(target: StorageTarget) -> str:
+    """Create or upgrade the thread store's tables (idempotent); a line saying what was done."""
+    if target.backend == "sqlite":
+        async with open_checkpointer(target) as saver:
+            await saver.setup()
+        return f"{target.describe()}: ready"
+    async with _postgres_saver(target) as saver:
+        before, _ = await schema_version(saver)
+        await saver.setup()
+        after, _ = await schema_version(saver)
+    _CHECKED_URLS.discard(target.url or "")
+    if before == after:
+        return f"{target.describe()}: already at schema version {after}"
+    return f"{target.describe()}: migrated from {'no tables' if before < 0 else f'version {before}'} to version {after}"
+
+
+async def schema_status(target: StorageTarget) -> tuple[str, bool]:
+    """A line describing the store's schema, and whether it is current (SQLite creates its tables on first use)."""
+    if target.backend == "sqlite":
+        assert target.sqlite_path is not None
+        state = "exists" if target.sqlite_path.is_file() else "not created yet (created on first use)"
+        return f"{target.describe()}: {state}", True
+    async with _postgres_saver(target) as saver:
+        current, latest = await schema_version(saver)
+    if current < latest:
+        state = "no tables" if current < 0 else f"schema version {current}"
+        return f"{target.describe()}: {state}, needs version {latest}: run `assistant db migrate`", False
+    return f"{target.describe()}: schema version {current} (current)", True
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+__all__ = [
+    "StorageError",
+    "StorageTarget",
+    "migrate",
+    "open_checkpointer",
+    "redact_url",
+    "schema_status",
+    "storage_target",
+]
