@@ -109,7 +109,6 @@ class Assistant:
         """Load and check the policy (PolicyError names file, line and key), resolve the models (`model`: a
         `scripted:FILE.jsonl`, `transformers:PATH`, `openai:URL` or `tiny:NAME` spec overriding the policy's main
         model), and register `tools` (Tool objects or `@tool` functions) next to the policy's own."""
-        from assistant.home import data_dir
         from assistant.models import guard_model_dirs, main_model_spec
         from guards.pipeline import GuardPipeline
         from guards.policy import load_policy
@@ -126,7 +125,7 @@ class Assistant:
             tokenizer=tokenizer_for(backend),
             pipeline=pipeline,
             tools=build_tools(policy, tools),
-            db_path=Path(db_path) if db_path else data_dir() / "threads.sqlite",
+            db_path=Path(db_path) if db_path else default_db_path(policy, path),
             approve=approve,
             today=today or date.today,
         )
@@ -149,15 +148,15 @@ class Assistant:
     async def _open_agent(self) -> AsyncIterator[Any]:
         # One SQLite connection per stream: aiosqlite connections belong to the event loop that opened them, and
         # `run()` starts a fresh loop per call.
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
         from assistant.agent.graph import Agent, compile_graph
+        from assistant.storage import open_checkpointer, storage_target
 
         if self._compiled is None:
             self._deps_cache = self._deps()
             self._compiled = compile_graph(self._deps_cache)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        async with AsyncSqliteSaver.from_conn_string(str(self.db_path)) as saver:
+        # The policy's `storage`: this SQLite file (default), or PostgreSQL shared by replicas (assistant/storage.py).
+        target = storage_target(getattr(self.policy, "storage", None), sqlite_path=self.db_path)
+        async with open_checkpointer(target) as saver:
             yield Agent(self._deps_cache, saver, compiled=self._compiled)
 
     async def stream(
@@ -218,6 +217,18 @@ class Assistant:
 
     def resume_sync(self, thread: str, decision: Decision | bool | dict[str, str]) -> Result:
         return asyncio.run(self.aresume(thread, decision))
+
+
+def default_db_path(policy: Any, policy_path: Path | None = None) -> Path:
+    """The SQLite thread file: the policy's `storage.path` (relative to the policy file), else the data dir's."""
+    from assistant.storage import storage_target
+
+    storage = getattr(policy, "storage", None)
+    if getattr(storage, "backend", "sqlite") != "sqlite":
+        storage = None  # unused with postgres; the Assistant still keeps a path
+    target = storage_target(storage, policy_dir=policy_path.parent if policy_path else None)
+    assert target.sqlite_path is not None
+    return target.sqlite_path
 
 
 def new_thread_id() -> str:
