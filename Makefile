@@ -8,9 +8,16 @@ NPM_PREFIX := .cache/npm
 FS_MCP := $(NPM_PREFIX)/node_modules/@modelcontextprotocol/server-filesystem/package.json
 FS_MCP_VERSION := 2026.8.31
 
-.PHONY: setup mcp-servers chat test fuzz bench lint clean
+.PHONY: setup mcp-servers postgres chat test test-vllm fuzz bench lint clean
 
-setup: $(STAMP) mcp-servers
+setup: $(STAMP) mcp-servers postgres
+
+# Debian's postgresql when missing and root: the PostgreSQL thread tests start a throwaway cluster with its initdb.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+		{ command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) || \
+		echo "note: PostgreSQL not installed; the PostgreSQL thread tests need it (apt-get install postgresql)"; }
 
 mcp-servers: $(FS_MCP)
 
