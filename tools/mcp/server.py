@@ -173,8 +173,12 @@ class McpServer:
             return ToolOutput.failure(self._unavailable())
         pending = asyncio.ensure_future(session.call_tool(tool, arguments))
         # Race the call against the server's own task: a process that dies mid-call ends the wait at once.
-        done, _ = await asyncio.wait({pending, owner}, timeout=self.config.timeout_s,
-                                     return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        try:
+            done, _ = await asyncio.wait({pending, owner}, timeout=self.config.timeout_s,
+                                         return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        except asyncio.CancelledError:  # the turn was cancelled: do not leave the request behind
+            pending.cancel()
+            raise
         if pending not in done:
             pending.cancel()
             if owner.done():
