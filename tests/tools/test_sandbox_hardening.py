@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -93,6 +95,30 @@ async def test_seccomp_denies_each_class_with_eperm(small_limits: SandboxLimits)
     assert out.pop("fork") == 7 and out.pop("thread") == "ok" and out.pop("subprocess") == "hi\n"
     assert out.pop("personality_linux") >= 0
     assert out == dict.fromkeys(DENIED_CALLS, "EPERM")
+
+
+# The deny list is per syscall table: a call through another ABI (32-bit `int 0x80`, x32 numbers) must not get
+# around it. libseccomp's bad-arch action kills the process instead (SIGSYS).
+INT80_GETPID = (
+    "import ctypes, mmap\n"
+    "page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+    "page.write(bytes([0xB8, 20, 0, 0, 0, 0xCD, 0x80, 0xC3]))  # mov eax, 20 (i386 getpid); int 0x80; ret\n"
+    "address = ctypes.addressof(ctypes.c_char.from_buffer(page))\n"
+    "print('ALIVE', ctypes.CFUNCTYPE(ctypes.c_int)(address)(), flush=True)\n"
+)
+X32_GETPID = (
+    "import ctypes\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "print('ALIVE', libc.syscall(ctypes.c_long(0x40000000 | 39)), flush=True)  # x32 getpid\n"
+)
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 machine code")
+@pytest.mark.parametrize("code", [INT80_GETPID, X32_GETPID], ids=["int80", "x32"])
+async def test_foreign_syscall_abis_kill_the_process(small_limits: SandboxLimits, code: str) -> None:
+    result = await run_python(code, small_limits)
+    assert "ALIVE" not in result.stdout
+    assert result.signal == signal.SIGSYS and result.exit_code is None
 
 
 def test_the_deny_list_covers_the_issue_and_is_described() -> None:
