@@ -151,3 +151,23 @@ def test_close_stops_the_server_processes():
 def _processes_with(marker: str) -> list[str]:
     out = subprocess.run(["ps", "-ww", "-eo", "stat=,args="], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if str(DEMO) in line and marker in line and not line.startswith("Z")]
+
+
+async def test_the_async_context_manager_and_concurrent_calls():
+    from tools.mcp import open_mcp_tools
+
+    async with open_mcp_tools(tools_config(demo("busy", allow=["echo"]))) as started:
+        echo = by_name(started)["echo"]
+        outs = await asyncio.gather(*(echo.run({"text": str(i)}) for i in range(20)))
+        assert [o.output for o in outs] == [str(i) for i in range(20)]
+    after = await echo.run({"text": "late"})
+    assert not after.ok and "is not available" in after.error
+
+
+def test_no_servers_means_no_thread_and_nothing_imported():
+    import threading
+
+    before = threading.active_count()
+    with start_mcp_tools(tools_config()) as started:
+        assert started.tools == () and started.notices == ()
+        assert threading.active_count() == before
