@@ -79,6 +79,8 @@ async def test_each_run_gets_its_own_cgroup_with_the_limits_and_loses_it_after(s
                             "cpu.cfs_quota_us", "cpu.max")}
     assert values["pids.max"] == "20"
     assert values.get("memory.limit_in_bytes", values.get("memory.max")) == str(300 * MIB)
+    if "memory.memsw.limit_in_bytes" in values:  # v1 with swap accounting: memory + swap capped at the same value
+        assert values["memory.memsw.limit_in_bytes"] == str(300 * MIB)
     assert values.get("cpu.cfs_quota_us", values.get("cpu.max")) == str(CFS_PERIOD_US)
     # All of the run's processes (setpriv/bwrap and the sandboxed Python) are in every one of its cgroups.
     members = [set((d / "cgroup.procs").read_text().split()) for d in dirs]
