@@ -1,7 +1,9 @@
 """The Code Shield guard: scan code for insecure patterns, fail closed, and map the result to a decision.
 
 - Code comes from a tool call (code_interpreter is Python) or from fenced blocks in model output (code_fences).
-- The scan is Code Shield's (codeshield_adapter): regex layer, then semgrep where its prescan says so.
+- The scan is Code Shield's (codeshield_adapter): regex layer, then semgrep where its prescan says so; with
+  `project_rules` (the policy's per-stage switch, on for the `code` stage by default) the project's own semgrep rules
+  (guards/rules: shell calls, ctypes, unpickling, eval/exec and names built at run time) run in the same process.
 - A canary runs before the first scan: known-insecure code that only each layer catches must produce a finding from
   that layer. If not, Code Shield is broken and every scan of this guard is a guard error.
 - Any failure (missing package, semgrep crash, timeout, unscanned files) is a result with `error` set - never secure.
@@ -36,6 +38,7 @@ UNKNOWN_LANGUAGE_SCAN = ("c", "cpp", "csharp", "java", "javascript", "php", "pyt
 CANARIES: tuple[tuple[str, str, str], ...] = (
     ("import hashlib\ndigest = hashlib.md5(data).hexdigest()\n", "regex", "insecure-md5-hash-usage"),
     ("import pickle\nobj = pickle.loads(untrusted_bytes)\n", "semgrep", "unsafe-pickle-use"),
+    ("import hashlib\nh = getattr(hashlib, 'md' + '5')\n", "semgrep", "ga-computed-name"),  # the project's rules
 )
 _SEVERITIES = {"error": "error", "warning": "warning", "advice": "advice", "info": "advice", "disabled": "disabled"}
 
@@ -198,6 +201,7 @@ class CodeShieldGuard:
                     usecase=self.usecase,
                     timeout_s=self.timeout_s,
                     semgrep_command=self.semgrep_command,
+                    project_rules=True,
                 ),
                 self.timeout_s,
             )
@@ -218,15 +222,18 @@ class CodeShieldGuard:
             return tuple(lang for lang in UNKNOWN_LANGUAGE_SCAN if allowed is None or lang in allowed)
         return (language,) if allowed is None or language in allowed else ()
 
-    async def scan_code(self, code: str, language: str | None) -> CodeShieldResult:
+    async def scan_code(self, code: str, language: str | None, *, project_rules: bool = False) -> CodeShieldResult:
         """Scan one piece of code; `language` as a tool or fence names it (None or unknown: see scan_languages)."""
-        return await self._scan([CodeBlock(language or "", normalize_language(language), code, 1)])
+        block = CodeBlock(language or "", normalize_language(language), code, 1)
+        return await self._scan([block], project_rules=project_rules)
 
-    async def scan_text(self, text: str) -> CodeShieldResult:
+    async def scan_text(self, text: str, *, project_rules: bool = False) -> CodeShieldResult:
         """Scan every fenced code block of model output; text without fences has nothing to scan."""
-        return await self._scan(extract_code_blocks(text))
+        return await self._scan(extract_code_blocks(text), project_rules=project_rules)
 
-    async def scan_tool_call(self, name: str, arguments: Mapping[str, Any]) -> CodeShieldResult | None:
+    async def scan_tool_call(
+        self, name: str, arguments: Mapping[str, Any], *, project_rules: bool = True
+    ) -> CodeShieldResult | None:
         """Scan the code a code tool would run; None for tools that run no code."""
         language = CODE_TOOLS.get(name)
         if language is None:
@@ -234,17 +241,19 @@ class CodeShieldGuard:
         code = arguments.get("code")
         if not isinstance(code, str):
             return CodeShieldResult("ignore", error=f"{name} call has no string `code` argument to scan")
-        return await self.scan_code(code, language)
+        return await self.scan_code(code, language, project_rules=project_rules)
 
     async def check(self, item: Any) -> Verdict:
-        """The pipeline's GuardRunner call: `item.language` None means fenced blocks in `item.text`."""
+        """The pipeline's GuardRunner call: `item.language` None means fenced blocks in `item.text`. The project's
+        rules run on the `code` stage (code about to run), as the policy's default does."""
+        rules = item.stage == "code"
         if item.language is None:
-            result = await self.scan_text(item.text)
+            result = await self.scan_text(item.text, project_rules=rules)
         else:
-            result = await self.scan_code(item.text, item.language)
+            result = await self.scan_code(item.text, item.language, project_rules=rules)
         return to_verdict(result, stage=item.stage, actions=self.actions, on_error=self.on_error)
 
-    async def _scan(self, blocks: Sequence[CodeBlock]) -> CodeShieldResult:
+    async def _scan(self, blocks: Sequence[CodeBlock], *, project_rules: bool = False) -> CodeShieldResult:
         started = time.perf_counter()
         languages: tuple[str, ...] = ()
         refused = _encoding_refusal(blocks)
@@ -259,7 +268,7 @@ class CodeShieldGuard:
                 for language in self.scan_languages(block.language):
                     groups.setdefault(language, []).append(block)
             languages = tuple(groups)
-            findings = await asyncio.wait_for(self._scan_groups(groups), self.timeout_s)
+            findings = await asyncio.wait_for(self._scan_groups(groups, project_rules), self.timeout_s)
         except Exception as exc:
             return CodeShieldResult("ignore", (), languages, _ms(started), self._describe(exc))
         return CodeShieldResult(treatment_of(findings), tuple(findings), languages, _ms(started))
@@ -269,7 +278,7 @@ class CodeShieldGuard:
             return f"Code Shield did not finish within {self.timeout_s:g} s"
         return str(exc) if isinstance(exc, RuntimeError) and str(exc) else f"{type(exc).__name__}: {exc}"
 
-    async def _scan_groups(self, groups: Mapping[str, list[CodeBlock]]) -> list[Finding]:
+    async def _scan_groups(self, groups: Mapping[str, list[CodeBlock]], project_rules: bool) -> list[Finding]:
         from guards.codeshield_adapter import analyze_many
 
         async def one(language: str, blocks: list[CodeBlock]) -> list[Finding]:
@@ -279,6 +288,7 @@ class CodeShieldGuard:
                 usecase=self.usecase,
                 timeout_s=self.timeout_s,
                 semgrep_command=self.semgrep_command,
+                project_rules=project_rules,
             )
             return [_finding(i, language, b.line - 1) for b, issues in zip(blocks, found, strict=True) for i in issues]
 

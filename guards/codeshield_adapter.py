@@ -6,7 +6,9 @@ its JSON-to-`Issue` parser and its filter of findings outside the generated code
 `insecure_code_detector.analyze` (regex first; in the CODESHIELD use case a regex hit returns early, otherwise the
 prescan decides whether semgrep runs), with two changes:
 - semgrep gets the temporary directory holding the code as `--project-root`, not `/` (with `/` it scans nothing);
-- many snippets of one language go to ONE semgrep process, and its report is checked (see semgrep_runner).
+- many snippets of one language go to ONE semgrep process, and its report is checked (see semgrep_runner);
+- optionally the project's own rules (guards/rules, see project_rules) run in that same process, on every snippet
+  that could match them, whatever Code Shield's fast mode decided (a regex hit does not skip them).
 
 The private functions are checked to exist and the package version to be the one verified here, so an upgrade fails
 loudly (guard error) instead of silently changing behaviour.
@@ -95,18 +97,24 @@ async def analyze_many(
     usecase: str = "codeshield",
     timeout_s: float = 60.0,
     semgrep_command: Sequence[str] | None = None,
+    project_rules: bool = False,
 ) -> list[list[Any]]:
     """Code Shield's `analyze(language, code, usecase=...)` for each code, with at most one semgrep process.
 
     Returns codeshield `Issue` objects per code, regex findings first. Raises CodeShieldUnavailable or SemgrepError;
     it never turns a failure into "no findings". `semgrep_command` (ending in `--config`) replaces codeshield's.
+    `project_rules`: also run the project's rules for this language (ids `ga-...`) in the same process.
     """
+    from guards.project_rules import may_match, rules_file
+
     cs = load_codeshield()
     lang = cs.Language(language)
     case = cs.UseCase(usecase)
     analyzers = cs.icd.LANGUAGE_ANALYZER_MAP.get(lang, [])
+    ours = rules_file(language) if project_rules else None
     results: list[list[Any]] = [[] for _ in codes]
-    needs_semgrep: list[int] = []
+    codeshield_semgrep: set[int] = set()
+    our_semgrep: set[int] = {i for i, code in enumerate(codes) if ours is not None and may_match(code, ours)}
     for index, code in enumerate(codes):
         context = cs.icd.CodeContext(lang, None, None, Path(), False)
         if cs.oss.ENABLE_REGEX_ANALYZER and cs.Analyzer.REGEX in analyzers:
@@ -117,17 +125,34 @@ async def analyze_many(
             continue
         if case == cs.UseCase.CODESHIELD and not cs.icd._is_semgrep_scan_recommended(code, context, case):
             continue
-        needs_semgrep.append(index)
-    if needs_semgrep:
+        codeshield_semgrep.add(index)
+    scanned = sorted(codeshield_semgrep | our_semgrep)
+    if scanned:
         command = list(semgrep_command) if semgrep_command is not None else list(cs.oss.SEMGREP_COMMAND)
-        found = await _semgrep_many(cs, command, lang, case, [codes[i] for i in needs_semgrep], timeout_s)
-        for index, issues in zip(needs_semgrep, found, strict=True):
-            results[index] += issues
+        configs = ([semgrep_config(cs, lang, case)] if codeshield_semgrep else []) + ([ours] if our_semgrep else [])
+        found = await _semgrep_many(cs, command, lang, configs, [codes[i] for i in scanned], timeout_s)
+        for index, issues in zip(scanned, found, strict=True):
+            # Code Shield's own findings only where Code Shield itself would have run semgrep (its exact behaviour).
+            theirs = [i for i in issues if not _is_ours(i) and index in codeshield_semgrep]
+            results[index] += theirs
+            results[index] += [i for i in issues if _is_ours(i) and not _already_found(i, results[index])]
     return results
 
 
+def _is_ours(issue: Any) -> bool:
+    from guards.project_rules import is_project_rule
+
+    return is_project_rule(issue.pattern_id)
+
+
+def _already_found(ours: Any, codeshield: list[Any]) -> bool:
+    """A project warning on a line Code Shield already flagged: it would change neither treatment nor line."""
+    severity = str(getattr(ours.severity, "value", ours.severity)).lower()
+    return severity != "error" and any(i.line == ours.line and not _is_ours(i) for i in codeshield)
+
+
 async def _semgrep_many(
-    cs: _ICD, command: list[str], language: Any, usecase: Any, codes: list[str], timeout_s: float
+    cs: _ICD, command: list[str], language: Any, configs: list[Path], codes: list[str], timeout_s: float
 ) -> list[list[Any]]:
     extension = cs.icd.languages.get_file_extension(language)
     with tempfile.TemporaryDirectory(prefix="codeshield-") as tmp:
@@ -137,7 +162,7 @@ async def _semgrep_many(
         await asyncio.to_thread(_write_all, targets, codes)
         run = await run_semgrep(
             command,
-            semgrep_config(cs, language, usecase),
+            configs,
             root,
             targets,
             timeout_s=timeout_s,

@@ -37,17 +37,22 @@ class SemgrepRun:
 
 async def run_semgrep(
     command: Sequence[str],
-    config: Path,
+    config: Path | Sequence[Path],
     project_root: Path,
     targets: Sequence[Path],
     *,
     timeout_s: float,
     tolerated_rule_errors: Collection[str] = (),
 ) -> SemgrepRun:
-    """One semgrep process for all `targets` under `project_root`. `command` ends with `--config`."""
+    """One semgrep process for all `targets` under `project_root`, with every rule file of `config` (Code Shield's
+    and the project's: one process start, one parse of each target). `command` ends with `--config`."""
     if not targets:
         raise ValueError("run_semgrep needs at least one target")
-    argv = [*command, str(config), "--project-root", str(project_root), *map(str, targets)]
+    configs = [config] if isinstance(config, Path) else list(config)
+    if not configs:
+        raise ValueError("run_semgrep needs at least one rule config")
+    config_args = [str(configs[0])] + [arg for extra in configs[1:] for arg in ("--config", str(extra))]
+    argv = [*command, *config_args, "--project-root", str(project_root), *map(str, targets)]
     started = time.perf_counter()
     try:
         process = await asyncio.create_subprocess_exec(

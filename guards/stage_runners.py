@@ -40,6 +40,7 @@ class CodeShieldRunner:
 
         config = policy.code_shield
         self.config = config
+        self.stages = policy.stages
         self.timeout_s = float(config.timeout_s)
         self.on_error = config.on_error
         self.guard = _shared("code_shield", repr(config.languages), lambda: CodeShieldGuard.from_policy(config))
@@ -47,10 +48,11 @@ class CodeShieldRunner:
     async def check(self, item: CheckInput) -> Verdict:
         from guards.code_shield import to_verdict
 
+        rules = bool(self.stages.get(item.stage).code_shield.project_rules)  # the project's semgrep rules too
         if item.language is not None:
-            result = await self.guard.scan_code(item.text, item.language)
+            result = await self.guard.scan_code(item.text, item.language, project_rules=rules)
         else:
-            result = await self.guard.scan_text(item.text)
+            result = await self.guard.scan_text(item.text, project_rules=rules)
         actions = self.config.actions.model_dump()
         return to_verdict(result, stage=item.stage, actions=actions, on_error=self.on_error)
 

@@ -28,6 +28,13 @@ class UserPromptGuardStage(PromptGuardStage):
 
 class CodeShieldStage(PolicyModel):
     enabled: Flag = True
+    # The project's own semgrep rules (guards/rules: shell calls, ctypes, unpickling, eval/exec and names built at
+    # run time) in the same semgrep run as Code Shield's; on by default where code is about to run (`code`).
+    project_rules: Flag = False
+
+
+class CodeStageCodeShield(CodeShieldStage):
+    project_rules: Flag = True
 
 
 _OFF_LG = LlamaGuardStage(enabled=False)
@@ -64,7 +71,7 @@ class ToolResultStage(PolicyModel):
 class CodeStage(PolicyModel):
     llama_guard: LlamaGuardStage = _OFF_LG
     prompt_guard: PromptGuardStage = _OFF_PG
-    code_shield: CodeShieldStage = CodeShieldStage()
+    code_shield: CodeStageCodeShield = CodeStageCodeShield()
 
 
 StageConfig = UserInputStage | ModelOutputStage | ToolCallStage | ToolResultStage | CodeStage
