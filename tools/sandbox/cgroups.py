@@ -60,7 +60,8 @@ class CgroupSpec:
         have = [f"{c} (cgroup v{h.version})" for h in self.hierarchies for c in h.controllers]
         text = f"whole-run limits by cgroup: {', '.join(have)}" if have else "no whole-run cgroup limits"
         if self.missing:
-            text += "; NOT enforced: " + "; ".join(f"{c} ({why})" for c, why in self.missing.items())
+            text += ("; NOT enforced: " + "; ".join(f"{c} ({why})" for c, why in self.missing.items())
+                     + " (per-process rlimits still apply)")
         return text
 
 
