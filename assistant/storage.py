@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+OWNERS_TABLE = "assistant_thread_owners"  # `assistant serve`: which API key owns which thread, for every replica
+_OWNERS_DDL = f"CREATE TABLE IF NOT EXISTS {OWNERS_TABLE} (thread_id TEXT PRIMARY KEY, key_id TEXT NOT NULL)"
 _CHECKED_URLS: set[str] = set()  # postgres URLs whose schema version was found current in this process
 
 
@@ -138,8 +140,19 @@ async def schema_version(saver: Any) -> tuple[int, int]:
         except psycopg.errors.UndefinedTable:
             return -1, latest
         row = await cursor.fetchone()
-    value = row["v"] if isinstance(row, dict) else (row[0] if row else None)
-    return (-1 if value is None else int(value)), latest
+        await cursor.execute(f"SELECT to_regclass('{OWNERS_TABLE}') AS t")
+        owners = await cursor.fetchone()
+    value = _first(row)
+    current = -1 if value is None else int(value)
+    if _first(owners) is None:  # our own table, created by the same `assistant db migrate`
+        current = min(current, latest - 1)
+    return current, latest
+
+
+def _first(row: Any) -> Any:
+    if row is None:
+        return None
+    return next(iter(row.values())) if isinstance(row, dict) else row[0]
 
 
 async def migrate(target: StorageTarget) -> str:
@@ -151,6 +164,7 @@ async def migrate(target: StorageTarget) -> str:
     async with _postgres_saver(target) as saver:
         before, _ = await schema_version(saver)
         await saver.setup()
+        await saver.conn.execute(_OWNERS_DDL)
         after, _ = await schema_version(saver)
     _CHECKED_URLS.discard(target.url or "")
     if before == after:
@@ -172,16 +186,63 @@ async def schema_status(target: StorageTarget) -> tuple[str, bool]:
     return f"{target.describe()}: schema version {current} (current)", True
 
 
+class PostgresOwners:
+    """`assistant serve`'s thread -> API key table in the shared database (the SQLite `Owners` interface), so a
+    thread created through one replica is the same caller's on every replica. A small pool reconnects on its own."""
+
+    def __init__(self, url: str) -> None:
+        from psycopg_pool import ConnectionPool
+
+        self._pool = ConnectionPool(url, min_size=1, max_size=4, kwargs={"autocommit": True}, open=True)
+
+    def claim(self, thread_id: str, key_id: str) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(
+                f"INSERT INTO {OWNERS_TABLE} VALUES (%s, %s) ON CONFLICT (thread_id) DO UPDATE SET key_id = "
+                "EXCLUDED.key_id",
+                (thread_id, key_id),
+            )
+
+    def owner(self, thread_id: str) -> str | None:
+        with self._pool.connection() as conn:
+            row = conn.execute(f"SELECT key_id FROM {OWNERS_TABLE} WHERE thread_id = %s", (thread_id,)).fetchone()
+        return str(row[0]) if row else None
+
+    def owns(self, thread_id: str, key_id: str) -> bool:
+        import hmac
+
+        owner = self.owner(thread_id)
+        return owner is not None and hmac.compare_digest(owner, key_id)
+
+    def forget(self, thread_id: str) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(f"DELETE FROM {OWNERS_TABLE} WHERE thread_id = %s", (thread_id,))
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def shared_owners(policy: Any) -> PostgresOwners | None:
+    """The owners table for `assistant serve` when threads live in PostgreSQL (None: keep the local SQLite one)."""
+    storage = getattr(policy, "storage", None)
+    if getattr(storage, "backend", "sqlite") != "postgres":
+        return None
+    target = storage_target(storage)
+    return PostgresOwners(target.url or "")
+
+
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 __all__ = [
+    "PostgresOwners",
     "StorageError",
     "StorageTarget",
     "migrate",
     "open_checkpointer",
     "redact_url",
     "schema_status",
+    "shared_owners",
     "storage_target",
 ]

@@ -79,7 +79,9 @@ class Server:
                                       tiny_dir=s.tiny_dir)  # fmt: skip
         bot = bot.replace(backend=TimedBackend(bot.backend, self.metrics.model_latency.observe), interface="server")
         self.db_path = Path(bot.db_path)
-        self.owners = Owners(self.db_path.with_name(self.db_path.stem + ".owners.sqlite"))
+        from assistant.storage import shared_owners  # storage: postgres -> one owners table for every replica
+
+        self.owners = shared_owners(self.policy) or Owners(self.db_path.with_name(self.db_path.stem + ".owners.sqlite"))
         loads = {"main model": getattr(bot.backend, "load", None)}
         loads.update({f"guard {name}": getattr(r, "load", None) for name, r in bot.pipeline.runners.items()})
         names = [n for n, fn in loads.items() if callable(fn)]
