@@ -132,7 +132,7 @@ class Bridge:
         self.seeds[thread_id] = seed
         try:
             agent = Agent(deps, saver, compiled=compiled)
-            async for event in agent.stream(user_text, thread_id=thread_id):
+            async for event in agent.stream(user_text, thread_id=thread_id, interface="server"):
                 yield event
         finally:
             self.seeds.pop(thread_id, None)

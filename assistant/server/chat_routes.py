@@ -33,7 +33,7 @@ TERMINAL = (Final, Refusal, Error, ApprovalRequested, ClientToolCalls, TurnTimeo
 
 async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str) -> AsyncIterator[Any]:
     """The turn's events: verdicts on the client's history first, then the agent's own events."""
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    from assistant.storage import open_checkpointer, storage_target
 
     bot = server.assistant
     judged = await judge_history(bot.pipeline, server.trust, key_id, turn.history, thread_id=thread_id)
@@ -49,8 +49,9 @@ async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str) 
     if judged.judged:
         yield Notice(kind="history_judged", message=f"{judged.judged} message(s) of the client's history were judged")
     seed = Seed(agent_messages(tuple(judged.kept)), after_tools=turn.user_text is None)
-    server.db_path.parent.mkdir(parents=True, exist_ok=True)
-    async with AsyncSqliteSaver.from_conn_string(str(server.db_path)) as saver:
+    # The same thread store as the agent's own streams (the policy's `storage`: this SQLite file, or PostgreSQL).
+    target = storage_target(getattr(bot.policy, "storage", None), sqlite_path=bot.db_path)
+    async with open_checkpointer(target) as saver:
         keep = False
         try:
             async for event in server.bridge.stream(saver, thread_id, seed, turn.user_text, turn.tools):

@@ -1,0 +1,143 @@
+"""A real `assistant serve` process per scenario (uvicorn on a free loopback port), the tiny trained guards, and a
+`scripted-keyed` main model that answers by the last message, so concurrent requests each get their own answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_DIR = REPO / ".cache" / "tiny-models"
+KEY_A = "key-a-0123456789abcdef"
+KEY_B = "key-b-0123456789abcdef"
+REFUSAL_INPUT = "I can't help with that request."
+
+POLICY = """\
+version: 1
+models:
+  llama_guard: {{source: tiny:llama-guard, variant: 8b, device: cpu, dtype: float32}}
+  prompt_guard: {{source: tiny:prompt-guard, device: cpu}}
+llama_guard: {{timeout_s: 60}}
+prompt_guard: {{timeout_s: 60}}
+stages:
+  user_input: {{llama_guard: {{enabled: {guards}}}, prompt_guard: {{enabled: {guards}, score: jailbreak}}}}
+  model_output: {{llama_guard: {{enabled: {guards}}}, code_shield: {{enabled: false}}}}
+  tool_result: {{prompt_guard: {{enabled: {guards}, score: injection}}}}
+  code: {{code_shield: {{enabled: false}}}}
+audit: {{path: {audit}, texts: hash}}
+tools:
+  approval_required: [notify]
+  custom: ["tests.server.server_tools:notify"]
+server: {{max_body_bytes: 20000, max_messages: 50, max_concurrent_turns: {slots}, turn_timeout_s: 60}}
+"""
+
+# (regex on the last user/tool message, completion[, delay before each delta])
+SCRIPT: list[tuple[str, str] | tuple[str, str, float]] = [
+    ("notify me", '<|python_tag|>{{"name": "notify", "parameters": {{"message": "hi"}}}}<|eom_id|>'),
+    ("^notified$", "Done, I notified you.<|eot_id|>"),
+    (r"weather in (\w+)", '{{"name": "get_weather", "parameters": {{"city": "{1}"}}}}<|eom_id|>'),
+    (r"temp=(\d+)", "It is {1} degrees.<|eot_id|>"),
+    ("say bad", "Here is zyxtrigger text.<|eot_id|>"),
+    (r"slow (\d+)", "Slow answer {1}: " + "word " * 200 + "<|eot_id|>", 0.05),
+    (r"client (\d+) turn (\d+)", "Answer for client {1} turn {2}.<|eot_id|>"),
+    (".", "Hello from the scripted model.<|eot_id|>"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`python -m assistant.cli serve` in a subprocess; `start()` waits until /readyz answers."""
+
+    def __init__(self, directory: Path, *, policy: str | None = None, keys: tuple[str, ...] = (KEY_A, KEY_B),
+                 slots: int = 40, guards: bool = True) -> None:  # fmt: skip
+        directory.mkdir(parents=True, exist_ok=True)
+        self.dir = directory
+        self.audit = directory / "audit.jsonl"
+        self.policy = directory / "policy.yaml"
+        text = policy or POLICY.format(audit=self.audit, slots=slots, guards=str(guards).lower())
+        self.policy.write_text(text, encoding="utf-8")
+        self.script = directory / "model.jsonl"
+        lines = [{"match": m, "completion": c, **({"delay_s": rest[0]} if rest else {})} for m, c, *rest in SCRIPT]
+        self.script.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+        self.keys_file = directory / "keys.txt"
+        self.keys_file.write_text("# test keys\n" + "\n".join(keys) + "\n", encoding="utf-8")
+        self.keys = keys
+        self.db = directory / "threads.sqlite"
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = directory / "server.log"
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "assistant.cli", "serve", "--policy", str(self.policy), "--port", str(self.port),
+               "--model", f"scripted-keyed:{self.script}", "--db", str(self.db), "--log-level", "warning"]
+        return cmd + (["--api-keys-file", str(self.keys_file)] if self.keys else [])  # fmt: skip
+
+    def start(self, *, expect_ready: bool = True, timeout: float = 240) -> ServerProcess:
+        env = {**os.environ, "ASSISTANT_HOME": str(self.dir / "home"), "ASSISTANT_TINY_MODELS": str(TINY_DIR),
+               "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "ASSISTANT_API_KEYS": ""}  # fmt: skip
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(self.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            try:
+                r = httpx.get(self.base + "/readyz", timeout=2)
+                if r.status_code == 200 or (not expect_ready and r.json().get("status") == "degraded"):
+                    return self
+                if expect_ready and r.json().get("status") == "degraded":
+                    raise AssertionError(f"server not ready: {r.text}")
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"server did not become ready in {timeout} s:\n{self.log.read_text()[-3000:]}")
+
+    def headers(self, key: str | None = KEY_A) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="session")
+def guarded_server(
+    tmp_path_factory: pytest.TempPathFactory, tiny_guard_dirs: dict[str, Path]
+) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path_factory.mktemp("server")).start()
+    yield server
+    server.stop()
+
+
+def sse_events(response: httpx.Response) -> list[dict]:
+    """The `data` objects of a native-threads SSE response."""
+    events = []
+    for line in response.iter_lines():
+        if line.startswith("data:"):
+            events.append(json.loads(line[5:].strip()))
+    return events
