@@ -40,7 +40,21 @@ def server(vllm_checkpoints: dict[str, Path], tmp_path_factory: pytest.TempPathF
 
 @pytest.fixture(scope="module")
 def local(vllm_checkpoints: dict[str, Path]) -> LlamaGuard:
-    return LlamaGuard.load(vllm_checkpoints["llama-guard"], dtype="float32")
+    """The in-process guard on the same checkpoint (its load time and memory recorded beside vLLM's)."""
+    rss_before, started = _rss_mib(), time.perf_counter()
+    guard = LlamaGuard.load(vllm_checkpoints["llama-guard"], dtype="float32")
+    guard.check(CASES["safe-user"])  # the first check builds the prefix cache
+    FIGURES.setdefault("in-process-guard", {}).update(
+        load_and_first_check_s=round(time.perf_counter() - started, 1), rss_mib_added=round(_rss_mib() - rss_before, 1)
+    )
+    return guard
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 @pytest.mark.parametrize("name", list(CASES))
