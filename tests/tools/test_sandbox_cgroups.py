@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -56,7 +58,7 @@ def spec() -> CgroupSpec:
 async def test_forking_allocator_stays_under_the_memory_limit_as_a_whole(spec: CgroupSpec) -> None:
     limits = SandboxLimits(memory_mb=512, max_processes=40, wall_seconds=20.0, cpu_seconds=5, max_file_mb=1)
     result = await run_python(FORKING_ALLOCATOR.format(children=8), limits)
-    assert result.cgroup == spec.version == "v1"  # this machine
+    assert result.cgroup == spec.version  # "v1" on the machines this was written on
     assert result.limits_hit == ("memory",), (result.stdout, result.stderr)
     assert result.exit_code is None and result.signal is not None  # the whole run was ended
     assert result.memory_peak_mb is not None and 440 < result.memory_peak_mb <= 512
@@ -86,7 +88,7 @@ async def test_each_run_gets_its_own_cgroup_with_the_limits_and_loses_it_after(s
     members = [set((d / "cgroup.procs").read_text().split()) for d in dirs]
     assert all(m == members[0] and m for m in members)
     result = await task
-    assert result.ok and result.stdout == "done\n" and result.cgroup == "v1"
+    assert result.ok and result.stdout == "done\n" and result.cgroup == spec.version
     assert _run_dirs(spec) == []
 
 
@@ -119,6 +121,30 @@ async def test_required_isolation_refuses_without_a_writable_cgroup(tmp_path: Pa
     result = await run_python("print(1)", SandboxLimits(isolation="best_effort"), cgroups=nothing)
     assert result.ok and result.cgroup is None and result.memory_peak_mb is None
     assert "NOT enforced: memory" in result.isolation_detail and "pids" in result.isolation_detail
+
+
+def test_a_real_cgroup2_directory_holds_a_process_until_cgroup_kill_and_is_removed() -> None:
+    """v2's own mechanics on a real cgroup2 mount (here one without controllers): join, cgroup.kill, rmdir."""
+    mounts = cgroups._parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    unified = next((m for m in mounts if m[0] == "cgroup2"), None)
+    own_path = next((line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                     if line.startswith("0::")), None)
+    assert unified is not None and own_path is not None, "no cgroup2 mount here"
+    own = cgroups._own_dir(unified[1], unified[2], own_path)
+    assert own is not None and os.access(own, os.W_OK), f"cgroup2 directory {own} is not writable"
+    run = RunCgroup.create(CgroupSpec((cgroups.Hierarchy(2, own, ()),)), memory_mb=64, max_processes=8)
+    [(_, path)] = run.dirs
+    paths = run.join_paths()
+    sleeper = subprocess.Popen(["sleep", "30"], preexec_fn=lambda: cgroups.join(paths))
+    try:
+        assert run.pids() == [sleeper.pid]
+        run.kill_all()
+        assert sleeper.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    run.remove()
+    assert not path.exists() and run.dirs == []
 
 
 def _fake_cgroup2(tmp_path: Path, controllers: str, delegated: str) -> tuple[str, str, Path]:
