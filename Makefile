@@ -8,7 +8,7 @@ NPM_PREFIX := .cache/npm
 FS_MCP := $(NPM_PREFIX)/node_modules/@modelcontextprotocol/server-filesystem/package.json
 FS_MCP_VERSION := 2026.8.31
 
-.PHONY: setup mcp-servers postgres chat test test-vllm fuzz bench lint clean
+.PHONY: setup mcp-servers postgres chat serve test test-vllm fuzz bench lint clean
 
 setup: $(STAMP) mcp-servers postgres
 
@@ -41,6 +41,10 @@ $(STAMP): pyproject.toml
 
 chat: setup
 	$(BIN)/assistant chat
+
+# The guarded agent as an HTTP service on the offline smoke policy (tiny local models): http://127.0.0.1:8000/v1
+serve: setup
+	$(BIN)/assistant serve --policy examples/policies/offline-smoke.yaml
 
 test: setup
 	$(BIN)/ruff check .
