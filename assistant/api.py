@@ -145,7 +145,7 @@ class Assistant:
         )  # fmt: skip
 
     @asynccontextmanager
-    async def _open_agent(self) -> AsyncIterator[Any]:
+    async def _open_agent(self, thread_id: str | None = None) -> AsyncIterator[Any]:
         # One SQLite connection per stream: aiosqlite connections belong to the event loop that opened them, and
         # `run()` starts a fresh loop per call.
         from assistant.agent.graph import Agent, compile_graph
@@ -156,7 +156,7 @@ class Assistant:
             self._compiled = compile_graph(self._deps_cache)
         # The policy's `storage`: this SQLite file (default), or PostgreSQL shared by replicas (assistant/storage.py).
         target = storage_target(getattr(self.policy, "storage", None), sqlite_path=self.db_path)
-        async with open_checkpointer(target) as saver:
+        async with open_checkpointer(target, lock_thread=thread_id) as saver:  # a turn: one at a time per thread
             yield Agent(self._deps_cache, saver, compiled=self._compiled)
 
     async def stream(
@@ -165,7 +165,7 @@ class Assistant:
         """One turn as events; the last is Final, Refusal or Error - or ApprovalRequested when a tool call waits for
         a human and no `approve` callback (here or at construction) was given; answer it with `resume`."""
         thread_id = thread or new_thread_id()
-        async with self._open_agent() as agent:
+        async with self._open_agent(thread_id) as agent:
             async for event in agent.stream(text, thread_id=thread_id, approve=approve or self.approve):
                 yield event
 
@@ -173,7 +173,7 @@ class Assistant:
         self, thread: str, decision: Decision | bool | dict[str, str], *, approve: ApproveCallback | None = None
     ) -> AsyncIterator[Event]:
         """Continue a thread that waits for an approval, with the human's decision (works after a restart)."""
-        async with self._open_agent() as agent:
+        async with self._open_agent(thread) as agent:
             async for event in agent.stream(
                 None, thread_id=thread, approve=approve or self.approve, resume=coerce_decision(decision)
             ):
