@@ -23,6 +23,7 @@ from typing import Any
 OWNERS_TABLE = "assistant_thread_owners"  # `assistant serve`: which API key owns which thread, for every replica
 _OWNERS_DDL = f"CREATE TABLE IF NOT EXISTS {OWNERS_TABLE} (thread_id TEXT PRIMARY KEY, key_id TEXT NOT NULL)"
 _CHECKED_URLS: set[str] = set()  # postgres URLs whose schema version was found current in this process
+THREAD_LOCK_TIMEOUT_S = 600.0  # longest wait for another replica's turn on the same thread
 
 
 class StorageError(Exception):
@@ -83,8 +84,10 @@ def storage_target(config: Any, *, sqlite_path: Path | None = None, policy_dir: 
 
 
 @asynccontextmanager
-async def open_checkpointer(target: StorageTarget) -> AsyncIterator[Any]:
-    """A checkpointer on `target` for the duration of one stream."""
+async def open_checkpointer(target: StorageTarget, *, lock_thread: str | None = None) -> AsyncIterator[Any]:
+    """A checkpointer on `target` for the duration of one stream. `lock_thread`: hold that thread's lock meanwhile
+    (PostgreSQL: an advisory lock on this stream's connection, so one turn at a time per thread across every
+    replica; two turns run at once would each extend the same checkpoint and one would be lost)."""
     if target.backend == "sqlite":
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
@@ -97,7 +100,22 @@ async def open_checkpointer(target: StorageTarget) -> AsyncIterator[Any]:
         if target.url not in _CHECKED_URLS:
             await _check_schema(saver, target)
             _CHECKED_URLS.add(target.url or "")
-        yield saver
+        if lock_thread is not None:
+            await _lock_thread(saver, lock_thread, target)
+        yield saver  # the lock goes with the connection when the stream ends
+
+
+async def _lock_thread(saver: Any, thread_id: str, target: StorageTarget) -> None:
+    import psycopg
+
+    try:
+        await saver.conn.execute(f"SET lock_timeout = '{int(THREAD_LOCK_TIMEOUT_S * 1000)}ms'")
+        await saver.conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (thread_id,))
+    except psycopg.errors.LockNotAvailable as exc:
+        raise StorageError(
+            f"thread {thread_id!r} stayed busy with another turn for {THREAD_LOCK_TIMEOUT_S:g} s "
+            f"({target.describe()}); try again later"
+        ) from exc
 
 
 @asynccontextmanager

@@ -167,3 +167,17 @@ async def test_sqlite_stays_the_default(tmp_path: Path, monkeypatch: pytest.Monk
     assert bot.db_path == tmp_path / "threads" / "here.sqlite"
     assert (await bot.arun("Hi", thread="t")).text == "Hello."
     assert bot.db_path.is_file()
+
+
+async def test_concurrent_turns_on_one_thread_are_serialised_across_replicas(policy: Path, pg_url: str) -> None:
+    """Two replicas taking turns on the same thread at once: each turn runs alone (a per-thread lock in the
+    database), so none is lost to a fork of the checkpoint history."""
+    await amigrate(policy)
+    turns = 8
+    answers = [f"Answer {i}.<|eot_id|>" for i in range(turns)]
+    replicas = [replica(policy, "a", *answers), replica(policy, "b", *answers)]
+    results = await asyncio.gather(*(replicas[i % 2].arun(f"message {i}", thread="shared") for i in range(turns)))
+    assert all(r.text and r.text.startswith("Answer ") for r in results)
+    history = await replicas[0].history("shared")
+    assert sorted(m["content"] for m in history if m["role"] == "user") == sorted(f"message {i}" for i in range(turns))
+    assert [m["role"] for m in history] == ["user", "assistant"] * turns
