@@ -8,7 +8,9 @@ prescan decides whether semgrep runs), with two changes:
 - semgrep gets the temporary directory holding the code as `--project-root`, not `/` (with `/` it scans nothing);
 - many snippets of one language go to ONE semgrep process, and its report is checked (see semgrep_runner);
 - optionally the project's own rules (guards/rules, see project_rules) run in that same process, on every snippet
-  that could match them, whatever Code Shield's fast mode decided (a regex hit does not skip them).
+  that could match them, whatever Code Shield's fast mode decided (a regex hit does not skip them);
+- Python, the language code runs in, is scanned by a warm semgrep server (semgrep_server) with Code Shield's and the
+  project's rules loaded once; a server that fails in any way is replaced by the one-process scan above.
 
 The private functions are checked to exist and the package version to be the one verified here, so an upgrade fails
 loudly (guard error) instead of silently changing behaviour.
@@ -19,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
+import logging
+import os
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +33,12 @@ from typing import Any
 from guards.semgrep_runner import SemgrepError, run_semgrep
 
 VERIFIED_CODESHIELD_VERSIONS = ("1.0.1",)
+WARM_LANGUAGES = frozenset({"python"})  # the language code runs in; others start a semgrep process per scan
+WARM_ENV = "GUARDS_WARM_SEMGREP"  # "0" turns the warm server off (every scan starts a semgrep process)
+# Checked once per warm server: a Code Shield semgrep rule and a project rule must both report.
+WARM_CANARY = ("import pickle\nobj = pickle.loads(untrusted_bytes)\nimport hashlib\nh = getattr(hashlib, 'md' + '5')\n",
+               ("unsafe-pickle-use", "ga-computed-name"))  # fmt: skip
+LOG = logging.getLogger(__name__)
 # Rules of Code Shield's generated configs that this semgrep cannot parse ("Invalid pattern for Java"), so it skips
 # them and reports a rule parse error. The rest of the config still runs; any other rule parse error is a failure.
 KNOWN_UNPARSEABLE_RULES: dict[str, frozenset[str]] = {"java": frozenset({"ssrf_insecure_patterns"})}
@@ -128,15 +138,56 @@ async def analyze_many(
         codeshield_semgrep.add(index)
     scanned = sorted(codeshield_semgrep | our_semgrep)
     if scanned:
-        command = list(semgrep_command) if semgrep_command is not None else list(cs.oss.SEMGREP_COMMAND)
-        configs = ([semgrep_config(cs, lang, case)] if codeshield_semgrep else []) + ([ours] if our_semgrep else [])
-        found = await _semgrep_many(cs, command, lang, configs, [codes[i] for i in scanned], timeout_s)
+        targets = [codes[i] for i in scanned]
+        found = None
+        if semgrep_command is None and language in WARM_LANGUAGES and os.environ.get(WARM_ENV, "1") != "0":
+            found = await _semgrep_warm(cs, lang, semgrep_config(cs, lang, case), targets, timeout_s)
+        if found is None:
+            command = list(semgrep_command) if semgrep_command is not None else list(cs.oss.SEMGREP_COMMAND)
+            configs = [semgrep_config(cs, lang, case)] if codeshield_semgrep else []
+            configs += [ours] if our_semgrep and ours is not None else []
+            found = await _semgrep_many(cs, command, lang, configs, targets, timeout_s)
         for index, issues in zip(scanned, found, strict=True):
             # Code Shield's own findings only where Code Shield itself would have run semgrep (its exact behaviour).
             theirs = [i for i in issues if not _is_ours(i) and index in codeshield_semgrep]
             results[index] += theirs
-            results[index] += [i for i in issues if _is_ours(i) and not _already_found(i, results[index])]
+            mine = [i for i in issues if _is_ours(i) and ours is not None]
+            results[index] += [i for i in mine if not _already_found(i, results[index])]
     return results
+
+
+async def _semgrep_warm(cs: _ICD, language: Any, config: Path, codes: list[str], timeout_s: float) -> list | None:
+    """The warm server's issues per code (its rules: Code Shield's and the project's); None if it failed."""
+    from guards import semgrep_server
+    from guards.project_rules import rules_file
+
+    ours = rules_file(language.value)
+    configs = [config, *([ours] if ours is not None else [])]
+    extension = cs.icd.languages.get_file_extension(language)
+    binary = str(cs.oss.SEMGREP_COMMAND[0])
+
+    def verify(server: semgrep_server.SemgrepServer) -> None:
+        # The marker proves a file was scanned, not that Code Shield's rules loaded: check them once at start.
+        code, wanted = WARM_CANARY
+        found = {r["check_id"] for r in server.scan([code], extension, timeout_s)[0]}
+        missing = {w for w in wanted if w not in found and (ours is not None or not w.startswith("ga-"))}
+        if missing:
+            raise SemgrepError(f"the semgrep server's canary scan missed {sorted(missing)}")
+
+    def work() -> list[list[dict[str, Any]]]:
+        server = semgrep_server.server_for(binary, configs, language.value, verify=verify)
+        try:
+            return server.scan(codes, extension, timeout_s)
+        except BaseException:
+            semgrep_server.discard(server)
+            raise
+
+    try:
+        raw = await asyncio.to_thread(work)
+    except (SemgrepError, OSError, ValueError) as exc:
+        LOG.warning("warm semgrep failed (%s); scanning with a fresh semgrep process", exc)
+        return None
+    return [_issues(cs, results, code) for results, code in zip(raw, codes, strict=True)]
 
 
 def _is_ours(issue: Any) -> bool:
@@ -168,16 +219,17 @@ async def _semgrep_many(
             timeout_s=timeout_s,
             tolerated_rule_errors=KNOWN_UNPARSEABLE_RULES.get(language.value, frozenset()),
         )
-    found: list[list[Any]] = []
-    for target, code in zip(targets, codes, strict=True):
-        raw = run.results[str(target)]
-        issues = cs.icd._parse_semgrep_issues(json.dumps({"results": raw}))
-        if len(issues) != len(raw):
-            raise SemgrepError(f"codeshield parsed {len(issues)} of {len(raw)} semgrep results")
-        for issue in issues:
-            issue.path = None  # the temporary file is gone; its name means nothing to a reader
-        found.append(cs.icd._filter_issues_in_generated_code(issues, code, None))
-    return found
+    return [_issues(cs, run.results[str(target)], code) for target, code in zip(targets, codes, strict=True)]
+
+
+def _issues(cs: _ICD, raw: list[dict[str, Any]], code: str) -> list[Any]:
+    """Code Shield's `Issue`s from semgrep's JSON results for one code, through Code Shield's own parser."""
+    issues = cs.icd._parse_semgrep_issues(json.dumps({"results": raw}))
+    if len(issues) != len(raw):
+        raise SemgrepError(f"codeshield parsed {len(issues)} of {len(raw)} semgrep results")
+    for issue in issues:
+        issue.path = None  # the temporary file is gone; its name means nothing to a reader
+    return cs.icd._filter_issues_in_generated_code(issues, code, None)
 
 
 def _write_all(targets: list[Path], codes: list[str]) -> None:

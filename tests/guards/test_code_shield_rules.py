@@ -86,17 +86,27 @@ async def test_labelled_cases_one_semgrep_process() -> None:
     assert [s for s in secure if treatments[s] == "warn"] == ["py-secure-25", "py-secure-26", "py-secure-27"]
 
 
-async def test_code_without_any_rule_word_starts_no_semgrep(monkeypatch: pytest.MonkeyPatch) -> None:
-    runs: list[int] = []
-    real = adapter.run_semgrep
+@pytest.mark.parametrize("warm", [True, False], ids=["warm-server", "process-per-scan"])
+async def test_code_without_any_rule_word_is_not_sent_to_semgrep(warm: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    from guards.semgrep_server import SemgrepServer
 
-    async def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
-        runs.append(len(args[3]))
-        return await real(*args, **kwargs)
+    monkeypatch.setenv(adapter.WARM_ENV, "1" if warm else "0")
+    sent: list[int] = []
+    real_run, real_scan = adapter.run_semgrep, SemgrepServer.scan
 
-    monkeypatch.setattr(adapter, "run_semgrep", counting)
+    async def counting_run(*args, **kwargs):  # type: ignore[no-untyped-def]
+        sent.append(len(args[3]))
+        return await real_run(*args, **kwargs)
+
+    def counting_scan(self, codes, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if codes[0] != adapter.WARM_CANARY[0]:
+            sent.append(len(codes))
+        return real_scan(self, codes, *args, **kwargs)
+
+    monkeypatch.setattr(adapter, "run_semgrep", counting_run)
+    monkeypatch.setattr(SemgrepServer, "scan", counting_scan)
     found = await adapter.analyze_many("python", ["print(sum(range(10)))\n", MD5, "import json\n"], project_rules=True)
-    assert runs == [1]  # one process, for the one snippet that could match
+    assert sent == [1]  # one semgrep scan, of the one snippet that could match
     assert [len(f) for f in found] == [0, 1, 0]
 
 
