@@ -4,21 +4,22 @@ A random-weight tiny model cannot be made to call tools, so the benchmark teache
 takes the completion of the turn's script for its step (step k of a turn is the call whose prompt holds k assistant
 messages after the last user message, so a generation the agent started speculatively and discarded does not shift
 the script), and the decoding loop feeds the model that completion's tokens one at a time instead of its own argmax.
-Each step is still a real forward pass over the real KV cache (same prefill of the prompt suffix, same one-token
-decode steps, same cache reuse and invalidation as `TransformersBackend`), so the prefill and decode costs are those
-of generating that text; only the choice of the next token is scripted.
+It is `TransformersBackend` with one method replaced, `token_chooser`: the same loop runs (same prefill of the prompt
+suffix, same one-token decode steps, same cache reuse and invalidation), so the prefill and decode costs are those of
+generating that text; only the choice of the next token is scripted.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from model.backends.base import GenerationParams
+from model.backends.decoding import TokenChooser
 from model.backends.errors import BackendError
-from model.backends.transformers_backend import TransformersBackend, _IncrementalDecoder, _output_cache
+from model.backends.transformers_backend import TransformersBackend
 
 STOPS = ("<|eot_id|>", "<|eom_id|>")
 
@@ -37,13 +38,15 @@ class CallRecord:
 
 def completion_ids(completion: str, tokenizer: object) -> list[int]:
     """Ids of a completion exactly as the prompt encoder re-encodes it (`raw_segments`), plus the stop token."""
+    from model.completion import trusted_spans
     from model.prompt_segments import encode_segments, raw_segments
 
     stop = next((s for s in STOPS if completion.endswith(s)), None)
     if stop is None:
         raise ValueError(f"a forced completion must end with a stop token ({', '.join(STOPS)}): {completion[-40:]!r}")
     body = completion[: -len(stop)]
-    ids = encode_segments(list(raw_segments(body)), tokenizer, merge_text=False)  # type: ignore[arg-type]
+    # The script stands in for the model: its special-token strings are tokens generated as ids.
+    ids = encode_segments(list(raw_segments(body, trusted_spans(body))), tokenizer, merge_text=False)  # type: ignore[arg-type]
     return [*ids, tokenizer.special_id(stop)]  # type: ignore[attr-defined]
 
 
@@ -81,52 +84,24 @@ class ForcedBackend(TransformersBackend):
                 raise BackendError(f"forced backend: the scenario has no completion for step {step} of this turn")
             return self._script[step]
 
+    def token_chooser(self, prompt_ids: list[int], params: GenerationParams) -> TokenChooser:
+        """The scripted completion's tokens in order, read off the real logits like a greedy decoder would."""
+        forced = iter(self._forced_for(prompt_ids))
+
+        def choose(logits: Any) -> int:
+            _ = logits.argmax()  # what a greedy decoder reads (the forced token wins regardless)
+            return next(forced)
+
+        return choose
+
     def _generate_locked(
         self, prompt_ids: list[int], params: GenerationParams, put: Callable[[object], None], cancel: threading.Event
     ) -> None:
-        import torch
-
-        forced = self._forced_for(prompt_ids)
-        loaded = self.load()
-        model = loaded.model
-        device = model.get_input_embeddings().weight.device
-        started = time.perf_counter()
-        cache, reused = self._take_cache(prompt_ids)
-        covered = list(prompt_ids)
-        decoder = _IncrementalDecoder(loaded.tokenizer)
-        generated: list[int] = []
-        with torch.inference_mode():
-            inputs = torch.tensor([prompt_ids[reused:]], device=device)
-            out = model(input_ids=inputs, use_cache=True, logits_to_keep=1, **{loaded.cache_arg: cache})
-            cache = _output_cache(out)
-            prefill_s = time.perf_counter() - started
-            for index, token in enumerate(forced):
-                _ = out.logits[0, -1].argmax()  # what a greedy decoder reads (the forced token wins regardless)
-                generated.append(token)
-                last = index == len(forced) - 1
-                delta = decoder.push(token, final=last)
-                if delta:
-                    put(delta)
-                if last or cancel.is_set():
-                    break
-                out = model(
-                    input_ids=torch.tensor([[token]], device=device), use_cache=True, logits_to_keep=1,
-                    **{loaded.cache_arg: cache},
-                )  # fmt: skip
-                covered.append(token)
-        # Kept after a cancel too (a discarded speculative generation): the cache holds exactly `covered`, and
-        # is only ever reused for a prompt that starts with the same ids.
-        if self.reuse_cache:
-            self._cache, self._cache_ids = cache, tuple(covered)
-        self.stats.record(prompt=len(prompt_ids), cached=reused, generated=len(generated))
-        self.stats.last_generated_ids = tuple(generated)
-        self.calls.append(
-            CallRecord(
-                len(prompt_ids),
-                len(prompt_ids) - reused,
-                len(generated),
-                prefill_s,
-                time.perf_counter() - started,
-                cancel.is_set(),
-            )
-        )
+        # The whole forced completion, whatever the policy's max_new_tokens (it ends with its own stop token).
+        forced = GenerationParams(max_new_tokens=max(params.max_new_tokens, len(self._forced_for(prompt_ids))))
+        super()._generate_locked(prompt_ids, forced, put, cancel)
+        stats = self.stats
+        self.calls.append(CallRecord(
+            stats.last_prompt_tokens, stats.last_prefill_tokens, stats.last_generated_tokens,
+            stats.last_prefill_s or 0.0, stats.last_total_s or 0.0, stats.last_cancelled,
+        ))  # fmt: skip

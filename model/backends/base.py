@@ -44,6 +44,9 @@ class BackendStats:
     last_generated_tokens: int = 0
     last_first_token_s: float | None = None  # seconds from the call to the first delta
     last_generated_ids: tuple[int, ...] = ()  # ids of the last completion when the backend knows them
+    last_prefill_s: float | None = None  # seconds of the last call's prefill (local backends)
+    last_total_s: float | None = None  # seconds of the last call's whole generation (local backends)
+    last_cancelled: bool = False  # the last call was stopped by its consumer
 
     def record(self, *, prompt: int, cached: int, generated: int) -> None:
         self.calls += 1
@@ -74,8 +77,11 @@ class ModelBackend(Protocol):
     """Streams the raw completion of a prompt.
 
     Deltas concatenate to exactly what the model generated, special tokens written as their strings
-    (`<|python_tag|>`); the stream ends after a stop token (`<|eot_id|>`, `<|eom_id|>`, `<|end_of_text|>`),
-    which is included, or when `max_new_tokens` is reached (then no stop token). The backends here also have
+    (`<|python_tag|>`). A special token the model generated as its id is a delta of its own of type
+    `model.completion.SpecialToken`; a plain `str` is text even when it spells a special token (only the former is a
+    control token: issue 12.9). The stream ends after a stop token (`<|eot_id|>`, `<|eom_id|>`, `<|end_of_text|>`),
+    which is included, or when `max_new_tokens` is reached (then no stop token); consumers drop anything a backend
+    yields after the first stop token (`model.completion.CompletionBuilder`). The backends here also have
     `name` and `async aclose()` (releases connections / the KV cache); callers should not require them of fakes.
     """
 

@@ -1,8 +1,10 @@
 """Local generation with Hugging Face transformers: hub id or directory, dtype, device_map, streaming from a thread.
 
-Decoding is a plain loop over `model(...)` rather than `generate()`, so this module owns the KV cache: it keeps the
-cache of the last call together with the ids it covers, and a new prompt that extends them (the next agent step
-re-encodes earlier turns verbatim) only prefills its new suffix. Greedy output is the same with and without reuse.
+Decoding is a plain loop over `model(...)` rather than `generate()` (its steps are in `model.backends.decoding`:
+prefill, decode one token, choose the next token), so this module owns the KV cache: it keeps the cache of the last
+call together with the ids it covers, and a new prompt that extends them (the next agent step re-encodes earlier turns
+verbatim) only prefills its new suffix. Greedy output is the same with and without reuse. A special id the model
+generates is streamed as a `SpecialToken` delta (see `model.completion`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from model.backends.base import BackendStats, GenerationParams, LoadEvent, ProgressCallback
+from model.backends.decoding import IncrementalDecoder, TokenChooser, decode_one, prefill, sampler
 from model.backends.errors import BackendError, ModelNotFoundError
 from model.backends.loading import quiet_hf_progress, resolve_model_source
 
@@ -99,11 +102,6 @@ def _load_uncached(
         max_positions=int(getattr(model.config, "max_position_embeddings", 8192)),
         cache_arg="cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values",
     )
-
-
-def _output_cache(out: Any) -> Any:
-    cache = out.get("cache") if hasattr(out, "get") else None
-    return cache if cache is not None else out.past_key_values
 
 
 def _torch_dtype(name: str) -> Any:
@@ -211,7 +209,7 @@ class TransformersBackend:
                 if first:
                     self.stats.last_first_token_s = time.perf_counter() - started
                     first = False
-                yield str(item)
+                yield item  # type: ignore[misc]  # str, or SpecialToken for a generated special id
         finally:
             cancel.set()
             await asyncio.shield(worker)
@@ -227,40 +225,36 @@ class TransformersBackend:
         finally:
             put(_DONE)
 
+    def token_chooser(self, prompt_ids: list[int], params: GenerationParams) -> TokenChooser:
+        """How this call picks each next token from the logits (the benchmark's forced backend overrides this)."""
+        return sampler(params)
+
     def _generate_locked(
         self, prompt_ids: list[int], params: GenerationParams, put: Callable[[object], None], cancel: threading.Event
     ) -> None:
         import torch
 
         loaded = self.load()
-        model, stop_ids = loaded.model, self.stop_ids
-        device = model.get_input_embeddings().weight.device
+        choose = self.token_chooser(prompt_ids, params)
+        stop_ids = self.stop_ids
         max_new = min(params.max_new_tokens, self.context_window - len(prompt_ids))
+        started = time.perf_counter()
         cache, reused = self._take_cache(prompt_ids)
-        generator = None
-        if params.seed is not None:
-            generator = torch.Generator(device="cpu").manual_seed(params.seed)
-        elif not params.greedy:
-            generator = None  # torch's global RNG
-
         generated: list[int] = []
         covered = list(prompt_ids)  # ids whose keys/values are in the cache after each forward
-        decoder = _IncrementalDecoder(loaded.tokenizer)
+        decoder = IncrementalDecoder(loaded.tokenizer)
         with torch.inference_mode():
-            inputs = torch.tensor([prompt_ids[reused:]], device=device)
-            out = model(input_ids=inputs, use_cache=True, logits_to_keep=1, **{loaded.cache_arg: cache})
-            cache = _output_cache(out)
+            out, cache = prefill(loaded.model, loaded.cache_arg, prompt_ids[reused:], cache)
+            prefill_s = time.perf_counter() - started
             while True:
-                token = _pick_token(out.logits[0, -1], params, generator)
+                token = choose(out.logits[0, -1])
                 generated.append(token)
-                is_stop = token in stop_ids
-                delta = decoder.push(token, final=is_stop or len(generated) >= max_new)
-                if delta:
+                done = token in stop_ids or len(generated) >= max_new
+                for delta in decoder.push(token, final=done):
                     put(delta)
-                if is_stop or len(generated) >= max_new or cancel.is_set():
+                if done or cancel.is_set():
                     break
-                step = torch.tensor([[token]], device=device)
-                out = model(input_ids=step, use_cache=True, logits_to_keep=1, **{loaded.cache_arg: cache})
+                out = decode_one(loaded.model, loaded.cache_arg, token, cache)
                 covered.append(token)
         # Kept after a cancel too (a discarded speculative generation): the cache holds exactly `covered`, and
         # is only ever reused for a prompt that starts with the same ids.
@@ -268,6 +262,9 @@ class TransformersBackend:
             self._cache, self._cache_ids = cache, tuple(covered)
         self.stats.record(prompt=len(prompt_ids), cached=reused, generated=len(generated))
         self.stats.last_generated_ids = tuple(generated)
+        self.stats.last_prefill_s = prefill_s
+        self.stats.last_total_s = time.perf_counter() - started
+        self.stats.last_cancelled = cancel.is_set()
 
     def _take_cache(self, prompt_ids: list[int]) -> tuple[Any, int]:
         """The stored cache cropped to the longest common prefix with the new prompt, and that prefix's length."""
@@ -287,44 +284,3 @@ class TransformersBackend:
         if surplus:
             cache.crop(-surplus)  # a negative argument removes that many tokens in every transformers version
         return cache, common
-
-
-def _pick_token(logits: Any, params: GenerationParams, generator: Any) -> int:
-    """Greedy, or temperature + nucleus (top-p) sampling by inverse CDF (torch.multinomial is slow on CPU here)."""
-    import torch
-
-    if params.greedy:
-        return int(torch.argmax(logits).item())
-    probs = torch.softmax(logits.float().cpu() / params.temperature, dim=-1)
-    candidates = torch.arange(probs.shape[-1])
-    if params.top_p < 1.0:
-        # The nucleus of a trained model almost always lies in its top 1,024 tokens; sort everything only if not.
-        top, order = torch.topk(probs, min(1024, probs.shape[-1]))
-        if float(top.sum()) < params.top_p:
-            top, order = torch.sort(probs, descending=True)
-        before = torch.cumsum(top, dim=-1) - top  # mass strictly above each token
-        keep = before < params.top_p  # always keeps the most likely token
-        probs, candidates = top[keep], order[keep]
-    cdf = torch.cumsum(probs, dim=-1)
-    draw = torch.rand((), generator=generator) * cdf[-1]
-    index = int(torch.searchsorted(cdf, draw, right=True).clamp(max=cdf.shape[-1] - 1).item())
-    return int(candidates[index].item())
-
-
-class _IncrementalDecoder:
-    """Turns generated ids into text deltas, holding back an incomplete UTF-8 character until it completes."""
-
-    def __init__(self, tokenizer: Any) -> None:
-        self._tokenizer = tokenizer
-        self._ids: list[int] = []
-        self._emitted = ""
-
-    def push(self, token: int, *, final: bool) -> str:
-        self._ids.append(token)
-        text = self._tokenizer.decode(self._ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
-        if text.endswith("\ufffd") and not final:
-            return ""
-        if not text.startswith(self._emitted):  # cannot happen for byte-level BPE; never re-emit text
-            return ""
-        delta, self._emitted = text[len(self._emitted) :], text
-        return delta

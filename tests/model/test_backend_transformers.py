@@ -89,7 +89,7 @@ async def test_sampling_follows_the_seed(backend: TransformersBackend) -> None:
 def test_top_p_keeps_only_the_nucleus() -> None:
     import torch
 
-    from model.backends.transformers_backend import _pick_token
+    from model.backends.decoding import pick_token as _pick_token
 
     logits = torch.full((128_256,), -10.0)
     logits[5], logits[7] = 10.0, 9.5  # p(5) ~ 0.62, p(7) ~ 0.38, the rest ~ 0
