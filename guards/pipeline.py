@@ -13,11 +13,12 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-from guards.verdict import StageResult, Verdict
+from guards.lookalikes import fold_lookalikes
+from guards.verdict import DECISIONS, StageResult, Verdict
 
 GUARD_ORDER = ("prompt_guard", "llama_guard", "code_shield")  # verdict order in a StageResult (stable output)
 
@@ -86,7 +87,21 @@ class GuardPipeline:
         language: str | None = None,
         thread_id: str | None = None,
     ) -> StageResult:
-        item = CheckInput(stage, text, role, tuple((r, t) for r, t in conversation), language, thread_id)
+        """The stage's verdict on `text`. When the text has look-alike characters (fullwidth or compatibility forms,
+        zero-width or bidi controls: `fold_lookalikes` changes it), the guards also judge the folded text - one extra
+        check, only then - and for each guard the stricter of its two verdicts counts."""
+        context = tuple((r, t) for r, t in conversation)
+        folded = fold_lookalikes(text)
+        if folded == text:
+            return await self._check_text(CheckInput(stage, text, role, context, language, thread_id))
+        results = await asyncio.gather(
+            self._check_text(CheckInput(stage, text, role, context, language, thread_id)),
+            self._check_text(CheckInput(stage, folded, role, context, language, thread_id)),
+        )
+        return _stricter(stage, self.enabled_guards(stage), *results)
+
+    async def _check_text(self, item: CheckInput) -> StageResult:
+        stage = item.stage
         names = self.enabled_guards(stage)
         verdicts: dict[str, Verdict] = {}
         tasks = {asyncio.ensure_future(self._run_one(name, item)): name for name in names}
@@ -153,6 +168,25 @@ async def prepare(runner: GuardRunner) -> None:
     load = getattr(runner, "load", None)
     if load is not None:
         await in_thread(load)
+
+
+def _stricter(stage: str, names: Sequence[str], original: StageResult, folded: StageResult) -> StageResult:
+    """Per guard, the more severe verdict of the two checks (the higher score on a tie; the original's otherwise)."""
+    firsts = {v.guard: v for v in original.verdicts}
+    seconds = {v.guard: v for v in folded.verdicts}
+    chosen = []
+    for name in names:
+        first, second = firsts.get(name), seconds.get(name)
+        if first is None or (second is not None and _severity(second) > _severity(first)):
+            if second is not None:
+                chosen.append(replace(second, reasons=(*second.reasons, "judged on the look-alike-folded text")))
+        else:
+            chosen.append(first)
+    return StageResult.from_verdicts(stage, chosen)
+
+
+def _severity(verdict: Verdict) -> tuple[int, float]:
+    return DECISIONS.index(verdict.decision), verdict.score if verdict.score is not None else -1.0
 
 
 def _error_verdict(stage: str, guard: str, on_error: str, error: str, started: float) -> Verdict:

@@ -108,3 +108,67 @@ async def test_every_verdict_is_written_to_a_valid_audit_chain(tmp_path: Path) -
     assert report.intact
     lines = (tmp_path / "audit.jsonl").read_text().splitlines()
     assert len(lines) == 4 and "first" not in lines[0] and '"t1"' in lines[0]
+
+
+# --- look-alike text (issue 12.11), through the real tiny guards ------------------------------------------------
+
+LOOKALIKE_POLICY = """\
+version: 1
+stages:
+  user_input: {llama_guard: {enabled: true}, prompt_guard: {enabled: true}}
+  model_output: {llama_guard: {enabled: false}, code_shield: {enabled: false}}
+"""
+
+
+def _fullwidth(text: str) -> str:
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+@pytest.fixture(scope="module")
+def real_pipeline(tiny_guard_dirs: dict[str, Path]) -> GuardPipeline:
+    dirs = {"llama_guard": tiny_guard_dirs["llama-guard"], "prompt_guard": tiny_guard_dirs["prompt-guard"]}
+    return GuardPipeline.from_policy(parse_policy_text(LOOKALIKE_POLICY), model_dirs=dirs, audit=None)
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        _fullwidth,
+        lambda word: "\u200b".join(word),  # zero-width spaces between the letters
+        lambda word: word[:3] + "\u200d\u2060" + word[3:],  # zero-width joiner and word joiner
+        lambda word: "\u202e" + word[:4] + "\u2066" + word[4:] + "\u2069\u202c",  # bidi controls
+        lambda word: "\ufeff" + word.replace("t", "\U0001d42d"),  # BOM, mathematical bold t
+    ],
+    ids=["fullwidth", "zero_width_spaces", "joiners", "bidi_controls", "compatibility_letters"],
+)
+async def test_lookalike_variants_of_a_flagged_text_are_flagged(real_pipeline: GuardPipeline, variant) -> None:
+    for trigger, guard in (("zyxtrigger", "llama_guard"), ("jbtrigger", "prompt_guard")):
+        plain = await real_pipeline.check("user_input", f"please summarize {trigger} for me")
+        assert plain.blocked and guard in {v.guard for v in plain.verdicts if v.decision == "block"}
+        disguised = variant(trigger)
+        assert disguised != trigger
+        result = await real_pipeline.check("user_input", f"please summarize {disguised} for me")
+        blocking = [v for v in result.verdicts if v.decision == "block"]
+        assert result.blocked, (trigger, disguised, result)
+        assert guard in {v.guard for v in blocking}
+        if guard == "prompt_guard":  # the tiny Prompt Guard misses every variant of its trigger read literally
+            assert any("look-alike" in reason for v in blocking for reason in v.reasons)
+
+
+async def test_plain_text_is_checked_once_and_benign_lookalikes_pass(real_pipeline: GuardPipeline) -> None:
+    calls: list[str] = []
+    seen = Runner("llama_guard")
+    original = seen.check
+
+    async def spy(item: CheckInput) -> Verdict:
+        calls.append(item.text)
+        return await original(item)
+
+    seen.check = spy  # type: ignore[method-assign]
+    pipe = pipeline(seen, Runner("prompt_guard"))
+    await pipe.check("user_input", "plain ascii text")
+    assert calls == ["plain ascii text"]
+    await pipe.check("user_input", "ｆｕｌｌ\u200bwidth")
+    assert sorted(calls[1:]) == ["full\u200bwidth".replace("\u200b", ""), "ｆｕｌｌ\u200bwidth"]
+    benign = await real_pipeline.check("user_input", "please summarize the ｗｅａｔｈｅｒ report\u200b")
+    assert not benign.blocked
