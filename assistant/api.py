@@ -13,15 +13,19 @@ continued - or an approval answered - by a new Assistant in a new process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.agent.approval import ApproveCallback, Decision, coerce_decision
+from assistant.agent.deps import Performance
 from assistant.events import (
     ApprovalRequested,
     Error,
@@ -32,6 +36,15 @@ from assistant.events import (
     TokenDelta,
     ToolCallProposed,
 )
+
+if TYPE_CHECKING:
+    from assistant.agent.deps import AgentDeps
+    from assistant.agent.graph import Agent
+    from guards.pipeline import GuardPipeline
+    from guards.policy import Policy
+    from model.backends.base import ModelBackend
+    from model.tokenizer import Llama3Tokenizer
+    from tools.base import Tool
 
 
 @dataclass(frozen=True)
@@ -77,21 +90,24 @@ class Result:
         )
 
 
-@dataclass
+@dataclass(frozen=True)
 class Assistant:
-    """The policy's guarded agent. Build with `from_policy`; models load on first use and are shared."""
+    """The policy's guarded agent. Build with `from_policy`; models load on first use and are shared. Immutable:
+    `replace(...)` gives a changed copy (the graph is compiled once per instance, on first use)."""
 
-    policy: Any
-    backend: Any
-    tokenizer: Any
-    pipeline: Any
-    tools: dict[str, Any]
+    policy: Policy
+    backend: ModelBackend
+    tokenizer: Llama3Tokenizer
+    pipeline: GuardPipeline
+    tools: Mapping[str, Tool]
     db_path: Path
     approve: ApproveCallback | None = None
     today: Callable[[], date] = date.today
-    performance: Any = None  # assistant.agent.performance.Performance; None = the defaults
-    _compiled: Any = field(default=None, init=False, repr=False)
-    _deps_cache: Any = field(default=None, init=False, repr=False)
+    performance: Performance = field(default_factory=Performance)
+    interface: str = "api"  # who answers approvals, for the audit log: api, cli, tui, server
+
+    def replace(self, **changes: Any) -> Assistant:
+        return dataclasses.replace(self, **changes)
 
     @classmethod
     def from_policy(
@@ -109,6 +125,7 @@ class Assistant:
         """Load and check the policy (PolicyError names file, line and key), resolve the models (`model`: a
         `scripted:FILE.jsonl`, `transformers:PATH`, `openai:URL` or `tiny:NAME` spec overriding the policy's main
         model), and register `tools` (Tool objects or `@tool` functions) next to the policy's own."""
+        from assistant.home import default_audit_path
         from assistant.models import guard_model_dirs, main_model_spec
         from guards.pipeline import GuardPipeline
         from guards.policy import load_policy
@@ -117,7 +134,8 @@ class Assistant:
         policy = load_policy(path)
         backend = load_main_backend(main_model_spec(policy, model))
         pipeline = GuardPipeline.from_policy(
-            policy, model_dirs=guard_model_dirs(policy, tiny_dir=tiny_dir), runners=guard_runners, policy_path=path
+            policy, model_dirs=guard_model_dirs(policy, tiny_dir=tiny_dir), runners=guard_runners, policy_path=path,
+            default_audit_path=default_audit_path(),
         )
         return cls(
             policy=policy,
@@ -130,34 +148,68 @@ class Assistant:
             today=today or date.today,
         )
 
-    def _deps(self) -> Any:
+    @cached_property
+    def deps(self) -> AgentDeps:
         from assistant.agent.deps import AgentDeps
         from model.messages import ToolSpec
 
-        builtin = tuple(name for name, t in self.tools.items() if getattr(t, "builtin", False))
-        custom = tuple(t.definition() for t in self.tools.values() if not getattr(t, "builtin", False))
+        builtin = tuple(name for name, t in self.tools.items() if t.builtin)
+        custom = tuple(t.definition() for t in self.tools.values() if not t.builtin)
         spec = ToolSpec(tools=custom, builtin_tools=builtin, tool_format=self.policy.agent.tool_format)
-        from assistant.agent.performance import Performance
+        return AgentDeps(self.policy, self.backend, self.tokenizer, self.pipeline, self.tools, spec, self.today,
+                         performance=self.performance)  # fmt: skip
 
-        return AgentDeps(
-            self.policy, self.backend, self.tokenizer, self.pipeline, self.tools, spec, self.today,
-            performance=self.performance or Performance(),
-        )  # fmt: skip
+    @cached_property
+    def _compiled(self) -> Any:
+        # compiling costs ~20 ms: once per Assistant; each stream binds its own SQLite connection
+        from assistant.agent.graph import compile_graph
+
+        return compile_graph(self.deps)
 
     @asynccontextmanager
-    async def _open_agent(self, thread_id: str | None = None) -> AsyncIterator[Any]:
+    async def _open_agent(self, thread_id: str | None = None) -> AsyncIterator[Agent]:
         # One SQLite connection per stream: aiosqlite connections belong to the event loop that opened them, and
         # `run()` starts a fresh loop per call.
-        from assistant.agent.graph import Agent, compile_graph
+        from assistant.agent.graph import Agent
         from assistant.storage import open_checkpointer, storage_target
 
-        if self._compiled is None:
-            self._deps_cache = self._deps()
-            self._compiled = compile_graph(self._deps_cache)
         # The policy's `storage`: this SQLite file (default), or PostgreSQL shared by replicas (assistant/storage.py).
         target = storage_target(getattr(self.policy, "storage", None), sqlite_path=self.db_path)
         async with open_checkpointer(target, lock_thread=thread_id) as saver:  # a turn: one at a time per thread
-            yield Agent(self._deps_cache, saver, compiled=self._compiled)
+            yield Agent(self.deps, saver, compiled=self._compiled)
+
+    async def _events(self, text: str | None, thread_id: str, approve: ApproveCallback | None,
+                      resume: Decision | None) -> AsyncIterator[Event]:  # fmt: skip
+        """The agent's events, from a task of their own: a consumer that leaves early (break, an exception, a
+        cancelled task) closes this generator, which cancels the turn's task and waits for it, so the turn ends
+        cleanly and its SQLite connection (and the worker thread aiosqlite keeps) is closed before we return."""
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=1)
+
+        async def produce() -> None:
+            try:
+                async with self._open_agent(thread_id) as agent:
+                    async for event in agent.stream(text, thread_id=thread_id, approve=approve or self.approve,
+                                                    resume=resume, interface=self.interface):  # fmt: skip
+                        await queue.put(("event", event))
+                await queue.put(("end", None))
+            except BaseException as exc:  # handed to the consumer (ThreadBusy, a bug); cancellation ends quietly
+                if not isinstance(exc, asyncio.CancelledError):
+                    await queue.put(("raise", exc))
+                raise
+
+        task = asyncio.ensure_future(produce())
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "end":
+                    return
+                if kind == "raise":
+                    raise value
+                yield value
+        finally:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
     async def stream(
         self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None
@@ -165,19 +217,15 @@ class Assistant:
         """One turn as events; the last is Final, Refusal or Error - or ApprovalRequested when a tool call waits for
         a human and no `approve` callback (here or at construction) was given; answer it with `resume`."""
         thread_id = thread or new_thread_id()
-        async with self._open_agent(thread_id) as agent:
-            async for event in agent.stream(text, thread_id=thread_id, approve=approve or self.approve):
-                yield event
+        async for event in self._events(text, thread_id, approve, None):
+            yield event
 
     async def resume(
         self, thread: str, decision: Decision | bool | dict[str, str], *, approve: ApproveCallback | None = None
     ) -> AsyncIterator[Event]:
         """Continue a thread that waits for an approval, with the human's decision (works after a restart)."""
-        async with self._open_agent(thread) as agent:
-            async for event in agent.stream(
-                None, thread_id=thread, approve=approve or self.approve, resume=coerce_decision(decision)
-            ):
-                yield event
+        async for event in self._events(None, thread, approve, coerce_decision(decision)):
+            yield event
 
     async def pending_approval(self, thread: str) -> ApprovalRequested | None:
         async with self._open_agent() as agent:

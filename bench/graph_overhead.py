@@ -53,7 +53,7 @@ async def measure(turns: int, calls: int, workdir: Path) -> dict[str, float]:
     script.write_text("".join(json.dumps({"completion": c}) + "\n" for c in per_turn * (turns + 1)), encoding="utf-8")
     bot = Assistant.from_policy(workdir / "policy.yaml", tools=[noop], model=f"scripted:{script}",
                                 db_path=workdir / "threads.sqlite")  # fmt: skip
-    encode = bot._deps().encode
+    encode = bot.deps.encode
     await bot.arun("warm up", thread="warm")  # imports, first SQLite connection
     turn_ms: list[float] = []
     for i in range(turns):

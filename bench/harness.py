@@ -94,18 +94,17 @@ def build_assistant(mode: str, scenario: Scenario, dirs: ModelDirs, workdir: Pat
         policy, tools=[fetch_page_tool(scenario.pages)], model=f"transformers:{dirs.main}",
         db_path=folder / "threads.sqlite",
     )  # fmt: skip
-    bot.backend = ForcedBackend(str(dirs.main), reuse_cache=mode != "reference", context_window=16384)
+    bot = bot.replace(backend=ForcedBackend(str(dirs.main), reuse_cache=mode != "reference", context_window=16384))
     if mode == "reference":
-        bot.pipeline = reference_pipeline(bot.pipeline)
-    apply_agent_switches(bot, mode)
-    return bot
+        bot = bot.replace(pipeline=reference_pipeline(bot.pipeline))
+    return apply_agent_switches(bot, mode)
 
 
-def apply_agent_switches(bot: Any, mode: str) -> None:
+def apply_agent_switches(bot: Any, mode: str) -> Any:
     """The agent's own switch: speculative generation (on in `optimized` only)."""
-    from assistant.agent.performance import Performance
+    from assistant.agent.deps import Performance
 
-    bot.performance = Performance(speculative=mode == "optimized")
+    return bot.replace(performance=Performance(speculative=mode == "optimized"))
 
 
 class TokenCounter:

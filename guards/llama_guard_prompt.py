@@ -142,9 +142,35 @@ def prompt_head(role: Role, categories: Sequence[PromptCategory]) -> str:
     )
 
 
-def prompt_tail(turns: Sequence[Turn]) -> str:
-    """The conversation (contents stripped) and the closing instruction for the last turn's role."""
+def shape_turns(turns: Sequence[Turn]) -> tuple[Turn, ...]:
+    """The conversation in the shape Meta's format needs: it starts with a User turn and roles alternate.
+
+    As llama-stack's Llama Guard shield does with a doubled first user message, the earlier of two same-role turns
+    is dropped when the later one is the checked (last) turn, so the checked text stays exactly as given; earlier
+    runs of same-role context turns (e.g. a user message whose turn ended in an error, then the next one) are merged
+    into one turn, so no context is lost. Leading Agent turns are dropped; an Agent turn with no User turn before it
+    gets an empty User turn (the HF template rejects a conversation that does not start with User)."""
     _check_turns(turns)
+    *context, last = turns
+    merged: list[Turn] = []
+    for turn in context:
+        if not merged and turn.role == "agent":
+            continue
+        if merged and merged[-1].role == turn.role:
+            merged[-1] = Turn(turn.role, f"{merged[-1].content.strip()}\n\n{turn.content.strip()}")
+        else:
+            merged.append(turn)
+    if merged and merged[-1].role == last.role:
+        merged.pop()
+    if not merged and last.role == "agent":
+        merged.append(Turn("user", ""))
+    return (*merged, last)
+
+
+def prompt_tail(turns: Sequence[Turn]) -> str:
+    """The conversation (contents stripped, shaped by `shape_turns`) and the closing instruction for the last turn's
+    role."""
+    turns = shape_turns(turns)
     conversation = "".join(f"{_ROLE_LABEL[t.role]}: {t.content.strip()}\n\n" for t in turns)
     return conversation + _INSTRUCTION.format(role=_ROLE_LABEL[turns[-1].role])
 

@@ -3,7 +3,7 @@ the policy's tool rules, and the sandbox for model-written code."""
 
 from tools.base import Tool, ToolArgumentError, ToolOutput
 from tools.custom import FunctionTool, ToolLoadError, load_custom, tool
-from tools.executor import Approver, Execution, execute_call
+from tools.executor import Approver, Execution, Ran, Review, ToolPath
 from tools.registry import ToolRegistry, build_registry
 from tools.rules import RuleDecision, TurnState, check_call
 
@@ -11,16 +11,18 @@ __all__ = [
     "Approver",
     "Execution",
     "FunctionTool",
+    "Ran",
+    "Review",
     "RuleDecision",
     "Tool",
     "ToolArgumentError",
     "ToolLoadError",
     "ToolOutput",
+    "ToolPath",
     "ToolRegistry",
     "TurnState",
     "build_registry",
     "check_call",
-    "execute_call",
     "load_custom",
     "tool",
 ]

@@ -1,53 +1,162 @@
-"""Run one proposed tool call the way the agent does: rules first, then approval, validation, and the tool."""
+"""The one tool path: what happens to a proposed call, for the agent, `assistant tools run`, the server and MCP.
+
+    review: guards (tool_call stage on the call, code stage on its code) -> the policy's rules -> run / ask / deny
+    [approval: the caller's - the agent pauses its graph, `tools run` reads --approve]
+    run: the tool -> the text the model will read (stdout, stderr and the error, cut to tools.max_result_chars)
+         -> guards (tool_result and model_output stages on exactly that text) -> the text, or a notice in its place
+
+The guards come before the rules and the approval so that a human is never shown, or asked about, a call a guard
+blocks. `execute` is the whole path for callers without a graph of their own.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from guards.gate import Judgement, judge, record
 from model.messages import ToolCall
-from tools.base import ToolArgumentError, ToolOutput
-from tools.registry import ToolRegistry
-from tools.rules import RuleDecision, TurnState, check_call
+from tools.base import Tool, ToolOutput
+from tools.rules import TurnState, check_call
 
-# The agent owns the human: an async callback that returns True to let the call run. Tools never prompt.
-Approver = Callable[[ToolCall, RuleDecision], Awaitable[bool]]
-Status = Literal["ran", "refused", "invalid"]
+CODE_TOOL = "code_interpreter"
+Action = Literal["run", "ask", "deny", "block", "invalid"]
+Approver = Callable[[ToolCall, "Review"], Awaitable[bool]]  # True: run it (the caller owns the human)
+Conversation = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Review:
+    action: Action  # block: a guard stopped the call (the turn ends); deny / invalid: the model reads `reason`
+    reason: str
+    rule: str = ""  # the tool rule that decided (tools.rules), "" when a guard did
+    judgement: Judgement | None = None
+
+    @property
+    def session_waivable(self) -> bool:
+        """An "approve for the session" may stand in for the question: only the policy's approval_required asked
+        (never the untrusted-content rule, never a guard)."""
+        return self.action == "ask" and self.rule == "approval_required" and not self.guard_flags
+
+    @property
+    def guard_flags(self) -> tuple[str, ...]:
+        return self.judgement.flags if self.judgement is not None else ()
+
+
+@dataclass(frozen=True)
+class Ran:
+    text: str  # exactly what the model reads and the user is shown (a notice when withheld)
+    output: ToolOutput
+    limits_hit: tuple[str, ...]
+    withheld: bool = False  # a guard blocked the result: `text` is the policy's notice instead
+    judgement: Judgement | None = None
+
+    @property
+    def guard_error(self) -> bool:
+        return self.judgement is not None and self.judgement.outcome == "error"
 
 
 @dataclass(frozen=True)
 class Execution:
-    status: Status  # ran (even if the tool failed) | refused by the policy or a human | invalid call
-    output: ToolOutput
-    decision: RuleDecision | None  # None when the call was invalid before the rules were asked
-    state: TurnState  # the turn state after this call
+    review: Review
+    ran: Ran | None  # None when the call did not run
 
 
-async def execute_call(call: ToolCall, registry: ToolRegistry, tools_config: Any, state: TurnState,
-                       approve: Approver | None = None) -> Execution:
-    """Apply the policy to `call`, ask `approve` when a rule says so, then validate and run it."""
-    tool = registry.get(call.name)
-    if tool is None:
-        known = ", ".join(registry.names()) or "none"
-        return Execution("invalid", ToolOutput.failure(f"unknown tool {call.name!r} (available: {known})"), None,
-                         state)
-    decision = check_call(call, tools_config, state, side_effects=tool.side_effects)
-    if decision.action == "deny":
-        return Execution("refused", ToolOutput.failure(f"refused by the policy: {decision.reason}", refused=True),
-                         decision, state)
-    if decision.action == "ask":
-        approved = approve is not None and await approve(call, decision)
-        if not approved:
-            why = "no one was asked (non-interactive run)" if approve is None else "not approved"
-            return Execution("refused", ToolOutput.failure(f"needs approval, {why}: {decision.reason}",
-                                                           refused=True), decision, state)
-    try:
-        tool.validate(call.arguments)
-    except ToolArgumentError as exc:
-        output = ToolOutput.failure(f"invalid arguments for {call.name}: {exc}")
-        return Execution("invalid", output, decision, state.after_call())
-    output = await tool.run(call.arguments)
-    if output.refused:
-        return Execution("refused", output, decision, state)
-    return Execution("ran", output, decision, state.after_call())
+def call_json(call: ToolCall) -> str:
+    return json.dumps({"name": call.name, "arguments": call.arguments}, ensure_ascii=False)
+
+
+def code_of(call: ToolCall) -> str | None:
+    if call.name != CODE_TOOL:
+        return None
+    code = call.arguments.get("code")
+    return code if isinstance(code, str) else json.dumps(call.arguments)
+
+
+def model_text(output: ToolOutput) -> str:
+    """What the model reads of a result: the output, and on failure the error too (unless the output says it)."""
+    if output.ok or not output.error or output.error in output.output:
+        return output.output or ("" if output.ok else "the tool failed")
+    return f"{output.output}\nError: {output.error}" if output.output else f"Error: {output.error}"
+
+
+def cut_result(text: str, limit: int) -> tuple[str, bool]:
+    """A tool result within the policy's tools.max_result_chars (the guards and the model see the same text)."""
+    if len(text) <= limit:
+        return text, False
+    note = f"\n[... cut: the tool returned {len(text):,} characters; the policy allows {limit:,} " \
+           "(tools.max_result_chars)]"  # fmt: skip
+    return text[:limit] + note, True
+
+
+class ToolPath:
+    def __init__(self, tools: Mapping[str, Tool], policy: Any, pipeline: Any) -> None:
+        self.tools = tools
+        self.policy = policy
+        self.pipeline = pipeline
+
+    async def review(
+        self, call: ToolCall, state: TurnState, *, conversation: Conversation = (), thread_id: str | None = None,
+        on_result: Callable[[Any], None] | None = None,
+    ) -> Review:  # fmt: skip
+        judgement = await judge(self.pipeline, "tool_call", call_json(call), code=code_of(call),
+                                conversation=conversation, thread_id=thread_id, on_result=on_result)  # fmt: skip
+        if judgement.stops:
+            return Review("block", f"the {judgement.stage} stage stopped the call", judgement=judgement)
+        tool = self.tools.get(call.name)
+        if tool is None:
+            known = ", ".join(self.tools) or "none"
+            return Review("invalid", f"there is no tool named {call.name!r} (tools: {known})", judgement=judgement)
+        rule = check_call(call, self.policy.tools, state, side_effects=tool.side_effects)
+        if rule.action == "deny":
+            return Review("deny", rule.reason, rule.rule, judgement)
+        if judgement.outcome == "ask":
+            why = "; ".join(judgement.flags) or "a guard asked"
+            reason = f"a guard flagged this call ({why})" + (f"; also: {rule.reason}" if rule.action == "ask" else "")
+            return Review("ask", reason, rule.rule if rule.action == "ask" else "", judgement)
+        return Review(rule.action, rule.reason, rule.rule, judgement)
+
+    async def run(
+        self, call: ToolCall, *, conversation: Conversation = (), thread_id: str | None = None,
+        on_result: Callable[[Any], None] | None = None,
+        before_judging: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Ran:  # fmt: skip
+        """Run an approved call and judge its result; `before_judging(text)` may start work on the text while
+        the guards read it (the agent's speculative generation) - it must not show or store it."""
+        tool = self.tools[call.name]
+        try:
+            output = await tool.run(call.arguments)
+        except Exception as exc:  # a tool bug is the model's problem to route around, not a crash of the turn
+            output = ToolOutput.failure(f"{tool.name} failed: {type(exc).__name__}: {exc}")
+        text, cut = cut_result(model_text(output), self.policy.tools.max_result_chars)
+        limits = (*output.limits_hit, *(("max_result_chars",) if cut else ()))
+        record(self.pipeline, "tool_run", thread_id=thread_id, text=text, tool=call.name, ok=output.ok,
+               limits_hit=list(limits))  # fmt: skip
+        if before_judging is not None:
+            await before_judging(text)
+        judgement = await judge(self.pipeline, "tool_result", text, conversation=conversation, thread_id=thread_id,
+                                on_result=on_result)  # fmt: skip
+        if not judgement.passed:
+            notice = f"{self.policy.refusals.tool_result} (The result of {call.name} was withheld.)"
+            return Ran(notice, output, limits, withheld=True, judgement=judgement)
+        return Ran(text, output, limits, judgement=judgement)
+
+    async def execute(
+        self, call: ToolCall, state: TurnState = TurnState(), *, approve: Approver | None = None,
+        conversation: Conversation = (), thread_id: str | None = None, interface: str = "api",
+    ) -> Execution:  # fmt: skip
+        """The whole path for one call: review, ask `approve` when the review asks, run."""
+        review = await self.review(call, state, conversation=conversation, thread_id=thread_id)
+        if review.action == "ask":
+            record(self.pipeline, "approval_request", thread_id=thread_id, tool=call.name, reason=review.reason,
+                   interface=interface)  # fmt: skip
+            approved = approve is not None and await approve(call, review)
+            record(self.pipeline, "approval_decision", thread_id=thread_id, tool=call.name, interface=interface,
+                   decision="once" if approved else "deny", reason=review.reason)  # fmt: skip
+            if not approved:
+                return Execution(review, None)
+        elif review.action != "run":
+            return Execution(review, None)
+        return Execution(review, await self.run(call, conversation=conversation, thread_id=thread_id))

@@ -1,14 +1,16 @@
 """The policy's tool rules, applied to one proposed call before anything runs (pure).
 
-Order: deny list, allow list, calls per turn, argument constraints (each of these refuses), then approval-required
-tools and the untrusted-content rule (each of these asks a human, or refuses when the policy says `block`).
+Order: deny list, allow list, argument constraints (each of these refuses), then the untrusted-content
+rule and approval-required tools (each of these asks a human; the first refuses when the policy says `block`).
+`TurnState` is the one description of a turn the rules read; the agent derives it from its checkpointed thread.
+`max_calls_per_turn` is a bound on the turn, not on one call: the agent's model step enforces it (ends the turn).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from model.messages import ToolCall
@@ -26,14 +28,9 @@ class RuleDecision:
 
 @dataclass(frozen=True)
 class TurnState:
-    """What the rules need to know about the current turn."""
+    """What the rules need to know about the conversation (the agent derives it from its thread's context window)."""
 
-    calls_this_turn: int = 0
-    untrusted_content: bool = False  # a tool result (possibly attacker-written) has entered the context
-
-    def after_call(self, *, result_entered_context: bool = True) -> TurnState:
-        return replace(self, calls_this_turn=self.calls_this_turn + 1,
-                       untrusted_content=self.untrusted_content or result_entered_context)
+    untrusted_content: bool = False  # a tool result (possibly attacker-written) is in what the model sees
 
 
 def _argument_text(value: Any) -> str:
@@ -68,16 +65,15 @@ def check_call(call: ToolCall, tools_config: Any, state: TurnState, *, side_effe
         return RuleDecision("deny", f"{name} is on the policy's deny list", "deny")
     if tools_config.allow is not None and name not in tools_config.allow:
         return RuleDecision("deny", f"{name} is not on the policy's allow list", "allow")
-    if state.calls_this_turn >= tools_config.max_calls_per_turn:
-        return RuleDecision("deny", f"this turn already made {state.calls_this_turn} tool calls "
-                                    f"(max_calls_per_turn: {tools_config.max_calls_per_turn})", "max_calls_per_turn")
     problem = check_arguments(name, call.arguments, tools_config.arguments.get(name, {}))
     if problem is not None:
         return RuleDecision("deny", problem, "arguments")
-    if name in tools_config.approval_required:
-        return RuleDecision("ask", f"{name} needs a human's approval (approval_required)", "approval_required")
+    # Untrusted content before approval_required: a human's "approve for the session" waives only the latter, so
+    # the decision must name the rule that a session approval cannot stand in for.
     if side_effects and state.untrusted_content and tools_config.untrusted_content != "allow":
-        reason = f"{name} has side effects and a tool result has entered the conversation"
+        reason = f"{name} has side effects and a tool result is in the conversation the model sees"
         action: RuleAction = "ask" if tools_config.untrusted_content == "ask" else "deny"
         return RuleDecision(action, reason, "untrusted_content")
+    if name in tools_config.approval_required:
+        return RuleDecision("ask", f"{name} needs a human's approval (approval_required)", "approval_required")
     return RuleDecision("allow", "allowed by the policy")

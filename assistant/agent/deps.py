@@ -5,23 +5,44 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from assistant.agent.performance import Performance
 from model.messages import Message, ToolSpec
 
 if TYPE_CHECKING:
     from guards.pipeline import GuardPipeline
     from guards.policy import Policy
+    from model.backends.base import ModelBackend
+    from model.tokenizer import Llama3Tokenizer
+    from tools.base import Tool
+    from tools.executor import ToolPath
+
+
+@dataclass(frozen=True)
+class Performance:
+    """The agent's own performance switch (the others live where their work is done: KV-cache reuse in the backend,
+    streaming moderation in the policy, Llama Guard's prefix cache in the guard, concurrent guards in the pipeline).
+
+    `speculative`: start the model while the input guards (or the tool-result guards) still run; its output is used
+    only if they pass. None: where the backend says a discarded generation is cheap and harmless (`speculation_ok`:
+    local models, not a scripted file, whose lines it would consume, nor a paid remote API)."""
+
+    speculative: bool | None = None
+
+    def speculates(self, backend: Any) -> bool:
+        if self.speculative is not None:
+            return self.speculative
+        return bool(getattr(backend, "speculation_ok", False))
 
 
 @dataclass(frozen=True)
 class AgentDeps:
     policy: Policy
-    backend: Any  # model.backends.base.ModelBackend
-    tokenizer: Any  # model.tokenizer.Llama3Tokenizer
+    backend: ModelBackend
+    tokenizer: Llama3Tokenizer
     pipeline: GuardPipeline
-    tools: Mapping[str, Any]  # name -> tools.base.Tool (enabled tools only)
+    tools: Mapping[str, Tool]  # name -> tool (enabled tools only)
     tool_spec: ToolSpec
     today: Callable[[], date] = field(default=date.today)
     performance: Performance = field(default_factory=Performance)
@@ -33,6 +54,12 @@ class AgentDeps:
     @property
     def builtin_names(self) -> tuple[str, ...]:
         return self.tool_spec.builtin_tools
+
+    @cached_property
+    def tool_path(self) -> ToolPath:
+        from tools.executor import ToolPath
+
+        return ToolPath(self.tools, self.policy, self.pipeline)
 
     def encode(self, messages: Sequence[Message]) -> list[int]:
         """The exact Llama 3.1 prompt for `messages`, with the policy's system prompt, dialect and tool format."""

@@ -14,6 +14,7 @@ ApprovalRequested event, and `stream(resume=...)` continues the thread later, fr
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,6 +36,9 @@ from assistant.agent.speculation import SPECULATION_KEY, SpeculationSlot
 from assistant.agent.state import AgentState
 from assistant.agent.tool_nodes import make_approval, make_execute, make_review
 from assistant.events import ApprovalRequested, Error, Event, Final
+from guards.gate import policy_hash, record
+
+logger = logging.getLogger(__name__)
 
 
 class ThreadBusy(Exception):
@@ -101,13 +105,17 @@ class Agent:
         thread_id: str,
         approve: ApproveCallback | None = None,
         resume: Decision | None = None,
+        interface: str = "api",
     ) -> AsyncIterator[Event]:
         """One turn (or the rest of a paused one, with `resume`) as events. The last event is Final, Refusal or
-        Error, or ApprovalRequested when the turn waits for a decision and no `approve` callback was given."""
+        Error, or ApprovalRequested when the turn waits for a decision and no `approve` callback was given.
+        `interface` names who answers approvals in the audit log (api, cli, tui, server, ...)."""
         from langgraph.types import Command
 
         started = time.perf_counter()
         config = self._config(thread_id)
+        record(self.deps.pipeline, "run_start", thread_id=thread_id, policy_hash=policy_hash(self.deps.policy),
+               interface=interface, resume=resume is not None)  # fmt: skip
 
         def stamp(event: Event) -> Event:
             extra: dict[str, Any] = {"elapsed_ms": round((time.perf_counter() - started) * 1000, 3)}
@@ -119,6 +127,7 @@ class Agent:
         if resume is not None:
             if pending is None:
                 raise ThreadBusy(f"thread {thread_id!r} does not wait for an approval; there is nothing to resume")
+            self._record_decision(thread_id, pending.request, resume, interface)
             graph_input: Any = Command(resume=resume.to_resume())
         else:
             if pending is not None:
@@ -138,13 +147,19 @@ class Agent:
         slot = SpeculationSlot()
         config = {**config, "configurable": {**config["configurable"], SPECULATION_KEY: slot}}
         try:
-            async for event in self._run(graph_input, config, stamp, approve):
+            async for event in self._run(graph_input, config, stamp, approve, interface):
                 yield event
         finally:
             await slot.discard()
 
+    def _record_decision(self, thread_id: str, request: ApprovalRequested, decision: Decision, interface: str) -> None:
+        kind = {"approve": "once", "approve_session": "session", "deny": "deny"}[decision.action]
+        record(self.deps.pipeline, "approval_decision", thread_id=thread_id, text=decision.reason or None,
+               tool=request.name, call_id=request.call_id, decision=kind, interface=interface,
+               reason_shown=request.reason)  # fmt: skip
+
     async def _run(
-        self, graph_input: Any, config: dict[str, Any], stamp: Any, approve: ApproveCallback | None
+        self, graph_input: Any, config: dict[str, Any], stamp: Any, approve: ApproveCallback | None, interface: str
     ) -> AsyncIterator[Event]:
         from langgraph.types import Command
 
@@ -159,15 +174,20 @@ class Agent:
                     elif "__interrupt__" in chunk:
                         interrupt_value = chunk["__interrupt__"][0].value
             except Exception as exc:  # a bug must still end the stream with a typed event, never a traceback
+                logger.exception("internal error in the agent's graph")
                 yield stamp(Error(kind="internal", message=f"{type(exc).__name__}: {exc}"))
                 return
             if interrupt_value is None:
                 return
             request = stamp(approval_event(interrupt_value))
+            thread_id = config["configurable"]["thread_id"]
+            record(self.deps.pipeline, "approval_request", thread_id=thread_id, tool=request.name,
+                   call_id=request.call_id, reason=request.reason, interface=interface)  # fmt: skip
             yield request
             if approve is None:
                 return
             decision = await ask(approve, request)  # type: ignore[arg-type]
+            self._record_decision(thread_id, request, decision, interface)
             graph_input = Command(resume=decision.to_resume())
 
 

@@ -14,24 +14,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from assistant.agent.model_call import ModelCallError
+if TYPE_CHECKING:
+    from model.backends.base import ModelBackend
 
 _END = object()
 SPECULATION_KEY = "assistant_speculation"  # the run's config key holding its SpeculationSlot
 
 
+class ModelCallError(RuntimeError):
+    """The model call failed in a way the backend did not report itself: it stopped producing text (past
+    `models.main.timeout_s`), yielded something that is not text, or cancelled its own work. The turn then ends as a
+    `model_backend` error instead of hanging or escaping as an internal error."""
+
+
 class Generation:
     """One `backend.stream(prompt_ids, params)` running in a task, its deltas queued until read."""
 
-    def __init__(self, backend: Any, prompt_ids: list[int], params: Any) -> None:
+    def __init__(self, backend: ModelBackend, prompt_ids: list[int], params: Any) -> None:
         self.prompt_ids = list(prompt_ids)
         self.params = params
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._task = asyncio.ensure_future(self._pump(backend))
 
-    async def _pump(self, backend: Any) -> None:
+    async def _pump(self, backend: ModelBackend) -> None:
         try:
             async for delta in backend.stream(self.prompt_ids, self.params):
                 self._queue.put_nowait(delta)
@@ -71,7 +78,7 @@ class SpeculationSlot:
     def __init__(self) -> None:
         self._generation: Generation | None = None
 
-    async def start(self, backend: Any, prompt_ids: list[int], params: Any) -> None:
+    async def start(self, backend: ModelBackend, prompt_ids: list[int], params: Any) -> None:
         await self.discard()
         self._generation = Generation(backend, prompt_ids, params)
 

@@ -7,6 +7,7 @@ arrives. `session_approved` holds the tool names a human approved "for the sessi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal, TypedDict
 
 from model.messages import Message, ToolCall
@@ -15,12 +16,11 @@ MessageDict = dict[str, Any]
 CallDict = dict[str, Any]
 
 
-class TurnState(TypedDict, total=False):
+class TurnData(TypedDict, total=False):
     start: int  # index in `messages` of this turn's user message
     steps: int  # model calls so far
     tool_failures: int  # parse errors and tool errors fed back to the model so far
-    calls: int  # tool calls executed (or attempted) so far, for calls-per-turn
-    untrusted: bool  # a tool result entered the context in this turn
+    calls: int  # tool calls proposed so far, for tools.max_calls_per_turn
     pending: list[CallDict]  # tool calls of the last model message, with their review outcome
     executed: list[str]  # call ids already run, so a re-run node never runs a call twice
     outcome: Literal["", "final", "refusal", "error", "approval"]
@@ -28,25 +28,24 @@ class TurnState(TypedDict, total=False):
 
 class AgentState(TypedDict, total=False):
     messages: list[MessageDict]
-    turn: TurnState
+    turn: TurnData
     session_approved: list[str]
     dropped: int  # oldest messages left out of the prompt so far (the window only moves forward)
 
 
-def message_to_dict(message: Message) -> MessageDict:
-    data: MessageDict = {"role": message.role, "content": message.content}
-    if message.tool_calls:
-        data["tool_calls"] = [call_to_dict(c) for c in message.tool_calls]
-    if message.raw is not None:
-        data["raw"] = message.raw
-    if message.stop_reason is not None:
-        data["stop_reason"] = message.stop_reason
-    if message.tool_name is not None:
-        data["tool_name"] = message.tool_name
-    return data
+def new_turn(start: int) -> TurnData:
+    return {"start": start, "steps": 0, "tool_failures": 0, "calls": 0, "pending": [], "executed": [], "outcome": ""}
+
+
+def untrusted_in_view(messages: Sequence[MessageDict], dropped: int) -> bool:
+    """A tool's output is in what the model sees (the window from `dropped` on), in this turn or an earlier one.
+    Only the agent's own notices (a denial, a withheld result, a parse error) are marked trusted."""
+    return any(m["role"] == "tool" and not m.get("notice") for m in messages[dropped:])
 
 
 def message_from_dict(data: MessageDict) -> Message:
+    spans = data.get("special_spans")
+    extra: dict[str, Any] = {} if spans is None else {"special_spans": tuple(tuple(s) for s in spans)}
     return Message(
         role=data["role"],
         content=data.get("content", ""),
@@ -54,11 +53,8 @@ def message_from_dict(data: MessageDict) -> Message:
         raw=data.get("raw"),
         stop_reason=data.get("stop_reason"),
         tool_name=data.get("tool_name"),
+        **extra,
     )
-
-
-def call_to_dict(call: ToolCall) -> CallDict:
-    return {"name": call.name, "arguments": dict(call.arguments), "call_id": call.call_id}
 
 
 def call_from_dict(data: CallDict) -> ToolCall:

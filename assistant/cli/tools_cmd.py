@@ -1,8 +1,9 @@
 """`assistant tools`: list the tools a policy gives the model, and run one exactly as the agent would.
 
-Without --policy both commands use the default policy with one change: code_interpreter is enabled. That stays safe
-because the default sandbox settings apply (isolation: required, so the code runs only inside bubblewrap, with no
-network and small limits); the web tools stay off (they need keys and send the query off the machine).
+Without --policy both commands use the default policy with code_interpreter enabled and Code Shield as the only
+guard (the model guards need downloads). That stays safe because the default sandbox settings apply (isolation:
+required, so the code runs only inside bubblewrap, with no network and small limits); the web tools stay off (they
+need keys and send the query off the machine). `tools run` takes the agent's own tool path (tools.executor).
 """
 
 from __future__ import annotations
@@ -17,7 +18,18 @@ import click
 
 from assistant.cli import exit_codes
 
-DEFAULT_POLICY_TEXT = "version: 1\ntools:\n  builtin:\n    code_interpreter: {enabled: true}\n"
+# Without --policy: code_interpreter on, and Code Shield as the only guard (no model downloads needed); pass the
+# agent's --policy to run every guard it runs.
+DEFAULT_POLICY_TEXT = """version: 1
+tools:
+  builtin:
+    code_interpreter: {enabled: true}
+stages:
+  user_input: {llama_guard: {enabled: false}, prompt_guard: {enabled: false}}
+  model_output: {llama_guard: {enabled: false}, code_shield: {enabled: true}}
+  tool_result: {prompt_guard: {enabled: false}}
+  code: {code_shield: {enabled: true}}
+"""
 
 
 def _emit(payload: dict[str, Any], code: int) -> NoReturn:
@@ -53,7 +65,8 @@ def tools() -> None:
 
 
 @tools.command("list")
-@click.option("--policy", "policy_file", type=click.Path(path_type=Path), help="Policy file (default: see above).")
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path),
+              help="Policy file (default: the built-in policy with code_interpreter on).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def list_tools(policy_file: Path | None, as_json: bool) -> None:
     """The tools with their side effects, policy status and argument schemas."""
@@ -81,12 +94,15 @@ def list_tools(policy_file: Path | None, as_json: bool) -> None:
 @tools.command("run")
 @click.argument("name")
 @click.option("--args", "args_json", required=True, help='Arguments as a JSON object, e.g. \'{"code": "print(1)"}\'.')
-@click.option("--policy", "policy_file", type=click.Path(path_type=Path), help="Policy file (default: see above).")
-def run_tool(name: str, args_json: str, policy_file: Path | None) -> None:
-    """Run NAME with the policy's rules and sandbox; print {"ok", "output", "error", "limits_hit"}.
+@click.option("--policy", "policy_file", type=click.Path(path_type=Path),
+              help="Policy file (default: the built-in policy with code_interpreter on and only Code Shield as guard).")
+@click.option("--approve", is_flag=True, help="Approve the call if the policy (or a guard) asks for a human.")
+def run_tool(name: str, args_json: str, policy_file: Path | None, approve: bool) -> None:
+    """Run NAME on the agent's own tool path: the policy's guards on the call (Code Shield on code), its rules, the
+    approval (--approve), the sandbox, and the guards on the result. Prints {"ok", "output", "error", "limits_hit"}.
 
-    Exit 0 when the tool ran (even if it failed), 3 when the policy refused it (approval cannot be given in this
-    non-interactive command), 2 on bad input.
+    Exit 0 when the tool ran (even if it failed), 3 when the policy or a guard refused it (or it needs approval and
+    --approve was not given), 4 on a guard error, 2 on bad input.
     """
     try:
         arguments = json.loads(args_json)
@@ -96,16 +112,42 @@ def run_tool(name: str, args_json: str, policy_file: Path | None) -> None:
         _bad_input(f"--args must be a JSON object, not {type(arguments).__name__}")
     policy, registry = _load(policy_file, json_errors=True)
 
+    from assistant.models import guard_model_dirs
+    from guards.pipeline import GuardPipeline
     from model.messages import BUILTIN_TOOLS, ToolCall
     from tools.base import ToolOutput
-    from tools.executor import execute_call
-    from tools.rules import TurnState
+    from tools.executor import ToolPath
 
     if name not in registry and name in BUILTIN_TOOLS:
         refusal = ToolOutput.failure(f"refused by the policy: {name} is not enabled "
                                      f"(tools.builtin.{name}.enabled)", refused=True)
         _emit(refusal.to_json(), exit_codes.REFUSED)
-    execution = asyncio.run(execute_call(ToolCall(name=name, arguments=arguments), registry, policy.tools,
-                                         TurnState()))
-    code = {"ran": exit_codes.OK, "refused": exit_codes.REFUSED, "invalid": exit_codes.BAD_INPUT}[execution.status]
-    _emit(execution.output.to_json(), code)
+    pipeline = GuardPipeline.from_policy(policy, model_dirs=guard_model_dirs(policy), policy_path=policy_file)
+    path = ToolPath({t.name: t for t in registry}, policy, pipeline)
+
+    async def approver(call: ToolCall, review: object) -> bool:
+        return approve
+
+    execution = asyncio.run(path.execute(ToolCall(name=name, arguments=arguments), approve=approver, interface="cli"))
+    review, ran = execution.review, execution.ran
+    if ran is None:
+        if review.action == "invalid":
+            _bad_input(f"unknown tool {name!r}: {review.reason}")
+        guard_error = review.judgement is not None and review.judgement.outcome == "error"
+        why = {"block": f"blocked by the guards ({review.judgement.stage if review.judgement else ''} stage)",
+               "deny": f"refused by the policy: {review.reason}",
+               "ask": f"needs approval (pass --approve): {review.reason}"}.get(review.action, review.reason)
+        _emit(ToolOutput.failure(why, refused=True).to_json(),
+              exit_codes.GUARD_ERROR if guard_error else exit_codes.REFUSED)
+    if ran.guard_error:
+        _emit(ToolOutput.failure(f"a guard failed on the result, so it was withheld: {ran.text}").to_json(),
+              exit_codes.GUARD_ERROR)
+    output = ran.output
+    if output.error and output.error.startswith(f"invalid arguments for {name}"):
+        _emit(output.to_json(), exit_codes.BAD_INPUT)
+    if output.refused:
+        _emit(output.to_json(), exit_codes.REFUSED)
+    payload = {"ok": output.ok and not ran.withheld, "output": ran.text,
+               "error": "the guards withheld the result" if ran.withheld else output.error,
+               "limits_hit": list(ran.limits_hit)}  # fmt: skip
+    _emit(payload, exit_codes.REFUSED if ran.withheld else exit_codes.OK)

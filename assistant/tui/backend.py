@@ -75,7 +75,7 @@ class AssistantSession:
         report(LoadProgress("main", "loading", self.model or self.policy.models.main.source))
         warm = asyncio.gather(*(self._warm_guard(name, dirs, report) for name in sorted(guards)))
         try:
-            self.assistant = await asyncio.to_thread(
+            built = await asyncio.to_thread(
                 Assistant.from_policy,
                 self.policy_path,
                 model=self.model,
@@ -83,6 +83,7 @@ class AssistantSession:
                 tiny_dir=self.tiny_dir,
                 db_path=self.db_path,
             )
+            self.assistant = built.replace(interface="tui")
             await self._load_main(report)
         except Exception as exc:
             warm.cancel()
@@ -198,19 +199,7 @@ class AssistantSession:
         """Delete the thread's checkpoints (what the model would see when the conversation continues)."""
         if self.assistant is None:
             return
-        forget = getattr(self.assistant, "delete_thread", None)
-        if forget is not None:
-            result = forget(thread_id)
-            if asyncio.iscoroutine(result):
-                await result
-            return
-        db_path = Path(self.assistant.db_path)
-        if not db_path.exists():
-            return
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-        async with AsyncSqliteSaver.from_conn_string(str(db_path)) as saver:
-            await saver.adelete_thread(thread_id)
+        await self.assistant.delete_thread(thread_id)
 
     def policy_text(self) -> str:
         if self.policy is None:

@@ -19,6 +19,7 @@ models:
   main: {{context_window: {context_window}, max_new_tokens: 16}}
 tools:
   approval_required: [send_email]
+  untrusted_content: allow  # these tests are about approval_required; the untrusted rule: test_invariant.py
 agent: {{max_steps: {max_steps}, max_tool_retries: 1}}
 """
 

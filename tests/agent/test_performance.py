@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from assistant.agent.performance import Performance
+from assistant.agent.deps import Performance
 from assistant.api import Assistant
 from assistant.events import Final, GuardVerdict, Refusal, TokenDelta, ToolResult
 from model.backends.base import GenerationParams
@@ -64,9 +64,7 @@ def make_bot(tmp_path: Path, app_tools: list[Any], *completions: str, guarded: b
     script = write_script(tmp_path, *completions)
     bot = Assistant.from_policy(policy, tools=app_tools, model=f"scripted:{script}", db_path=tmp_path / "t.sqlite",
                                 tiny_dir=TINY_DIR)  # fmt: skip
-    bot.backend = SlowScripted(script)
-    bot.performance = Performance(speculative=speculative)
-    return bot
+    return bot.replace(backend=SlowScripted(script), performance=Performance(speculative=speculative))
 
 
 async def test_streamed_answer_is_shown_chunk_by_chunk_after_each_check(tmp_path: Path, app_tools: list) -> None:
@@ -132,8 +130,9 @@ async def test_switches_off_give_the_same_answer(tmp_path: Path, app_tools: list
     bot = make_bot(tmp_path, app_tools, CALL_NEWS, SAFE + "<|eot_id|>", streaming=False, speculative=speculative)
     result = await bot.arun("what is the news", thread="t")
     assert result.text == SAFE and result.streamed_text == SAFE
-    outputs = [e for e in result.verdicts if e.stage == "model_output"]
-    assert len(outputs) == 1  # held and checked once, whole
+    after_tool = result.events[max(i for i, e in enumerate(result.events) if isinstance(e, ToolResult)) + 1 :]
+    outputs = [e for e in after_tool if isinstance(e, GuardVerdict) and e.stage == "model_output"]
+    assert len(outputs) == 1  # the answer: held and checked once, whole
 
 
 async def test_without_output_guards_the_answer_streams_as_generated(tmp_path: Path, app_tools: list) -> None:

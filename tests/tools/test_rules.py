@@ -1,4 +1,4 @@
-"""The policy's tool rules (pure) and the executor that applies them before anything runs."""
+"""The policy's tool rules (pure) and the one tool path (tools.executor.ToolPath) that applies them."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from guards.policy import parse_policy_text
 from model.messages import ToolCall
-from tools import ToolRegistry, TurnState, check_call, execute_call, tool
+from tools import ToolPath, TurnState, check_call, tool
 
 POLICY = """
 version: 1
@@ -53,12 +53,6 @@ def test_json_schema_constraints_and_approval(tools_config) -> None:  # type: ig
     assert decision.action == "ask" and decision.rule == "approval_required"
 
 
-def test_calls_per_turn(tools_config) -> None:  # type: ignore[no-untyped-def]
-    state = TurnState().after_call().after_call()
-    assert state.calls_this_turn == 2
-    assert decide(tools_config, "anything", {}, state) == "deny"
-
-
 def test_untrusted_content_gates_side_effects_only(tools_config) -> None:  # type: ignore[no-untyped-def]
     tainted = TurnState(untrusted_content=True)
     assert decide(tools_config, "send", {}, tainted, side_effects=True) == "ask"
@@ -70,7 +64,19 @@ def test_untrusted_content_gates_side_effects_only(tools_config) -> None:  # typ
     assert check_call(ToolCall("send", {}), tools_config, tainted).action == "ask"
 
 
-async def test_executor_asks_the_injected_approver(tools_config) -> None:  # type: ignore[no-untyped-def]
+class NoGuards:
+    """A pipeline whose stages have no guards enabled (the tool path's guards are tested end to end in tests/agent)."""
+
+    def enabled_guards(self, stage: str) -> list[str]:
+        return []
+
+    async def check(self, stage: str, text: str, **kwargs):  # type: ignore[no-untyped-def]
+        from guards.verdict import StageResult
+
+        return StageResult.from_verdicts(stage, [])
+
+
+async def test_tool_path_asks_the_injected_approver(tools_config) -> None:  # type: ignore[no-untyped-def]
     paid: list[float] = []
 
     @tool(side_effects=True)
@@ -79,26 +85,32 @@ async def test_executor_asks_the_injected_approver(tools_config) -> None:  # typ
         paid.append(amount)
         return "paid"
 
-    registry = ToolRegistry([pay])
+    policy = parse_policy_text(POLICY)
+    path = ToolPath({"pay": pay}, policy, NoGuards())
     asked = []
 
-    async def yes(call, decision):  # type: ignore[no-untyped-def]
-        asked.append((call.name, decision.rule))
+    async def yes(call, review):  # type: ignore[no-untyped-def]
+        asked.append((call.name, review.rule))
         return True
 
-    async def no(call, decision):  # type: ignore[no-untyped-def]
+    async def no(call, review):  # type: ignore[no-untyped-def]
         return False
 
-    refused = await execute_call(ToolCall("pay", {"amount": 5}), registry, tools_config, TurnState())
-    assert refused.status == "refused" and refused.output.refused and paid == []
-    denied = await execute_call(ToolCall("pay", {"amount": 5}), registry, tools_config, TurnState(), approve=no)
-    assert denied.status == "refused" and paid == []
-    ran = await execute_call(ToolCall("pay", {"amount": 5}), registry, tools_config, TurnState(), approve=yes)
-    assert ran.status == "ran" and ran.output.output == "paid" and paid == [5.0]
-    assert asked == [("pay", "approval_required")]
-    assert ran.state == TurnState(calls_this_turn=1, untrusted_content=True)
-    invalid = await execute_call(ToolCall("pay", {"amount": 5, "memo": "x"}), registry, tools_config, TurnState(),
-                                 approve=yes)
-    assert invalid.status == "invalid" and paid == [5.0]
-    unknown = await execute_call(ToolCall("nope", {}), registry, tools_config, TurnState())
-    assert unknown.status == "invalid" and "unknown tool" in (unknown.output.error or "")
+    refused = await path.execute(ToolCall("pay", {"amount": 5}))
+    assert refused.review.action == "ask" and refused.ran is None and paid == []
+    denied = await path.execute(ToolCall("pay", {"amount": 5}), approve=no)
+    assert denied.ran is None and paid == []
+    ran = await path.execute(ToolCall("pay", {"amount": 5}), approve=yes)
+    assert ran.ran is not None and ran.ran.text == "paid" and paid == [5.0]
+    assert asked == [("pay", "approval_required")] and refused.review.session_waivable
+    invalid = await path.execute(ToolCall("pay", {"amount": 5, "memo": "x"}), approve=yes)
+    assert invalid.ran is not None and not invalid.ran.output.ok and paid == [5.0]
+    assert "invalid arguments" in invalid.ran.text  # the model reads the error it must correct
+    unknown = await path.execute(ToolCall("nope", {}))
+    assert unknown.review.action == "invalid" and "no tool named" in unknown.review.reason
+
+
+def test_untrusted_content_is_named_before_approval_required(tools_config) -> None:  # type: ignore[no-untyped-def]
+    """A session approval may waive approval_required only: when both apply, the rule named is untrusted_content."""
+    decision = check_call(ToolCall("pay", {"amount": 5}), tools_config, TurnState(untrusted_content=True))
+    assert decision.action == "ask" and decision.rule == "untrusted_content"

@@ -19,8 +19,6 @@ from assistant.tui.backend import AssistantSession
 from assistant.tui.screens.approval import ApprovalScreen
 from assistant.tui.widgets.messages import AssistantMessage, ToolCallView, UserMessage
 
-pytest.importorskip("assistant.api")
-
 REPO = Path(__file__).resolve().parents[2]
 TINY_DIR = REPO / ".cache" / "tiny-models"
 POLICY = """\

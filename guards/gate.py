@@ -1,0 +1,142 @@
+"""The one rule every text passes before it moves (docs/AGENT.md, "The invariant").
+
+A text is shown to the user, given to the model or given to a tool only after `judge` ran, on exactly that text and
+its conversation, every stage that the text's path names in `PATHS`, and only when the outcome lets it through. The
+agent, the tool path (`tools.executor`), the CLI, the server and MCP all call `judge`; none calls a stage itself.
+
+Outcomes: `pass`; `ask` (a guard asked for a human; only the tool-call path has one, elsewhere `ask` blocks);
+`block`; `error` (a guard failed: always blocks, reported as a guard error). Stages run in the row's order; the
+first one that does not pass ends the judgement, so a later stage never sees a text an earlier one blocked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Path = Literal["user_text", "completion", "tool_call", "tool_result"]
+Outcome = Literal["pass", "ask", "block", "error"]
+
+
+@dataclass(frozen=True)
+class Check:
+    stage: str
+    role: str  # whose text, for Llama Guard: user (or third-party) / assistant
+    code: bool = False  # judges the call's code (code_interpreter) instead of the path's text
+
+
+# path -> the stages that judge its text, in order. Docs: docs/AGENT.md, "The invariant".
+PATHS: dict[str, tuple[Check, ...]] = {
+    "user_text": (Check("user_input", "user"),),
+    # every model completion, answer or tool call, its whole raw text, before any part is shown or executed
+    "completion": (Check("model_output", "assistant"),),
+    # a proposed call (JSON of name and arguments) and, for code_interpreter, its code
+    "tool_call": (Check("tool_call", "assistant"), Check("code", "assistant", code=True)),
+    # what the model will read and the user will be shown: the same text, judged as third-party text for the
+    # model and as model-derived text for the user
+    "tool_result": (Check("tool_result", "user"), Check("model_output", "assistant")),
+}
+ASKABLE: frozenset[str] = frozenset({"tool_call"})  # paths where a guard's `ask` reaches a human
+
+
+@dataclass(frozen=True)
+class Judgement:
+    path: str
+    text: str  # exactly the text judged (the one allowed to move when `passed`)
+    outcome: Outcome
+    results: tuple[Any, ...]  # guards.verdict.StageResult, in order
+    flags: tuple[str, ...] = ()  # the guards that asked, for the human's approval request
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "pass"
+
+    @property
+    def stops(self) -> bool:
+        return self.outcome in ("block", "error")
+
+    @property
+    def last(self) -> Any:
+        return self.results[-1] if self.results else None
+
+    @property
+    def stage(self) -> str:
+        return self.last.stage if self.results else ""
+
+
+def outcome_of(result: Any, *, askable: bool) -> Outcome:
+    """The one reading of a StageResult: a guard error blocks (fail closed), `ask` blocks where nobody is asked."""
+    if result.error is not None and result.decision != "allow":
+        return "error"
+    if result.decision == "block" or (result.decision == "ask" and not askable):
+        return "block"
+    return "ask" if result.decision == "ask" else "pass"
+
+
+def describe_flags(result: Any) -> tuple[str, ...]:
+    """Each verdict that asked, as the human reads it: stage, guard, categories, score."""
+    out = []
+    for v in result.verdicts:
+        if v.decision != "ask":
+            continue
+        parts = [f"{v.stage} stage", v.guard]
+        if v.categories:
+            parts.append("categories " + ",".join(v.categories))
+        if v.score is not None:
+            parts.append(f"score {v.score:.2f}")
+        out.append(" / ".join(parts))
+    return tuple(out)
+
+
+async def judge(
+    pipeline: Any,
+    path: Path,
+    text: str,
+    *,
+    conversation: Sequence[tuple[str, str]] = (),
+    code: str | None = None,
+    thread_id: str | None = None,
+    on_result: Callable[[Any], None] | None = None,
+) -> Judgement:
+    """Judge `text` (and `code`, for a code_interpreter call) on the path's stages; `on_result` sees each stage's
+    result as it comes (the agent emits the verdicts)."""
+    askable = path in ASKABLE
+    results: list[Any] = []
+    flags: list[str] = []
+    outcome: Outcome = "pass"
+    for check in PATHS[path]:
+        checked = code if check.code else text
+        if checked is None:
+            continue
+        result = await pipeline.check(
+            check.stage, checked, role=check.role, conversation=conversation,
+            language="python" if check.code else None, thread_id=thread_id,
+        )  # fmt: skip
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
+        step = outcome_of(result, askable=askable)
+        if step in ("block", "error"):
+            return Judgement(path, text, step, tuple(results), tuple(flags))
+        if step == "ask":
+            outcome = "ask"
+            flags.extend(describe_flags(result))
+    return Judgement(path, text, outcome, tuple(results), tuple(flags))
+
+
+def record(pipeline: Any, kind: str, *, thread_id: str | None = None, text: str | None = None, **fields: Any) -> None:
+    """An audit record beyond verdicts (tool runs, approvals, refusals, errors, run starts) through the pipeline's
+    `record` (interfaces.md seed 1); a pipeline without one (a test double) records nothing."""
+    method = getattr(pipeline, "record", None)
+    if callable(method):
+        method(kind, thread_id=thread_id, text=text, **fields)
+
+
+def policy_hash(policy: Any) -> str:
+    """sha256 of the policy as validated (canonical JSON): which rules a run ran under, for the audit log."""
+    import hashlib
+    import json
+
+    data = policy.model_dump(mode="json") if hasattr(policy, "model_dump") else repr(policy)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
