@@ -83,6 +83,24 @@ class TimedBackend:
             self._observe(time.perf_counter() - started)
 
 
+def with_changes(bot: Any, **changes: Any) -> Any:
+    """A changed copy of an Assistant; fields this version of it lacks are left out."""
+    names = {f.name for f in dataclasses.fields(bot)}
+    return dataclasses.replace(bot, **{k: v for k, v in changes.items() if k in names})
+
+
+def agent_deps(bot: Any) -> Any:
+    """The Assistant's AgentDeps (a cached property in the current API, a method before)."""
+    deps = getattr(bot, "deps", None)
+    return deps if deps is not None and not callable(deps) else bot._deps()
+
+
+def stream_options(agent: Any) -> dict[str, Any]:
+    import inspect
+
+    return {"interface": "server"} if "interface" in inspect.signature(agent.stream).parameters else {}
+
+
 class Bridge:
     """Builds (and caches, per set of client tools) the server's variant of the agent graph."""
 
@@ -132,7 +150,7 @@ class Bridge:
         self.seeds[thread_id] = seed
         try:
             agent = Agent(deps, saver, compiled=compiled)
-            async for event in agent.stream(user_text, thread_id=thread_id, interface="server"):
+            async for event in agent.stream(user_text, thread_id=thread_id, **stream_options(agent)):
                 yield event
         finally:
             self.seeds.pop(thread_id, None)

@@ -72,12 +72,13 @@ class Server:
 
     async def _load(self) -> None:
         from assistant.api import Assistant
-        from assistant.server.agent_bridge import Bridge, TimedBackend
+        from assistant.server.agent_bridge import Bridge, TimedBackend, agent_deps, with_changes
 
         s = self.settings
         bot = await asyncio.to_thread(Assistant.from_policy, s.policy_path, model=s.model, db_path=s.db_path,
                                       tiny_dir=s.tiny_dir)  # fmt: skip
-        bot = bot.replace(backend=TimedBackend(bot.backend, self.metrics.model_latency.observe), interface="server")
+        bot = with_changes(bot, backend=TimedBackend(bot.backend, self.metrics.model_latency.observe),
+                           interface="server")  # fmt: skip
         self.db_path = Path(bot.db_path)
         from assistant.storage import shared_owners  # storage: postgres -> one owners table for every replica
 
@@ -91,7 +92,7 @@ class Server:
                 self.load_errors.append(f"{name}: {type(result).__name__}: {result}")
                 log.error("%s failed to load: %s", name, result)
         self.assistant = bot
-        self.bridge = Bridge(bot.deps)
+        self.bridge = Bridge(agent_deps(bot))
         self.ready = True
 
     def authenticate(self, request: Any) -> str:
