@@ -105,3 +105,6 @@ class RefusalsConfig(PolicyModel):
 class AuditConfig(PolicyModel):
     path: NonEmptyStr | None = None  # None = <data dir>/audit.jsonl
     texts: Literal["full", "hash", "redact"] = "hash"  # how checked texts are stored in the audit records
+    # After every record the chain head (seq, hash) is written beside the log (`<log>.head`); this also sends it to
+    # syslog (facility AUTH), an outside copy that deleting the log's end together with its head file cannot undo.
+    head_syslog: Flag = False

@@ -402,3 +402,20 @@ def test_report_counts_records_per_kind(tmp_path: Path) -> None:
     report = verify_audit_log(path)
     assert report.kinds == {"run_start": 1, "tool_run": 1, "verdict": 2}
     assert report.to_dict()["kinds"] == report.kinds
+
+
+def test_policy_can_send_every_head_to_syslog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import syslog
+
+    from guards.pipeline import GuardPipeline
+    from guards.policy import parse_policy_text
+
+    sent: list[tuple[int, str]] = []
+    monkeypatch.setattr(syslog, "syslog", lambda priority, message: sent.append((priority, message)))
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text("version: 1\naudit: {path: audit.jsonl, head_syslog: true}\n")
+    pipe = GuardPipeline.from_policy(parse_policy_text(policy_file.read_text()), runners={}, audit=True,
+                                     policy_path=policy_file)  # fmt: skip
+    pipe.record("run_start", policy_hash="0" * 64)
+    (record,) = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert sent == [(syslog.LOG_INFO, f"audit head log={tmp_path / 'audit.jsonl'} seq=0 hash={record['hash']}")]
