@@ -201,7 +201,7 @@ def _ms(started: float) -> float:
 def audit_sink_for(policy: Any, policy_path: Path | None = None) -> AuditSink | None:
     """The policy's hash-chained audit log as a sink (`audit.path` relative to the policy file's folder)."""
     from assistant.home import data_dir
-    from guards.audit import AuditLog
+    from guards.audit import AuditLog, syslog_head_sink
 
     configured = policy.audit.path
     if configured is None:
@@ -210,7 +210,8 @@ def audit_sink_for(policy: Any, policy_path: Path | None = None) -> AuditSink | 
         path = Path(configured).expanduser()
         if not path.is_absolute() and policy_path is not None:
             path = policy_path.parent / path
-    return PolicyAuditSink(AuditLog(path, texts=policy.audit.texts))
+    head_sink = syslog_head_sink() if getattr(policy.audit, "head_syslog", False) else None
+    return PolicyAuditSink(AuditLog(path, texts=policy.audit.texts, head_sink=head_sink))
 
 
 @dataclass(frozen=True)
