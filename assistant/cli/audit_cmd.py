@@ -1,4 +1,4 @@
-"""`assistant audit verify FILE` and `assistant audit show FILE`.
+"""`assistant audit verify FILE...` and `assistant audit show FILE`.
 
 verify: check the hash chain (strictly parsed records) and compare the log with its head file (`FILE.head`, or
 `--head PATH` for a copy kept elsewhere). Exit 0: intact (a torn last line from a crash and a missing head file are
@@ -28,20 +28,31 @@ def audit() -> None:
 
 
 @audit.command("verify")
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--head", "head_file", type=click.Path(path_type=Path), default=None,
-              help="Head file to compare with (default: FILE.head beside the log).")  # fmt: skip
+              help="Head file to compare with (default: FILE.head beside each log); one FILE only.")  # fmt: skip
 @click.option("--no-head", is_flag=True, help="Check the chain only, not against a head file.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-def verify(file: Path, head_file: Path | None, no_head: bool, as_json: bool) -> None:
-    """Check every record of FILE: exit 0 intact, 1 tampered, 2 unreadable."""
+@click.option("--json", "as_json", is_flag=True, help="Print each report as one JSON object (one line per FILE).")
+def verify(files: tuple[Path, ...], head_file: Path | None, no_head: bool, as_json: bool) -> None:
+    """Check every record of each FILE (e.g. one chain per replica): exit 0 all intact, 1 any tampered,
+    2 any unreadable."""
+    if head_file is not None and len(files) != 1:
+        click.echo("error: --head compares one log with one head file; give one FILE", err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+    outcomes = [_verify_one(file, head_file, no_head, as_json) for file in files]
+    if TAMPERED in outcomes:
+        sys.exit(TAMPERED)
+    sys.exit(exit_codes.BAD_INPUT if exit_codes.BAD_INPUT in outcomes else exit_codes.OK)
+
+
+def _verify_one(file: Path, head_file: Path | None, no_head: bool, as_json: bool) -> int:
     from guards.audit import AuditLogUnreadable, verify_audit_log
 
     try:
         report = verify_audit_log(file, head=False if no_head else (head_file or True))
     except AuditLogUnreadable as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(exit_codes.BAD_INPUT)
+        return exit_codes.BAD_INPUT
     if as_json:
         click.echo(json.dumps(report.to_dict()))
     elif report.intact:
@@ -71,7 +82,7 @@ def verify(file: Path, head_file: Path | None, no_head: bool, as_json: bool) -> 
             "a crash); it is not part of the chain and was not verified",
             err=True,
         )
-    sys.exit(exit_codes.OK if report.intact else TAMPERED)
+    return exit_codes.OK if report.intact else TAMPERED
 
 
 @audit.command("show")

@@ -117,3 +117,15 @@ def test_show_prints_a_table_filtered_by_thread_and_kind(tmp_path: Path) -> None
     assert len(tools) == 2 and "tool_run" in tools[1]
     missing = CliRunner().invoke(cli, ["audit", "show", str(tmp_path / "nope.jsonl")])
     assert missing.exit_code == 2 and "cannot read audit log" in missing.output
+
+
+def test_several_logs_at_once_exit_with_the_worst_outcome(tmp_path: Path) -> None:
+    good, bad = tmp_path / "audit.a.jsonl", tmp_path / "audit.b.jsonl"
+    _log(good)
+    _log(bad, 4)
+    bad.write_text("".join(bad.read_text().splitlines(keepends=True)[:2]))
+    both = _verify(str(good), str(bad))
+    assert both.exit_code == 1 and f"{good}: intact" in both.output and "records 2..3 are missing" in both.output
+    assert _verify(str(good), str(tmp_path / "audit.c.jsonl")).exit_code == 2
+    assert _verify(str(good), str(good)).exit_code == 0
+    assert _verify("--head", str(tmp_path / "x.head"), str(good), str(bad)).exit_code == 2
