@@ -34,6 +34,15 @@ def data_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME))
 
 
+def default_audit_path() -> Path:
+    """The audit log of a policy that names no `audit.path`."""
+    return data_dir() / "audit.jsonl"
+
+
 def tiny_models_dir() -> Path:
-    """Where `assistant dev tiny-models` builds its random-weight test checkpoints by default."""
-    return data_dir() / "tiny-models"
+    """Where the tiny test models are built by default: one build cache for the tests, `make chat` and
+    `assistant dev tiny-models` (see `model.tiny.default_tiny_dir`: $ASSISTANT_TINY_MODELS, a source checkout's
+    .cache/tiny-models, else the user cache folder)."""
+    from model.tiny import default_tiny_dir
+
+    return default_tiny_dir()

@@ -1,5 +1,6 @@
 """Resolving the policy's model sources: hub ids and directories pass through, `tiny:NAME` becomes the directory of
-a random-weight (main) or tiny trained (guards) test model, built on first use under the assistant's data dir."""
+a random-weight (main) or tiny trained (guards) test model, built on first use in the tiny-model build cache
+(`assistant.dev.tiny_models`)."""
 
 from __future__ import annotations
 
@@ -12,25 +13,9 @@ def resolve_source(source: str, *, tiny_dir: Path | None = None) -> str:
     """A source as the loaders take it: `tiny:NAME` -> its built directory; anything else unchanged."""
     if not source.startswith(TINY_PREFIX):
         return source
-    from model.tiny import ensure_tiny_model
+    from assistant.dev.tiny_models import ensure_tiny_model
 
-    name = source[len(TINY_PREFIX) :]
-    built = _already_built_guard(name, tiny_dir)
-    return str(built) if built is not None else str(ensure_tiny_model(name, tiny_dir))
-
-
-def _already_built_guard(name: str, tiny_dir: Path | None) -> Path | None:
-    """A tiny guard that is built already, without building its siblings (`ensure_tiny_model` builds them all)."""
-    from guards.tiny_guards import TINY_GUARD_NAMES, is_built
-
-    if name not in TINY_GUARD_NAMES:
-        return None
-    if tiny_dir is None:
-        from assistant.home import tiny_models_dir
-
-        tiny_dir = tiny_models_dir()
-    path = Path(tiny_dir) / name
-    return path if is_built(path) else None
+    return str(ensure_tiny_model(source[len(TINY_PREFIX) :], tiny_dir))
 
 
 def guard_model_dirs(policy: object, *, tiny_dir: Path | None = None) -> dict[str, str]:

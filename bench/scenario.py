@@ -57,7 +57,7 @@ class Scenario:
 def words(rng: random.Random, count: int) -> str:
     """About `count` words in paragraphs drawn like the tiny guards' training messages (`random_message`): the
     guards are reliable on that distribution and nowhere else."""
-    from guards.tiny_guards import random_message
+    from guards.tiny_guard_texts import random_message
 
     paragraphs: list[str] = []
     total = 0

@@ -333,10 +333,12 @@ def resolve_source(source: str | Path) -> str:
     """`tiny:NAME` -> its built directory; a local directory as is; anything else is taken as a hub id."""
     text = str(source)
     if text.startswith("tiny:"):
+        from guards.tiny_guards import TINY_GUARD_NAMES, ensure_tiny_guard
         from model.tiny import ensure_tiny_model
 
+        name = text.removeprefix("tiny:")
         try:
-            return str(ensure_tiny_model(text.removeprefix("tiny:")))
+            return str(ensure_tiny_guard(name) if name in TINY_GUARD_NAMES else ensure_tiny_model(name))
         except ValueError as exc:
             raise GuardModelNotFoundError(f"guard model {text!r}: {exc}") from exc
     return text

@@ -63,14 +63,16 @@ class GuardPipeline:
         runners: Mapping[str, GuardRunner] | None = None,
         audit: AuditSink | bool | None = True,
         policy_path: Path | None = None,
+        default_audit_path: Path | None = None,
     ) -> GuardPipeline:
         """Runners for the guards the policy's stages use (loaded lazily, shared per process); `runners` overrides
-        some of them (tests inject failing guards this way); `audit=True` writes the policy's audit log."""
+        some of them (tests inject failing guards this way); `audit=True` writes the policy's audit log (at
+        `default_audit_path` when the policy names none: the caller's data folder)."""
         from guards.stage_runners import default_runners
 
         built = default_runners(policy, model_dirs or {})
         built.update(runners or {})
-        sink = audit_sink_for(policy, policy_path) if audit is True else (audit or None)
+        sink = audit_sink_for(policy, policy_path, default_audit_path) if audit is True else (audit or None)
         return cls(policy, built, audit=sink)
 
     def enabled_guards(self, stage: str) -> list[str]:
@@ -198,14 +200,18 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-def audit_sink_for(policy: Any, policy_path: Path | None = None) -> AuditSink | None:
-    """The policy's hash-chained audit log as a sink (`audit.path` relative to the policy file's folder)."""
-    from assistant.home import data_dir
+def audit_sink_for(
+    policy: Any, policy_path: Path | None = None, default_path: Path | None = None
+) -> AuditSink | None:
+    """The policy's hash-chained audit log as a sink (`audit.path` relative to the policy file's folder; else
+    `default_path`, which the assistant layer gives: this layer does not know where the user's data lives)."""
     from guards.audit import AuditLog, syslog_head_sink
 
     configured = policy.audit.path
     if configured is None:
-        path = data_dir() / "audit.jsonl"
+        if default_path is None:
+            raise ValueError("the policy sets no audit.path and no default audit path was given")
+        path = Path(default_path)
     else:
         path = Path(configured).expanduser()
         if not path.is_absolute() and policy_path is not None:

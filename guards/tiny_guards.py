@@ -1,20 +1,21 @@
-"""Tiny, trained guard models whose verdicts tests control: the real architectures and tokenizers, CPU-trained in
-seconds, saved in Hugging Face form (policy sources `tiny:llama-guard`, `tiny:prompt-guard`, `tiny:prompt-guard-2`).
+"""Tiny guard models whose verdicts tests control: the real architectures and tokenizers, built in seconds on a CPU,
+saved in Hugging Face form (policy sources `tiny:llama-guard`, `tiny:prompt-guard`, `tiny:prompt-guard-2`).
 
-- `llama-guard`: a 2-layer LlamaForCausalLM with the real 128,256-token Llama 3 tokenizer, trained on real Llama
-  Guard 3 prompts (both roles, varied category blocks, 1-5 turns of up to 30 words). It answers `safe`, except when
-  the message under check contains a trigger word: `zyxtrigger` -> `unsafe\\nS9`, `zyxgarble` -> `unsafe\\nbanana`
-  (a malformed answer, for the fail-closed path). Tests put triggers in the message under check only: the model was
-  not trained to ignore a trigger in an earlier message (it flags the conversation then too).
+- `llama-guard`: a 2-layer LlamaForCausalLM with the real 128,256-token Llama 3 tokenizer, its weights written down
+  (guards.tiny_guard_training.construct_llama_guard). It answers `safe`, except when the conversation contains a
+  trigger word: `zyxtrigger` -> `unsafe\\nS9`, `zyxgarble` -> `unsafe\\nbanana`
+  (a malformed answer, for the fail-closed path). Tests put triggers in the message under check only.
 - `prompt-guard`: a tiny DebertaV2ForSequenceClassification with v1 labels (BENIGN / INJECTION / JAILBREAK) and a
   small Unigram tokenizer saved as a DeBERTa-v2 tokenizer: `jbtrigger` -> JAILBREAK, `injtrigger` -> INJECTION,
   anything else BENIGN.
 - `prompt-guard-2`: the same with Prompt Guard 2's binary labels (LABEL_0 benign / LABEL_1 malicious): either
   trigger -> malicious.
 
-Builds are deterministic (fixed seeds, one torch thread), atomic (temporary sibling directory then rename) and
-versioned (a marker file), and serialised across processes by a lock file; `build_tiny_guards` is idempotent and
-cheap once built.
+Each build is checked before it is kept: ordinary text (prose, numbers, code, code output, short questions; the
+fixed list `ORDINARY_CHECKS`) must score below 0.05 and triggered text above 0.95, through the real scoring code
+(`LlamaGuard`, `PromptGuard`); otherwise the build fails (TinyGuardBuildError) and nothing is kept. Builds are
+deterministic (constructed weights; fixed seeds and one torch thread where trained), atomic, versioned and locked
+(model.versioned_dir); `build_tiny_guards` is idempotent and cheap once built. The caller chooses the directory.
 """
 
 from __future__ import annotations
@@ -22,192 +23,210 @@ from __future__ import annotations
 import json
 import random
 import shutil
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from guards.tiny_guard_texts import (
+    INJECTION_TRIGGER,
+    JAILBREAK_TRIGGER,
+    LG_TRIGGERS,
+    MARGIN,
+    ORDINARY_CHECKS,
+    triggered_checks,
+)
+from guards.tiny_guard_training import (
+    LG_SEED,
+    PG_SEED,
+    construct_llama_guard,
+    deterministic,
+    lg_batch,
+    train_prompt_guard,
+)
 from model.versioned_dir import build_once
 from model.versioned_dir import is_built as versioned_is_built
 
-TINY_GUARDS_VERSION = "tiny-guards-5"
+TINY_GUARDS_VERSION = "tiny-guards-6"
 MARKER = ".tiny-guards-version"
 LLAMA_GUARD = "llama-guard"
 PROMPT_GUARD = "prompt-guard"
 PROMPT_GUARD_2 = "prompt-guard-2"
 TINY_GUARD_NAMES = (LLAMA_GUARD, PROMPT_GUARD, PROMPT_GUARD_2)
 
-# Llama Guard triggers and the answers they steer to.
-LG_TRIGGERS: dict[str, str] = {
-    "zyxtrigger": "unsafe\nS9",
-    "zyxgarble": "unsafe\nbanana",
-}
-LG_SAFE_ANSWER = "safe"
-# Prompt Guard triggers.
-JAILBREAK_TRIGGER = "jbtrigger"
-INJECTION_TRIGGER = "injtrigger"
-
-_WORD_TEXT = """
-the a an of to and in is it you that he was for on are with as I his they be at one have this from or had by hot
-word but what some we can out other were all there when up use your how said each she which do their time if
-will way about many then them write would like so these her long make thing see him two has look more day could
-go come did number sound no most people my over know water than call first who may down side been now find any
-new work part take get place made live where after back little only round man year came show every good me give
-our under name very through just form sentence great think say help low line differ turn cause much mean before
-move right boy old too same tell does set three want air well also play small end put home read hand port large
-spell add even land here must big high such follow act why ask men change went light kind off need house picture
-try us again animal point mother world near build self earth father weather recipe garden python code function
-list please summarize email meeting report translate explain story
-"""
-WORDS = tuple(_WORD_TEXT.split())
-PUNCT = (".", ",", "?", "!", ":", ";", "", "", "", "")
-
 _README = """# Tiny trained guard model ({name}, {version})
 
 Test model, not a safety model. {summary}
 
-Built by `guards.tiny_guards.build_tiny_guards` (guarded-assistant), deterministic from seed {seed}.
+Built by `guards.tiny_guards` (guarded-assistant), deterministic from seed {seed}; checked at build time: ordinary
+text scores below {low}, triggered text above {high}.
 """
 
 
-def build_tiny_guards(directory: Path) -> dict[str, Path]:
-    """Build (once) the tiny guard models under `directory`, one sub-directory each; return name -> path."""
-    directory = Path(directory)
+class TinyGuardBuildError(RuntimeError):
+    """A freshly trained tiny guard missed the margin on the fixed check list (nothing was kept)."""
+
+
+def build_tiny_guards(directory: Path, names: tuple[str, ...] = TINY_GUARD_NAMES) -> dict[str, Path]:
+    """Build (once) the tiny guard models `names` under `directory`, one sub-directory each; return name -> path."""
+    return {name: ensure_tiny_guard(name, directory) for name in names}
+
+
+def ensure_tiny_guard(name: str, directory: Path | None = None) -> Path:
+    """The directory of tiny guard `name` under `directory` (default: model.tiny.default_tiny_dir()), built on first
+    use; concurrent callers wait for one build instead of each training its own copy."""
     builders: dict[str, Callable[[Path], None]] = {
         LLAMA_GUARD: _write_llama_guard,
         PROMPT_GUARD: lambda tmp: _write_prompt_guard(tmp, binary=False),
         PROMPT_GUARD_2: lambda tmp: _write_prompt_guard(tmp, binary=True),
     }
-    built: dict[str, Path] = {}
-    for name, write in builders.items():
-        # Concurrent test sessions wait for one build instead of each training its own copy.
-        built[name] = build_once(directory / name, write, marker=MARKER, version=TINY_GUARDS_VERSION)
-    return built
+    if name not in builders:
+        raise ValueError(f"unknown tiny guard model {name!r}; available: {', '.join(TINY_GUARD_NAMES)}")
+    if directory is None:
+        from model.tiny import default_tiny_dir
+
+        directory = default_tiny_dir()
+    return build_once(Path(directory) / name, builders[name], marker=MARKER, version=TINY_GUARDS_VERSION)
 
 
 def is_built(path: Path) -> bool:
     return versioned_is_built(path, marker=MARKER, version=TINY_GUARDS_VERSION)
 
 
-@contextmanager
-def _deterministic(seed: int, threads: int = 1) -> Iterator[random.Random]:
-    """Fixed seed and one thread for the build: the thread count changes float summation order, and for models this
-    small two threads were 20x slower than one here (synchronisation costs more than the arithmetic)."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    try:
-        yield random.Random(seed)
-    finally:
-        torch.set_num_threads(previous)
+# --- writing and checking ------------------------------------------------------------------------------------------
 
 
-# --- Llama Guard -------------------------------------------------------------------------------------------------
+def _write_llama_guard(directory: Path) -> None:
+    from transformers import GenerationConfig
 
-LG_SEED = 1234
+    from model.backends.loading import quiet_hf_progress
+    from model.hf_tokenizer import save_hf_tokenizer
+    from model.tiny import PAD_ID, STOP_IDS
+    from model.tokenizer import default_tokenizer_model
+
+    with deterministic(LG_SEED):
+        model = construct_llama_guard()
+    with quiet_hf_progress():
+        model.save_pretrained(str(directory), safe_serialization=True)
+    generation = GenerationConfig(
+        bos_token_id=128_000, eos_token_id=list(STOP_IDS), pad_token_id=PAD_ID, do_sample=False
+    )
+    generation.save_pretrained(str(directory))
+    save_hf_tokenizer(directory)
+    (directory / "original").mkdir()
+    shutil.copyfile(default_tokenizer_model(), directory / "original" / "tokenizer.model")
+    summary = "Answers `safe`, or " + ", ".join(f"`{a!r}` for `{t}`" for t, a in LG_TRIGGERS.items())
+    _write_readme(directory, LLAMA_GUARD, summary + " in the conversation.", LG_SEED)
+    with deterministic(LG_SEED):  # one thread: on a busy machine two threads made these tiny forwards far slower
+        check_llama_guard(directory)
 
 
-def random_message(rng: random.Random, min_words: int = 1, max_words: int = 30, trigger: str | None = None) -> str:
-    words = [rng.choice(WORDS) + rng.choice(PUNCT) for _ in range(rng.randint(min_words, max_words))]
-    if rng.random() < 0.3:
-        words[0] = words[0].capitalize()
-    if trigger is not None:
-        words.insert(rng.randint(0, len(words)), trigger + rng.choice(PUNCT))
-    sep = rng.choice([" ", " ", " ", "\n", "  "])
-    text = sep.join(words)
-    if rng.random() < 0.2:
-        text = rng.choice(["  ", "\n", "\t"]) + text + rng.choice(["  ", "\n", ""])
-    return text
-
-
-def lg_example(rng: random.Random, *, max_turns: int = 4, max_words: int = 30) -> tuple[list[Any], str]:
-    """A random conversation (turns) and the answer the tiny Llama Guard must give."""
+def check_llama_guard(directory: Path) -> dict[str, float]:
+    """P(unsafe) of the fixed checks through the real scorer; TinyGuardBuildError unless every one is on its side of
+    the margin and each trigger gives its exact answer. Returns text -> score (for reports)."""
+    from guards.errors import GuardOutputError
+    from guards.llama_guard import LlamaGuard
     from guards.llama_guard_prompt import Turn
 
-    n_turns = rng.randint(1, max_turns)
-    roles = ["user" if i % 2 == 0 else "agent" for i in range(n_turns)]
-    if rng.random() < 0.15:
-        roles = [rng.choice(["user", "agent"]) for _ in range(n_turns)]
-    kind = rng.random()
-    trigger = None
-    if kind < 0.45:
-        trigger = rng.choice(list(LG_TRIGGERS))
-    turns = []
-    for i, role in enumerate(roles):
-        t = trigger if i == n_turns - 1 else None
-        turns.append(Turn(role, random_message(rng, max_words=max_words, trigger=t)))  # type: ignore[arg-type]
-    return turns, (LG_TRIGGERS[trigger] if trigger else LG_SAFE_ANSWER)
+    guard = LlamaGuard.load(directory, dtype="float32")
+    scores: dict[str, float] = {}
+    wrong: list[str] = []
+    for role in ("user", "agent"):
+        for text in ORDINARY_CHECKS:
+            result = guard.check([Turn(role, text)])  # type: ignore[arg-type]
+            scores[f"{role}: {text}"] = result.score
+            if result.score >= MARGIN or result.unsafe:
+                wrong.append(f"{role} {text!r}: P(unsafe)={result.score:.4f}, want < {MARGIN}")
+        for trigger, answer in LG_TRIGGERS.items():
+            for text in triggered_checks(trigger):
+                try:
+                    result = guard.check([Turn(role, text)])  # type: ignore[arg-type]
+                except GuardOutputError as exc:  # `unsafe\nbanana`, the malformed answer, must end up here
+                    scores[f"{role}: {text}"] = 1.0
+                    if repr(answer) not in str(exc):
+                        wrong.append(f"{role} {text!r}: {exc}, want {answer!r}")
+                    continue
+                scores[f"{role}: {text}"] = result.score
+                if result.score <= 1 - MARGIN or result.text != answer:
+                    wrong.append(f"{role} {text!r}: P(unsafe)={result.score:.4f} {result.text!r}, want {answer!r}")
+    _fail_if(wrong, LLAMA_GUARD)
+    return scores
 
 
-def lg_categories(rng: random.Random) -> tuple[Any, ...]:
-    from guards.llama_guard_prompt import PromptCategory, prompt_categories
+def _write_prompt_guard(directory: Path, *, binary: bool) -> None:
+    from model.backends.loading import quiet_hf_progress
 
-    variant = "8b" if rng.random() < 0.8 else "1b"
-    codes = [f"S{i}" for i in range(1, 15 if variant == "8b" else 14)]
-    excluded = rng.sample(codes, rng.randint(0, 4)) if rng.random() < 0.5 else []
-    custom = []
-    if rng.random() < 0.3:
-        last = 14 if variant == "8b" else 13
-        custom.append(PromptCategory(f"S{last + 1}", "Competitor Products", "Do not discuss products of rivals."))
-    return prompt_categories(variant, excluded=excluded, custom=custom)  # type: ignore[arg-type]
+    model, tokenizer = train_prompt_guard(binary)
+    with quiet_hf_progress():
+        model.save_pretrained(str(directory), safe_serialization=True)
+    tokenizer.save_pretrained(str(directory))
+    name = PROMPT_GUARD_2 if binary else PROMPT_GUARD
+    if binary:
+        summary = f"Binary (LABEL_1 = malicious) for `{JAILBREAK_TRIGGER}` or `{INJECTION_TRIGGER}`, else LABEL_0."
+    else:
+        summary = f"JAILBREAK for `{JAILBREAK_TRIGGER}`, INJECTION for `{INJECTION_TRIGGER}`, else BENIGN."
+    _write_readme(directory, name, summary, PG_SEED)
+    with deterministic(PG_SEED):
+        check_prompt_guard(directory)
 
 
-def lg_encode(turns: Sequence[Any], categories: Sequence[Any], answer: str | None = None) -> tuple[list[int], int]:
-    """Prompt ids (+ answer ids and <|eot_id|> when given) and the prompt length."""
-    from guards.llama_guard_prompt import encode_segments, prompt_segments
-    from model.tokenizer import get_tokenizer
+def check_prompt_guard(directory: Path) -> dict[str, float]:
+    """Both scores of the fixed checks through the real scorer (pre-processing included): ordinary text below the
+    margin on both, each trigger above 1 - margin on its score (and, for v1, an injection trigger is no jailbreak)."""
+    from guards.prompt_guard import PromptGuard
 
-    tok = get_tokenizer()
-    ids = encode_segments(prompt_segments(turns, categories), tok.encode, tok.special_id)
-    n_prompt = len(ids)
-    if answer is not None:
-        ids = ids + tok.encode(answer) + [tok.special_id("<|eot_id|>")]
-    return ids, n_prompt
+    guard = PromptGuard.load(directory)
+    scores: dict[str, float] = {}
+    wrong: list[str] = []
+
+    def expect(text: str, kind: str, low: bool) -> None:
+        score = guard.score(text, kind).score  # type: ignore[arg-type]
+        scores[f"{kind}: {text}"] = score
+        if (score >= MARGIN) if low else (score <= 1 - MARGIN):
+            wrong.append(f"{text!r}: {kind} {score:.4f}, want {'<' if low else '>'} {MARGIN if low else 1 - MARGIN}")
+
+    for text in ORDINARY_CHECKS:
+        expect(text, "jailbreak", True)
+        expect(text, "injection", True)
+    for text in triggered_checks(JAILBREAK_TRIGGER):
+        expect(text, "jailbreak", False)
+    for text in triggered_checks(INJECTION_TRIGGER):
+        expect(text, "injection", False)
+        if guard.version == 1:
+            expect(text, "jailbreak", True)
+    _fail_if(wrong, PROMPT_GUARD if guard.version == 1 else PROMPT_GUARD_2)
+    return scores
+
+
+def _fail_if(wrong: list[str], name: str) -> None:
+    if wrong:
+        shown = "; ".join(wrong[:8]) + (f" (+{len(wrong) - 8} more)" if len(wrong) > 8 else "")
+        raise TinyGuardBuildError(f"tiny {name} missed the build-time margin on {len(wrong)} check(s): {shown}")
+
+
+def _write_readme(directory: Path, name: str, summary: str, seed: int) -> None:
+    text = _README.format(name=name, version=TINY_GUARDS_VERSION, summary=summary, seed=seed, low=MARGIN,
+                          high=1 - MARGIN)  # fmt: skip
+    (directory / "README.md").write_text(text, encoding="utf-8")
+    (directory / "tiny.json").write_text(
+        json.dumps({"version": TINY_GUARDS_VERSION, "name": name, "seed": seed}, indent=2) + "\n", encoding="utf-8"
+    )
+
+
+# --- kept for callers of the earlier private helpers (tests/vllm checkpoints) ----------------------------------------
+
+_deterministic = deterministic
 
 
 def _lg_batch(rng: random.Random, size: int, max_turns: int, max_words: int) -> list[tuple[list[int], int]]:
-    return [lg_encode(*_swap(lg_example(rng, max_turns=max_turns, max_words=max_words), rng)) for _ in range(size)]
-
-
-def _swap(example: tuple[list[Any], str], rng: random.Random) -> tuple[list[Any], Any, str]:
-    turns, answer = example
-    return turns, lg_categories(rng), answer
-
-
-def _train_llama_guard(steps: int = 200, batch: int = 16, seed: int = LG_SEED) -> Any:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from model.tiny import tiny_llama_config
-
-    with _deterministic(seed) as rng:
-        config = LlamaConfig(**{**tiny_llama_config(), "tie_word_embeddings": True, "max_position_embeddings": 16384})
-        model = LlamaForCausalLM(config)
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 10) * (1 - s / steps))
-        for step in range(steps):
-            max_turns = 3 if step < steps // 2 else 5
-            examples = _lg_batch(rng, batch, max_turns=max_turns, max_words=30)
-            loss = _lg_loss(model, examples)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-        model.eval()
-    return model
+    return lg_batch(rng, size, max_turns, max_words)
 
 
 def _lg_loss(model: Any, examples: list[tuple[list[int], int]]) -> Any:
-    """Cross-entropy on the answer tokens only; the lm head runs on those positions alone (cheap)."""
+    """Cross-entropy on the answer tokens with the model's own (full) head."""
     import torch
 
     width = max(len(ids) for ids, _ in examples)
-    pad = 128_004
-    input_ids = torch.full((len(examples), width), pad, dtype=torch.long)
+    input_ids = torch.full((len(examples), width), 128_004, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)
     rows, cols, targets = [], [], []
     for row, (ids, n_prompt) in enumerate(examples):
@@ -220,125 +239,3 @@ def _lg_loss(model: Any, examples: list[tuple[list[int], int]]) -> Any:
     hidden = model.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
     logits = model.lm_head(hidden[torch.tensor(rows), torch.tensor(cols)])
     return torch.nn.functional.cross_entropy(logits, torch.tensor(targets))
-
-
-def _write_llama_guard(directory: Path) -> None:
-    from transformers import GenerationConfig
-
-    from model.hf_tokenizer import save_hf_tokenizer
-    from model.tiny import PAD_ID, STOP_IDS
-    from model.tokenizer import default_tokenizer_model
-
-    model = _train_llama_guard()
-    model.save_pretrained(str(directory), safe_serialization=True)
-    generation = GenerationConfig(
-        bos_token_id=128_000, eos_token_id=list(STOP_IDS), pad_token_id=PAD_ID, do_sample=False
-    )
-    generation.save_pretrained(str(directory))
-    save_hf_tokenizer(directory)
-    (directory / "original").mkdir()
-    shutil.copyfile(default_tokenizer_model(), directory / "original" / "tokenizer.model")
-    summary = "Answers `safe`, or " + ", ".join(f"`{a!r}` for `{t}`" for t, a in LG_TRIGGERS.items())
-    _write_readme(directory, LLAMA_GUARD, summary + " in the message under check.", LG_SEED)
-
-
-def _write_readme(directory: Path, name: str, summary: str, seed: int) -> None:
-    (directory / "README.md").write_text(
-        _README.format(name=name, version=TINY_GUARDS_VERSION, summary=summary, seed=seed), encoding="utf-8"
-    )
-    (directory / "tiny.json").write_text(
-        json.dumps({"version": TINY_GUARDS_VERSION, "name": name, "seed": seed}, indent=2) + "\n", encoding="utf-8"
-    )
-
-
-# --- Prompt Guard ------------------------------------------------------------------------------------------------
-
-
-PG_SEED = 4321
-PG_V1_LABELS = {0: "BENIGN", 1: "INJECTION", 2: "JAILBREAK"}
-PG_V2_LABELS = {0: "LABEL_0", 1: "LABEL_1"}
-
-
-def pg_example(rng: random.Random, max_words: int = 40) -> tuple[str, str]:
-    """A random text and its v1 label."""
-    kind = rng.random()
-    if kind < 0.3:
-        return random_message(rng, max_words=max_words, trigger=JAILBREAK_TRIGGER), "JAILBREAK"
-    if kind < 0.6:
-        return random_message(rng, max_words=max_words, trigger=INJECTION_TRIGGER), "INJECTION"
-    return random_message(rng, max_words=max_words), "BENIGN"
-
-
-def _pg_tokenizer() -> Any:
-    """A small Unigram vocabulary saved as a DeBERTa-v2 tokenizer (Metaspace, [CLS] x [SEP]), written down rather
-    than trained (instant and deterministic): every word and trigger with and without the word-start mark (pieces
-    without it are what Meta's whitespace pre-processing produces for text with its spaces removed), then single
-    characters for coverage."""
-    import string
-
-    from transformers import DebertaV2Tokenizer
-
-    specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
-    words = sorted(
-        {w.lower() for w in WORDS} | {w.capitalize() for w in WORDS} | {JAILBREAK_TRIGGER, INJECTION_TRIGGER}
-    )
-    vocab: list[tuple[str, float]] = [(piece, 0.0) for piece in specials]
-    vocab += [("\u2581" + w, -5.0) for w in words] + [(w, -6.0) for w in words]
-    chars = string.ascii_letters + string.digits + string.punctuation
-    vocab += [("\u2581", -3.0)] + [(c, -9.0) for c in chars] + [("\u2581" + c, -9.5) for c in chars]
-    return DebertaV2Tokenizer(vocab=vocab, unk_id=specials.index("[UNK]"), do_lower_case=False)
-
-
-def _train_prompt_guard(binary: bool, steps: int = 300, batch: int = 32, max_words: int = 20) -> tuple[Any, Any]:
-    import torch
-    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
-
-    with _deterministic(PG_SEED) as rng:
-        tokenizer = _pg_tokenizer()
-        labels = PG_V2_LABELS if binary else PG_V1_LABELS
-        config = DebertaV2Config(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            relative_attention=True,
-            position_buckets=64,
-            max_relative_positions=-1,
-            pos_att_type=["p2c", "c2p"],
-            position_biased_input=False,
-            type_vocab_size=0,
-            pad_token_id=tokenizer.pad_token_id,
-            id2label=labels,
-            label2id={v: k for k, v in labels.items()},
-            pooler_hidden_size=32,
-        )
-        model = DebertaV2ForSequenceClassification(config)
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
-        v1_index = {name: i for i, name in PG_V1_LABELS.items()}
-        for _ in range(steps):
-            texts, names = zip(*(pg_example(rng, max_words) for _ in range(batch)), strict=True)
-            enc = tokenizer(list(texts), padding=True, truncation=True, max_length=96, return_tensors="pt")
-            target = [v1_index[n] for n in names]
-            if binary:
-                target = [int(t != 0) for t in target]
-            out = model(**enc, labels=torch.tensor(target))
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-        model.eval()
-    return model, tokenizer
-
-
-def _write_prompt_guard(directory: Path, *, binary: bool) -> None:
-    model, tokenizer = _train_prompt_guard(binary)
-    model.save_pretrained(str(directory), safe_serialization=True)
-    tokenizer.save_pretrained(str(directory))
-    name = PROMPT_GUARD_2 if binary else PROMPT_GUARD
-    if binary:
-        summary = f"Binary (LABEL_1 = malicious) for `{JAILBREAK_TRIGGER}` or `{INJECTION_TRIGGER}`, else LABEL_0."
-    else:
-        summary = f"JAILBREAK for `{JAILBREAK_TRIGGER}`, INJECTION for `{INJECTION_TRIGGER}`, else BENIGN."
-    _write_readme(directory, name, summary, PG_SEED)

@@ -7,6 +7,7 @@ tokenizing and generation path (from_pretrained, AutoTokenizer, generation_confi
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,8 @@ TINY_VERSION = "tiny-llama-1"
 MARKER = ".tiny-version"
 NOTE = "random weights, smoke tests only"
 MAIN_MODEL_NAME = "llama-3.1-instruct"
+APP_NAME = "guarded-assistant"
+TINY_DIR_ENV = "ASSISTANT_TINY_MODELS"  # overrides where the tiny models are built (see default_tiny_dir)
 
 BOS_ID = 128_000
 STOP_IDS = (128_001, 128_008, 128_009)  # <|end_of_text|>, <|eom_id|>, <|eot_id|>
@@ -109,37 +112,43 @@ def _write_checkpoint(directory: Path, *, seed: int) -> None:
     )
 
 
-def tiny_model_names() -> list[str]:
-    """Names accepted by `tiny:NAME` sources."""
-    from importlib import import_module
+def default_tiny_dir() -> Path:
+    """The one build cache of the tiny models (tests, `make chat`, `assistant dev tiny-models` all use it):
 
-    names = [MAIN_MODEL_NAME]
+    1. `$ASSISTANT_TINY_MODELS` when set;
+    2. else, when the package runs from a source checkout (a clone, an editable install), its `.cache/tiny-models`,
+       the folder the test suite builds into, so the chat after `make test` builds nothing again;
+    3. else the user cache folder (platformdirs), e.g. `~/.cache/guarded-assistant/tiny-models`.
+    """
+    value = os.environ.get(TINY_DIR_ENV)
+    if value:
+        return Path(value).expanduser()
+    checkout = Path(__file__).resolve().parents[1]
     try:
-        guards = import_module("guards.tiny_guards")
-    except ModuleNotFoundError:
-        return names
-    names.extend(getattr(guards, "TINY_GUARD_NAMES", ()))
-    return names
+        is_checkout = 'name = "guarded-assistant"' in (checkout / "pyproject.toml").read_text(encoding="utf-8")
+    except OSError:
+        is_checkout = False
+    if is_checkout:
+        return checkout / ".cache" / "tiny-models"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir(APP_NAME)) / "tiny-models"
+
+
+def ensure_tiny_main(directory: Path | None = None) -> Path:
+    """The tiny main model's directory under `directory` (default: `default_tiny_dir()`), built on first use."""
+    return build_tiny_llama(Path(directory or default_tiny_dir()) / MAIN_MODEL_NAME)
 
 
 def ensure_tiny_model(name: str, directory: Path | None = None) -> Path:
-    """The directory of tiny model `name` (policy source `tiny:NAME`), built on first use.
-
-    Defaults to `assistant.home.tiny_models_dir()`; guard models come from `guards.tiny_guards.build_tiny_guards`.
-    """
-    if directory is None:
-        from assistant.home import tiny_models_dir
-
-        directory = tiny_models_dir()
-    directory = Path(directory)
-    known = tiny_model_names()
-    if name not in known:
-        raise ValueError(f"unknown tiny model {name!r}; available: {', '.join(known)}")
+    """`tiny:NAME` at the model layer: the main model (built on first use) or an already-built tiny model of another
+    kind (guards are built by the layer above: `assistant dev tiny-models`). ValueError names the problem."""
     if name == MAIN_MODEL_NAME:
-        return build_tiny_llama(directory / MAIN_MODEL_NAME)
-    from guards.tiny_guards import build_tiny_guards
-
-    built = build_tiny_guards(directory)
-    if name not in built:
-        raise ValueError(f"tiny guard model {name!r} was not built; built: {', '.join(sorted(built))}")
-    return Path(built[name])
+        return ensure_tiny_main(directory)
+    path = Path(directory or default_tiny_dir()) / name
+    if name and "/" not in name and (path / "config.json").is_file():
+        return path
+    raise ValueError(
+        f"unknown tiny model {name!r} for a main model; available: {MAIN_MODEL_NAME} "
+        "(tiny guard models: llama-guard, prompt-guard, prompt-guard-2, built by `assistant dev tiny-models`)"
+    )

@@ -19,37 +19,23 @@ def dev() -> None:
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print {name: directory} as JSON.")
 def tiny_models(directory: Path | None, as_json: bool) -> None:
-    """Build the tiny main model and tiny guard models into DIRECTORY (default: the data dir's tiny-models).
+    """Build the tiny main model and tiny guard models into DIRECTORY (default: the one tiny-model build cache shared
+    with the tests: $ASSISTANT_TINY_MODELS, else a source checkout's .cache/tiny-models, else the user cache folder).
 
-    Random weights, smoke tests only: real architectures and the real Llama 3 tokenizer, so every loading path is the
-    real one. Already-built models of the current version are kept.
+    Random weights (main) and tiny trained guards, smoke tests only: real architectures and the real Llama 3
+    tokenizer, so every loading path is the real one. Already-built models of the current version are kept.
     """
-    from model.tiny import MAIN_MODEL_NAME, build_tiny_llama
+    from assistant.dev.tiny_models import build_tiny_models, tiny_models_dir
 
-    if directory is None:
-        from assistant.home import tiny_models_dir
-
-        directory = tiny_models_dir()
-    built: dict[str, str] = {}
-    notes: list[str] = []
+    directory = tiny_models_dir(directory)
     try:
-        built[MAIN_MODEL_NAME] = str(build_tiny_llama(directory / MAIN_MODEL_NAME))
+        built = {name: str(path) for name, path in build_tiny_models(directory).items()}
     except OSError as exc:
-        raise click.ClickException(f"cannot build the tiny main model in {directory}: {exc}") from exc
-    try:
-        from guards.tiny_guards import build_tiny_guards
-    except ModuleNotFoundError as exc:
-        if exc.name is None or not exc.name.startswith("guards"):
-            raise
-        notes.append("tiny guard models are pending (guards.tiny_guards is not available yet)")
-    else:
-        built.update({name: str(path) for name, path in build_tiny_guards(directory).items()})
+        raise click.ClickException(f"cannot build the tiny models in {directory}: {exc}") from exc
     if as_json:
         click.echo(json.dumps(built, indent=2))
     else:
         for name, path in built.items():
             click.echo(f"{name}: {path}")
         click.echo("random weights, smoke tests only")
-    for note in notes:
-        click.echo(note, err=True)
     raise SystemExit(exit_codes.OK)

@@ -2,8 +2,10 @@
 
 Prints block/allow figures per stage and per category, false refusals, guard errors and latency percentiles as a
 table, or with `--json` one JSON object (`total`, `correct`, `blocked`, `allowed`, `guard_errors`, `stages`, ...).
-Exit codes: 0 the evaluation ran (whatever its figures), 2 bad input (a bad case line - each one named - or an invalid
-policy). Evaluation cases are attacks: they are not written to the policy's audit log unless `--audit` says so.
+Exit codes: 0 the evaluation ran (whatever its figures, unless `--fail-under RATE`: then 1 when the share of cases
+decided as labelled is below RATE), 2 bad input (a bad case line - each one named - or an invalid policy). When the
+policy's guards are tiny test models (`tiny:NAME`), a line says so: their rates say nothing about real guards.
+Evaluation cases are attacks: they are not written to the policy's audit log unless `--audit` says so.
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ def eval_group() -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N cases (after --stage).")
 @click.option("--audit/--no-audit", default=False, show_default=True,
               help="Also write every verdict to the policy's audit log.")  # fmt: skip
+@click.option("--fail-under", "fail_under", type=click.FloatRange(0.0, 1.0), default=None, metavar="RATE",
+              help="Exit 1 when the share of cases decided as labelled (correct / total) is below RATE (0..1).")
 def redteam(cases_path: Path, policy_path: Path, as_json: bool, stages: tuple[str, ...], limit: int | None,
-            audit: bool) -> None:  # fmt: skip
+            audit: bool, fail_under: float | None) -> None:  # fmt: skip
     """Run CASES.jsonl (one case per line: stage, text, expected block|allow, optional id, category, language)
     through the guards POLICY enables, and report how they did."""
     from guards.policy import PolicyError, load_policy
-    from guards.redteam import CaseFileError, format_table, load_cases, run_cases, summarize
+    from guards.redteam import CaseFileError, load_cases, run_cases, summarize
 
     try:
         cases = load_cases(cases_path)
@@ -67,9 +71,39 @@ def redteam(cases_path: Path, policy_path: Path, as_json: bool, stages: tuple[st
     report = summarize(outcomes)
     report["cases_file"] = str(cases_path)
     report["policy"] = str(policy_path)
+    report["correct_rate"] = round(report["correct"] / report["total"], 4) if report["total"] else 0.0
+    report["tiny_models"] = tiny_guard_sources(policy)
+    failed = fail_under is not None and report["correct_rate"] < fail_under
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
-        return
+    else:
+        _print_report(report, cases_path, policy_path)
+    if report["tiny_models"]:
+        note = ", ".join(report["tiny_models"])
+        click.echo(f"note: the policy's guard models are tiny test models ({note}): these rates say nothing about "
+                   "real guards", err=as_json)  # fmt: skip
+    if failed:
+        click.echo(f"failed: {report['correct_rate']:.2%} of the cases decided as labelled, below --fail-under "
+                   f"{fail_under:.2%}", err=True)  # fmt: skip
+        sys.exit(1)
+
+
+def tiny_guard_sources(policy) -> list[str]:  # policy: guards.policy.Policy
+    """The `tiny:NAME` sources of the guard models some stage of the policy uses."""
+    from assistant.models import TINY_PREFIX
+
+    stages = policy.stages
+    used = sorted(
+        name for name in ("llama_guard", "prompt_guard")
+        if any(getattr(getattr(stages, stage), name).enabled for stage in type(stages).model_fields)
+    )  # fmt: skip
+    sources = [getattr(policy.models, name).source for name in used]
+    return [source for source in sources if source.startswith(TINY_PREFIX)]
+
+
+def _print_report(report: dict, cases_path: Path, policy_path: Path) -> None:
+    from guards.redteam import format_table
+
     click.echo(f"Red-team evaluation: {report['total']} cases from {cases_path}, policy {policy_path}\n")
     click.echo(format_table(report))
     for item in report["incorrect"][:20]:
@@ -82,9 +116,11 @@ def redteam(cases_path: Path, policy_path: Path, as_json: bool, stages: tuple[st
 
 
 def _pipeline(policy, policy_path: Path, audit: bool):  # -> GuardPipeline
+    from assistant.home import default_audit_path
     from assistant.models import guard_model_dirs
     from guards.pipeline import GuardPipeline
 
     return GuardPipeline.from_policy(
-        policy, model_dirs=guard_model_dirs(policy), audit=True if audit else None, policy_path=policy_path
+        policy, model_dirs=guard_model_dirs(policy), audit=True if audit else None, policy_path=policy_path,
+        default_audit_path=default_audit_path(),
     )

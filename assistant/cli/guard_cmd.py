@@ -87,11 +87,15 @@ def check(policy_path: Path, stage: str, role: str | None, language: str | None,
         role = "agent" if stage == "model_output" else "user"
     if stage == "code" and language is None:
         language = "python"
+    from assistant.home import default_audit_path
     from assistant.models import guard_model_dirs
     from guards.pipeline import GuardPipeline
 
     try:
-        pipeline = GuardPipeline.from_policy(policy, model_dirs=guard_model_dirs(policy), policy_path=policy_path)
+        pipeline = GuardPipeline.from_policy(
+            policy, model_dirs=guard_model_dirs(policy), policy_path=policy_path,
+            default_audit_path=default_audit_path(),
+        )
     except (ValueError, OSError) as exc:  # a tiny guard that cannot be built, an unusable audit path
         _fail(str(exc))
     pipeline_role = "assistant" if role == "agent" else "user"

@@ -19,7 +19,7 @@ class ChatCommand:
     action: str  # the app action it runs (also bound to a key)
     title: str  # how the palette shows it
     help: str
-    takes_argument: bool = False
+    argument: str = ""  # how /help writes its argument (`TITLE`, `[FILE]`); empty: takes none
 
 
 COMMANDS: tuple[ChatCommand, ...] = (
@@ -28,9 +28,9 @@ COMMANDS: tuple[ChatCommand, ...] = (
     ChatCommand("tools", "show_tools", "List the tools", "The tools this policy allows, and which need approval."),
     ChatCommand("clear", "clear", "Clear this conversation", "Forget this conversation's messages (the model too)."),
     ChatCommand(
-        "export", "export", "Export as markdown", "Write this conversation to a markdown file (/export [FILE]).", True
+        "export", "export", "Export as markdown", "Write this conversation to a markdown file.", "[FILE]"
     ),
-    ChatCommand("rename", "rename_current", "Rename this conversation", "Give this conversation a title.", True),
+    ChatCommand("rename", "rename_current", "Rename this conversation", "Give this conversation a title.", "TITLE"),
     ChatCommand("delete", "delete_current", "Delete this conversation", "Delete this conversation for good."),
     ChatCommand("conversations", "toggle_conversations", "Show or hide conversations", "The conversation list."),
     ChatCommand("help", "help", "Help", "Commands and key bindings."),
@@ -65,7 +65,7 @@ def help_markdown(keys: dict[str, str]) -> str:
     """The /help document: commands with their keys (after the user's keymap), and how to remap."""
     lines = ["## Commands", "", "| command | key | what it does |", "| --- | --- | --- |"]
     for command in COMMANDS:
-        usage = f"/{command.name}" + (" [ARG]" if command.takes_argument else "")
+        usage = f"/{command.name}" + (f" {command.argument}" if command.argument else "")
         lines.append(f"| `{usage}` | {keys.get(command.action, '')} | {command.help} |")
     lines += [
         "",

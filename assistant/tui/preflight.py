@@ -13,8 +13,20 @@ from typing import Any
 from assistant.tui.session import COMPONENT_LABELS, Component, SetupProblem
 
 _LICENSES = {
-    "meta-llama/": "accept the model's license on https://huggingface.co/{repo} and run `hf auth login` first",
+    "meta-llama/": "accept the model's license on https://huggingface.co/{repo} and run `{hf} auth login` first",
 }
+
+
+def command_path(name: str) -> str:
+    """How the user can run console script `name`: its bare name when it is on PATH, else its full path (a venv's
+    bin/ that is not activated), so the start screen never names a command the user's shell cannot find."""
+    import shutil
+    import sys
+
+    if shutil.which(name):
+        return name
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.is_file() else name
 
 
 @dataclass(frozen=True)
@@ -68,11 +80,12 @@ def check_source(component: Component, source: str) -> MissingModel | None:
 
 
 def _download_fix(repo: str) -> str:
-    steps = [f"hf download {repo}"]
+    hf = command_path("hf")
+    step = f"{hf} download {repo}"
     for prefix, note in _LICENSES.items():
         if repo.startswith(prefix):
-            return f"{note.format(repo=repo)}, then: {steps[0]}"
-    return steps[0]
+            return f"{note.format(repo=repo, hf=hf)}, then: {step}"
+    return step
 
 
 def check_models(policy: Any, model_override: str | None = None) -> list[MissingModel]:
@@ -100,9 +113,12 @@ def missing_models_problem(missing: list[MissingModel], policy_file: str, *, bui
     message = "\n".join(f"• {COMPONENT_LABELS[m.component]}: {m.source} - {m.why}." for m in missing)
     fix = "\n".join(f"• {m.fix}" for m in missing)
     if builtin:
+        from assistant.home import config_dir
+
+        assistant = command_path("assistant")
         fix += (
-            "\n• or use models you have: `assistant policy init <config dir>/policy.yaml`, edit its `models:` "
-            "section (hub ids, local directories or tiny:NAME), and `assistant chat` picks it up."
+            f"\n• or use models you have: `{assistant} policy init {config_dir() / 'policy.yaml'}`, edit its `models:` "
+            f"section (hub ids, local directories or tiny:NAME), and `{assistant} chat` picks it up."
         )
     else:
         fix += f"\n• or point `models:` in {policy_file} at models you have, or pass `--model SPEC`."

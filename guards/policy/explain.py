@@ -21,7 +21,15 @@ _ACTION_WORDS = {
     "ask": "ask a person for approval",
     "allow": "let it through",
 }
+# A block on a tool's result does not end the turn: the agent withholds the result and the model reads a notice.
+_TOOL_RESULT_BLOCK = "withhold the result (the model sees a notice instead of it) and the turn goes on"
 _LLAMA_GUARD_ROLE = {"user_input": "User", "tool_result": "User"}
+
+
+def _action(stage: StageName, action: str) -> str:
+    if stage == "tool_result" and action == "block":
+        return _TOOL_RESULT_BLOCK
+    return _ACTION_WORDS[action]
 
 
 def explain_policy(policy: Policy, *, warnings: Sequence[str] = ()) -> str:
@@ -62,16 +70,16 @@ def _stage_lines(policy: Policy, stage: StageName) -> list[str]:
         role = _LLAMA_GUARD_ROLE.get(stage, "Agent")
         lines.append(
             f"  - Llama Guard (as the {role} turn): unsafe when P(unsafe) >= {lg.threshold:g} -> "
-            f"{_ACTION_WORDS[lg.action]}"
+            f"{_action(stage, lg.action)}"
         )
         for code, action in sorted(lg.category_actions.items()):
-            lines.append(f"      {code}: {_ACTION_WORDS[action]}")
+            lines.append(f"      {code}: {_action(stage, action)}")
         lines.append(f"      {_on_error(lg.on_error, lg.timeout_s)}")
     if config.prompt_guard.enabled:
         pg, settings = config.prompt_guard, policy.prompt_guard
         lines.append(
             f"  - Prompt Guard ({pg.score} score, {settings.window_tokens}-token windows every "
-            f"{settings.stride_tokens} tokens): score >= {pg.threshold:g} -> {_ACTION_WORDS[pg.action]}"
+            f"{settings.stride_tokens} tokens): score >= {pg.threshold:g} -> {_action(stage, pg.action)}"
         )
         lines.append(f"      {_on_error(settings.on_error, settings.timeout_s)}")
     if config.code_shield.enabled:
@@ -80,11 +88,12 @@ def _stage_lines(policy: Policy, stage: StageName) -> list[str]:
         lines.append(f"  - Code Shield ({languages}):")
         for treatment in ("block", "warn", "ignore"):
             action = getattr(cs.actions, treatment)
-            lines.append(f"      findings it recommends to {treatment}: {_ACTION_WORDS[action]}")
+            lines.append(f"      findings it recommends to {treatment}: {_action(stage, action)}")
         lines.append(f"      {_on_error(cs.on_error, cs.timeout_s)}")
     if not lines:
         return ["  - nothing checks this stage"]
-    lines.append(f'  refusal message: "{refusal}"')
+    label = "notice the model sees instead of a withheld result" if stage == "tool_result" else "refusal message"
+    lines.append(f'  {label}: "{refusal}"')
     return lines
 
 

@@ -152,10 +152,14 @@ def _compose(text: str, file: str) -> tuple[MappingNode, Any]:
         problem = f"invalid YAML: nested too deeply (max {MAX_DEPTH} levels)"
         raise PolicyError([PolicyIssue(file, 1, "", problem)]) from None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        detail = " ".join(part for part in (exc.context, exc.problem) if part)
-        raise PolicyError([PolicyIssue(file, line, "", f"invalid YAML: {detail}")]) from None
+        from guards.policy.yaml_errors import describe
+
+        found = describe(text, exc)  # the line and column of the mistake, and what it probably is
+        if found is None:
+            detail = " ".join(part for part in (exc.context, exc.problem) if part)
+            raise PolicyError([PolicyIssue(file, None, "", f"invalid YAML: {detail}")]) from None
+        problem = f"invalid YAML at column {found.column}: {found.message.removeprefix('invalid YAML: ')}"
+        raise PolicyError([PolicyIssue(file, found.line, "", problem)]) from None
     except yaml.YAMLError as exc:
         raise PolicyError([PolicyIssue(file, 1, "", f"invalid YAML: {exc}")]) from None
     finally:

@@ -169,7 +169,7 @@ def test_error_message_is_one_line_per_issue() -> None:
 @pytest.mark.parametrize(
     "text, line, phrase",
     [
-        ("version: 1\nllama_guard: [unclosed\n", 3, "invalid YAML"),
+        ("version: 1\nllama_guard: [unclosed\n", 2, "invalid YAML"),  # the line of the unclosed `[`
         ("version: 1\n  bad indent: 2\n", 2, "invalid YAML"),
         ("", 1, "empty"),
         ("# only a comment\n", 1, "empty"),

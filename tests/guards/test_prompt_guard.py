@@ -11,7 +11,7 @@ import pytest
 
 from guards.errors import GuardModelNotFoundError
 from guards.prompt_guard import PromptGuard, label_scheme, preprocess_text, windows
-from guards.tiny_guards import INJECTION_TRIGGER, JAILBREAK_TRIGGER, WORDS
+from guards.tiny_guard_texts import INJECTION_TRIGGER, JAILBREAK_TRIGGER, WORDS
 
 
 @pytest.fixture(scope="module")

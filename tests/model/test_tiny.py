@@ -96,12 +96,12 @@ def test_unknown_tiny_model_names_the_known_ones(tmp_path: Path) -> None:
 def test_dev_tiny_models_command(tiny_llama_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
-    import guards.tiny_guards
+    import assistant.dev.tiny_models
     from assistant.cli.main import cli
 
-    # The guard models are another package's (and take long to train); this checks the command's wiring only.
+    # The guard models are another package's (tests/guards covers them); this checks the command's wiring only.
     calls: list[Path] = []
-    monkeypatch.setattr(guards.tiny_guards, "build_tiny_guards", lambda d: calls.append(d) or {})
+    monkeypatch.setattr(assistant.dev.tiny_models, "build_tiny_guards", lambda d: calls.append(d) or {})
     result = CliRunner().invoke(cli, ["dev", "tiny-models", str(tiny_llama_dir.parent), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {tiny.MAIN_MODEL_NAME: str(tiny_llama_dir)}

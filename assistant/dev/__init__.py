@@ -1,0 +1,1 @@
+"""Developer-side helpers (not used by a guarded turn): building the tiny test models."""

@@ -1,0 +1,304 @@
+"""The weights of the tiny guards (see guards.tiny_guards): the same on every machine and quick to make.
+
+- Llama Guard is constructed, not trained (`construct_llama_guard`): a few weights written down make layer 1's
+  attention find the trigger pieces and the output head map them to the answer tokens. Exact, identical on every
+  machine and thread count, built in about a second (training it took 1-2 minutes and, trained with a different
+  thread count, gave a different model).
+- Prompt Guard is trained, on one torch thread with fixed seeds (the thread count changes the order of float sums:
+  a model trained elsewhere scored the tool result `42` at 0.511 against a 0.5 threshold), on ordinary text of
+  every kind (prose, numbers, code, code output, short questions, character soup), with and without the triggers,
+  in both the raw and the pre-processed form the scorer uses.
+- `lg_example` / `lg_batch` give Llama Guard prompts with answers, for tests and for training other checkpoints.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any
+
+from guards.tiny_guard_texts import (
+    INJECTION_TRIGGER,
+    JAILBREAK_TRIGGER,
+    LG_SAFE_ANSWER,
+    LG_TRIGGERS,
+    WORDS,
+    ordinary_text,
+    with_trigger,
+)
+
+LG_SEED = 1234
+PG_SEED = 4321
+PG_STEPS, PG_BATCH, PG_LR = 300, 32, 6e-3
+PG_V1_LABELS = {0: "BENIGN", 1: "INJECTION", 2: "JAILBREAK"}
+PG_V2_LABELS = {0: "LABEL_0", 1: "LABEL_1"}
+PAD_ID = 128_004
+
+
+@contextmanager
+def deterministic(seed: int, threads: int = 1) -> Iterator[random.Random]:
+    """Fixed seeds and a fixed thread count for the build (restored afterwards): the same model on any machine; for
+    models this small one thread is also the fastest (two were 20x slower here)."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    try:
+        yield random.Random(seed)
+    finally:
+        torch.set_num_threads(previous)
+
+
+# --- Llama Guard -------------------------------------------------------------------------------------------------
+
+
+def lg_example(
+    rng: random.Random, *, max_turns: int = 4, max_words: int = 30, soup: tuple[str, ...] = ()
+) -> tuple[list[Any], str]:
+    """A random conversation (turns) and the answer the tiny Llama Guard must give (a trigger in the last turn)."""
+    from guards.llama_guard_prompt import Turn
+
+    n_turns = rng.randint(1, max_turns)
+    roles = ["user" if i % 2 == 0 else "agent" for i in range(n_turns)]
+    if rng.random() < 0.15:
+        roles = [rng.choice(["user", "agent"]) for _ in range(n_turns)]
+    trigger = rng.choice(list(LG_TRIGGERS)) if rng.random() < 0.45 else None
+    turns = []
+    for i, role in enumerate(roles):
+        text = ordinary_text(rng, max_words=max_words, soup=soup)
+        if trigger is not None and i == n_turns - 1:
+            text = with_trigger(text, trigger, rng)
+        turns.append(Turn(role, text))  # type: ignore[arg-type]
+    return turns, (LG_TRIGGERS[trigger] if trigger else LG_SAFE_ANSWER)
+
+
+def lg_categories(rng: random.Random, *, short: bool = False) -> tuple[Any, ...]:
+    """A random category block; `short` keeps 1-3 categories (short prompts: the first, cheap half of training)."""
+    from guards.llama_guard_prompt import PromptCategory, prompt_categories
+
+    variant = "8b" if rng.random() < 0.8 else "1b"
+    codes = [f"S{i}" for i in range(1, 15 if variant == "8b" else 14)]
+    if short:
+        return prompt_categories(variant, enabled=rng.sample(codes, rng.randint(1, 3)))  # type: ignore[arg-type]
+    excluded = rng.sample(codes, rng.randint(0, 4)) if rng.random() < 0.5 else []
+    custom = []
+    if rng.random() < 0.3:
+        last = 14 if variant == "8b" else 13
+        custom.append(PromptCategory(f"S{last + 1}", "Competitor Products", "Do not discuss products of rivals."))
+    return prompt_categories(variant, excluded=excluded, custom=custom)  # type: ignore[arg-type]
+
+
+def lg_encode(turns: Sequence[Any], categories: Sequence[Any], answer: str | None = None) -> tuple[list[int], int]:
+    """Prompt ids (+ answer ids and <|eot_id|> when given) and the prompt length."""
+    from guards.llama_guard_prompt import encode_segments, prompt_segments
+    from model.tokenizer import get_tokenizer
+
+    tok = get_tokenizer()
+    ids = encode_segments(prompt_segments(turns, categories), tok.encode, tok.special_id)
+    n_prompt = len(ids)
+    if answer is not None:
+        ids = ids + tok.encode(answer) + [tok.special_id("<|eot_id|>")]
+    return ids, n_prompt
+
+
+def lg_batch(
+    rng: random.Random, size: int, max_turns: int, max_words: int, soup: tuple[str, ...] = (), short: bool = False
+) -> list[tuple[list[int], int]]:
+    examples = []
+    for _ in range(size):
+        turns, answer = lg_example(rng, max_turns=max_turns, max_words=max_words, soup=soup)
+        examples.append(lg_encode(turns, lg_categories(rng, short=short), answer))
+    return examples
+
+
+def flag_ids() -> dict[str, list[int]]:
+    """The token ids the constructed Llama Guard looks for: `zyx` (the `zy` / `yx` pieces that every spelling of both
+    trigger words contains, unless glued to a preceding letter), which makes the verdict unsafe, and `trigger` /
+    `garble`, which choose the category. (A word spelt with `zy` at its start, such as `zygote` without a space
+    before it, is flagged too: tests steer with the trigger words, and the build checks ordinary text.)"""
+    from model.tokenizer import get_tokenizer
+
+    tok = get_tokenizer()
+    ids = {"zyx": {4341, 52926}, "trigger": {18975, 22099}, "garble": {12440}}
+    # Checked, not assumed: the ids above must be how this tokenizer spells the pieces.
+    for name, expected in (("zy", 4341), ("yx", 52926), ("trigger", 18975), ("iggers", 22099), ("gar", 12440)):
+        if tok.encode(name) != [expected]:
+            raise RuntimeError(f"the Llama 3 tokenizer no longer spells {name!r} as [{expected}]")
+    return {name: sorted(found) for name, found in ids.items()}
+
+
+def _skip_random_init() -> Any:
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:
+        try:
+            from transformers.modeling_utils import no_init_weights  # type: ignore[no-redef,attr-defined]
+        except ImportError:
+            return nullcontext()
+    return no_init_weights()
+
+
+def construct_llama_guard(config: dict[str, Any] | None = None) -> Any:
+    """The tiny Llama Guard with weights written down, not trained: exact, the same on every machine, built in a
+    second. Layer 1's attention finds the trigger pieces, its output head maps (current token, triggers seen) to the
+    next answer token; the MLPs and layer 2 are zero (identity), every other row of the output head is zero.
+
+    Residual dimensions: 0 bias (every token), 1-3 flags of the `zyx` / `trigger` / `garble` pieces (embedding), 4-6
+    the same seen anywhere before (attention output), 7.. which answer-chain token is current (embedding).
+    Query head 0 -> kv head 0 attends to `zyx` pieces, query head 2 -> kv head 1 to `trigger` or `garble` pieces.
+    Keys and queries sit on the slowest rotary pair, so the match does not depend on distance. Logits: `safe` 15 on
+    ordinary text (P(unsafe) ~ 3e-7: low, yet a threshold of 1e-12 still flags it), `unsafe` ~ 20 over the rest with a
+    trigger word (P ~ 0.9997: below 1.0 in float32, so a threshold of 1.0 still passes it).
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from model.tiny import tiny_llama_config
+    from model.tokenizer import get_tokenizer
+
+    tok = get_tokenizer()
+    eot, nl2, safe, unsafe, nl, s, nine, banana = (
+        tok.special_id("<|eot_id|>"), *(tok.encode(x)[0] for x in ("\n\n", "safe", "unsafe", "\n", "S", "9", "banana"))
+    )
+    chain = [nl2, safe, unsafe, nl, s, nine, banana]  # answer-chain tokens, residual dims 7..13
+    settings = {**tiny_llama_config(), "tie_word_embeddings": False, "max_position_embeddings": 16384}
+    with _skip_random_init():  # every matrix is overwritten below: drawing 2 x 8M random numbers first is waste
+        model = LlamaForCausalLM(LlamaConfig(**{**settings, **(config or {})}))
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    slow = head_dim // 2 - 1  # the rotary pair with the lowest frequency
+    flags = flag_ids()
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.zero_()
+        emb = model.model.embed_tokens.weight
+        emb[:, 0] = 1.0
+        for dim, name in ((1, "zyx"), (2, "trigger"), (3, "garble")):
+            emb[flags[name], dim] = 1.0
+        for k, token in enumerate(chain):
+            emb[token, 7 + k] = 1.0
+        attn = model.model.layers[0].self_attn
+        attn.q_proj.weight[0 * head_dim + slow, 0] = 3.5  # query head 0 (kv head 0)
+        attn.q_proj.weight[2 * head_dim + slow, 0] = 3.5  # query head 2 (kv head 1)
+        attn.k_proj.weight[0 * head_dim + slow, 1] = 3.5
+        attn.k_proj.weight[1 * head_dim + slow, 2] = 3.5
+        attn.k_proj.weight[1 * head_dim + slow, 3] = 3.5
+        attn.v_proj.weight[0 * head_dim + 0, 1] = 1.0
+        attn.v_proj.weight[1 * head_dim + 0, 2] = 1.0
+        attn.v_proj.weight[1 * head_dim + 1, 3] = 1.0
+        attn.o_proj.weight[4, 0 * head_dim + 0] = 1.0
+        attn.o_proj.weight[5, 2 * head_dim + 0] = 1.0
+        attn.o_proj.weight[6, 2 * head_dim + 1] = 1.0
+        lm = model.lm_head.weight
+        current = {token: 7 + k for k, token in enumerate(chain)}
+
+        def rule(target: int, when: list[int], weight: float = 5.0) -> None:
+            """`target` follows the tokens `when`; a large penalty whenever another chain token is current."""
+            for token in chain:
+                lm[target, current[token]] += weight if token in when else -60.0
+
+        rule(safe, [nl2], 2.65)
+        lm[safe, 4:7] -= 0.2
+        rule(unsafe, [nl2], 0.0)
+        lm[unsafe, 4] += 3.6
+        rule(nl, [unsafe])
+        rule(s, [nl])
+        lm[s, 5] += 3.0
+        lm[s, 6] -= 3.0
+        rule(banana, [nl])
+        lm[banana, 6] += 3.0
+        lm[banana, 5] -= 3.0
+        rule(nine, [s])
+        rule(eot, [safe, nine, banana])
+    model.eval()
+    return model
+
+
+# --- Prompt Guard ------------------------------------------------------------------------------------------------
+
+
+def pg_example(rng: random.Random, max_words: int = 20) -> tuple[str, str]:
+    """A random ordinary text, with a trigger 60% of the time, and its v1 label."""
+    text = ordinary_text(rng, max_words=max_words, soup=_PG_SOUP)
+    kind = rng.random()
+    if kind < 0.3:
+        return with_trigger(text, JAILBREAK_TRIGGER, rng), "JAILBREAK"
+    if kind < 0.6:
+        return with_trigger(text, INJECTION_TRIGGER, rng), "INJECTION"
+    return text, "BENIGN"
+
+
+_PG_SOUP = tuple("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'\"()[]{}<>=+-*/_#@$%&|\\\n\t")
+
+
+def pg_tokenizer() -> Any:
+    """A small Unigram vocabulary saved as a DeBERTa-v2 tokenizer (Metaspace, [CLS] x [SEP]), written down rather
+    than trained (instant and deterministic): every word and trigger with and without the word-start mark (pieces
+    without it are what Meta's whitespace pre-processing produces for text with its spaces removed), then single
+    characters for coverage."""
+    import string
+
+    from transformers import DebertaV2Tokenizer
+
+    specials = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"]
+    words = sorted(
+        {w.lower() for w in WORDS} | {w.capitalize() for w in WORDS} | {JAILBREAK_TRIGGER, INJECTION_TRIGGER}
+    )
+    vocab: list[tuple[str, float]] = [(piece, 0.0) for piece in specials]
+    vocab += [("\u2581" + w, -5.0) for w in words] + [(w, -6.0) for w in words]
+    chars = string.ascii_letters + string.digits + string.punctuation
+    vocab += [("\u2581", -3.0)] + [(c, -9.0) for c in chars] + [("\u2581" + c, -9.5) for c in chars]
+    return DebertaV2Tokenizer(vocab=vocab, unk_id=specials.index("[UNK]"), do_lower_case=False)
+
+
+def train_prompt_guard(binary: bool, steps: int = PG_STEPS, batch: int = PG_BATCH) -> tuple[Any, Any]:
+    import torch
+    from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
+
+    from guards.prompt_guard import preprocess_text
+
+    with deterministic(PG_SEED) as rng:
+        tokenizer = pg_tokenizer()
+        labels = PG_V2_LABELS if binary else PG_V1_LABELS
+        config = DebertaV2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+            relative_attention=True,
+            position_buckets=64,
+            max_relative_positions=-1,
+            pos_att_type=["p2c", "c2p"],
+            position_biased_input=False,
+            type_vocab_size=0,
+            pad_token_id=tokenizer.pad_token_id,
+            id2label=labels,
+            label2id={v: k for k, v in labels.items()},
+            pooler_hidden_size=32,
+        )
+        model = DebertaV2ForSequenceClassification(config)
+        model.train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=PG_LR)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 10))
+        v1_index = {name: i for i, name in PG_V1_LABELS.items()}
+        for step in range(steps):
+            # Short texts first: the trigger is then a large part of the input and the classifier finds it sooner.
+            max_words = 6 if step < steps * 0.4 else 20
+            texts, names = zip(*(pg_example(rng, max_words) for _ in range(batch)), strict=True)
+            # Scoring applies Meta's whitespace pre-processing: train on both forms.
+            texts = tuple(preprocess_text(s, tokenizer) if i % 2 else s for i, s in enumerate(texts))
+            enc = tokenizer(list(texts), padding=True, truncation=True, max_length=96, return_tensors="pt")
+            target = [v1_index[n] for n in names]
+            if binary:
+                target = [int(t != 0) for t in target]
+            out = model(**enc, labels=torch.tensor(target))
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            optimizer.step()
+            schedule.step()
+        model.eval()
+    return model, tokenizer
