@@ -80,12 +80,19 @@ def ask_on_terminal(request: ApprovalRequested):  # -> Decision
 def run(text: str, policy_path: Path, model_spec: str | None, as_json: bool, approve_mode: str,
         thread_id: str | None, db_path: Path | None) -> None:  # fmt: skip
     """Run one guarded agent turn on TEXT and print the answer (exit 0), refusal (3) or error."""
-    assistant = _build_or_exit(policy_path, model_spec, db_path, approver_for(approve_mode))
+    assistant = _build_or_exit(policy_path, model_spec, db_path, approver_for(approve_mode), as_json)
     code = asyncio.run(_consume(assistant, text, thread_id, as_json))
     sys.exit(code)
 
 
-def _build_or_exit(policy_path: Path, model_spec: str | None, db_path: Path | None, approve):  # -> Assistant
+def _fail(kind: str, message: str, as_json: bool) -> None:
+    """A failure before or around the turn: stderr for people; with --json also an `error` event on stdout, so a
+    script reading the event stream always gets its last event."""
+    if as_json:
+        click.echo(json.dumps(Error(kind=kind, message=message).to_json(), ensure_ascii=False))
+
+
+def _build_or_exit(policy_path: Path, model_spec: str | None, db_path: Path | None, approve, as_json: bool = False):
     from assistant.api import Assistant
     from guards.policy import PolicyError
     from model.backends.errors import BackendError, ModelNotFoundError
@@ -95,12 +102,15 @@ def _build_or_exit(policy_path: Path, model_spec: str | None, db_path: Path | No
     except PolicyError as exc:
         for issue in exc.errors:
             click.echo(str(issue), err=True)
+        _fail("bad_input", "; ".join(str(issue) for issue in exc.errors) or str(exc), as_json)
         sys.exit(exit_codes.BAD_INPUT)
     except ModelNotFoundError as exc:
         click.echo(f"error: {exc}", err=True)
+        _fail("model_backend", str(exc), as_json)
         sys.exit(exit_codes.MODEL_ERROR)
     except (BackendError, ValueError, OSError) as exc:  # unreadable scripted file, bad spec, bad tool reference
         click.echo(f"error: {exc}", err=True)
+        _fail("bad_input", str(exc), as_json)
         sys.exit(exit_codes.BAD_INPUT)
 
 
@@ -117,6 +127,7 @@ async def _consume(assistant, text: str, thread_id: str | None, as_json: bool) -
                 _print_plain(event)
     except ThreadBusy as exc:
         click.echo(f"error: {exc}", err=True)
+        _fail("bad_input", str(exc), as_json)
         return exit_codes.BAD_INPUT
     return exit_code_for(last)
 
