@@ -187,7 +187,7 @@ def make_seeded_entry(deps: Any, seeds: dict[str, Seed]) -> Any:
         messages = list(seed.messages)
         if not seed.after_tools:
             return await input_guard({"messages": messages, "dropped": 0}, config)
-        start = max(i for i, m in enumerate(messages) if m["role"] == "user")
+        start = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=0)
         steps = sum(1 for m in messages[start:] if m["role"] == "assistant")
         turn = {"start": start, "steps": steps, "tool_failures": 0, "calls": 0, "untrusted": True, "pending": [],
                 "executed": [], "outcome": ""}  # fmt: skip
