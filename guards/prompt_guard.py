@@ -170,12 +170,20 @@ class PromptGuard:
         overlap_tokens: int = 256,
         batch_size: int = 16,
         preprocess: bool = True,
+        dtype: str = "auto",
     ) -> PromptGuard:
+        """`dtype` (`models.prompt_guard.dtype`): auto keeps the checkpoint's, else float32, bfloat16 or float16."""
+        import torch
+
         from guards.llama_guard import resolve_device, resolve_source
 
+        if dtype != "auto" and dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"unknown dtype {dtype!r} for the Prompt Guard model (auto, float32, bfloat16, float16)")
         path = resolve_source(source)
         model, tokenizer = _load_classifier(path)
         model.to(resolve_device(device))
+        if dtype != "auto":
+            model.to(getattr(torch, dtype))
         model.eval()
         return cls(
             model,

@@ -127,13 +127,13 @@ class PromptGuardRunner:
         from guards.prompt_guard import PromptGuard
 
         config = self.config
-        device = self.policy.models.prompt_guard.device
+        device, dtype = self.policy.models.prompt_guard.device, self.policy.models.prompt_guard.dtype
         # The policy's stride is the step between window starts; PromptGuard takes the overlap.
         overlap = config.window_tokens - config.stride_tokens
-        key = f"{self.source}|{device}|{config.window_tokens}|{overlap}|{config.batch_size}"
+        key = f"{self.source}|{device}|{dtype}|{config.window_tokens}|{overlap}|{config.batch_size}"
         return _shared("prompt_guard", key, lambda: PromptGuard.load(
             self.source, device=device, window_tokens=config.window_tokens, overlap_tokens=overlap,
-            batch_size=config.batch_size,
+            batch_size=config.batch_size, dtype=dtype,
         ))  # fmt: skip
 
     _guard = load  # the earlier name, kept for callers written against it

@@ -62,12 +62,21 @@ def policy_warning_items(policy: Policy) -> list[PolicyWarning]:
     if policy.code_shield.actions.block != "block":
         warn(("code_shield", "actions", "block"), "code Code Shield recommends blocking is not blocked")
 
+    # Prompt Guard 2 has one malicious label, so `injection` and `jailbreak` read the same score there.
+    pg_v1 = "prompt-guard-2" not in policy.models.prompt_guard.source.lower()
     for stage in STAGE_NAMES:
         pg = stages.get(stage).prompt_guard
         if pg.enabled:
             _threshold_warnings(warn, ("stages", stage, "prompt_guard", "threshold"), pg.threshold)
             if pg.action in ("log", "warn") and stage in ("user_input", "tool_result"):
                 warn(("stages", stage, "prompt_guard", "action"), f"a detected attack is only {pg.action}ged")
+        if stage in ("user_input", "model_output") and pg.enabled and pg.score == "injection" and pg_v1:
+            warn(
+                ("stages", stage, "prompt_guard", "score"),
+                "Prompt Guard v1's injection label is meant for third-party text (tool results, documents), not for "
+                "direct user dialogue or model output (its model card): it flags ordinary requests; use `jailbreak`"
+                + (" for user input" if stage == "user_input" else ", or leave Prompt Guard off the model's output"),
+            )
         if stage == "tool_result" and pg.enabled and pg.score == "jailbreak":
             warn(
                 ("stages", stage, "prompt_guard", "score"),

@@ -63,3 +63,16 @@ def test_code_interpreter_with_warn_only_code_shield_is_warned() -> None:
 def test_warning_strings_name_the_key() -> None:
     (text,) = policy_warnings(parse_policy_text("version: 1\ntools: {untrusted_content: allow}\n"))
     assert text.startswith("tools.untrusted_content: ")
+
+
+@pytest.mark.parametrize("stage", ["user_input", "model_output"])
+def test_prompt_guard_v1_injection_label_on_dialogue_is_warned(stage: str) -> None:
+    """Prompt Guard v1's model card: the INJECTION label is for third-party text, not direct user dialogue."""
+    body = f"stages: {{{stage}: {{prompt_guard: {{enabled: true, score: injection}}}}}}"
+    assert f"stages.{stage}.prompt_guard.score" in warned_keys(body)
+    # Prompt Guard 2 has a single malicious label: nothing to warn about; nor for tool results (third-party text).
+    v2 = body + "\nmodels: {prompt_guard: {source: meta-llama/Llama-Prompt-Guard-2-86M}}"
+    assert f"stages.{stage}.prompt_guard.score" not in warned_keys(v2)
+    jailbreak = f"stages: {{{stage}: {{prompt_guard: {{enabled: true, score: jailbreak}}}}}}"
+    assert f"stages.{stage}.prompt_guard.score" not in warned_keys(jailbreak)
+    assert "stages.tool_result.prompt_guard.score" not in warned_keys(body)
