@@ -32,6 +32,11 @@ def policy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "    brave_search: {enabled: true}\n"
         "    wolfram_alpha: {enabled: true}\n"
         "  sandbox: {cpu_seconds: 1, wall_seconds: 15, max_output_chars: 500}\n"
+        # no model guards here (they need downloads); Code Shield stays on, as in the built-in default
+        "stages:\n"
+        "  user_input: {llama_guard: {enabled: false}, prompt_guard: {enabled: false}}\n"
+        "  model_output: {llama_guard: {enabled: false}}\n"
+        "  tool_result: {prompt_guard: {enabled: false}}\n"
     )
     return path
 
@@ -64,7 +69,7 @@ def test_run_prints_exactly_the_contract(policy: Path) -> None:
     ("args", "exit_code", "error_part"),
     [
         (["wolfram_alpha", "--args", '{"query": "2+2"}'], 3, "deny list"),
-        (["brave_search", "--args", '{"query": "x"}'], 3, "needs approval"),
+        (["brave_search", "--args", '{"query": "x"}'], 3, "needs approval (pass --approve)"),
         (["code_interpreter", "--args", '{"code": "import os"}'], 3, "pattern"),
         (["code_interpreter", "--args", "{not json"], 2, "not valid JSON"),
         (["code_interpreter", "--args", '{"source": "print(1)"}'], 2, "Extra inputs"),
@@ -87,3 +92,28 @@ def test_default_policy_enables_only_the_sandboxed_interpreter(tmp_path: Path) -
     bad.write_text("version: 1\ntools: {allow: 3}\n")
     code, out = assistant("run", "code_interpreter", "--args", "{}", "--policy", str(bad))
     assert code == 2
+
+
+def test_run_takes_the_agents_tool_path_code_shield_included() -> None:
+    """Issue 11.6: the same path as the agent - Code Shield on the code before it runs - with the smoke policy."""
+    smoke = Path(__file__).resolve().parents[2] / "examples" / "policies" / "offline-smoke.yaml"
+    code, out = assistant("run", "code_interpreter", "--args", '{"code": "import os; os.system(\\"id\\")"}',
+                          "--policy", str(smoke))  # fmt: skip
+    payload = json.loads(out)
+    assert code == 3 and payload["ok"] is False and "code stage" in payload["error"]
+    assert "uid=" not in payload["output"]
+    code, out = assistant("run", "code_interpreter", "--args", '{"code": "import os; os.system(\\"id\\")"}')
+    assert code == 3 and "code stage" in json.loads(out)["error"]  # the built-in default policy too
+
+
+def test_approve_flag_lets_an_approval_required_call_run(policy: Path, tmp_path: Path) -> None:
+    if probe_bwrap("bwrap", SYSTEM_PYTHON) is not None:
+        pytest.fail("bubblewrap is required for this test")
+    asking = tmp_path / "asking.yaml"
+    asking.write_text(policy.read_text().replace("approval_required: [brave_search]",
+                                                 "approval_required: [code_interpreter]"))  # fmt: skip
+    code, out = assistant("run", "code_interpreter", "--args", '{"code": "print(7)"}', "--policy", str(asking))
+    assert code == 3 and "needs approval" in json.loads(out)["error"]
+    code, out = assistant("run", "code_interpreter", "--args", '{"code": "print(7)"}', "--policy", str(asking),
+                          "--approve")  # fmt: skip
+    assert code == 0 and json.loads(out)["output"] == "completed\n[stdout]7\n[/stdout]"
