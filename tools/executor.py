@@ -116,7 +116,7 @@ class ToolPath:
             why = "; ".join(judgement.flags) or "a guard asked"
             reason = f"a guard flagged this call ({why})" + (f"; also: {rule.reason}" if rule.action == "ask" else "")
             return Review("ask", reason, rule.rule if rule.action == "ask" else "", judgement)
-        return Review(rule.action, rule.reason, rule.rule, judgement)
+        return Review("run" if rule.action == "allow" else rule.action, rule.reason, rule.rule, judgement)
 
     async def run(
         self, call: ToolCall, *, conversation: Conversation = (), thread_id: str | None = None,

@@ -112,6 +112,7 @@ def run_tool(name: str, args_json: str, policy_file: Path | None, approve: bool)
         _bad_input(f"--args must be a JSON object, not {type(arguments).__name__}")
     policy, registry = _load(policy_file, json_errors=True)
 
+    from assistant.home import default_audit_path
     from assistant.models import guard_model_dirs
     from guards.pipeline import GuardPipeline
     from model.messages import BUILTIN_TOOLS, ToolCall
@@ -122,7 +123,8 @@ def run_tool(name: str, args_json: str, policy_file: Path | None, approve: bool)
         refusal = ToolOutput.failure(f"refused by the policy: {name} is not enabled "
                                      f"(tools.builtin.{name}.enabled)", refused=True)
         _emit(refusal.to_json(), exit_codes.REFUSED)
-    pipeline = GuardPipeline.from_policy(policy, model_dirs=guard_model_dirs(policy), policy_path=policy_file)
+    pipeline = GuardPipeline.from_policy(policy, model_dirs=guard_model_dirs(policy), policy_path=policy_file,
+                                         default_audit_path=default_audit_path())  # fmt: skip
     path = ToolPath({t.name: t for t in registry}, policy, pipeline)
 
     async def approver(call: ToolCall, review: object) -> bool:

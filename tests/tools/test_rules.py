@@ -85,6 +85,11 @@ async def test_tool_path_asks_the_injected_approver(tools_config) -> None:  # ty
         paid.append(amount)
         return "paid"
 
+    @tool
+    def lookup(q: str) -> str:
+        """Look something up."""
+        return f"found {q}"
+
     policy = parse_policy_text(POLICY)
     path = ToolPath({"pay": pay}, policy, NoGuards())
     asked = []
@@ -106,6 +111,8 @@ async def test_tool_path_asks_the_injected_approver(tools_config) -> None:  # ty
     invalid = await path.execute(ToolCall("pay", {"amount": 5, "memo": "x"}), approve=yes)
     assert invalid.ran is not None and not invalid.ran.output.ok and paid == [5.0]
     assert "invalid arguments" in invalid.ran.text  # the model reads the error it must correct
+    allowed = await ToolPath({"lookup": lookup}, policy, NoGuards()).execute(ToolCall("lookup", {"q": "x"}))
+    assert allowed.review.action == "run" and allowed.ran is not None and allowed.ran.text == "found x"
     unknown = await path.execute(ToolCall("nope", {}))
     assert unknown.review.action == "invalid" and "no tool named" in unknown.review.reason
 
