@@ -42,20 +42,24 @@ def _bad_input(message: str) -> NoReturn:
 
 
 def _load(policy_file: Path | None, *, json_errors: bool) -> tuple[Any, Any]:
-    """(policy, registry) or exit 2 naming the problem."""
+    """(policy, registry) or exit 2 naming the problem. The policy's MCP servers run until the command exits."""
     from guards.policy import PolicyError, load_policy, parse_policy_text
     from tools.custom import ToolLoadError
-    from tools.registry import build_registry
+    from tools.mcp import McpStartupError
+    from tools.registry import add_mcp_tools, build_registry
 
     try:
         policy = parse_policy_text(DEFAULT_POLICY_TEXT, file="<default>") if policy_file is None \
             else load_policy(policy_file)
         registry = build_registry(policy.tools)
-    except (PolicyError, ToolLoadError) as exc:
+        mcp = add_mcp_tools(registry, policy.tools)  # stopped at exit (atexit), whichever way the command ends
+    except (PolicyError, ToolLoadError, McpStartupError) as exc:
         if json_errors:
             _bad_input(str(exc))
         click.echo(str(exc), err=True)
         sys.exit(exit_codes.BAD_INPUT)
+    for notice in mcp.notices:
+        click.echo(f"note: {notice}", err=True)
     return policy, registry
 
 
@@ -77,6 +81,7 @@ def list_tools(policy_file: Path | None, as_json: bool) -> None:
         status = "denied" if item.name not in visible else (
             "approval required" if item.name in policy.tools.approval_required else "allowed")
         rows.append({"name": item.name, "description": item.description, "builtin": item.builtin,
+                     "server": getattr(item, "server", None),  # the MCP server offering it, else None
                      "side_effects": item.side_effects, "status": status, "parameters": item.parameters})
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -84,7 +89,7 @@ def list_tools(policy_file: Path | None, as_json: bool) -> None:
     if not rows:
         click.echo("no tools enabled by this policy")
     for row in rows:
-        kind = "built-in" if row["builtin"] else "custom"
+        kind = "built-in" if row["builtin"] else f"MCP server {row['server']}" if row["server"] else "custom"
         effects = "side effects" if row["side_effects"] else "no side effects"
         click.echo(f"{row['name']}  ({kind}, {effects}, {row['status']})")
         click.echo(f"    {row['description'].splitlines()[0]}")
@@ -111,6 +116,7 @@ def run_tool(name: str, args_json: str, policy_file: Path | None, approve: bool)
     if not isinstance(arguments, dict):
         _bad_input(f"--args must be a JSON object, not {type(arguments).__name__}")
     policy, registry = _load(policy_file, json_errors=True)
+    name = registry.resolve(name) or name  # an MCP tool also answers to `server.tool`
 
     from assistant.home import default_audit_path
     from assistant.models import guard_model_dirs
