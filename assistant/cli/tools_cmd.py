@@ -24,6 +24,8 @@ DEFAULT_POLICY_TEXT = """version: 1
 tools:
   builtin:
     code_interpreter: {enabled: true}
+code_shield:
+  actions: {block: block, warn: block, ignore: allow}
 stages:
   user_input: {llama_guard: {enabled: false}, prompt_guard: {enabled: false}}
   model_output: {llama_guard: {enabled: false}, code_shield: {enabled: true}}
