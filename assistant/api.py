@@ -32,6 +32,7 @@ from assistant.events import (
     Event,
     Final,
     GuardVerdict,
+    Notice,
     Refusal,
     TokenDelta,
     ToolCallProposed,
@@ -105,6 +106,7 @@ class Assistant:
     today: Callable[[], date] = date.today
     performance: Performance = field(default_factory=Performance)
     interface: str = "api"  # who answers approvals, for the audit log: api, cli, tui, server
+    mcp: Any = None  # tools.mcp.McpToolset: the policy's MCP servers, started by from_policy, stopped by close()
 
     def replace(self, **changes: Any) -> Assistant:
         return dataclasses.replace(self, **changes)
@@ -142,11 +144,28 @@ class Assistant:
             backend=backend,
             tokenizer=tokenizer_for(backend),
             pipeline=pipeline,
-            tools=build_tools(policy, tools),
             db_path=Path(db_path) if db_path else default_db_path(policy, path),
             approve=approve,
             today=today or date.today,
+            **build_tools_and_mcp(policy, tools),  # last: the MCP servers start only when all else loaded
         )
+
+    def close(self) -> None:
+        """Stop the policy's MCP servers (idempotent; they are stopped at exit at the latest)."""
+        if self.mcp is not None:
+            self.mcp.close()
+
+    def __enter__(self) -> Assistant:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Assistant:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
 
     @cached_property
     def deps(self) -> AgentDeps:
@@ -217,6 +236,8 @@ class Assistant:
         """One turn as events; the last is Final, Refusal or Error - or ApprovalRequested when a tool call waits for
         a human and no `approve` callback (here or at construction) was given; answer it with `resume`."""
         thread_id = thread or new_thread_id()
+        for notice in self.mcp.take_notices() if self.mcp is not None else ():  # once: a server failed to start
+            yield Notice(kind=notice.kind, message=notice.message)
         async for event in self._events(text, thread_id, approve, None):
             yield event
 
@@ -304,3 +325,13 @@ def build_tools(policy: Any, extra: Iterable[Any]) -> dict[str, Any]:
 
     registry = build_registry(policy.tools, extra=list(extra))
     return {t.name: t for t in registry.visible(policy.tools)}
+
+
+def build_tools_and_mcp(policy: Any, extra: Iterable[Any]) -> dict[str, Any]:
+    """{"tools": ..., "mcp": ...}: `build_tools` plus the tools of the policy's MCP servers, which start here
+    (tools.mcp; raises McpStartupError, a ValueError, when a `required` server fails)."""
+    from tools.registry import add_mcp_tools, build_registry
+
+    registry = build_registry(policy.tools, extra=list(extra))
+    mcp = add_mcp_tools(registry, policy.tools)
+    return {"tools": {t.name: t for t in registry.visible(policy.tools)}, "mcp": mcp}
