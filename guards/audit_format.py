@@ -126,9 +126,10 @@ def read_head(path: Path) -> Head | None:
     return Head(value["seq"], value["hash"])
 
 
-def write_head(path: Path, head: Head, log_name: str) -> None:
-    """Replace the head file atomically and durably (the caller holds the log's exclusive lock)."""
-    temporary = path.with_name(f".{path.name}.tmp")
+def write_head(path: Path, head: Head, log_name: str, *, writer: str = "") -> None:
+    """Replace the head file atomically and durably. Writers in other threads or processes use their own temporary
+    file (`writer` names it: `<pid>-<id>`); the rename is atomic, so a reader sees one head or the other."""
+    temporary = path.with_name(f".{path.name}.{writer or os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         data = head.to_bytes(log_name)
@@ -143,3 +144,21 @@ def write_head(path: Path, head: Head, log_name: str) -> None:
         os.fsync(folder)  # the rename itself must survive a power loss
     finally:
         os.close(folder)
+
+
+def remove_stale_temporaries(path: Path) -> None:
+    """Temporary head files of writers that died mid-replacement (their process no longer exists)."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        pid = stale.name[len(path.name) + 2 :].split("-", 1)[0].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

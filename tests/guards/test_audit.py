@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -419,3 +420,36 @@ def test_policy_can_send_every_head_to_syslog(tmp_path: Path, monkeypatch: pytes
     pipe.record("run_start", policy_hash="0" * 64)
     (record,) = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert sent == [(syslog.LOG_INFO, f"audit head log={tmp_path / 'audit.jsonl'} seq=0 hash={record['hash']}")]
+
+
+def test_a_head_that_cannot_be_written_stops_the_next_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import guards.audit as audit_module
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    monkeypatch.setattr(audit_module, "write_head", full_disk)
+    log.append("event", n=0)  # the head is replaced off the caller's path...
+    with pytest.raises(OSError, match="cannot replace the audit head file"):
+        log.flush()  # ...and its failure is not lost
+    log.append("event", n=1)
+    for _ in range(1000):  # until the writer thread has met the failure
+        if log._heads._failure is not None:
+            break
+        time.sleep(0.01)
+    with pytest.raises(OSError, match="No space left"):
+        log.append("event", n=2)  # a failure seen by the writer thread is raised into the next record
+    monkeypatch.undo()
+    log.append("event", n=3)
+    log.close()
+    assert verify_audit_log(path).head.status == "match"  # type: ignore[union-attr]
+
+
+def test_temporary_heads_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".audit.jsonl.head.{finished.stdout.strip()}-7f00.tmp"
+    stale.write_text("{")
+    _write(tmp_path / "audit.jsonl", 1)
+    assert not stale.exists() and (tmp_path / "audit.jsonl.head").exists()
