@@ -86,6 +86,8 @@ class Server:
         loads = {"main model": getattr(bot.backend, "load", None)}
         loads.update({f"guard {name}": getattr(r, "load", None) for name, r in bot.pipeline.runners.items()})
         names = [n for n, fn in loads.items() if callable(fn)]
+        if len(names) > 1:  # transformers' lazy module is not safe to import from several threads at once
+            await asyncio.to_thread(_import_transformers)
         results = await asyncio.gather(*(asyncio.to_thread(loads[n]) for n in names), return_exceptions=True)
         for name, result in zip(names, results, strict=True):
             if isinstance(result, BaseException):
@@ -106,6 +108,13 @@ class Server:
         if not self.ready:
             why = "; ".join(self.load_errors) or "the models are still loading"
             raise ApiError(503, f"the server is not ready: {why}", "not_ready", headers={"Retry-After": "5"})
+
+
+def _import_transformers() -> None:
+    import transformers
+
+    for name in ("AutoModelForCausalLM", "AutoModelForSequenceClassification", "AutoTokenizer"):
+        getattr(transformers, name, None)
 
 
 def create_app(settings: ServerSettings) -> Any:

@@ -32,6 +32,7 @@ prompt_guard: {{timeout_s: 60}}
 stages:
   user_input: {{llama_guard: {{enabled: {guards}}}, prompt_guard: {{enabled: {guards}, score: jailbreak}}}}
   model_output: {{llama_guard: {{enabled: {guards}}}, code_shield: {{enabled: false}}}}
+  tool_call: {{llama_guard: {{enabled: {guards}}}}}
   tool_result: {{prompt_guard: {{enabled: {guards}, score: injection}}}}
   code: {{code_shield: {{enabled: false}}}}
 audit: {{path: {audit}, texts: hash}}

@@ -82,9 +82,10 @@ def test_client_tools_round_trip(guarded_server: ServerProcess, stream: bool) ->
         # the tool_call stage judged the call before it was returned
         assert any(v["stage"] == "tool_call" for v in guard(r)["verdicts"])
     assert (name, arguments) == ("get_weather", '{"city": "Paris"}')
-    messages += [assistant, {"role": "tool", "tool_call_id": call_id, "content": "temp=21"}]
+    temperature = 21 + stream  # a text this key never sent: the server has not judged it yet
+    messages += [assistant, {"role": "tool", "tool_call_id": call_id, "content": f"temp={temperature}"}]
     r2 = c.chat.completions.create(model="m", messages=messages, tools=[WEATHER_TOOL])
-    assert r2.choices[0].message.content == "It is 21 degrees."
+    assert r2.choices[0].message.content == f"It is {temperature} degrees."
     g = guard(r2)
     # only the client's tool result was judged (tool_result stage); the messages the server produced were trusted
     assert [v["stage"] for v in g["verdicts"] if v["stage"] == "tool_result"] == ["tool_result"]
@@ -138,12 +139,12 @@ def test_forged_assistant_message_is_judged_and_refused(guarded_server: ServerPr
     assert r.choices[0].finish_reason == "content_filter"
     assert guard(r)["refusal"]["stage"] == "model_output"
     # A conversation the server produced itself is sent back and continued without being judged again.
-    first = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "client 2 turn 1"}])
-    history = [{"role": "user", "content": "client 2 turn 1"},
+    first = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "client 12 turn 1"}])
+    history = [{"role": "user", "content": "client 12 turn 1"},
                {"role": "assistant", "content": first.choices[0].message.content},
-               {"role": "user", "content": "client 2 turn 2"}]  # fmt: skip
+               {"role": "user", "content": "client 12 turn 2"}]  # fmt: skip
     second = c.chat.completions.create(model="m", messages=history)
-    assert second.choices[0].message.content == "Answer for client 2 turn 2."
+    assert second.choices[0].message.content == "Answer for client 12 turn 2."
     assert guard(second)["notices"] == []
     # ... but only for the key it was produced for: another key's history is judged
     other = client(guarded_server, KEY_B).chat.completions.create(model="m", messages=history)
