@@ -6,9 +6,11 @@ token's top log-probabilities; the categories are decoded with a second short re
 to the stop token) only when the score reaches the threshold. Verdicts, thresholds and exclusions are the in-process
 guard's (`LlamaGuard._decide`).
 
-Fail-closed: a server that is down, slow, answers an HTTP error or anything but the expected JSON, or whose top
-log-probabilities lack the `safe` or `unsafe` token (or rank another token first) raises a `GuardError`, which the
-pipeline turns into a guard error verdict (block by default). Never "safe".
+Fail-closed: a server that is down, slow, answers an HTTP error or anything but the expected JSON, or whose first
+token is neither `safe` nor `unsafe`, raises a `GuardError`, which the pipeline turns into a guard error verdict
+(block by default). Never "safe". When `safe` ranks first and `unsafe` is not among the top 20 (a very confident
+guard), P(unsafe) is not guessed from the tail: its exact value comes from vLLM's `prompt_logprobs` for the prompt
+followed by `unsafe`; a server that cannot give it is a guard error too.
 
 Prompts go as token ids. A server that refuses ids (`prompt_as: auto` falls back) gets the prompt as text only
 through `model.backends.openai_backend.prompt_text_for_server`, which refuses any prompt whose content holds
@@ -106,7 +108,10 @@ class RemoteLlamaGuard:
         started = time.perf_counter()
         model = self._resolve_model()
         first = self._complete(model, ids, max_tokens=1, logprobs=TOP_LOGPROBS)
-        score, verdict = self._first_token(first)
+        unsafe_logprob, verdict = self._first_token(first)
+        if unsafe_logprob is None:  # `safe` ranks first and `unsafe` below the top 20: ask for its exact value
+            unsafe_logprob = self._exact_logprob(model, ids, self.unsafe_id)
+        score = math.exp(unsafe_logprob)
         text = verdict
         if score >= self.threshold:
             more = self._complete(model, [*ids, self.unsafe_id], max_tokens=MAX_CATEGORY_TOKENS, logprobs=None)
@@ -126,6 +131,19 @@ class RemoteLlamaGuard:
         """The exact ids sent (the same as the in-process guard scores)."""
         tok = self.tokenizer
         return encode_segments(prompt_segments(turns, self.categories), tok.encode, tok.special_id)
+
+    def probe(self) -> None:
+        """Ask the server which models it serves: unreachable, or not serving ours, is a GuardError now (at load,
+        so `assistant serve`'s /readyz reports it) rather than at the first check."""
+        data = self._call("GET", "/models", None)
+        served = [m.get("id") for m in data.get("data") or [] if isinstance(m, dict)]
+        if self.model is None:
+            self._resolve_model()
+        elif self.model not in served:
+            raise GuardError(
+                f"the Llama Guard server {self.base_url} serves {served}, not {self.model!r} "
+                "(models.llama_guard.source must be the server's model name)"
+            )
 
     def close(self) -> None:
         with self._client_lock:
@@ -156,7 +174,9 @@ class RemoteLlamaGuard:
         self.model = models[0]
         return self.model
 
-    def _complete(self, model: str, ids: list[int], *, max_tokens: int, logprobs: int | None) -> dict[str, Any]:
+    def _complete(
+        self, model: str, ids: list[int], *, max_tokens: int, logprobs: int | None, prompt_logprobs: int | None = None
+    ) -> dict[str, Any]:
         """One `/v1/completions` call; the first choice. Ids first; text only as `prompt_as` allows."""
         for _ in range(3):  # at most: drop vLLM's extra fields, switch to the guarded text form
             prompt: list[int] | str = ids
@@ -165,6 +185,8 @@ class RemoteLlamaGuard:
             body: dict[str, Any] = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0}
             if logprobs is not None:
                 body["logprobs"] = logprobs
+            if prompt_logprobs is not None:
+                body["prompt_logprobs"] = prompt_logprobs  # vLLM's extension; no other server answers it
             if self._send_extras:
                 body["stop_token_ids"] = list(self.stop_ids)
                 if logprobs is not None:
@@ -230,8 +252,9 @@ class RemoteLlamaGuard:
 
     # --- reading the answer ------------------------------------------------------------------------------------
 
-    def _first_token(self, choice: dict[str, Any]) -> tuple[float, Literal["safe", "unsafe"]]:
-        """P(unsafe) and the model's own first token, from the first position's top log-probabilities."""
+    def _first_token(self, choice: dict[str, Any]) -> tuple[float | None, Literal["safe", "unsafe"]]:
+        """log P(unsafe) (None when `unsafe` ranks below the top log-probabilities) and the model's own first
+        token, from the first position's top log-probabilities."""
         top = _top_logprobs(choice)
         by_id: dict[int, float] = {}
         for key, value in top.items():
@@ -240,12 +263,6 @@ class RemoteLlamaGuard:
                 raise GuardOutputError(f"Llama Guard server gave log-probability {value!r} for {key!r}")
             if token_id is not None:
                 by_id[token_id] = max(float(value), by_id.get(token_id, -math.inf))
-        missing = [name for name, i in (("safe", self.safe_id), ("unsafe", self.unsafe_id)) if i not in by_id]
-        if missing:
-            raise GuardOutputError(
-                f"Llama Guard server's top {len(top)} log-probabilities lack {' and '.join(map(repr, missing))}: "
-                "not a Llama Guard 3 model, or the wrong prompt"
-            )
         best = max(top.items(), key=lambda kv: float(kv[1]))[0]
         best_id = self._token_id(best)
         if best_id == self.unsafe_id:
@@ -254,10 +271,23 @@ class RemoteLlamaGuard:
             verdict = "safe"
         else:
             raise GuardOutputError(f"Llama Guard's first token is {best!r}, neither 'safe' nor 'unsafe'")
-        score = math.exp(by_id[self.unsafe_id])
-        if not math.isfinite(score):
-            raise GuardOutputError("Llama Guard server gave a non-finite score")
-        return score, verdict
+        return by_id.get(self.unsafe_id), verdict
+
+    def _exact_logprob(self, model: str, ids: list[int], token_id: int) -> float:
+        """log P(token_id | ids) from the server's prompt log-probabilities (vLLM's `prompt_logprobs`) of
+        ids + [token_id]: for a `safe` so confident that `unsafe` is not among the top log-probabilities."""
+        choice = self._complete(model, [*ids, token_id], max_tokens=1, logprobs=None, prompt_logprobs=0)
+        entries = choice.get("prompt_logprobs")
+        last = entries[-1] if isinstance(entries, list) and entries else None
+        value = last.get(str(token_id)) if isinstance(last, dict) else None
+        if isinstance(value, dict):
+            value = value.get("logprob")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not (value <= 0.0):
+            raise GuardOutputError(
+                f"Llama Guard server's top {TOP_LOGPROBS} log-probabilities lack 'unsafe' and it gave no prompt "
+                "log-probability for it: not a Llama Guard 3 model on vLLM, or the wrong prompt"
+            )
+        return float(value)
 
     def _token_id(self, key: str) -> int | None:
         """`token_id:N` (vLLM with return_tokens_as_token_ids), else the token's text: only `safe` and `unsafe`
@@ -321,7 +351,7 @@ class RemoteLlamaGuardRunner:
         self._lock = threading.Lock()
 
     def load(self) -> RemoteLlamaGuard:
-        """The client (no network yet; the first check finds out whether the server answers)."""
+        """The client, once the server has answered that it serves the model (retried at the next check if not)."""
         with self._lock:
             if self._guard is None:
                 model_config = self.policy.models.llama_guard
@@ -338,10 +368,12 @@ class RemoteLlamaGuardRunner:
                 categories = prompt_categories(
                     model_config.variant, enabled=config.categories, excluded=config.excluded, custom=custom
                 )
-                self._guard = RemoteLlamaGuard(
+                guard = RemoteLlamaGuard(
                     model_config.base_url, model=model_config.source, api_key=api_key, categories=categories,
                     excluded=config.excluded, threshold=config.threshold, timeout_s=self.timeout_s,
                 )  # fmt: skip
+                guard.probe()
+                self._guard = guard
             return self._guard
 
     async def check(self, item: CheckInput) -> Verdict:

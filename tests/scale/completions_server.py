@@ -22,9 +22,30 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-MODES = ("ok", "slow", "garbage", "http500", "no_unsafe", "wrong_top", "no_logprobs", "ids_refused", "strict_fields")
+MODES = (
+    "ok",
+    "slow",
+    "garbage",
+    "http500",
+    "no_unsafe",
+    "unsafe_beyond_top",
+    "wrong_top",
+    "no_logprobs",
+    "ids_refused",
+    "strict_fields",
+)
 _SPECIAL = re.compile(r"(<\|[a-z0-9_]+\|>)")
-_KNOWN_FIELDS = {"model", "prompt", "max_tokens", "temperature", "logprobs", "stream", "top_p", "seed"}
+_KNOWN_FIELDS = {
+    "model",
+    "prompt",
+    "max_tokens",
+    "temperature",
+    "logprobs",
+    "stream",
+    "top_p",
+    "seed",
+    "prompt_logprobs",
+}
 
 
 class CompletionsModel:
@@ -51,6 +72,22 @@ class CompletionsModel:
             elif part:
                 ids.extend(tok.encode(part))
         return ids
+
+    def prompt_logprobs(self, ids: list[int]) -> list[dict[str, dict[str, Any]] | None]:
+        """vLLM's `prompt_logprobs: 0`: each prompt token's log-probability given the tokens before it."""
+        import torch
+
+        with self.lock, torch.inference_mode():
+            logits = self.model(input_ids=torch.tensor([ids])).logits[0].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+        entries: list[dict[str, dict[str, Any]] | None] = [None]
+        for position, token in enumerate(ids[1:]):
+            value = float(logprobs[position, token])
+            rank = int((logprobs[position] > value).sum()) + 1
+            entries.append(
+                {str(token): {"logprob": value, "rank": rank, "decoded_token": self.tokenizer.decode([token])}}
+            )
+        return entries
 
     def complete(
         self, ids: list[int], max_tokens: int, top_n: int | None, stop_ids: set[int]
@@ -113,10 +150,12 @@ class CompletionsServer:
         generated, tops, finish = self.model.complete(ids, int(body.get("max_tokens", 16)), top_n, stop)
         tok = self.model.tokenizer
         choice: dict[str, Any] = {"index": 0, "text": tok.decode(generated), "finish_reason": finish}
+        if body.get("prompt_logprobs") is not None and mode != "no_unsafe":
+            choice["prompt_logprobs"] = self.model.prompt_logprobs(ids)
         if top_n:
             as_ids = bool(body.get("return_tokens_as_token_ids"))
             top = [{(f"token_id:{i}" if as_ids else tok.decode([i])): lp for i, lp in t.items()} for t in tops]
-            if mode == "no_unsafe":
+            if mode in ("no_unsafe", "unsafe_beyond_top"):
                 unsafe = "token_id:" + str(tok.encode("unsafe")[0]) if as_ids else "unsafe"
                 top = [{k: v for k, v in t.items() if k != unsafe} for t in top]
             if mode == "wrong_top":

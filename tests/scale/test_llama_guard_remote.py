@@ -67,10 +67,11 @@ def test_same_verdict_and_score_as_in_process(srv: CompletionsServer, local: Lla
     first = srv.requests[0]
     assert first["prompt"] == local.prompt_ids(turns)  # the exact prompt, as token ids
     assert (first["max_tokens"], first["logprobs"], first["temperature"]) == (1, 20, 0.0)
-    # The categories are decoded by a second request only when unsafe.
-    assert len(srv.requests) == (2 if want.unsafe else 1)
+    # The categories are decoded by a further request only when unsafe (max_tokens > 1).
+    decoding = [r for r in srv.requests if r["max_tokens"] > 1]
+    assert len(decoding) == (1 if want.unsafe else 0)
     if want.unsafe:
-        assert srv.requests[1]["prompt"] == [*local.prompt_ids(turns), guard.unsafe_id]
+        assert decoding[0]["prompt"] == [*local.prompt_ids(turns), guard.unsafe_id]
 
 
 def test_threshold_and_exclusions_as_in_process(srv: CompletionsServer, guard_dir: Path) -> None:
@@ -89,6 +90,19 @@ def test_threshold_and_exclusions_as_in_process(srv: CompletionsServer, guard_di
 def test_malformed_categories_are_a_guard_error(srv: CompletionsServer) -> None:
     with pytest.raises(GuardOutputError, match="neither"):
         remote(srv.url).check([Turn("user", "please zyxgarble now")])
+
+
+@pytest.mark.parametrize("name", ["safe-user", "safe-agent"])
+def test_unsafe_below_the_top_logprobs_gets_its_exact_value(srv: CompletionsServer, local: LlamaGuard,
+                                                            name: str) -> None:  # fmt: skip
+    """A confident `safe` can push `unsafe` out of the top 20: its exact log-probability comes from a second
+    request (prompt + `unsafe`, vLLM's prompt_logprobs), never from a guess."""
+    srv.mode = "unsafe_beyond_top"
+    got, want = remote(srv.url).check(CASES[name]), local.check(CASES[name])
+    assert (got.unsafe, got.categories, got.model_verdict) == (want.unsafe, want.categories, want.model_verdict)
+    assert abs(got.score - want.score) < 1e-4
+    exact = srv.requests[1]
+    assert exact["prompt"] == [*local.prompt_ids(CASES[name]), local.unsafe_id] and exact["prompt_logprobs"] == 0
 
 
 def test_model_name_from_the_server_when_not_set(srv: CompletionsServer) -> None:
@@ -176,6 +190,15 @@ async def test_pipeline_uses_the_remote_guard_and_fails_closed(srv: CompletionsS
     down = parse_policy_text(POLICY.format(url=f"http://127.0.0.1:{free_port()}/v1"))
     result = await GuardPipeline.from_policy(down, audit=False).check("user_input", "hello")
     assert result.decision == "block" and "GuardServerError" in (result.verdicts[0].error or "")
+
+
+def test_runner_load_checks_the_server_serves_the_model(srv: CompletionsServer) -> None:
+    from guards.llama_guard_remote import RemoteLlamaGuardRunner
+
+    policy = parse_policy_text(POLICY.format(url=srv.url).replace("source: tiny-guard", "source: other-model"))
+    with pytest.raises(GuardError, match="serves \\['tiny-guard'\\], not 'other-model'"):
+        RemoteLlamaGuardRunner(policy).load()
+    assert RemoteLlamaGuardRunner(parse_policy_text(POLICY.format(url=srv.url))).load().model == "tiny-guard"
 
 
 def test_policy_needs_base_url_for_openai() -> None:
