@@ -2,13 +2,14 @@
 and returns a Verdict (or raises; the pipeline turns that into a fail-closed verdict).
 
 Models load lazily, on a worker thread, once per process (`_shared`): every pipeline built from any policy that names
-the same model directory reuses the loaded model.
+the same model directory reuses the loaded model; different models load at the same time (one lock per model key).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -16,16 +17,34 @@ from typing import Any
 from guards.pipeline import CheckInput, GuardRunner, in_thread
 from guards.verdict import Verdict
 
-_SHARED: dict[tuple[str, str], Any] = {}
-_SHARED_LOCK = threading.Lock()
+MAX_SHARED = 16  # loaded guards kept per process; the least recently used beyond this are dropped
+_SHARED: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_SHARED_LOCK = threading.Lock()  # guards the two tables only, never held during a load
+_KEY_LOCKS: dict[tuple[str, str], threading.Lock] = {}
 
 
 def _shared(kind: str, key: str, load: Callable[[], Any]) -> Any:
-    """One loaded guard per (kind, source) per process. A failed load is not cached, so a fixed setup recovers."""
+    """One loaded guard per (kind, source) per process. Each key loads under its own lock, so Llama Guard and Prompt
+    Guard load side by side while two users of the same model wait for one load. A failed load is not cached, so a
+    fixed setup recovers. The table is bounded (`MAX_SHARED`, least recently used dropped first)."""
+    entry = (kind, key)
     with _SHARED_LOCK:
-        if (kind, key) not in _SHARED:
-            _SHARED[(kind, key)] = load()
-        return _SHARED[(kind, key)]
+        if entry in _SHARED:
+            _SHARED.move_to_end(entry)
+            return _SHARED[entry]
+        key_lock = _KEY_LOCKS.setdefault(entry, threading.Lock())
+    with key_lock:
+        with _SHARED_LOCK:
+            if entry in _SHARED:  # loaded by the thread we waited for
+                _SHARED.move_to_end(entry)
+                return _SHARED[entry]
+        value = load()
+        with _SHARED_LOCK:
+            _SHARED[entry] = value
+            while len(_SHARED) > MAX_SHARED:
+                dropped, _ = _SHARED.popitem(last=False)
+                _KEY_LOCKS.pop(dropped, None)
+        return value
 
 
 def _ms(started: float) -> float:
