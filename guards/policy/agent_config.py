@@ -8,11 +8,13 @@ from guards.policy.base import Flag, NonEmptyStr, NonNegativeInt, PolicyModel, P
 
 
 class StreamingModerationConfig(PolicyModel):
-    """Check the model's output while it streams: every `chunk_chars` new characters, with `lookback_chars` before."""
+    """Check the model's output while it streams: every `chunk_chars` new characters a check judges the whole answer
+    so far (the last check the whole answer). `lookback_chars` is no longer read (each check sees everything before
+    it); it is still accepted so that existing policies load."""
 
     enabled: Flag = True
     chunk_chars: PositiveInt = 400
-    lookback_chars: NonNegativeInt = 200
+    lookback_chars: NonNegativeInt = 200  # unused, see above
 
 
 class AgentConfig(PolicyModel):
