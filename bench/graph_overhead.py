@@ -3,8 +3,9 @@
     python bench/graph_overhead.py [--turns 20] [--calls 3] [--json]
 
 A "step" is one model call of the agent loop (a turn with 3 tool calls has 4 steps). The figure includes LangGraph's
-scheduling, SQLite checkpointing after every node, prompt encoding of the growing conversation, tool-call parsing and
-the event stream; `encode_ms_per_step` shows the prompt-encoding share. Nothing here loads a model.
+scheduling, the SQLite checkpoint written when a run ends (durability "exit"), prompt encoding of the growing
+conversation, tool-call parsing and the event stream; `encode_ms_per_step` shows the prompt-encoding share. Nothing
+here loads a model.
 """
 
 from __future__ import annotations
