@@ -3,44 +3,19 @@
 Llama Stack and LlamaFirewall run their shields one after another (stopping at the first violation), make Llama Guard
 generate its verdict text with the whole prompt each time, re-encode the whole conversation at every agent step and
 check the answer only once it is complete. The last two are switches of the backend (`reuse_cache`) and of the agent
-(streaming moderation off); the first two live here, as a pipeline and a Llama Guard runner with the same policy,
-thresholds and fail-closed handling as ours, so that only the way of running them differs.
+(streaming moderation off); the first two live here: our own `GuardPipeline` with the sequential schedule, and a Llama
+Guard runner that generates, with the same policy, thresholds and fail-closed handling as ours, so that only the way
+of running them differs.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
-from guards.pipeline import CheckInput, GuardPipeline
-from guards.stage_runners import LlamaGuardRunner, in_thread
-from guards.verdict import StageResult, Verdict
-
-
-class SequentialPipeline(GuardPipeline):
-    """The stage's guards one after another, in the pipeline's order; the first block ends the stage."""
-
-    async def check(
-        self,
-        stage: str,
-        text: str,
-        *,
-        role: str = "user",
-        conversation: Sequence[tuple[str, str]] = (),
-        language: str | None = None,
-        thread_id: str | None = None,
-    ) -> StageResult:
-        item = CheckInput(stage, text, role, tuple((r, t) for r, t in conversation), language, thread_id)
-        verdicts: list[Verdict] = []
-        for name in self.enabled_guards(stage):
-            verdict = await self._run_one(name, item)
-            verdicts.append(verdict)
-            if verdict.decision == "block":
-                break
-        for verdict in verdicts:
-            self._audit(verdict, item)
-        return StageResult.from_verdicts(stage, verdicts)
+from guards.pipeline import CheckInput, GuardPipeline, in_thread, run_sequentially
+from guards.stage_runners import LlamaGuardRunner
+from guards.verdict import Verdict
 
 
 class GeneratingLlamaGuardRunner(LlamaGuardRunner):
@@ -60,10 +35,11 @@ class GeneratingLlamaGuardRunner(LlamaGuardRunner):
         )  # fmt: skip
 
 
-def reference_pipeline(pipeline: GuardPipeline) -> SequentialPipeline:
-    """The same policy, runners and audit sink as `pipeline`, run the peers' way."""
+def reference_pipeline(pipeline: GuardPipeline) -> GuardPipeline:
+    """The same policy, runners and audit sink as `pipeline`, run the peers' way: the real `GuardPipeline.check`
+    with the sequential schedule (one guard after another, stopping at the first block)."""
     runners: dict[str, Any] = dict(pipeline.runners)
     if isinstance(runners.get("llama_guard"), LlamaGuardRunner):
         current = runners["llama_guard"]
         runners["llama_guard"] = GeneratingLlamaGuardRunner(pipeline.policy, current.source)
-    return SequentialPipeline(pipeline.policy, runners, audit=pipeline.audit)
+    return GuardPipeline(pipeline.policy, runners, audit=pipeline.audit, schedule=run_sequentially)

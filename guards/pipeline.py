@@ -46,13 +46,51 @@ class GuardRunner(Protocol):
 
 
 AuditSink = Callable[[Verdict, CheckInput], None]
+# How a stage runs its guards: (guard names in order, run one guard) -> the verdicts obtained, in that order.
+Schedule = Callable[[Sequence[str], Callable[[str], Awaitable[Verdict]]], Awaitable[list[Verdict]]]
+
+
+async def run_concurrently(names: Sequence[str], run: Callable[[str], Awaitable[Verdict]]) -> list[Verdict]:
+    """Every guard at once; the first verdict that blocks cancels the others (the stage is blocked anyway)."""
+    verdicts: dict[str, Verdict] = {}
+    tasks = {asyncio.ensure_future(run(name)): name for name in names}
+    try:
+        pending = set(tasks)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                verdicts[tasks[task]] = task.result()
+            if any(v.decision == "block" for v in verdicts.values()):
+                break  # the stage is blocked whatever the others say
+    finally:
+        for task in tasks:
+            task.cancel()
+    return [verdicts[name] for name in names if name in verdicts]
+
+
+async def run_sequentially(names: Sequence[str], run: Callable[[str], Awaitable[Verdict]]) -> list[Verdict]:
+    """One guard after another, stopping at the first block (how Llama Stack and LlamaFirewall run shields)."""
+    verdicts: list[Verdict] = []
+    for name in names:
+        verdicts.append(await run(name))
+        if verdicts[-1].decision == "block":
+            break
+    return verdicts
 
 
 class GuardPipeline:
-    def __init__(self, policy: Any, runners: Mapping[str, GuardRunner], *, audit: AuditSink | None = None) -> None:
+    def __init__(
+        self,
+        policy: Any,
+        runners: Mapping[str, GuardRunner],
+        *,
+        audit: AuditSink | None = None,
+        schedule: Schedule | None = None,
+    ) -> None:
         self.policy = policy
         self.runners = dict(runners)
         self.audit = audit
+        self.schedule: Schedule = schedule or run_concurrently
 
     @classmethod
     def from_policy(
@@ -103,25 +141,11 @@ class GuardPipeline:
         return _stricter(stage, self.enabled_guards(stage), *results)
 
     async def _check_text(self, item: CheckInput) -> StageResult:
-        stage = item.stage
-        names = self.enabled_guards(stage)
-        verdicts: dict[str, Verdict] = {}
-        tasks = {asyncio.ensure_future(self._run_one(name, item)): name for name in names}
-        try:
-            pending = set(tasks)
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    verdicts[tasks[task]] = task.result()
-                if any(v.decision == "block" for v in verdicts.values()):
-                    break  # the stage is blocked whatever the others say
-        finally:
-            for task in tasks:
-                task.cancel()
-        ordered = [verdicts[name] for name in names if name in verdicts]
+        names = self.enabled_guards(item.stage)
+        ordered = await self.schedule(names, lambda name: self._run_one(name, item))
         for verdict in ordered:
             self._audit(verdict, item)
-        return StageResult.from_verdicts(stage, ordered)
+        return StageResult.from_verdicts(item.stage, ordered)
 
     async def _run_one(self, name: str, item: CheckInput) -> Verdict:
         started = time.perf_counter()
@@ -238,4 +262,5 @@ async def in_thread(fn: Callable[..., Any], *args: Any) -> Any:
     return await asyncio.to_thread(fn, *args)
 
 
-__all__ = ["AuditSink", "Awaitable", "CheckInput", "GuardPipeline", "GuardRunner", "in_thread"]
+__all__ = ["AuditSink", "CheckInput", "GuardPipeline", "GuardRunner", "Schedule", "in_thread", "run_concurrently",
+           "run_sequentially"]

@@ -172,3 +172,18 @@ async def test_plain_text_is_checked_once_and_benign_lookalikes_pass(real_pipeli
     assert sorted(calls[1:]) == ["full\u200bwidth".replace("\u200b", ""), "ｆｕｌｌ\u200bwidth"]
     benign = await real_pipeline.check("user_input", "please summarize the ｗｅａｔｈｅｒ report\u200b")
     assert not benign.blocked
+
+
+async def test_the_sequential_schedule_runs_one_guard_at_a_time_and_stops_at_a_block() -> None:
+    """The benchmark's reference mode reuses `GuardPipeline.check` with this schedule (issue 14.6)."""
+    from guards.pipeline import run_sequentially
+
+    slow_block, later = Runner("prompt_guard", "block", delay=0.05), Runner("llama_guard")
+    pipe = GuardPipeline(parse_policy_text(POLICY), {r.name: r for r in (slow_block, later)}, schedule=run_sequentially)
+    result = await pipe.check("user_input", "x")
+    assert result.blocked and [v.guard for v in result.verdicts] == ["prompt_guard"] and not later.finished
+    allowed = GuardPipeline(parse_policy_text(POLICY), {"prompt_guard": Runner("prompt_guard", delay=0.05),
+                            "llama_guard": Runner("llama_guard", delay=0.05)}, schedule=run_sequentially)  # fmt: skip
+    started = time.perf_counter()
+    assert not (await allowed.check("user_input", "x")).blocked
+    assert time.perf_counter() - started >= 0.1
