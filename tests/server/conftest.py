@@ -65,7 +65,7 @@ class ServerProcess:
     """`python -m assistant.cli serve` in a subprocess; `start()` waits until /readyz answers."""
 
     def __init__(self, directory: Path, *, policy: str | None = None, keys: tuple[str, ...] = (KEY_A, KEY_B),
-                 slots: int = 40, guards: bool = True) -> None:  # fmt: skip
+                 slots: int = 64, guards: bool = True) -> None:  # fmt: skip
         directory.mkdir(parents=True, exist_ok=True)
         self.dir = directory
         self.audit = directory / "audit.jsonl"
@@ -78,6 +78,7 @@ class ServerProcess:
         self.keys_file = directory / "keys.txt"
         self.keys_file.write_text("# test keys\n" + "\n".join(keys) + "\n", encoding="utf-8")
         self.keys = keys
+        self.slots = slots
         self.db = directory / "threads.sqlite"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"

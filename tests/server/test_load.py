@@ -9,15 +9,13 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import openai
-import pytest
+from click.testing import CliRunner
 
+from assistant.cli.main import cli
 from tests.server.conftest import KEY_A, ServerProcess
 
 CLIENTS = int(os.environ.get("SERVER_LOAD_CLIENTS", "32"))
@@ -69,46 +67,39 @@ async def histories(http: httpx.AsyncClient, threads: dict[int, str]) -> dict[in
     return out
 
 
-@pytest.fixture
-def load_server(tmp_path: Path, tiny_guard_dirs: dict[str, Path]) -> ServerProcess:
-    # A slot is freed once the turn is stored, just after the client has its answer and may already send the next.
-    return ServerProcess(tmp_path / "load", slots=2 * CLIENTS)
+async def test_concurrent_clients_then_sigkill_mid_stream(guarded_server: ServerProcess) -> None:
+    # The session's guarded server (it has 2 x 32 turn slots: a slot is freed once the turn is stored, just after the
+    # client has its answer and may already send the next). It is killed and restarted here; later tests use it on.
+    s = guarded_server
+    assert s.slots >= 2 * CLIENTS
+    latencies: list[float] = []
+    threads: dict[int, str] = {}
+    async with httpx.AsyncClient(base_url=s.base, headers=s.headers(), timeout=120) as http:
+        started = time.perf_counter()
+        await asyncio.gather(*(sdk_client(s, i, latencies) if i % 2 == 0 else thread_client(http, i, latencies,
+                                                                                            threads)
+                               for i in range(CLIENTS)))  # fmt: skip
+        wall = time.perf_counter() - started
+        assert len(latencies) == CLIENTS * TURNS
+        q = statistics.quantiles(latencies, n=20)
+        report = {"clients": CLIENTS, "turns": TURNS, "wall_s": round(wall, 2), "p50_s": round(q[9], 3),
+                  "p95_s": round(q[18], 3), "turns_per_s": round(len(latencies) / wall, 1)}  # fmt: skip
+        print(f"\nserver load: {json.dumps(report)}")
+        (s.dir / "load-report.json").write_text(json.dumps(report))
+        before = await histories(http, threads)
+        assert before == {i: expected_history(i) for i in threads}  # no cross-talk between threads
 
-
-async def test_concurrent_clients_then_sigkill_mid_stream(load_server: ServerProcess) -> None:
-    s = load_server.start()
-    try:
-        latencies: list[float] = []
-        threads: dict[int, str] = {}
-        async with httpx.AsyncClient(base_url=s.base, headers=s.headers(), timeout=120) as http:
-            started = time.perf_counter()
-            await asyncio.gather(*(sdk_client(s, i, latencies) if i % 2 == 0 else thread_client(http, i, latencies,
-                                                                                                threads)
-                                   for i in range(CLIENTS)))  # fmt: skip
-            wall = time.perf_counter() - started
-            assert len(latencies) == CLIENTS * TURNS
-            q = statistics.quantiles(latencies, n=20)
-            report = {"clients": CLIENTS, "turns": TURNS, "wall_s": round(wall, 2), "p50_s": round(q[9], 3),
-                      "p95_s": round(q[18], 3), "turns_per_s": round(len(latencies) / wall, 1)}  # fmt: skip
-            print(f"\nserver load: {json.dumps(report)}")
-            (s.dir / "load-report.json").write_text(json.dumps(report))
-            before = await histories(http, threads)
-            assert before == {i: expected_history(i) for i in threads}  # no cross-talk between threads
-
-            # SIGKILL while a turn streams on one of the threads
-            victim = threads[1]
-            async with http.stream("POST", f"/v1/threads/{victim}/messages", json={"content": "slow 7"}) as r:
-                async for line in r.aiter_lines():
-                    if line.startswith("data:") and json.loads(line[5:])["type"] in ("verdict", "token"):
-                        s.kill()
-                        break
-        s.start()
-        async with httpx.AsyncClient(base_url=s.base, headers=s.headers(), timeout=120) as http:
-            assert await histories(http, threads) == before  # every thread intact, the killed turn left nothing
-            r = await http.post(f"/v1/threads/{victim}/messages", json={"content": "client 1 turn 4"})
-            assert r.status_code == 200 and "Answer for client 1 turn 4." in r.text  # the thread goes on
-    finally:
-        s.stop()
-    verify = subprocess.run([sys.executable, "-m", "assistant.cli", "audit", "verify", str(s.audit)],
-                            capture_output=True, text=True)  # fmt: skip
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+        # SIGKILL while a turn streams on one of the threads
+        victim = threads[1]
+        async with http.stream("POST", f"/v1/threads/{victim}/messages", json={"content": "slow 7"}) as r:
+            async for line in r.aiter_lines():
+                if line.startswith("data:") and json.loads(line[5:])["type"] in ("verdict", "token"):
+                    s.kill()
+                    break
+    s.start()
+    async with httpx.AsyncClient(base_url=s.base, headers=s.headers(), timeout=120) as http:
+        assert await histories(http, threads) == before  # every thread intact, the killed turn left nothing
+        r = await http.post(f"/v1/threads/{victim}/messages", json={"content": "client 1 turn 4"})
+        assert r.status_code == 200 and "Answer for client 1 turn 4." in r.text  # the thread goes on
+    verify = CliRunner().invoke(cli, ["audit", "verify", str(s.audit)])  # the hash chain survived the SIGKILL
+    assert verify.exit_code == 0, verify.output
