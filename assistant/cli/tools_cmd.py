@@ -54,7 +54,8 @@ def _load(policy_file: Path | None, *, json_errors: bool) -> tuple[Any, Any]:
         policy = parse_policy_text(DEFAULT_POLICY_TEXT, file="<default>") if policy_file is None \
             else load_policy(policy_file)
         registry = build_registry(policy.tools)
-        mcp = add_mcp_tools(registry, policy.tools)  # stopped at exit (atexit), whichever way the command ends
+        mcp = add_mcp_tools(registry, policy.tools)
+        click.get_current_context().call_on_close(mcp.close)  # whichever way the command ends (sys.exit too)
     except (PolicyError, ToolLoadError, McpStartupError) as exc:
         if json_errors:
             _bad_input(str(exc))

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from assistant.cli.main import cli
 from tests.tools.mcp.conftest import ROOT, demo
 
 POLICY = """\
@@ -36,6 +40,15 @@ def policy_file(tmp_path: Path, *more: dict) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
+
+
+def invoke(*args: str):  # in-process: the servers stop when the command's context closes
+    return CliRunner().invoke(cli, list(args))
+
+
 def assistant(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True, env=env,
@@ -44,26 +57,26 @@ def assistant(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_tools_list_shows_mcp_tools_with_their_server_and_failed_servers(tmp_path: Path) -> None:
     policy = policy_file(tmp_path, demo("broken", "--mode", "exit-at-start"))
-    listed = assistant(tmp_path, "tools", "list", "--policy", str(policy), "--json")
-    assert listed.returncode == 0, listed.stderr
+    listed = invoke("tools", "list", "--policy", str(policy), "--json")
+    assert listed.exit_code == 0, listed.output
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
     assert set(rows) == {"get_current_time", "convert_time"}
     assert rows["get_current_time"]["server"] == "time" and rows["get_current_time"]["status"] == "allowed"
     assert "timezone" in rows["get_current_time"]["parameters"]["properties"]
     assert "MCP server broken: failed to start" in listed.stderr and "giving up" in listed.stderr
-    plain = assistant(tmp_path, "tools", "list", "--policy", str(policy))
+    plain = invoke("tools", "list", "--policy", str(policy))
     assert "get_current_time  (MCP server time," in plain.stdout
 
 
 def test_tools_run_takes_a_qualified_name_through_the_agents_path(tmp_path: Path) -> None:
     policy = policy_file(tmp_path)
-    ran = assistant(tmp_path, "tools", "run", "time.get_current_time", "--args", '{"timezone": "Asia/Tokyo"}',
-                    "--policy", str(policy))  # fmt: skip
-    assert ran.returncode == 0, ran.stdout + ran.stderr
+    ran = invoke("tools", "run", "time.get_current_time", "--args", '{"timezone": "Asia/Tokyo"}', "--policy",
+                 str(policy))  # fmt: skip
+    assert ran.exit_code == 0, ran.output
     result = json.loads(ran.stdout)
     assert result["ok"] and json.loads(result["output"])["timezone"] == "Asia/Tokyo"
-    bad = assistant(tmp_path, "tools", "run", "get_current_time", "--args", '{"timezone": 5}', "--policy", str(policy))
-    assert bad.returncode == 2 and "5 is not of type 'string'" in json.loads(bad.stdout)["error"]
+    bad = invoke("tools", "run", "get_current_time", "--args", '{"timezone": 5}', "--policy", str(policy))
+    assert bad.exit_code == 2 and "5 is not of type 'string'" in json.loads(bad.stdout)["error"]
 
 
 def test_assistant_run_calls_the_time_server_and_guards_its_result(tmp_path: Path) -> None:
@@ -89,6 +102,6 @@ def test_a_required_server_that_fails_stops_the_run(tmp_path: Path) -> None:
     policy = policy_file(tmp_path, demo("vital", "--mode", "exit-at-start", required=True))
     script = tmp_path / "model.jsonl"
     script.write_text("", encoding="utf-8")
-    run = assistant(tmp_path, "run", "hi", "--policy", str(policy), "--model", f"scripted:{script}")
-    assert run.returncode == 2
+    run = invoke("run", "hi", "--policy", str(policy), "--model", f"scripted:{script}")
+    assert run.exit_code == 2
     assert "MCP server vital: failed to start" in run.stderr and "required" in run.stderr
