@@ -10,6 +10,7 @@ Guard models are loaded once per process and shared (see `guards.stage_runners`)
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from guards.lookalikes import fold_lookalikes
 from guards.verdict import DECISIONS, StageResult, Verdict
 
+logger = logging.getLogger(__name__)
 GUARD_ORDER = ("prompt_guard", "llama_guard", "code_shield")  # verdict order in a StageResult (stable output)
 
 
@@ -145,7 +147,10 @@ class GuardPipeline:
         ordered = await self.schedule(names, lambda name: self._run_one(name, item))
         for verdict in ordered:
             self._audit(verdict, item)
-        return StageResult.from_verdicts(item.stage, ordered)
+        result = StageResult.from_verdicts(item.stage, ordered)
+        logger.debug("%s: %s (%s)", item.stage, result.decision,
+                     ", ".join(f"{v.guard}={v.decision}" for v in ordered) or "no guard")  # fmt: skip
+        return result
 
     async def _run_one(self, name: str, item: CheckInput) -> Verdict:
         started = time.perf_counter()
@@ -158,6 +163,8 @@ class GuardPipeline:
             await prepare(runner)
             verdict = await asyncio.wait_for(runner.check(item), runner.timeout_s)
         except TimeoutError:
+            logger.warning("%s timed out after %gs at the %s stage (on_error: %s)", name, runner.timeout_s, item.stage,
+                           runner.on_error)  # fmt: skip
             return _error_verdict(item.stage, name, runner.on_error, f"timed out after {runner.timeout_s:g} s", started)
         except asyncio.CancelledError:
             task = asyncio.current_task()
@@ -167,6 +174,7 @@ class GuardPipeline:
             return _error_verdict(item.stage, name, runner.on_error, "CancelledError: the guard's work was cancelled",
                                   started)  # fmt: skip
         except Exception as exc:  # any failure of a guard is a guard error, decided by on_error (fail closed)
+            logger.warning("%s failed at the %s stage (on_error: %s)", name, item.stage, runner.on_error, exc_info=True)
             return _error_verdict(item.stage, name, runner.on_error, f"{type(exc).__name__}: {exc}", started)
         if not isinstance(verdict, Verdict):
             return _error_verdict(item.stage, name, runner.on_error, f"returned {type(verdict).__name__}", started)

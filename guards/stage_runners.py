@@ -7,6 +7,7 @@ the same model directory reuses the loaded model; different models load at the s
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -17,6 +18,7 @@ from typing import Any
 from guards.pipeline import CheckInput, GuardRunner, in_thread
 from guards.verdict import Verdict
 
+logger = logging.getLogger(__name__)
 MAX_SHARED = 16  # loaded guards kept per process; the least recently used beyond this are dropped
 _SHARED: OrderedDict[tuple[str, str], Any] = OrderedDict()
 _SHARED_LOCK = threading.Lock()  # guards the two tables only, never held during a load
@@ -38,7 +40,10 @@ def _shared(kind: str, key: str, load: Callable[[], Any]) -> Any:
             if entry in _SHARED:  # loaded by the thread we waited for
                 _SHARED.move_to_end(entry)
                 return _SHARED[entry]
+        started = time.perf_counter()
+        logger.info("loading %s (%s)", kind, key)
         value = load()
+        logger.info("loaded %s (%s) in %.1f s", kind, key, time.perf_counter() - started)
         with _SHARED_LOCK:
             _SHARED[entry] = value
             while len(_SHARED) > MAX_SHARED:

@@ -7,6 +7,7 @@ the task (client gone, timeout) stops the generation and frees the slot in one p
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ class TurnTask:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug ends the turn with a typed error, never a hung request
+            logging.getLogger(__name__).exception("internal error in a server turn")
             self.queue.put_nowait(Error(kind="internal", message=f"{type(exc).__name__}: {exc}"))
         finally:
             if self.metrics is not None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import time
@@ -29,6 +30,7 @@ from typing import Any, Literal
 from model.backends.base import BackendStats, GenerationParams
 from model.backends.errors import BackendError
 
+logger = logging.getLogger(__name__)
 BOS_ID = 128_000
 FIRST_SPECIAL_ID = 128_000
 STOP_STRINGS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
@@ -211,9 +213,11 @@ class OpenAIBackend:
                 return
             status, detail = rejected
             if status == 422 and self._send_extras and "unexpected field" in detail.lower():
+                logger.info("%s rejects vLLM's extra fields; retrying without them: %s", self.base_url, detail[:200])
                 self._send_extras = False
                 continue
             if self.prompt_as == "auto" and not use_text and "prompt" in detail.lower():
+                logger.info("%s rejects token-id prompts; sending guarded text prompts from now on", self.base_url)
                 self.prompt_as = "text"
                 continue
             raise BackendError(f"{self.base_url}/completions answered HTTP {status}: {detail[:500]}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -23,6 +24,7 @@ from model.backends.decoding import IncrementalDecoder, TokenChooser, decode_one
 from model.backends.errors import BackendError, ModelNotFoundError
 from model.backends.loading import quiet_hf_progress, resolve_model_source
 
+logger = logging.getLogger(__name__)
 LLAMA_STOP_IDS = (128_001, 128_008, 128_009)  # <|end_of_text|>, <|eom_id|>, <|eot_id|>
 _DTYPES = {
     "float32": "float32",
@@ -94,6 +96,8 @@ def _load_uncached(
     eos = model.generation_config.eos_token_id
     eos_ids = {eos} if isinstance(eos, int) else set(eos or ())
     emit(LoadEvent("ready", f"loaded {source} in {time.perf_counter() - started:.1f}s", 1.0))
+    logger.info("loaded %s from %s in %.1f s (dtype=%s, device=%s)", source, directory, time.perf_counter() - started,
+                dtype, device)  # fmt: skip
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -221,6 +225,7 @@ class TransformersBackend:
             with self._generate_lock:
                 self._generate_locked(prompt_ids, params, put, cancel)
         except BaseException as exc:  # handed to the event loop, which raises it as BackendError
+            logger.warning("%s: generation failed", self.name, exc_info=True)
             put(exc)
         finally:
             put(_DONE)
