@@ -77,9 +77,17 @@ def ask_on_terminal(request: ApprovalRequested):  # -> Decision
 @click.option("--thread", "thread_id", default=None, help="Continue (or start) this conversation thread.")
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
               help="SQLite file for conversations (default: under the data dir).")
+@click.option("-v", "--verbose", count=True, help="Log to stderr: -v info, -vv debug (default: no logging).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              default=None, help="Log to stderr from this level on (overrides -v).")
 def run(text: str, policy_path: Path, model_spec: str | None, as_json: bool, approve_mode: str,
-        thread_id: str | None, db_path: Path | None) -> None:  # fmt: skip
+        thread_id: str | None, db_path: Path | None, verbose: int, log_level: str | None) -> None:  # fmt: skip
     """Run one guarded agent turn on TEXT and print the answer (exit 0), refusal (3) or error."""
+    from assistant.logs import configure_logging, level_for
+
+    level = level_for(verbose, log_level)
+    if level is not None:
+        configure_logging(level)
     assistant = _build_or_exit(policy_path, model_spec, db_path, approver_for(approve_mode), as_json)
     code = asyncio.run(_consume(assistant, text, thread_id, as_json))
     sys.exit(code)
