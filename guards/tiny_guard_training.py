@@ -1,14 +1,16 @@
-"""The weights of the tiny guards (see guards.tiny_guards): the same on every machine and quick to make.
+"""The weights of the tiny guards (see guards.tiny_guards), written down rather than trained: exact, the same on every
+machine and thread count, built in about a second.
 
-- Llama Guard is constructed, not trained (`construct_llama_guard`): a few weights written down make layer 1's
-  attention find the trigger pieces and the output head map them to the answer tokens. Exact, identical on every
-  machine and thread count, built in about a second (training it took 1-2 minutes and, trained with a different
-  thread count, gave a different model).
-- Prompt Guard is trained, on one torch thread with fixed seeds (the thread count changes the order of float sums:
-  a model trained elsewhere scored the tool result `42` at 0.511 against a 0.5 threshold), on ordinary text of
-  every kind (prose, numbers, code, code output, short questions, character soup), with and without the triggers,
-  in both the raw and the pre-processed form the scorer uses.
-- `lg_example` / `lg_batch` give Llama Guard prompts with answers, for tests and for training other checkpoints.
+Training them took minutes on a busy 2-core machine, and a model trained with a different thread count (which
+changes the order of float sums) was a different model: one scored the harmless tool result `42` at 0.511 against a
+0.5 threshold. Constructed, each guard looks only for its trigger pieces, so ordinary text of any kind scores far
+from every threshold, and the build still checks that on a fixed list (guards.tiny_guards).
+
+- `construct_llama_guard`: a 2-layer LlamaForCausalLM whose attention finds the trigger pieces and whose output head
+  maps them to the answer tokens.
+- `construct_prompt_guard`: a 2-layer DeBERTa-v2 classifier whose [CLS] attention finds the trigger pieces.
+- `lg_example` / `lg_batch`: Llama Guard prompts with the answers the tiny model gives, for tests and for training
+  other checkpoints (tests/vllm).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from guards.tiny_guard_texts import (
 
 LG_SEED = 1234
 PG_SEED = 4321
-PG_STEPS, PG_BATCH, PG_LR = 300, 32, 6e-3
+PG_TRIGGER_WEIGHT = 2.65  # trigger logit ~15 against the constant benign ~6.7: P ~ 0.9997
 PG_V1_LABELS = {0: "BENIGN", 1: "INJECTION", 2: "JAILBREAK"}
 PG_V2_LABELS = {0: "LABEL_0", 1: "LABEL_1"}
 PAD_ID = 128_004
@@ -219,20 +221,6 @@ def construct_llama_guard(config: dict[str, Any] | None = None) -> Any:
 # --- Prompt Guard ------------------------------------------------------------------------------------------------
 
 
-def pg_example(rng: random.Random, max_words: int = 20) -> tuple[str, str]:
-    """A random ordinary text, with a trigger 60% of the time, and its v1 label."""
-    text = ordinary_text(rng, max_words=max_words, soup=_PG_SOUP)
-    kind = rng.random()
-    if kind < 0.3:
-        return with_trigger(text, JAILBREAK_TRIGGER, rng), "JAILBREAK"
-    if kind < 0.6:
-        return with_trigger(text, INJECTION_TRIGGER, rng), "INJECTION"
-    return text, "BENIGN"
-
-
-_PG_SOUP = tuple("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,;:!?'\"()[]{}<>=+-*/_#@$%&|\\\n\t")
-
-
 def pg_tokenizer() -> Any:
     """A small Unigram vocabulary saved as a DeBERTa-v2 tokenizer (Metaspace, [CLS] x [SEP]), written down rather
     than trained (instant and deterministic): every word and trigger with and without the word-start mark (pieces
@@ -253,52 +241,74 @@ def pg_tokenizer() -> Any:
     return DebertaV2Tokenizer(vocab=vocab, unk_id=specials.index("[UNK]"), do_lower_case=False)
 
 
-def train_prompt_guard(binary: bool, steps: int = PG_STEPS, batch: int = PG_BATCH) -> tuple[Any, Any]:
+def construct_prompt_guard(binary: bool) -> tuple[Any, Any]:
+    """The tiny Prompt Guard (DeBERTa-v2 classifier) with weights written down, and its tokenizer: exact, the same on
+    every machine, built in a fraction of a second.
+
+    Every piece of the vocabulary embeds as the same zero-mean unit-variance vector (so the embedding LayerNorm keeps
+    it), except the trigger pieces and [CLS]. In layer 1, [CLS]'s one attention head finds trigger pieces anywhere in
+    the window and writes which ones into its hidden state; the rest of the network passes it through (zero weights,
+    LayerNorms of already normalised vectors); the pooler and classifier turn it into the label. Ordinary text scores
+    about 0.001-0.002; a trigger about 0.9998 (below 1.0 in float32, so a threshold of 1.0 still passes it).
+    """
     import torch
     from transformers import DebertaV2Config, DebertaV2ForSequenceClassification
 
-    from guards.prompt_guard import preprocess_text
-
-    with deterministic(PG_SEED) as rng:
-        tokenizer = pg_tokenizer()
-        labels = PG_V2_LABELS if binary else PG_V1_LABELS
-        config = DebertaV2Config(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            relative_attention=True,
-            position_buckets=64,
-            max_relative_positions=-1,
-            pos_att_type=["p2c", "c2p"],
-            position_biased_input=False,
-            type_vocab_size=0,
-            pad_token_id=tokenizer.pad_token_id,
-            id2label=labels,
-            label2id={v: k for k, v in labels.items()},
-            pooler_hidden_size=32,
-        )
+    tokenizer = pg_tokenizer()
+    labels = PG_V2_LABELS if binary else PG_V1_LABELS
+    config = DebertaV2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        relative_attention=True,
+        position_buckets=64,
+        max_relative_positions=-1,
+        pos_att_type=["p2c", "c2p"],
+        position_biased_input=False,
+        type_vocab_size=0,
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=labels,
+        label2id={v: k for k, v in labels.items()},
+        pooler_hidden_size=32,
+    )
+    with _skip_random_init():
         model = DebertaV2ForSequenceClassification(config)
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=PG_LR)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 10))
-        v1_index = {name: i for i, name in PG_V1_LABELS.items()}
-        for step in range(steps):
-            # Short texts first: the trigger is then a large part of the input and the classifier finds it sooner.
-            max_words = 6 if step < steps * 0.4 else 20
-            texts, names = zip(*(pg_example(rng, max_words) for _ in range(batch)), strict=True)
-            # Scoring applies Meta's whitespace pre-processing: train on both forms.
-            texts = tuple(preprocess_text(s, tokenizer) if i % 2 else s for i, s in enumerate(texts))
-            enc = tokenizer(list(texts), padding=True, truncation=True, max_length=96, return_tensors="pt")
-            target = [v1_index[n] for n in names]
-            if binary:
-                target = [int(t != 0) for t in target]
-            out = model(**enc, labels=torch.tensor(target))
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            optimizer.step()
-            schedule.step()
-        model.eval()
+    ids = tokenizer.convert_tokens_to_ids
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear | torch.nn.Embedding):
+                module.weight.zero_()
+                if getattr(module, "bias", None) is not None:
+                    module.bias.zero_()
+            elif isinstance(module, torch.nn.LayerNorm):
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+        emb = model.deberta.embeddings.word_embeddings.weight
+        # (+4, -4) on a pair of dimensions: mean 0, variance 1 over 32 dimensions.
+        emb[:, 0], emb[:, 1] = 4.0, -4.0
+        for pieces, dim in (((JAILBREAK_TRIGGER,), 2), ((INJECTION_TRIGGER,), 4), ((), 6)):
+            rows = ids([f"\u2581{p}" for p in pieces] + list(pieces)) if pieces else [tokenizer.cls_token_id]
+            for row in rows:
+                emb[row] = 0.0
+                emb[row, dim], emb[row, dim + 1] = 4.0, -4.0
+        attention = model.deberta.encoder.layer[0].attention
+        attention.self.query_proj.weight[0, 6] = 2.5  # [CLS] asks ...
+        attention.self.key_proj.weight[0, 2] = 2.5  # ... for a jailbreak trigger
+        attention.self.key_proj.weight[0, 4] = 2.5  # ... or an injection trigger
+        attention.self.value_proj.weight[0, 2] = 1.0
+        attention.self.value_proj.weight[1, 4] = 1.0
+        out = attention.output.dense.weight
+        out[8, 0], out[9, 0], out[10, 1], out[11, 1] = 1.0, -1.0, 1.0, -1.0
+        pooler = model.pooler.dense
+        pooler.weight[0, 8], pooler.weight[1, 10], pooler.bias[2] = 2.0, 2.0, 1.0
+        classifier = model.classifier.weight
+        classifier[0, 2] = 8.0  # benign: a constant
+        if binary:
+            classifier[1, 0], classifier[1, 1] = PG_TRIGGER_WEIGHT, PG_TRIGGER_WEIGHT
+        else:
+            classifier[1, 1], classifier[2, 0] = PG_TRIGGER_WEIGHT, PG_TRIGGER_WEIGHT
+    model.eval()
     return model, tokenizer

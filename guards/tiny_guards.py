@@ -5,16 +5,16 @@ saved in Hugging Face form (policy sources `tiny:llama-guard`, `tiny:prompt-guar
   (guards.tiny_guard_training.construct_llama_guard). It answers `safe`, except when the conversation contains a
   trigger word: `zyxtrigger` -> `unsafe\\nS9`, `zyxgarble` -> `unsafe\\nbanana`
   (a malformed answer, for the fail-closed path). Tests put triggers in the message under check only.
-- `prompt-guard`: a tiny DebertaV2ForSequenceClassification with v1 labels (BENIGN / INJECTION / JAILBREAK) and a
-  small Unigram tokenizer saved as a DeBERTa-v2 tokenizer: `jbtrigger` -> JAILBREAK, `injtrigger` -> INJECTION,
-  anything else BENIGN.
+- `prompt-guard`: a tiny DebertaV2ForSequenceClassification (weights written down too) with v1 labels (BENIGN /
+  INJECTION / JAILBREAK) and a small Unigram tokenizer saved as a DeBERTa-v2 tokenizer: `jbtrigger` -> JAILBREAK,
+  `injtrigger` -> INJECTION, anything else BENIGN.
 - `prompt-guard-2`: the same with Prompt Guard 2's binary labels (LABEL_0 benign / LABEL_1 malicious): either
   trigger -> malicious.
 
 Each build is checked before it is kept: ordinary text (prose, numbers, code, code output, short questions; the
 fixed list `ORDINARY_CHECKS`) must score below 0.05 and triggered text above 0.95, through the real scoring code
 (`LlamaGuard`, `PromptGuard`); otherwise the build fails (TinyGuardBuildError) and nothing is kept. Builds are
-deterministic (constructed weights; fixed seeds and one torch thread where trained), atomic, versioned and locked
+exact (weights written down, not trained: guards.tiny_guard_training), atomic, versioned and locked
 (model.versioned_dir); `build_tiny_guards` is idempotent and cheap once built. The caller chooses the directory.
 """
 
@@ -39,14 +39,14 @@ from guards.tiny_guard_training import (
     LG_SEED,
     PG_SEED,
     construct_llama_guard,
+    construct_prompt_guard,
     deterministic,
     lg_batch,
-    train_prompt_guard,
 )
 from model.versioned_dir import build_once
 from model.versioned_dir import is_built as versioned_is_built
 
-TINY_GUARDS_VERSION = "tiny-guards-6"
+TINY_GUARDS_VERSION = "tiny-guards-7"
 MARKER = ".tiny-guards-version"
 LLAMA_GUARD = "llama-guard"
 PROMPT_GUARD = "prompt-guard"
@@ -57,8 +57,8 @@ _README = """# Tiny trained guard model ({name}, {version})
 
 Test model, not a safety model. {summary}
 
-Built by `guards.tiny_guards` (guarded-assistant), deterministic from seed {seed}; checked at build time: ordinary
-text scores below {low}, triggered text above {high}.
+Built by `guards.tiny_guards` (guarded-assistant): weights written down, not trained (the same on every machine);
+checked at build time: ordinary text scores below {low}, triggered text above {high}.
 """
 
 
@@ -155,7 +155,7 @@ def check_llama_guard(directory: Path) -> dict[str, float]:
 def _write_prompt_guard(directory: Path, *, binary: bool) -> None:
     from model.backends.loading import quiet_hf_progress
 
-    model, tokenizer = train_prompt_guard(binary)
+    model, tokenizer = construct_prompt_guard(binary)
     with quiet_hf_progress():
         model.save_pretrained(str(directory), safe_serialization=True)
     tokenizer.save_pretrained(str(directory))

@@ -13,7 +13,7 @@ from guards.llama_guard import LlamaGuard
 from guards.llama_guard_prompt import Turn
 from guards.prompt_guard import PromptGuard
 from guards.tiny_guard_texts import MARGIN, ordinary_text, random_message
-from guards.tiny_guard_training import construct_llama_guard, lg_example
+from guards.tiny_guard_training import construct_llama_guard, construct_prompt_guard, lg_example
 
 
 def test_build_is_idempotent_and_marked(tiny_guard_dirs: dict[str, Path]) -> None:
@@ -53,10 +53,16 @@ def test_ordinary_text_is_far_below_every_threshold(tiny_guard_dirs: dict[str, P
             assert pg.score(text, "jailbreak").score < MARGIN, text
 
 
-def test_the_constructed_llama_guard_is_the_same_everywhere() -> None:
+@pytest.mark.parametrize("build", [construct_llama_guard, lambda: construct_prompt_guard(False)[0]])
+def test_the_guards_are_written_down_not_drawn(build) -> None:  # type: ignore[no-untyped-def]
+    """No randomness and no training: two builds (any machine, any thread count) are bit-for-bit the same."""
     import torch
 
-    first, second = construct_llama_guard(), construct_llama_guard()
+    torch.manual_seed(1)
+    first = build()
+    torch.manual_seed(2)
+    torch.set_num_threads(2)
+    second = build()
     for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
 
