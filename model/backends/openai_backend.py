@@ -10,10 +10,15 @@ server's tokenizer turn special-token text typed by a user (`<|eot_id|>`) into c
 - `prompt_as="auto"` (default): ids first; if the server rejects a non-string prompt (e.g. `transformers serve`:
   "prompt must be a string"), fall back to the guarded text form for the rest of the session.
 
-vLLM is asked to keep special tokens in the output (`skip_special_tokens: false`) so `<|python_tag|>` survives; a
-server that rejects that field (HTTP 422 from `transformers serve`) is retried without it and then strips special
-tokens from its output. The stop token is restored from `finish_reason` (vLLM's `stop_reason` says which one;
-otherwise `<|eot_id|>` is assumed - such servers cannot report `<|eom_id|>` or `<|python_tag|>`).
+Which special tokens the model generated as ids (issue 12.9: only those are control tokens) is known from the ids:
+vLLM (>= 0.10.2) is asked for them (`return_token_ids: true`) and then the deltas are decoded here from the ids, a
+special id becoming a `SpecialToken` delta. A server that sends text only cannot tell `<|python_tag|>` generated as
+its id from the same string spelled in ordinary tokens, so all its text is plain: no `<|python_tag|>` call comes
+through such a server (JSON, `<function=...>` and `name.call(...)` calls still do). Its stop token is restored from
+`finish_reason` as a `SpecialToken` (vLLM's `stop_reason` says which one; otherwise `<|eot_id|>` is assumed), and a
+stop-token string at the very end of the text of a call that finished with `stop` is taken as that stop token.
+vLLM is asked to keep special tokens in the output (`skip_special_tokens: false`); a server that rejects these fields
+(HTTP 422 from `transformers serve`) is retried without them and then strips special tokens from its output.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from typing import Any, Literal
 
 from model.backends.base import BackendStats, GenerationParams
 from model.backends.errors import BackendError
+from model.completion import SpecialToken
 
 logger = logging.getLogger(__name__)
 BOS_ID = 128_000
 FIRST_SPECIAL_ID = 128_000
 STOP_STRINGS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
 _STOP_BY_ID = {128_009: "<|eot_id|>", 128_008: "<|eom_id|>", 128_001: "<|end_of_text|>"}
-_VLLM_EXTRAS = {"skip_special_tokens": False, "spaces_between_special_tokens": False}
+_VLLM_EXTRAS = {"skip_special_tokens": False, "spaces_between_special_tokens": False, "return_token_ids": True}
 _SPECIAL_TEXT = re.compile(r"<\|[a-z0-9_]+\|>")
 PromptAs = Literal["auto", "ids", "text"]
 
@@ -227,10 +233,11 @@ class OpenAIBackend:
         """Yield ("delta", text) items, or one ("rejected", (status, detail)) for a 4xx answer before streaming."""
         import httpx
 
-        text_so_far = ""
         finish_reason = stop_reason = None
         usage: dict[str, Any] = {}
         chunks = 0
+        from_ids: _IdDeltas | None = None  # made at the first chunk that carries token ids
+        held = ""  # text-only servers: a tail that may be the stop token's string (see the module docstring)
         try:
             async with self._http().stream("POST", f"{self.base_url}/completions", json=body) as response:
                 if response.status_code >= 400:
@@ -252,11 +259,17 @@ class OpenAIBackend:
                     if chunk.get("usage"):
                         usage = chunk["usage"]
                     for choice in chunk.get("choices") or ():
-                        text = choice.get("text") or ""
-                        if text:
+                        token_ids = choice.get("token_ids")
+                        if isinstance(token_ids, list):  # vLLM: decode the ids here, special ids marked
                             chunks += 1
-                            text_so_far += text
-                            yield "delta", text
+                            from_ids = from_ids or _IdDeltas(self._tokenizer or _default_tokenizer())
+                            for delta in from_ids.push(token_ids):
+                                yield "delta", delta
+                        elif text := choice.get("text") or "":
+                            chunks += 1
+                            text, held = _hold_stop_tail(held + text)
+                            if text:
+                                yield "delta", text
                         finish_reason = choice.get("finish_reason") or finish_reason
                         stop_reason = choice.get("stop_reason", stop_reason)
         except httpx.TimeoutException as exc:
@@ -266,9 +279,17 @@ class OpenAIBackend:
             ) from exc
         except httpx.HTTPError as exc:
             raise self._down(exc) from exc
-        if finish_reason == "stop" and not text_so_far.endswith(STOP_STRINGS):
+        for delta in from_ids.flush() if from_ids is not None else ():
+            yield "delta", delta
+        if finish_reason == "stop" and not (from_ids is not None and from_ids.stopped):
             tail = _STOP_BY_ID.get(stop_reason) if isinstance(stop_reason, int) else None
-            yield "delta", tail or "<|eot_id|>"
+            if held in STOP_STRINGS:  # the text ended with the stop token the server stopped at
+                tail, held = tail or held, ""
+            if held:
+                yield "delta", held
+            yield "delta", SpecialToken(tail or "<|eot_id|>")
+        elif held:
+            yield "delta", held
         prompt_tokens = len(body["prompt"]) if isinstance(body["prompt"], list) else int(usage.get("prompt_tokens", 0))
         details = usage.get("prompt_tokens_details") or {}
         self.stats.record(
@@ -288,3 +309,49 @@ def _parse_chunk(data: str, base_url: str) -> dict[str, Any]:
     if "error" in chunk:
         raise BackendError(f"model server at {base_url} reported an error: {chunk['error']}")
     return chunk
+
+
+def _hold_stop_tail(text: str) -> tuple[str, str]:
+    """Split off a tail that is a stop-token string or its beginning (held until the next text or the end)."""
+    start = text.rfind("<|")
+    if start >= 0 and any(stop.startswith(text[start:]) for stop in STOP_STRINGS):
+        return text[:start], text[start:]
+    return text, ""
+
+
+class _IdDeltas:
+    """Deltas from generated ids: plain ids decoded with a small window of pending bytes (an incomplete UTF-8
+    character waits for its rest), special ids as `SpecialToken`."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        import codecs
+
+        self._tokenizer = tokenizer
+        self._names = {token_id: name for name, token_id in tokenizer.special_tokens.items()}
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stopped = False  # a stop id was among them
+
+    def push(self, token_ids: list[Any]) -> list[str]:
+        out: list[str] = []
+        text = ""
+        for token_id in token_ids:
+            if not isinstance(token_id, int) or token_id < 0:
+                raise BackendError(f"model server sent an invalid token id {token_id!r}")
+            name = self._names.get(token_id)
+            if name is None:
+                text += self._utf8.decode(self._tokenizer.decode_bytes([token_id]))
+                continue
+            text += self._utf8.decode(b"", final=True)
+            if text:
+                out.append(text)
+                text = ""
+            out.append(SpecialToken(name))
+            self.stopped = self.stopped or name in STOP_STRINGS
+        if text:
+            out.append(text)
+        return out
+
+    def flush(self) -> list[str]:
+        text = self._utf8.decode(b"", final=True)
+        return [text] if text else []
+
