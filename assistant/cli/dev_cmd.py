@@ -1,4 +1,4 @@
-"""`assistant dev`: developer helpers. `tiny-models DIR` builds the random-weight test checkpoints."""
+"""`assistant dev`: developer helpers. `tiny-models [DIR]` builds the tiny test models (assistant.dev.tiny_models)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ def tiny_models(directory: Path | None, as_json: bool) -> None:
     """Build the tiny main model and tiny guard models into DIRECTORY (default: the one tiny-model build cache shared
     with the tests: $ASSISTANT_TINY_MODELS, else a source checkout's .cache/tiny-models, else the user cache folder).
 
-    Random weights (main) and tiny trained guards, smoke tests only: real architectures and the real Llama 3
-    tokenizer, so every loading path is the real one. Already-built models of the current version are kept.
+    Random weights (main) and tiny guards steered by trigger words (weights written down), smoke tests only: real
+    architectures and the real Llama 3 tokenizer, so every loading path is the real one. Builds in seconds; models of
+    the current version already there are kept.
     """
     from assistant.dev.tiny_models import build_tiny_models, tiny_models_dir
 
