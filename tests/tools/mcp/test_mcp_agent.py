@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from assistant.api import Assistant
-from assistant.events import ApprovalRequested, ToolResult
-from tests.tools.mcp.conftest import ROOT, fs_server_entry, tools_config
+from assistant.events import ApprovalRequested, Notice, ToolResult
+from tests.tools.mcp.conftest import ROOT, demo, fs_server_entry, tools_config
 from tools.custom import tool
 from tools.mcp import McpToolset, start_mcp_tools
 
@@ -63,9 +63,12 @@ def files(folder: Path, fs_server_ready: None) -> Iterator[McpToolset]:
         yield started
 
 
-def assistant(tmp_path: Path, tools: Any, *completions: str, **kwargs: Any) -> Assistant:
+def assistant(tmp_path: Path, tools: Any, *completions: str, servers: tuple[dict, ...] = (), **kwargs: Any
+              ) -> Assistant:  # fmt: skip
     policy = tmp_path / "policy.yaml"
-    policy.write_text(POLICY, encoding="utf-8")
+    mcp = "".join(f"    - {json.dumps(server)}\n" for server in servers)
+    policy.write_text(POLICY.replace("  untrusted_content: ask\n", f"  untrusted_content: ask\n  mcp:\n{mcp}"
+                                     if servers else "  untrusted_content: ask\n"), encoding="utf-8")
     script = tmp_path / "model.jsonl"
     script.write_text("".join(json.dumps({"completion": c}) + "\n" for c in completions), encoding="utf-8")
     return Assistant.from_policy(policy, tools=tools, model=f"scripted:{script}", db_path=tmp_path / "t.sqlite",
@@ -137,3 +140,22 @@ async def test_an_mcp_result_gates_a_later_side_effect_tool_of_the_app(tmp_path:
     assert now.ok and json.loads(now.output)["timezone"] == "Europe/Paris"
     assert isinstance(result.pending_approval, ApprovalRequested) and result.pending_approval.name == "send_email"
     assert sent == []
+
+
+async def test_the_policys_servers_start_and_stop_with_the_assistant(
+    tmp_path: Path, folder: Path, fs_server_ready: None
+) -> None:
+    servers = (fs_server_entry(folder), demo("broken", "--mode", "exit-at-start"))
+    with assistant(tmp_path, (), call("list_directory", path=str(folder)), "Two files.<|eot_id|>", "Hi.<|eot_id|>",
+                   servers=servers) as bot:  # fmt: skip
+        assert bot.tools["list_directory"].server == "files"
+        first = await bot.arun("What is in my folder?", thread="t-ls")
+        assert isinstance(first.events[0], Notice) and first.events[0].kind == "mcp_server_failed"
+        assert "MCP server broken" in first.events[0].message and "goes on without its tools" in first.events[0].message
+        [listing] = [e for e in first.events if isinstance(e, ToolResult)]
+        assert "notes.txt" in listing.output and "evil.txt" in listing.output
+        assert first.text == "Two files."
+        second = await bot.arun("Hello", thread="t-ls")
+        assert not any(isinstance(e, Notice) and e.kind == "mcp_server_failed" for e in second.events)  # said once
+    stopped = await bot.tools["list_directory"].run({"path": str(folder)})
+    assert not stopped.ok and "MCP server files is not available" in stopped.error
