@@ -277,7 +277,8 @@ async def test_guard_fault_fails_closed(guard: str, stage: str, fault: str, tmp_
     assert report.intact, report.problems
     records = [json.loads(line) for line in scenario.audit.read_text(encoding="utf-8").splitlines()]
     errors = [
-        r for r in records if r.get("stage") == stage and r["verdict"]["guard"] == guard and r["verdict"]["error"]
+        r for r in records
+        if "verdict" in r and r.get("stage") == stage and r["verdict"]["guard"] == guard and r["verdict"]["error"]
     ]
     assert errors and errors[-1]["verdict"]["decision"] == "block"
 
