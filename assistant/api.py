@@ -264,6 +264,23 @@ class Assistant:
         async with self._open_agent() as agent:
             await agent.graph.checkpointer.adelete_thread(thread)
 
+    async def append_messages(self, thread: str, messages: Sequence[dict[str, Any]]) -> None:
+        """Append already judged messages to a thread: a stopped turn's user message and the answer as far as it was
+        shown (`assistant.stopped`), a guarded attachment (the chat's /attach). The caller judged them; nothing here
+        does. Raises ThreadBusy while the thread waits for an approval (issue 19, interfaces.md "H8 needs")."""
+        from assistant.agent.graph import ThreadBusy
+        from assistant.agent.nodes import MODEL
+        from assistant.agent.state import new_turn
+
+        async with self._open_agent(thread) as agent:
+            if await agent.pending_approval(thread) is not None:
+                raise ThreadBusy(f"thread {thread!r} waits for an approval decision; answer it first")
+            state = await agent.state(thread)
+            stored = [*(state.get("messages") or []), *(dict(m) for m in messages)]
+            turn = new_turn(max(len(stored) - 1, 0))
+            config = {"configurable": {"thread_id": thread}}
+            await agent.graph.aupdate_state(config, {"messages": stored, "turn": turn}, as_node=MODEL)
+
     async def warm_up(self) -> None:
         """Load the main model and every guard model now, side by side on worker threads, instead of on first use
         (a UI calls this in the background while the user types)."""

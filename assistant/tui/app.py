@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Footer, Header, Label, ListView, Markdown
+from textual.widgets import Footer, Header, Label, ListView, Markdown, Static
 
 from assistant.events import ApprovalRequested, Error, Event, ToolCallProposed
+from assistant.stopped import stopped_event
+from assistant.tui.attachments import Attachment, AttachmentError, read_attachment
 from assistant.tui.commands import BY_NAME, help_markdown, palette_provider, parse_slash, tools_markdown, unescape
 from assistant.tui.errors import unexpected
 from assistant.tui.keymap import APP_KEYS, KeymapResult, bindings
 from assistant.tui.render import final_text, mark_unchecked, render_event
 from assistant.tui.screens.approval import ApprovalScreen
 from assistant.tui.screens.dialogs import ConfirmScreen, DocumentScreen, PromptScreen
+from assistant.tui.screens.pickers import FilePickerScreen, SearchScreen
 from assistant.tui.screens.setup import SetupScreen
 from assistant.tui.session import ApprovalDecision, ChatSession, LoadProgress, SessionError, SetupProblem
 from assistant.tui.store import ChatStore, new_thread_id, title_from
@@ -69,6 +73,9 @@ class ChatApp(App[None]):
         self.guards_ready = False
         self.loaded = False
         self.problem: SetupProblem | None = None
+        self.attachments: list[Attachment] = []  # go with the next message
+        self.stop_requested_at: float | None = None
+        self.last_stop_s: float | None = None  # key press to a quiet screen, for the last stop (shown, measured)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -79,6 +86,7 @@ class ChatApp(App[None]):
             with Vertical(id="center"):
                 yield LoadingPanel()
                 yield VerticalScroll(id="chat")
+                yield Static("", id="attachments", markup=False)
                 yield PromptArea(placeholder=WAITING_PLACEHOLDER, id="prompt", disabled=True)
         yield Footer()
 
@@ -88,6 +96,7 @@ class ChatApp(App[None]):
         for problem in self.keymap_result.problems:
             self.notify(problem, title="Keymap ignored", severity="warning", timeout=10)
         self.query_one("#sidebar").display = False
+        self.query_one("#attachments").display = False
         await self._show_thread(self.thread_id)
         self.start_loading()
 
@@ -171,24 +180,32 @@ class ChatApp(App[None]):
             return
         event.area.value = ""
         self.busy = True  # at once: a second enter before the worker starts must not start a second turn
-        self.run_turn(unescape(text).strip())
+        attachments, self.attachments = self.attachments, []
+        self._show_attachments()
+        self.run_turn(unescape(text).strip(), attachments)
 
     async def run_command(self, name: str, argument: str = "") -> None:
         if name == "export":
             self.export(Path(argument).expanduser() if argument else None)
         elif name == "rename" and argument:
             self._rename(self.thread_id, argument)
+        elif name == "attach" and argument:
+            self.attach(Path(argument).expanduser())
+        elif name == "search" and argument:
+            self.open_search(argument)
         else:
             await self.run_action(BY_NAME[name].action)
 
     @work(group="turn")
-    async def run_turn(self, text: str) -> None:
+    async def run_turn(self, text: str, attachments: Sequence[Attachment] = ()) -> None:
         thread_id = self.thread_id
 
         def open_stream() -> AsyncIterator[Event]:
-            return self.session.stream(text, thread_id=thread_id, approve=self._approve)
+            if not attachments:  # sessions written before attachments existed take no such argument
+                return self.session.stream(text, thread_id=thread_id, approve=self._approve)
+            return self.session.stream(text, thread_id=thread_id, approve=self._approve, attachments=attachments)
 
-        await self._consume(thread_id, text, [], open_stream)
+        await self._consume(thread_id, text, [], open_stream, keep_stopped=True)
 
     @work(group="turn")
     async def resume_pending(self) -> None:
@@ -212,9 +229,12 @@ class ChatApp(App[None]):
         await self._consume(thread_id, RESUME_TEXT, [proposed, request], resumed)
 
     async def _consume(
-        self, thread_id: str, text: str, prelude: list[Event], open_stream: Callable[[], AsyncIterator[Event]]
-    ) -> None:
-        """Show one turn as it streams, then save it. Every failure ends up on screen, never as a traceback."""
+        self, thread_id: str, text: str, prelude: list[Event], open_stream: Callable[[], AsyncIterator[Event]],
+        *, keep_stopped: bool = False,
+    ) -> None:  # fmt: skip
+        """Show one turn as it streams, then save it. Every failure ends up on screen, never as a traceback.
+        A stop (esc) cancels this task: closing the stream cancels the turn (generation, guards, a running sandbox);
+        what was shown stays, marked stopped, and the thread keeps it too (`keep_stopped`, new messages only)."""
         self.busy = True
         chat = self.query_one("#chat", VerticalScroll)
         user, reply = UserMessage(text), AssistantMessage()
@@ -229,13 +249,22 @@ class ChatApp(App[None]):
                 reply.notice.update(f"{reply.phase}… {time.monotonic() - started:.0f} s")
 
         timer = self.set_interval(1.0, tick)
+        stopped = False
         try:
             for event in prelude:
                 events.append(event)
                 await render_event(event, user, reply, live=True)
-            async for event in open_stream():
-                events.append(event)
-                await render_event(event, user, reply, live=True)
+            # aclosing: a stop that lands while an event renders still closes the stream (and so the turn) now
+            async with contextlib.aclosing(open_stream()) as stream:
+                async for event in stream:
+                    events.append(event)
+                    await render_event(event, user, reply, live=True)
+        except asyncio.CancelledError:
+            if self._exit or not self.is_running:
+                raise  # the app is closing: end at once (the turn so far is still saved below)
+            stopped = True
+            events.append(stopped_event((time.monotonic() - started) * 1000))
+            await render_event(events[-1], user, reply, live=True)
         except SessionError as exc:
             events.append(Error(kind="setup", message=f"{exc.problem.message}\n{exc.problem.fix}"))
             reply.show_notice(f"{exc.problem.title}: {exc.problem.message}\n{exc.problem.fix}", "error")
@@ -258,7 +287,20 @@ class ChatApp(App[None]):
                     reply.notice.display = False
                 await self._refresh_list()
                 self._update_title()
+            if stopped:
+                self._stopped(thread_id)
             self.turns_completed += 1
+        if stopped and keep_stopped:
+            try:
+                await self.session.keep_stopped(thread_id, text, events)
+            except Exception as exc:
+                self.notify(unexpected("keeping the stopped answer", exc), severity="warning", timeout=10)
+
+    def _stopped(self, thread_id: str) -> None:
+        if self.stop_requested_at is not None:
+            self.last_stop_s = time.monotonic() - self.stop_requested_at
+            self.stop_requested_at = None
+            self.notify(f"Stopped in {self.last_stop_s * 1000:.0f} ms.", timeout=4)
 
     async def _approve(self, request: ApprovalRequested) -> ApprovalDecision:
         """Ask the user; works from any task on the app's loop (a future, not push_screen_wait)."""
@@ -415,6 +457,54 @@ class ChatApp(App[None]):
         sidebar.display = not sidebar.display
         if sidebar.display:
             self.query_one(ConversationList).focus()
+
+    def action_stop(self) -> None:
+        """esc: stop the running turn; with none running, put the cursor in the message box."""
+        if not self.busy:
+            self.action_focus_input()
+            return
+        if self.stop_requested_at is not None:
+            return  # already stopping
+        self.stop_requested_at = time.monotonic()
+        if isinstance(self.screen, ApprovalScreen):
+            self.screen.dismiss(None)  # its question goes with the turn
+        self.workers.cancel_group(self, "turn")
+
+    def action_attach(self) -> None:
+        def done(path: Path | None) -> None:
+            if path is not None:
+                self.attach(path)
+
+        self.push_screen(FilePickerScreen(Path.cwd()), callback=done)
+
+    def attach(self, path: Path) -> Attachment | None:
+        """Read a file for the next message; binary, oversized and unreadable files are refused with the reason."""
+        try:
+            attachment = read_attachment(path, self.session.max_attachment_chars)
+        except AttachmentError as exc:
+            self.notify(str(exc), title="Not attached", severity="error", timeout=10)
+            return None
+        self.attachments.append(attachment)
+        self._show_attachments()
+        self.notify(f"{attachment.name} ({len(attachment.text):,} characters) goes with your next message, after the "
+                    "tool-result guards judged it.")  # fmt: skip
+        return attachment
+
+    def _show_attachments(self) -> None:
+        label = self.query_one("#attachments", Static)
+        names = ", ".join(a.name for a in self.attachments)
+        label.update(f"📎 attached to your next message: {names}" if names else "")
+        label.display = bool(names)
+
+    def action_search(self) -> None:
+        self.open_search("")
+
+    def open_search(self, query: str) -> None:
+        async def done(thread_id: str | None) -> None:
+            if thread_id is not None and thread_id != self.thread_id:
+                await self.switch_thread(thread_id)
+
+        self.push_screen(SearchScreen(self.store.search, query), callback=done)
 
     def action_focus_input(self) -> None:
         prompt = self.query_one("#prompt", PromptArea)

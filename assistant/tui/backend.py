@@ -7,11 +7,13 @@ model without importing torch, then the Assistant itself in a worker thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from assistant.events import ApprovalRequested, Event
+from assistant.events import ApprovalRequested, Event, GuardVerdict, Refusal, ToolCallProposed, ToolResult
+from assistant.tui.attachments import ATTACHMENT_TOOL, CALL_PREFIX, Attachment, attachment_message
 from assistant.tui.preflight import check_models, missing_models_problem, used_guards
 from assistant.tui.session import (
     ApprovalDecision,
@@ -72,6 +74,8 @@ class AssistantSession:
                 SetupProblem("The agent is not installed", f"{exc}", "reinstall the project (`make setup`)", False)
             ) from exc
         dirs = await self._resolve_guards(guards, report)
+        if guards:  # transformers' lazy imports race when two threads import it first at once (5.x): import it here
+            await asyncio.to_thread(_import_transformers)
         report(LoadProgress("main", "loading", self.model or self.policy.models.main.source))
         warm = asyncio.gather(*(self._warm_guard(name, dirs, report) for name in sorted(guards)))
         try:
@@ -152,10 +156,35 @@ class AssistantSession:
                 )
             ) from exc
 
-    async def stream(self, text: str, *, thread_id: str, approve: Approver) -> AsyncIterator[Event]:
+    @property
+    def max_attachment_chars(self) -> int:
+        return int(self.policy.tools.max_result_chars) if self.policy is not None else 20_000
+
+    async def stream(
+        self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = ()
+    ) -> AsyncIterator[Event]:
         await self._ready.wait()
-        async for event in self.assistant.stream(text, thread=thread_id, approve=self._agent_approver(approve)):
-            yield event
+        passed: list[Attachment] = []
+        for number, attachment in enumerate(attachments):
+            events, ok = await judge_attachment(self.assistant.pipeline, attachment, number, thread_id)
+            for event in events:
+                yield event
+            if not ok:
+                return
+            passed.append(attachment)
+        if passed:
+            await self.assistant.append_messages(thread_id, [attachment_message(a) for a in passed])
+        turn = self.assistant.stream(text, thread=thread_id, approve=self._agent_approver(approve))
+        async with contextlib.aclosing(turn) as events:  # closed at once when the chat stops the turn
+            async for event in events:
+                yield event
+
+    async def keep_stopped(self, thread_id: str, text: str, events: Sequence[Event]) -> None:
+        from assistant.stopped import stopped_messages
+
+        messages = stopped_messages(text, events)
+        if messages and self.assistant is not None:
+            await self.assistant.append_messages(thread_id, messages)
 
     @staticmethod
     def _agent_approver(approve: Approver) -> Any:
@@ -225,6 +254,13 @@ class AssistantSession:
         ]
 
 
+def _import_transformers() -> None:
+    import transformers
+
+    for name in ("AutoTokenizer", "AutoModelForCausalLM", "AutoModelForSequenceClassification"):
+        getattr(transformers, name)
+
+
 def _to_agent(decision: ApprovalDecision) -> Any:
     from assistant.agent.approval import Decision
 
@@ -242,3 +278,34 @@ def _load_problem(exc: BaseException) -> SetupProblem:
     from assistant.tui.errors import unexpected
 
     return SetupProblem("The assistant could not start", unexpected("loading", exc), "", offer_offline=True)
+
+
+async def judge_attachment(
+    pipeline: Any, attachment: Attachment, number: int, thread_id: str
+) -> tuple[list[Event], bool]:
+    """Judge an attachment on the tool_result path (what the model would read); the chat's events for it, and
+    whether it passed. A guard error blocks it (fail closed)."""
+    from guards.gate import judge
+
+    call_id = f"{CALL_PREFIX}{number}"
+    events: list[Event] = [
+        ToolCallProposed(call_id=call_id, name=ATTACHMENT_TOOL,
+                         arguments={"file": str(attachment.path), "characters": len(attachment.text)})
+    ]  # fmt: skip
+    judgement = await judge(pipeline, "tool_result", attachment.content, thread_id=thread_id)
+    for result in judgement.results:
+        events += [
+            GuardVerdict(stage=v.stage, guard=v.guard, decision=v.decision, score=v.score,
+                         categories=tuple(v.categories), reasons=tuple(v.reasons), latency_ms=v.latency_ms,
+                         error=v.error)
+            for v in result.verdicts
+        ]  # fmt: skip
+    if judgement.passed:
+        events.append(ToolResult(call_id=call_id, name=ATTACHMENT_TOOL, ok=True, output=attachment.text))
+        return events, True
+    guard_error = judgement.outcome == "error"
+    why = "a guard failed" if guard_error else f"the {judgement.stage} guards blocked it"
+    message = f"The attached file {attachment.name} was not sent: {why}. Your message was not sent either."
+    events.append(ToolResult(call_id=call_id, name=ATTACHMENT_TOOL, ok=False, output="", blocked=True, error=why))
+    events.append(Refusal(stage=judgement.stage or "tool_result", message=message, guard_error=guard_error))
+    return events, False

@@ -35,7 +35,10 @@ APP_KEYS: tuple[KeySpec, ...] = (
     KeySpec("export", "ctrl+s", "export", "Export"),
     KeySpec("clear", "ctrl+l", "clear", "Clear", show=False),
     KeySpec("help", "f1", "help", "Help"),
-    KeySpec("focus_input", "escape", "focus_input", "Input", show=False),
+    KeySpec("stop", "escape", "stop", "Stop"),  # stops a running turn; otherwise it puts the cursor in the input
+    KeySpec("attach", "ctrl+o", "attach", "Attach"),
+    KeySpec("search", "ctrl+f", "search", "Find"),
+    KeySpec("focus_input", "f6", "focus_input", "Input", show=False),
 )
 # Bindings of the conversation list (active while it has focus).
 LIST_KEYS: tuple[KeySpec, ...] = (

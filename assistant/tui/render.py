@@ -16,6 +16,8 @@ from assistant.events import (
     ToolCallProposed,
     ToolResult,
 )
+from assistant.stopped import CANCELLED
+from assistant.tui.attachments import is_attachment_call
 from assistant.tui.errors import describe_error
 from assistant.tui.transcript import TOOL_STAGES
 from assistant.tui.widgets.messages import AssistantMessage, UserMessage, findings_text
@@ -26,12 +28,23 @@ async def render_event(event: Event, user: UserMessage, reply: AssistantMessage,
 
     Replayed turns skip the token deltas: the caller sets the final answer in one go.
     """
-    if reply.notice.has_class("pending") and not isinstance(event, GuardVerdict):
+    attachment_event = reply.open_attachment is not None or (
+        isinstance(event, ToolCallProposed) and is_attachment_call(event.call_id, event.name)
+    )
+    if reply.notice.has_class("pending") and not isinstance(event, GuardVerdict) and not attachment_event:
         reply.notice.display = False
         reply.notice.remove_class("pending")
     if isinstance(event, GuardVerdict) and event.stage == "user_input":
         reply.phase = "the model is answering"
+    attachment = reply.open_attachment
     match event:
+        case ToolCallProposed(call_id=call_id, name=name) if is_attachment_call(call_id, name):
+            reply.open_attachment = await user.add_attachment(event)
+        case GuardVerdict() if attachment is not None:
+            attachment.add_verdict(event)
+        case ToolResult(call_id=call_id) if attachment is not None and call_id == attachment.call.call_id:
+            attachment.show_result(event)
+            reply.open_attachment = None
         case TokenDelta(text=text) if live:
             await reply.append(text)
         case GuardVerdict(stage="user_input"):
@@ -54,6 +67,8 @@ async def render_event(event: Event, user: UserMessage, reply: AssistantMessage,
             reply.show_notice(f"{message}  ({why})", "refusal")
         case Notice(message=message):
             await reply.add_info(message)
+        case Error(kind=kind) if kind == CANCELLED:
+            reply.show_notice("■ stopped - the answer is kept as far as it was shown", "stopped")
         case Error(kind=kind, message=message):
             text = message if kind in ("internal", "setup") else describe_error(kind, message)
             reply.show_notice(text, "error")

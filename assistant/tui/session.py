@@ -7,11 +7,12 @@ the agent's state per thread.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from assistant.events import ApprovalRequested, Event
+from assistant.tui.attachments import Attachment
 
 Component = Literal["main", "llama_guard", "prompt_guard"]
 LoadState = Literal["pending", "loading", "ready", "disabled", "failed"]
@@ -82,8 +83,21 @@ class ChatSession(Protocol):
         """Load the models, reporting each component's progress; raise SessionError for fixable problems."""
         ...
 
-    def stream(self, text: str, *, thread_id: str, approve: Approver) -> AsyncIterator[Event]:
-        """Run one guarded turn on a thread, yielding the agent's events."""
+    @property
+    def max_attachment_chars(self) -> int:
+        """The most characters an attached file may have (the policy's tools.max_result_chars)."""
+        ...
+
+    def stream(
+        self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = ()
+    ) -> AsyncIterator[Event]:
+        """Run one guarded turn on a thread, yielding the agent's events. Attachments are judged on the tool_result
+        path first (their events: ToolCallProposed, verdicts, ToolResult named `attachment`); a blocked one ends the
+        turn with a Refusal before the message is sent."""
+        ...
+
+    async def keep_stopped(self, thread_id: str, text: str, events: Sequence[Event]) -> None:
+        """The user stopped this turn (its stream was closed): keep in the thread what was shown of it."""
         ...
 
     async def pending_approval(self, thread_id: str) -> ApprovalRequested | None:

@@ -136,3 +136,36 @@ class ChatStore:
             "SELECT user_text, events FROM turns WHERE thread_id = ? ORDER BY seq", (thread_id,)
         ).fetchall()
         return [(text, [event_from_json(item) for item in json.loads(events)]) for text, events in rows]
+
+    def search(self, query: str, *, limit: int = 50) -> list[SearchHit]:
+        """Conversations whose visible text (title, messages, answers, refusals, attachments and tool results as
+        shown) contains `query`, case-insensitively; newest first, one hit per conversation with a snippet."""
+        from assistant.tui.transcript import visible_texts
+
+        needle = " ".join(query.split()).casefold()
+        if not needle:
+            return []
+        hits: list[SearchHit] = []
+        for info in self.list_threads():
+            texts = [info.title] + [t for text, events in self.turns(info.id) for t in visible_texts(text, events)]
+            for text in texts:
+                flat = " ".join(text.split())
+                at = flat.casefold().find(needle)
+                if at >= 0:
+                    hits.append(SearchHit(info.id, info.title, snippet(flat, at, len(needle))))
+                    break
+            if len(hits) >= limit:
+                break
+        return hits
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    thread_id: str
+    title: str
+    snippet: str
+
+
+def snippet(text: str, at: int, length: int, context: int = 30) -> str:
+    start, end = max(at - context, 0), min(at + length + context, len(text))
+    return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")

@@ -23,6 +23,8 @@ from assistant.events import (
     ToolCallProposed,
     ToolResult,
 )
+from assistant.stopped import CANCELLED
+from assistant.tui.attachments import is_attachment_call
 
 Summary = Literal["passed", "warned", "blocked", "none"]
 
@@ -112,10 +114,13 @@ def fold_turn(user_text: str, events: Sequence[Event]) -> TurnRecord:
     calls: list[ToolCallRecord] = []
     refusal: Refusal | None = None
     error: Error | None = None
+    attaching = False  # verdicts between an attachment and its result are the attachment's
     for event in events:
         match event:
             case TokenDelta(text=text):
                 answer.append(text)
+            case GuardVerdict() if attaching:
+                calls[-1] = _replace(calls[-1], verdicts=(*calls[-1].verdicts, event))
             case GuardVerdict(stage=stage) if stage in TOOL_STAGES and calls:
                 calls[-1] = _replace(calls[-1], verdicts=(*calls[-1].verdicts, event))
             case GuardVerdict(stage="user_input"):
@@ -124,10 +129,12 @@ def fold_turn(user_text: str, events: Sequence[Event]) -> TurnRecord:
                 outputs.append(event)
             case ToolCallProposed():
                 calls.append(ToolCallRecord(call=event))
+                attaching = is_attachment_call(event.call_id, event.name)
             case ApprovalRequested(call_id=call_id):
                 _update_call(calls, call_id, approval=event)
             case ToolResult(call_id=call_id):
                 _update_call(calls, call_id, result=event)
+                attaching = False
             case Refusal():
                 refusal = event
             case Final(text=text):
@@ -143,6 +150,17 @@ def fold_turn(user_text: str, events: Sequence[Event]) -> TurnRecord:
         refusal=refusal,
         error=error,
     )
+
+
+def visible_texts(user_text: str, events: Sequence[Event]) -> list[str]:
+    """What the chat showed of one turn, as plain texts (for /search)."""
+    turn = fold_turn(user_text, events)
+    texts = [turn.user_text, turn.answer]
+    texts += [turn.refusal.message] if turn.refusal is not None else []
+    texts += [r.result.output for r in turn.tool_calls if r.result is not None and r.result.output]
+    texts += [str(r.call.arguments.get("file", "")) for r in turn.tool_calls if is_attachment_call(r.call.call_id,
+                                                                                                    r.call.name)]
+    return [t for t in texts if t]
 
 
 def _replace(record: ToolCallRecord, **changes: Any) -> ToolCallRecord:
@@ -178,8 +196,15 @@ def export_markdown(title: str, turns: Sequence[TurnRecord]) -> str:
         lines += ["## You", "", turn.user_text, ""]
         if badge := _badge(turn.input_verdicts):
             lines += [badge, ""]
+        for record in (r for r in turn.tool_calls if is_attachment_call(r.call.call_id, r.call.name)):
+            lines += [f"**Attached file `{record.call.arguments.get('file', '?')}`**"]
+            if badge := _badge(record.verdicts):
+                lines += ["", badge]
+            if (result := record.result) is not None:
+                lines += ["", _fence(result.output) if result.ok else f"(not sent: {result.error})"]
+            lines.append("")
         lines += ["## Assistant", ""]
-        for record in turn.tool_calls:
+        for record in (r for r in turn.tool_calls if not is_attachment_call(r.call.call_id, r.call.name)):
             arguments = json.dumps(record.call.arguments, indent=2, ensure_ascii=False)
             lines += [f"**Tool call `{record.call.name}`**", "", _fence(arguments, "json")]
             if badge := _badge(record.verdicts):
@@ -190,6 +215,8 @@ def export_markdown(title: str, turns: Sequence[TurnRecord]) -> str:
             lines.append("")
         if turn.refusal is not None:
             lines += [f"> Refused at {turn.refusal.stage}: {turn.refusal.message}", ""]
+        elif turn.error is not None and turn.error.kind == CANCELLED:
+            lines += [turn.answer, "", "_(stopped by the user: the answer is kept as far as it was shown)_", ""]
         elif turn.error is not None:
             lines += [f"> Error ({turn.error.kind}): {turn.error.message}", ""]
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from assistant.events import (
@@ -16,6 +16,7 @@ from assistant.events import (
     ToolCallProposed,
     ToolResult,
 )
+from assistant.tui.attachments import Attachment
 from assistant.tui.session import (
     ApprovalDecision,
     Approver,
@@ -92,10 +93,39 @@ class FakeSession:
         report(LoadProgress("llama_guard", "ready"))
         report(LoadProgress("main", "ready"))
 
-    async def stream(self, text: str, *, thread_id: str, approve: Approver) -> AsyncIterator[Event]:
+    max_attachment_chars: int = 2000
+    received: list[tuple[str, list[Attachment]]] = field(default_factory=list)  # (text, attachments) per turn
+    kept: list[tuple[str, str, list[Event]]] = field(default_factory=list)  # keep_stopped calls
+    closed: list[str] = field(default_factory=list)  # texts whose stream was closed before its end
+
+    async def stream(
+        self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = ()
+    ) -> AsyncIterator[Event]:
+        self.received.append((text, list(attachments)))
+        for number, attachment in enumerate(attachments):
+            call_id = f"attachment-{number}"
+            yield ToolCallProposed(call_id=call_id, name="attachment",
+                                   arguments={"file": str(attachment.path), "characters": len(attachment.text)})
+            if "injtrigger" in attachment.text:
+                yield GuardVerdict(stage="tool_result", guard="prompt_guard", decision="block", score=0.99)
+                yield ToolResult(call_id=call_id, name="attachment", ok=False, output="", blocked=True,
+                                 error="the tool_result guards blocked it")
+                yield Refusal(stage="tool_result", message=f"The attached file {attachment.name} was not sent.")
+                return
+            yield passed("tool_result", "prompt_guard", 0.003)
+            yield ToolResult(call_id=call_id, name="attachment", ok=True, output=attachment.text)
         turn = self.turns.pop(0) if self.turns else answer_turn
-        async for event in turn(text, approve):
-            yield event
+        finished = False
+        try:
+            async for event in turn(text, approve):
+                yield event
+            finished = True
+        finally:
+            if not finished:
+                self.closed.append(text)
+
+    async def keep_stopped(self, thread_id: str, text: str, events: Sequence[Event]) -> None:
+        self.kept.append((thread_id, text, list(events)))
 
     async def pending_approval(self, thread_id: str) -> ApprovalRequested | None:
         return self.pending.get(thread_id)
@@ -131,3 +161,13 @@ async def code_shield_turn(text: str, approve: Approver) -> AsyncIterator[Event]
     yield ToolResult(call_id="c2", name="code_interpreter", ok=False, output="", blocked=True,
                      error="The generated code was blocked by the policy.")  # fmt: skip
     yield Refusal(stage="code", message="The generated code was blocked by the policy.")
+
+
+async def slow_turn(text: str, approve: Approver) -> AsyncIterator[Event]:
+    """Input passes, one piece of the answer is shown, then the model "thinks" until the turn is stopped."""
+    yield passed("user_input", "prompt_guard", 0.002)
+    yield passed("user_input")
+    yield TokenDelta(text="The first part, shown. ")
+    await asyncio.sleep(3600)
+    yield TokenDelta(text="Never shown.")
+    yield Final(text="The first part, shown. Never shown.")

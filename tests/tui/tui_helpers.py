@@ -40,3 +40,9 @@ async def finish(pilot: Any, before: int) -> None:
 async def send(pilot: Any, text: str) -> None:
     """Send a message and wait for its turn (and the widgets it updates) to finish."""
     await finish(pilot, await submit(pilot, text))
+
+
+async def command(pilot: Any, text: str) -> None:
+    """Type a slash command and press enter (no turn to wait for)."""
+    await submit(pilot, text)
+    await pilot.pause()

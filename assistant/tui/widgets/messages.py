@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.widgets import Collapsible, Markdown, Static
 
 from assistant.events import ApprovalRequested, GuardVerdict, ToolCallProposed, ToolResult
-from assistant.tui.widgets.guards import GuardBadge
+from assistant.tui.widgets.guards import GuardBadge, badge_text
 
 # Arguments that hold code are shown highlighted, in the language the tool runs.
 _CODE_ARGUMENTS = {"code": "python"}
@@ -26,6 +26,11 @@ class UserMessage(Vertical):
     def compose(self) -> ComposeResult:
         yield Static(self.text, classes="body", markup=False)
         yield self.badge
+
+    async def add_attachment(self, call: ToolCallProposed) -> AttachmentView:
+        view = AttachmentView(call)
+        await self.mount(view, before=self.badge)
+        return view
 
 
 class ToolCallView(Collapsible):
@@ -90,6 +95,35 @@ class ToolCallView(Collapsible):
         self.collapsed = result.ok and not result.blocked
 
 
+class AttachmentView(ToolCallView):
+    """A file attached to the user's message: collapsed to one line (name, size, its guards' verdict); expanded, the
+    verdicts and the text the model reads."""
+
+    def __init__(self, call: ToolCallProposed) -> None:
+        super().__init__(call)
+        self.result_view.update("checking…")
+        self.collapsed = True
+        self.add_class("attachment")
+
+    def _title_text(self) -> str:
+        file = str(self.call.arguments.get("file", "?")).rsplit("/", 1)[-1]
+        size = self.call.arguments.get("characters")
+        sized = f" · {size:,} characters" if isinstance(size, int) else ""
+        return f"📎 {file}{sized} · {self.status}"
+
+    def add_verdict(self, verdict: GuardVerdict) -> None:
+        super().add_verdict(verdict)
+        if self.status != "blocked":
+            self._set_status(badge_text(self.badge.verdicts))
+
+    def show_result(self, result: ToolResult) -> None:
+        verdict = badge_text(self.badge.verdicts) if self.badge.verdicts else "no guard checked it"
+        self._set_status(f"blocked: {result.error}" if result.blocked else f"attached · {verdict}")
+        self.set_class(result.blocked, "blocked")
+        self.result_view.update(result.output if result.ok else f"not sent: {result.error}")
+        self.collapsed = True
+
+
 def findings_text(verdict: GuardVerdict) -> str | None:
     """Code Shield's findings, to show right next to the code they concern; None when there is nothing to say."""
     if verdict.guard != "code_shield" or (not verdict.reasons and verdict.decision == "allow" and not verdict.error):
@@ -125,6 +159,7 @@ class AssistantMessage(Vertical):
         self.findings.display = False
         self.badge = GuardBadge()
         self.tool_views: dict[str, ToolCallView] = {}
+        self.open_attachment: ToolCallView | None = None  # an attachment whose verdicts are still coming
         self._stream: Any = None
         self.text = ""
         self.phase = "checking your message"  # what the pending line says while nothing is shown yet

@@ -1,0 +1,53 @@
+"""A turn the user stopped (esc in the chat, ctrl+c in `assistant run`): what of it is kept.
+
+Closing `Assistant.stream` early cancels the turn (generation, guards, a running sandbox) and stores nothing of it.
+The user saw part of it, so the thread keeps exactly that: the user's message when its input guards had passed, and
+the answer as far as it was shown - every shown piece passed its checks - marked `"stopped": true`. Nothing that was
+not shown (text still waiting for a guard, tool output of the turn) is kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from assistant.events import Error, Event, GuardVerdict, TokenDelta, ToolCallProposed, ToolResult
+
+CANCELLED = "cancelled"  # the Error kind of a stopped turn
+STOPPED_TEXT = "stopped"
+STOP_MESSAGE = "stopped by the user; the answer is kept as far as it was shown"
+
+
+def stopped_event(elapsed_ms: float = 0.0) -> Error:
+    """The last event of a stopped turn (`assistant run --json` prints it; the chat stores it)."""
+    return Error(kind=CANCELLED, message=STOP_MESSAGE, elapsed_ms=elapsed_ms)
+
+
+def is_stopped(events: Sequence[Event]) -> bool:
+    return any(isinstance(e, Error) and e.kind == CANCELLED for e in events)
+
+
+def input_passed(events: Sequence[Event]) -> bool:
+    """The user's message passed its input guards: the turn got past them (an event of a later stage was seen).
+    A stop while the input guards still ran leaves the message unjudged, so it is not stored."""
+    for event in events:
+        if isinstance(event, GuardVerdict) and event.stage == "user_input":
+            continue
+        if isinstance(event, TokenDelta | ToolCallProposed | ToolResult | GuardVerdict):
+            return True
+    return False
+
+
+def shown_text(events: Sequence[Event]) -> str:
+    """The answer as the user saw it: every released piece of the turn, in order."""
+    return "".join(event.text for event in events if isinstance(event, TokenDelta))
+
+
+def stopped_messages(text: str, events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The messages a stopped turn leaves in the thread (empty when its input had not been judged yet)."""
+    if not input_passed(events):
+        return []
+    messages: list[dict[str, Any]] = [{"role": "user", "content": text}]
+    answer = shown_text(events)
+    messages.append({"role": "assistant", "content": answer, STOPPED_TEXT: True})
+    return messages
