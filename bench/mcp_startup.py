@@ -1,5 +1,7 @@
 """Start-up cost of MCP servers: start, initialize and list tools, then stop; median of N starts per server.
 
+Wall time depends on the machine's load; the server process's own CPU time (user+sys, whole life) much less.
+
     .venv/bin/python bench/mcp_startup.py [--repeat 5] [--json]
 
 Servers: mcp-server-time (PyPI), @modelcontextprotocol/server-filesystem (npm, from `make mcp-servers`), and the
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import sys
 import tempfile
@@ -35,8 +38,9 @@ def servers(folder: str) -> list[dict]:
 
 def measure(entry: dict, repeat: int) -> dict:
     config = parse_policy_text(json.dumps({"version": 1, "tools": {"mcp": [entry]}})).tools
-    starts, stops, tools = [], [], 0
+    starts, stops, cpu, tools = [], [], [], 0
     for _ in range(repeat):
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         began = time.perf_counter()
         toolset = start_mcp_tools(config)
         started = time.perf_counter()
@@ -46,8 +50,11 @@ def measure(entry: dict, repeat: int) -> dict:
         toolset.close()
         starts.append((started - began) * 1000)
         stops.append((time.perf_counter() - started) * 1000)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the server process, reaped by close()
+        cpu.append((after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime) * 1000)
     return {"server": entry["name"], "tools": tools, "start_ms_median": round(statistics.median(starts)),
-            "start_ms_min": round(min(starts)), "stop_ms_median": round(statistics.median(stops))}
+            "start_ms_min": round(min(starts)), "stop_ms_median": round(statistics.median(stops)),
+            "server_cpu_ms_median": round(statistics.median(cpu))}
 
 
 def main() -> None:
@@ -62,7 +69,8 @@ def main() -> None:
         return
     for row in rows:
         print(f"{row['server']:6} {row['tools']:3} tools  start {row['start_ms_median']:5} ms median "
-              f"(min {row['start_ms_min']})  stop {row['stop_ms_median']} ms")
+              f"(min {row['start_ms_min']})  stop {row['stop_ms_median']} ms  "
+              f"server CPU {row['server_cpu_ms_median']} ms")
 
 
 if __name__ == "__main__":
