@@ -1,10 +1,11 @@
 """vLLM-servable variants of the tiny checkpoints: vLLM's CPU attention needs a head size of 32 or more, and the
-suite's tiny models use 16 (hidden 64, 4 heads). Same architecture, tokenizer and training code, 2 heads of 32.
+suite's tiny models use 16 (hidden 64, 4 heads).
 
-- `main`: random-weight Llama 3.1 saved in float32, with a wide weight init so that the greedy choice between
-  tokens is never a near tie (a float32 rounding difference between two engines must not flip a token).
-- `llama-guard`: the tiny trained Llama Guard (guards.tiny_guards' data, loss and schedule): `safe`, or
-  `unsafe\\nS9` for `zyxtrigger` in the message under check.
+- `main`: random-weight Llama 3.1 (2 heads of 32) saved in float32, with a wide weight init so that the greedy choice
+  between tokens is never a near tie (a float32 rounding difference between two engines must not flip a token).
+- `llama-guard`: the suite's tiny Llama Guard, constructed by the same code
+  (`guards.tiny_guard_training.construct_llama_guard`) at hidden size 128 (4 heads of 32): `safe`, or `unsafe\\nS9`
+  for `zyxtrigger`, `unsafe\\nbanana` (malformed) for `zyxgarble`; `unsafe` is the runner-up after `safe`.
 
 Built once into `.cache/vllm-models/` (versioned, locked, atomic: model.versioned_dir).
 """
@@ -17,9 +18,10 @@ from typing import Any
 
 from model.versioned_dir import build_once
 
-VERSION = "vllm-tiny-1"
+VERSION = "vllm-tiny-4"
 MARKER = ".vllm-tiny-version"
 HEADS = {"num_attention_heads": 2, "num_key_value_heads": 2}  # hidden 64 / 2 heads = head_dim 32
+GUARD_SIZE = {"hidden_size": 128, "intermediate_size": 256}  # 4 heads (the construction's layout) of 32
 
 
 def build_vllm_checkpoints(directory: Path) -> dict[str, Path]:
@@ -61,24 +63,18 @@ def _write_main(directory: Path) -> None:
     _finish(directory, model)
 
 
-def _write_guard(directory: Path, steps: int = 200, batch: int = 16) -> None:
+def _write_guard(directory: Path) -> None:
     import torch
-    from transformers import LlamaForCausalLM
 
-    from guards.tiny_guards import LG_SEED, _deterministic, _lg_batch, _lg_loss
+    from guards.tiny_guard_training import construct_llama_guard, deterministic
+    from guards.tiny_guards import LG_SEED
+    from model.tokenizer import get_tokenizer
 
-    with _deterministic(LG_SEED) as rng:
-        model = LlamaForCausalLM(_config(tie_word_embeddings=True, max_position_embeddings=16384))
-        model.train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 10) * (1 - s / steps))
-        for step in range(steps):
-            examples = _lg_batch(rng, batch, max_turns=3 if step < steps // 2 else 5, max_words=30)
-            loss = _lg_loss(model, examples)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-        model.eval()
+    with deterministic(LG_SEED):
+        model = construct_llama_guard(GUARD_SIZE).float().eval()
+    # As in the real Llama Guard 3, `unsafe` is the runner-up after a `safe` (P ~ 1.5e-8 here) instead of tying
+    # with every other token at logit 0, so a safe check is read from the top 20 log-probabilities (the common path);
+    # the exact path for an `unsafe` below the top 20 has its own test.
+    with torch.no_grad():
+        model.lm_head.weight[get_tokenizer().encode("unsafe")[0], 0] += 0.4  # dimension 0: the constant bias
     _finish(directory, model)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import statistics
 import threading
 import time
@@ -67,6 +68,15 @@ def test_same_verdict_and_score_as_in_process(server: VllmServer, local: LlamaGu
     )  # fmt: skip
     assert abs(got.score - want.score) < 1e-4
     assert want.unsafe == name.startswith(("unsafe", "smuggled"))
+
+
+@pytest.mark.parametrize("name", ["safe-user", "unsafe-user"])
+def test_exact_unsafe_logprob_from_vllm_prompt_logprobs(server: VllmServer, local: LlamaGuard, name: str) -> None:
+    """The path for a `safe` so confident that `unsafe` is not in the top 20: vLLM's prompt_logprobs of the prompt
+    followed by `unsafe` give log P(unsafe) itself."""
+    guard = RemoteLlamaGuard(server.url, model=NAME)
+    exact = math.exp(guard._exact_logprob(NAME, guard.prompt_ids(CASES[name]), guard.unsafe_id))
+    assert abs(exact - local.check(CASES[name]).score) < 1e-4
 
 
 def test_thresholds_exclusions_and_malformed_as_in_process(server: VllmServer, vllm_checkpoints: dict[str, Path]
