@@ -35,6 +35,8 @@ def median_ms(values: list[float]) -> float:
 
 
 async def in_process(policy: Path, model: str, db: Path, n: int) -> list[float]:
+    import transformers  # noqa: F401  (its lazy module is not safe to import from warm_up's threads at once)
+
     from assistant.api import Assistant
 
     bot = Assistant.from_policy(policy, model=model, db_path=db)
@@ -109,14 +111,15 @@ def main() -> None:
         base = asyncio.run(in_process(args.policy, model, Path(tmp) / "inproc.sqlite", args.n))
         http = over_http(args.policy, model, Path(tmp) / "home-serve", args.n)
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "assistant.cli", "run", TEXT, "--policy", str(args.policy), "--model",
-                        model, "--json"], check=True, capture_output=True)  # fmt: skip
+        run = subprocess.run([sys.executable, "-m", "assistant.cli", "run", TEXT, "--policy", str(args.policy),
+                              "--model", model, "--json"], capture_output=True)  # fmt: skip
         cli_s = time.perf_counter() - started
     report = {"in-process turn (Assistant.stream, as assistant run)": median_ms(base)}
     for name, values in http.items():
         report[name] = median_ms(values)
         report[name + " overhead"] = round(median_ms(values) - median_ms(base), 1)
     report["assistant run process (start + load + turn)"] = round(cli_s * 1000, 1)
+    report["assistant run exit code"] = run.returncode
     print(json.dumps({"median_ms": report, "n": args.n}, indent=2))
 
 

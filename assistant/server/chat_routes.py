@@ -149,15 +149,22 @@ async def handle_chat(server: Any, request: Any, key_id: str) -> Any:
     summary = GuardSummary()
     if not turn.stream:
         try:
-            events = await run_unless_disconnected(_drain(task), request.receive)
-        finally:
-            task.cancel()
+            events = await run_unless_disconnected(_until_terminal(task), request.receive)
+        except BaseException:
+            task.cancel()  # the client left (or a bug): stop the turn and free its slot
+            raise
+        # Answered: the turn finishes storing (and deleting) its thread in the background, still holding its slot.
         return JSONResponse(complete(server, key_id, turn, cid, thread_id, events, summary))
     return await stream_response(server, key_id, turn, cid, thread_id, task, summary, request)
 
 
-async def _drain(task: TurnTask) -> list[Any]:
-    return [event async for event in task]
+async def _until_terminal(task: TurnTask) -> list[Any]:
+    events = []
+    async for event in task:
+        events.append(event)
+        if isinstance(event, TERMINAL):
+            break
+    return events
 
 
 def complete(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str, events: list[Any],
@@ -215,6 +222,7 @@ async def stream_response(server: Any, key_id: str, turn: ChatTurn, cid: str, th
             return {"data": json.dumps(body, ensure_ascii=False)}
 
         sent = ""
+        finished = False
         try:
             yield data(chunk_body(cid, turn.model, {"role": "assistant", "content": ""}))
             queue = list(ahead)
@@ -231,8 +239,10 @@ async def stream_response(server: Any, key_id: str, turn: ChatTurn, cid: str, th
                         yield data(body)
                     break
             yield {"data": "[DONE]"}
+            finished = True
         finally:
-            task.cancel()  # the client went away (or the stream ended): stop the turn, free its slot
+            if not finished:
+                task.cancel()  # the client went away mid-stream: stop the turn, free its slot
 
     return EventSourceResponse(chunks(), ping=15)
 
