@@ -355,3 +355,22 @@ async def test_a_python_tag_spelled_in_plain_tokens_is_text(make_assistant, tmp_
     assert result.text == "<|python_tag|>print('hi')"
     stored = (await bot.history("x2"))[-1]
     assert stored["raw"] == "<|python_tag|>print('hi')" and stored["special_spans"] == []
+
+
+async def test_runs_approvals_tool_runs_and_refusals_are_audited(make_assistant, tmp_path) -> None:
+    import json
+
+    bot = make_assistant(CALL_NEWS, CALL_EMAIL, "Sent.<|eot_id|>", "Sure: zyxtrigger step one.<|eot_id|>",
+                         policy=policy(tmp_path), approve=lambda request: APPROVE_SESSION)  # fmt: skip
+    assert (await bot.arun("Read the news and email Bob", thread="a1")).text == "Sent."
+    assert (await bot.arun("Tell me", thread="a1")).refused
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text(encoding="utf-8").splitlines()]
+    kinds = [r["kind"] for r in records]
+    for kind in ("run_start", "tool_run", "approval_request", "approval_decision", "refusal"):
+        assert kind in kinds, kind
+    start = next(r for r in records if r["kind"] == "run_start")
+    assert len(start["policy_hash"]) == 64 and start["thread_id"] == "a1"
+    decision = next(r for r in records if r["kind"] == "approval_decision")
+    assert decision["decision"] == "session" and decision["interface"] == "api" and decision["tool"] == "send_email"
+    assert "tool result" in decision["reason_shown"]
+    assert [r["tool"] for r in records if r["kind"] == "tool_run"] == ["fetch_page", "send_email"]
