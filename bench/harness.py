@@ -1,16 +1,18 @@
 """Run the scenario through the real guarded agent (`assistant.api.Assistant`) in each mode and record every turn.
 
-Modes (same models, same scenario, same policy thresholds):
-- `unguarded`: no guard at any stage; main-model KV cache reused (the best the model alone can do).
-- `reference`: the peers' way - guards one after another, Llama Guard generating its verdict text over the whole
-  prompt, no KV-cache reuse (every step re-encodes the whole conversation), the answer checked once complete.
-- `optimized`: ours - concurrent guards, one-forward Llama Guard with its precomputed prefix (and the last check's
-  cache reused), KV-cache reuse, generation started speculatively while the input and tool-result guards run,
-  streaming moderation in chunks.
+Modes (same models, same scenario, same policy thresholds, same backend: the main model's KV cache is reused in every
+mode, and every mode runs in the same process with the same torch threads):
+- `unguarded`: no guard at any stage (the best the model alone can do).
+- `llama-stack`, `llamafirewall`: the peers, each guarding the way its project runs today (bench/peers.py).
+- `ours`: concurrent guards, one-forward Llama Guard with its precomputed prefix (and the last check's cache reused),
+  generation started speculatively while the input and tool-result guards run, streaming moderation in chunks.
+
+`run_concurrent` runs one mode's conversations side by side (the throughput figure).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -19,13 +21,14 @@ from typing import Any
 
 from bench.scenario import UNSAFE, Scenario, Sizes, fetch_page_tool
 
-MODES = ("unguarded", "reference", "optimized")
+MODES = ("unguarded", "llama-stack", "llamafirewall", "ours")
+GUARDED = ("llama-stack", "llamafirewall", "ours")
 SEVERITY = {"allow": 0, "log": 1, "warn": 2, "ask": 3, "block": 4}
 
 _GUARDED_STAGES = """\
   user_input: {{llama_guard: {{enabled: {g}}}, prompt_guard: {{enabled: {g}, score: jailbreak}}}}
   model_output: {{llama_guard: {{enabled: {g}}}, code_shield: {{enabled: false}}}}
-  tool_result: {{prompt_guard: {{enabled: {g}, score: injection}}}}
+  tool_result: {{prompt_guard: {{enabled: {t}, score: injection}}}}
   code: {{code_shield: {{enabled: false}}}}
 """
 
@@ -69,11 +72,19 @@ def tiny_model_dirs(directory: Path) -> ModelDirs:
     )
 
 
+def import_model_classes() -> None:
+    """Resolve transformers' lazy model classes once, before models load on several threads at once (two threads
+    importing from the lazy module together can fail with ImportError)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification  # noqa: F401
+
+
 def policy_text(mode: str, dirs: ModelDirs, sizes: Sizes, audit: Path) -> str:
     guarded = "false" if mode == "unguarded" else "true"
+    # Llama Stack runs no shield on the results of tools it calls inside a turn (agent_instance.py).
+    tool_results = "false" if mode in ("unguarded", "llama-stack") else "true"
     return POLICY.format(
         main=dirs.main, llama_guard=dirs.llama_guard, prompt_guard=dirs.prompt_guard, audit=audit,
-        stages=_GUARDED_STAGES.format(g=guarded), streaming="true" if mode == "optimized" else "false",
+        stages=_GUARDED_STAGES.format(g=guarded, t=tool_results), streaming="true" if mode == "ours" else "false",
         chunk=sizes.chunk_chars, lookback=sizes.lookback_chars,
     )  # fmt: skip
 
@@ -82,7 +93,7 @@ def build_assistant(mode: str, scenario: Scenario, dirs: ModelDirs, workdir: Pat
     """An Assistant for `mode` whose main model is the teacher-forced tiny Llama (see bench/forced.py)."""
     from assistant.api import Assistant
     from bench.forced import ForcedBackend
-    from bench.reference import reference_pipeline
+    from bench.peers import PEERS, peer_pipeline
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
@@ -94,17 +105,20 @@ def build_assistant(mode: str, scenario: Scenario, dirs: ModelDirs, workdir: Pat
         policy, tools=[fetch_page_tool(scenario.pages)], model=f"transformers:{dirs.main}",
         db_path=folder / "threads.sqlite",
     )  # fmt: skip
-    bot = bot.replace(backend=ForcedBackend(str(dirs.main), reuse_cache=mode != "reference", context_window=16384))
-    if mode == "reference":
-        bot = bot.replace(pipeline=reference_pipeline(bot.pipeline))
+    backend = ForcedBackend(str(dirs.main), reuse_cache=True, context_window=16384)
+    backend.set_scenario([(turn.user, turn.completions) for turn in scenario.turns])
+    bot = bot.replace(backend=backend)
+    if mode in PEERS:
+        bot = bot.replace(pipeline=peer_pipeline(mode, bot.pipeline))
     return apply_agent_switches(bot, mode)
 
 
 def apply_agent_switches(bot: Any, mode: str) -> Any:
-    """The agent's own switch: speculative generation (on in `optimized` only)."""
+    """The agent's own switch: speculative generation (ours only; the peers start the model after the input
+    shields)."""
     from assistant.agent.deps import Performance
 
-    return bot.replace(performance=Performance(speculative=mode == "optimized"))
+    return bot.replace(performance=Performance(speculative=mode == "ours"))
 
 
 class TokenCounter:
@@ -137,7 +151,9 @@ class TurnRecord:
     turn: int
     expect: str
     turn_s: float
-    ttft_s: float | None  # first TokenDelta; None when nothing was shown
+    ttft_s: float | None  # first checked token (first TokenDelta: the agent shows only checked text); None: nothing
+    ttft_shown_s: float | None  # first token the user sees: the same, except llama-stack, which streams the answer
+    # before its output shields run (the first token of the turn's last model call)
     main_prompt: int
     main_prefill: int
     main_generated: int
@@ -209,7 +225,6 @@ async def run_turns(
     backend.reset_cache()
     records: list[TurnRecord] = []
     for index, turn in list(enumerate(scenario.turns))[turns]:
-        backend.set_script(turn.completions)
         calls_before = len(backend.calls)
         lg_before, pg_before = counters["llama_guard"].tokens, counters["prompt_guard"].tokens
         events: list[Any] = []
@@ -221,6 +236,10 @@ async def run_turns(
             events.append(event)
         elapsed = time.perf_counter() - started
         calls = backend.calls[calls_before:]
+        shown_at = ttft
+        if mode == "llama-stack":  # streamed as generated, before the output shields (even when they then block)
+            answer = [c for c in calls if not c.cancelled and c.first_token_at is not None]
+            shown_at = answer[-1].first_token_at - started if answer else ttft  # type: ignore[operator]
         shown = "".join(e.text for e in events if isinstance(e, TokenDelta))
         blob = json.dumps([e.to_json() for e in events])
         leaked = mode != "unguarded" and turn.expect != "answer" and (UNSAFE in blob or (
@@ -228,7 +247,8 @@ async def run_turns(
         records.append(
             TurnRecord(
                 mode=mode, repeat=repeat, turn=index, expect=turn.expect, turn_s=elapsed, ttft_s=ttft,
-                main_prompt=sum(c.prompt_tokens for c in calls), main_prefill=sum(c.prefill_tokens for c in calls),
+                ttft_shown_s=shown_at, main_prompt=sum(c.prompt_tokens for c in calls),
+                main_prefill=sum(c.prefill_tokens for c in calls),
                 main_generated=sum(c.generated_tokens for c in calls),
                 llama_guard_tokens=counters["llama_guard"].tokens - lg_before,
                 prompt_guard_tokens=counters["prompt_guard"].tokens - pg_before,
@@ -244,6 +264,7 @@ async def run_benchmark(
 ) -> list[TurnRecord]:
     """Warm every mode up once (model loading, Llama Guard's prefix), then run the scenario `repeats` times per
     mode, the modes interleaved (in a rotating order) so that changes in the machine's load spread over all of them."""
+    import_model_classes()
     counters = {"llama_guard": TokenCounter(), "prompt_guard": TokenCounter()}
     bots = {mode: build_assistant(mode, scenario, dirs, workdir) for mode in modes}
     for bot in bots.values():
@@ -260,3 +281,56 @@ async def run_benchmark(
         for mode in order[repeat % len(order) :] + order[: repeat % len(order)]:  # rotated: no mode always first
             records += await run_turns(bots[mode], scenario, mode, repeat, counters, thread=f"{mode}-{repeat}")
     return records
+
+
+@dataclass
+class ConcurrentRun:
+    mode: str
+    conversations: int
+    turns: int  # turns completed, all conversations together
+    wall_s: float
+    outcomes: list[str]
+
+    @property
+    def turns_per_s(self) -> float:
+        return self.turns / self.wall_s if self.wall_s else 0.0
+
+
+async def run_concurrent(
+    bot: Any, scenario: Scenario, mode: str, *, conversations: int, turns: slice, tag: str
+) -> ConcurrentRun:
+    """`conversations` users at once, each running the scenario's `turns` in its own thread; the backend serves
+    them one generation at a time (one process, one model), the guards run beside it."""
+
+    async def one(index: int) -> list[str]:
+        outcomes = []
+        for turn in scenario.turns[turns]:
+            events = [event async for event in bot.stream(turn.user, thread=f"{tag}-{mode}-{index}")]
+            outcomes.append(outcome_of(events))
+        return outcomes
+
+    bot.backend.reset_cache()
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(i) for i in range(conversations)))
+    wall = time.perf_counter() - started
+    outcomes = [o for result in results for o in result]
+    return ConcurrentRun(mode, conversations, len(outcomes), wall, outcomes)
+
+
+async def run_throughput(
+    scenario: Scenario, dirs: ModelDirs, workdir: Path, *, conversations: int, repeats: int, turns: slice,
+    modes: tuple[str, ...] = ("unguarded", "ours"),
+) -> list[ConcurrentRun]:
+    """Concurrent runs of each mode, interleaved over `repeats` (after a warm-up of each)."""
+    import_model_classes()
+    bots = {mode: build_assistant(mode, scenario, dirs, workdir / "concurrent") for mode in modes}
+    for mode, bot in bots.items():
+        guard_models(bot)
+        await run_concurrent(bot, scenario, mode, conversations=2, turns=slice(2, 3), tag="warmup")
+    runs: list[ConcurrentRun] = []
+    order = list(bots)
+    for repeat in range(repeats):
+        for mode in order[repeat % len(order) :] + order[: repeat % len(order)]:
+            runs.append(await run_concurrent(
+                bots[mode], scenario, mode, conversations=conversations, turns=turns, tag=f"r{repeat}"))  # fmt: skip
+    return runs

@@ -1,8 +1,9 @@
-"""Turn the benchmark's per-turn records into per-mode figures, the ratios the issue asks for, and a table.
+"""Turn the benchmark's records into per-mode figures, the ratios issue 18 asks for, and a table.
 
-Timings are medians over the repeats, per turn, then summed over turns. Time to first visible token and turn time
-are compared on the turns every mode answers (`expect == "answer"`): a blocked turn ends early in a guarded mode,
-which would flatter it. Token counts are deterministic and summed over all turns of one repeat.
+Timings are medians over the repeats, per turn, then summed over turns. Time to first token and turn time are
+compared on the turns every mode answers (`expect == "answer"`): a blocked turn ends early in a guarded mode, which
+would flatter it. Token counts are deterministic and summed over all turns of one repeat; the main model's prefill
+tokens are a property of the backend (its KV cache is reused in every mode), reported, not compared.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from bench.harness import TurnRecord
+from bench.harness import ConcurrentRun, TurnRecord
 
 TARGETS = {
-    "turn_optimized_vs_unguarded": ("<=", 1.15),
-    "ttft_optimized_vs_reference": ("<=", 0.5),
-    "prefill_optimized_vs_reference": ("<=", 0.3),
+    "turn_vs_unguarded": ("<=", 1.10),
+    "ttft_checked_vs_unguarded": ("<=", 1.30),
+    "turn_vs_llama_stack": ("<=", 0.80),
+    "ttft_checked_vs_llama_stack": ("<=", 0.35),
+    "concurrent8_throughput_vs_unguarded": (">=", 0.80),
     "verdict_agreement": (">=", 1.0),
 }
+PEER_KEYS = {"llama-stack": "llama_stack", "llamafirewall": "llamafirewall"}
 
 
 def _median_sum(records: Sequence[TurnRecord], attribute: str) -> float | None:
@@ -38,7 +42,8 @@ def mode_figures(records: Sequence[TurnRecord]) -> dict[str, Any]:
     first = min(r.repeat for r in records)
     one = [r for r in records if r.repeat == first]
     return {
-        "ttft_s": _median_sum(answered, "ttft_s"),
+        "ttft_checked_s": _median_sum(answered, "ttft_s"),
+        "ttft_shown_s": _median_sum(answered, "ttft_shown_s"),
         "turn_s": _median_sum(answered, "turn_s"),
         "all_turns_s": _median_sum(records, "turn_s"),
         "main_prompt_tokens": sum(r.main_prompt for r in one),
@@ -63,8 +68,10 @@ def _spread(records: Sequence[TurnRecord]) -> list[float]:
 
 
 def agreement(a: Sequence[TurnRecord], b: Sequence[TurnRecord]) -> tuple[float, int, list[str]]:
-    """Share of check points (stage decisions, plus each turn's outcome) on which two modes agree, over every
-    (repeat, turn) pair; and a description of each disagreement."""
+    """Share of check points on which two modes agree, over every (repeat, turn) pair; and each disagreement.
+    A check point is one stage's decision at one step (plus each turn's outcome); only the stages both modes check
+    are compared (Llama Stack checks no tool result inside a turn)."""
+    stages = _stages(a) & _stages(b)
     by_key = {(r.repeat, r.turn): r for r in b}
     total = matched = 0
     problems: list[str] = []
@@ -72,8 +79,8 @@ def agreement(a: Sequence[TurnRecord], b: Sequence[TurnRecord]) -> tuple[float, 
         right = by_key.get((left.repeat, left.turn))
         if right is None:
             continue
-        points_left = [*left.checkpoints, ("outcome", left.outcome)]
-        points_right = [*right.checkpoints, ("outcome", right.outcome)]
+        points_left = [p for p in left.checkpoints if p[0] in stages] + [("outcome", left.outcome)]
+        points_right = [p for p in right.checkpoints if p[0] in stages] + [("outcome", right.outcome)]
         for i in range(max(len(points_left), len(points_right))):
             total += 1
             one = points_left[i] if i < len(points_left) else None
@@ -85,36 +92,75 @@ def agreement(a: Sequence[TurnRecord], b: Sequence[TurnRecord]) -> tuple[float, 
     return (matched / total if total else 0.0), total, problems
 
 
+def _stages(records: Sequence[TurnRecord]) -> set[str]:
+    return {stage for r in records for stage, _ in r.checkpoints}
+
+
 def _ratio(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0:
         return None
     return round(a / b, 4)
 
 
-def summarize(records: Sequence[TurnRecord]) -> dict[str, Any]:
+def throughput(runs: Sequence[ConcurrentRun]) -> dict[str, Any]:
+    """Median turns per second of each mode's concurrent runs, and ours / unguarded."""
+    by_mode: dict[str, list[ConcurrentRun]] = defaultdict(list)
+    for run in runs:
+        by_mode[run.mode].append(run)
+    out: dict[str, Any] = {
+        mode: {
+            "turns_per_s": round(statistics.median(r.turns_per_s for r in rs), 4),
+            "wall_s": [round(r.wall_s, 2) for r in rs],
+            "turns": rs[0].turns,
+            "outcomes": sorted(set(rs[0].outcomes)),
+        }
+        for mode, rs in by_mode.items()
+    }
+    if "ours" in out and "unguarded" in out:
+        n = runs[0].conversations
+        out["conversations"] = n
+        ratio = _ratio(out["ours"]["turns_per_s"], out["unguarded"]["turns_per_s"])
+        out[f"concurrent{n}_throughput_vs_unguarded"] = ratio
+    return out
+
+
+def summarize(records: Sequence[TurnRecord], concurrent: Sequence[ConcurrentRun] = ()) -> dict[str, Any]:
     by_mode: dict[str, list[TurnRecord]] = defaultdict(list)
     for record in records:
         by_mode[record.mode].append(record)
     figures = {mode: mode_figures(rs) for mode, rs in by_mode.items()}
     out: dict[str, Any] = {"modes": figures}
-    opt, ref, ung = figures.get("optimized"), figures.get("reference"), figures.get("unguarded")
-    if opt and ref:
-        out["ttft_optimized_vs_reference"] = _ratio(opt["ttft_s"], ref["ttft_s"])
-        out["turn_optimized_vs_reference"] = _ratio(opt["turn_s"], ref["turn_s"])
-        out["prefill_optimized_vs_reference"] = _ratio(opt["main_prefill_tokens"], ref["main_prefill_tokens"])
-        out["guard_tokens_optimized_vs_reference"] = _ratio(opt["llama_guard_tokens"], ref["llama_guard_tokens"])
-        share, points, problems = agreement(by_mode["reference"], by_mode["optimized"])
-        out["verdict_agreement"] = round(share, 4)
-        out["verdict_checkpoints"] = points
-        out["verdict_disagreements"] = problems[:20]
-    if opt and ung:
-        out["ttft_optimized_vs_unguarded"] = _ratio(opt["ttft_s"], ung["ttft_s"])
-        out["turn_optimized_vs_unguarded"] = _ratio(opt["turn_s"], ung["turn_s"])
-        out["prefill_optimized_vs_unguarded"] = _ratio(opt["main_prefill_tokens"], ung["main_prefill_tokens"])
-    if ref and ung:
-        out["ttft_reference_vs_unguarded"] = _ratio(ref["ttft_s"], ung["ttft_s"])
-        out["turn_reference_vs_unguarded"] = _ratio(ref["turn_s"], ung["turn_s"])
-    out["targets"] = {key: _meets(out.get(key), *rule) for key, rule in TARGETS.items()}
+    ours, ung = figures.get("ours"), figures.get("unguarded")
+    if ours and ung:
+        out["turn_vs_unguarded"] = _ratio(ours["turn_s"], ung["turn_s"])
+        out["ttft_checked_vs_unguarded"] = _ratio(ours["ttft_checked_s"], ung["ttft_checked_s"])
+    shares: list[float] = []
+    out["verdict_agreement_by_peer"], out["verdict_checkpoints"], out["verdict_disagreements"] = {}, {}, []
+    for peer, key in PEER_KEYS.items():
+        theirs = figures.get(peer)
+        if theirs is None:
+            continue
+        if ours:
+            out[f"turn_vs_{key}"] = _ratio(ours["turn_s"], theirs["turn_s"])
+            out[f"ttft_checked_vs_{key}"] = _ratio(ours["ttft_checked_s"], theirs["ttft_checked_s"])
+            out[f"ttft_checked_vs_{key}_shown"] = _ratio(ours["ttft_checked_s"], theirs["ttft_shown_s"])
+            share, points, problems = agreement(by_mode[peer], by_mode["ours"])
+            shares.append(share)
+            out["verdict_agreement_by_peer"][peer] = round(share, 4)
+            out["verdict_checkpoints"][peer] = points
+            out["verdict_disagreements"] += [f"{peer}: {p}" for p in problems[:10]]
+        if ung:
+            out[f"turn_{key}_vs_unguarded"] = _ratio(theirs["turn_s"], ung["turn_s"])
+            out[f"ttft_checked_{key}_vs_unguarded"] = _ratio(theirs["ttft_checked_s"], ung["ttft_checked_s"])
+            out[f"ttft_shown_{key}_vs_unguarded"] = _ratio(theirs["ttft_shown_s"], ung["ttft_checked_s"])
+    if shares:
+        out["verdict_agreement"] = round(min(shares), 4)
+    if concurrent:
+        out["concurrent"] = throughput(concurrent)
+        for key, value in out["concurrent"].items():
+            if key.endswith("_throughput_vs_unguarded"):
+                out[key] = value
+    out["targets"] = {key: _meets(out.get(key), *rule) for key, rule in TARGETS.items() if key in out}
     return out
 
 
@@ -124,12 +170,21 @@ def _meets(value: float | None, op: str, bound: float) -> bool | None:
     return value <= bound if op == "<=" else value >= bound
 
 
+HEADLINE = (
+    "turn_vs_unguarded", "ttft_checked_vs_unguarded", "turn_vs_llama_stack", "ttft_checked_vs_llama_stack",
+    "concurrent8_throughput_vs_unguarded", "verdict_agreement", "turn_vs_llamafirewall",
+    "ttft_checked_vs_llamafirewall", "ttft_checked_vs_llama_stack_shown", "turn_llama_stack_vs_unguarded",
+    "ttft_shown_llama_stack_vs_unguarded", "turn_llamafirewall_vs_unguarded",
+)  # fmt: skip
+
+
 def table(summary: dict[str, Any]) -> str:
-    rows = [("mode", "TTFT s", "turn s", "all turns s", "main prefill tok", "Llama Guard tok", "Prompt Guard tok")]
+    rows = [("mode", "first shown s", "first checked s", "turn s", "all turns s", "main prefill tok",
+             "Llama Guard tok", "Prompt Guard tok")]  # fmt: skip
     for mode, f in summary["modes"].items():
         rows.append((
-            mode, _fmt(f["ttft_s"]), _fmt(f["turn_s"]), _fmt(f["all_turns_s"]), str(f["main_prefill_tokens"]),
-            str(f["llama_guard_tokens"]), str(f["prompt_guard_tokens"]),
+            mode, _fmt(f["ttft_shown_s"]), _fmt(f["ttft_checked_s"]), _fmt(f["turn_s"]), _fmt(f["all_turns_s"]),
+            str(f["main_prefill_tokens"]), str(f["llama_guard_tokens"]), str(f["prompt_guard_tokens"]),
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
@@ -138,16 +193,19 @@ def table(summary: dict[str, Any]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines.append("")
-    for key in (
-        "ttft_optimized_vs_reference", "ttft_optimized_vs_unguarded", "turn_optimized_vs_unguarded",
-        "turn_optimized_vs_reference", "prefill_optimized_vs_reference", "guard_tokens_optimized_vs_reference",
-        "ttft_reference_vs_unguarded", "turn_reference_vs_unguarded", "verdict_agreement",
-    ):  # fmt: skip
+    if "concurrent" in summary:
+        c = summary["concurrent"]
+        for mode in ("unguarded", "ours"):
+            if mode in c:
+                lines.append(f"{c.get('conversations', '?')} conversations at once, {mode}: {c[mode]['turns_per_s']} "
+                             f"turns/s (wall {c[mode]['wall_s']} s for {c[mode]['turns']} turns)")  # fmt: skip
+        lines.append("")
+    for key in HEADLINE:
         if key in summary:
             target = TARGETS.get(key)
             note = ""
             if target:
-                met = summary["targets"][key]
+                met = summary["targets"].get(key)
                 note = f"   target {target[0]} {target[1]}: {'met' if met else 'MISSED'}"
             lines.append(f"{key:>38}: {summary[key]}{note}")
     return "\n".join(lines)

@@ -1,12 +1,14 @@
-"""Guarded vs unguarded vs the peers' way: one fixed multi-turn, multi-step scenario through the real agent.
+"""Ours vs unguarded vs the peers as they run today: one fixed multi-turn, multi-step scenario through the real agent.
 
-    python bench/turn.py [--json] [--repeats 3] [--threads 1] [--small] [--no-firewall]
+    python bench/turn.py [--json] [--repeats 3] [--threads N] [--small] [--no-firewall] [--chart bench.png]
 
 Tiny real-architecture models on CPU (the tiny random Llama 3.1 as the main model, teacher-forced through a fixed
-script - see bench/forced.py; the tiny trained Llama Guard 3 and Prompt Guard), three modes in one run (see
-bench/harness.py), and our Prompt Guard scanner next to LlamaFirewall's (bench/firewall.py). Prints a table, or with
-`--json` one JSON object with at least `ttft_optimized_vs_reference`, `turn_optimized_vs_unguarded`,
-`prefill_optimized_vs_reference` and `verdict_agreement` (ratios; 1.0 = equal).
+script - see bench/forced.py; the tiny trained Llama Guard 3 and Prompt Guard), four modes interleaved in one run
+(unguarded, llama-stack, llamafirewall, ours: bench/harness.py, bench/peers.py), every mode with the same torch
+threads and cores and the main model's KV cache reused; then 8 conversations at once (ours and unguarded), and our
+Prompt Guard scanner next to LlamaFirewall's (bench/firewall.py). Prints a table, or with `--json` one JSON object
+with at least `turn_vs_unguarded`, `ttft_checked_vs_unguarded`, `turn_vs_llama_stack`,
+`ttft_checked_vs_llama_stack`, `concurrent8_throughput_vs_unguarded` and `verdict_agreement` (ratios; 1.0 = equal).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 DEFAULT_MODELS = REPO / ".cache" / "tiny-models"
+MODES_DEFAULT = ("unguarded", "llama-stack", "llamafirewall", "ours")  # bench.harness.MODES, without importing torch
 
 
 def machine() -> dict[str, Any]:
@@ -53,7 +56,7 @@ def machine() -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from bench.harness import MODES, run_benchmark, tiny_model_dirs
+    from bench.harness import MODES, run_benchmark, run_throughput, tiny_model_dirs
     from bench.report import summarize
     from bench.scenario import Sizes, build_scenario
 
@@ -61,21 +64,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     scenario = build_scenario(sizes)
     dirs = tiny_model_dirs(Path(args.models))
     threads, home = torch.get_num_threads(), os.environ.get("ASSISTANT_HOME")
-    torch.set_num_threads(args.threads)  # one core for the model, one for the guards running beside it
+    # The same CPU budget for every mode: one process, the same cores, the same torch threads per operation.
+    torch.set_num_threads(args.threads)
     before = machine()
     started = time.perf_counter()
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        raise SystemExit(f"unknown mode(s) {', '.join(sorted(unknown))}; use {', '.join(MODES)}")
+    modes = tuple(m for m in MODES if m in args.modes.split(","))
+    concurrent: list = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["ASSISTANT_HOME"] = str(Path(tmp) / "home")
-            modes = tuple(m for m in MODES if m in args.modes.split(","))
             records = asyncio.run(run_benchmark(scenario, dirs, Path(tmp), repeats=args.repeats, modes=modes))
+            if args.concurrent > 0 and {"ours", "unguarded"} <= set(modes):
+                first, _, last = args.concurrent_turns.partition(":")
+                turns = slice(int(first), int(last) if last else int(first) + 1)
+                concurrent = asyncio.run(run_throughput(
+                    scenario, dirs, Path(tmp), conversations=args.concurrent, repeats=args.concurrent_repeats,
+                    turns=turns))  # fmt: skip
     finally:
         torch.set_num_threads(threads)
         if home is None:
             os.environ.pop("ASSISTANT_HOME", None)
         else:
             os.environ["ASSISTANT_HOME"] = home
-    summary = summarize(records)
+    summary = summarize(records, concurrent)
+    summary["threads"] = args.threads
+    summary["answered_turns"] = sum(t.expect == "answer" for t in scenario.turns)
+    if concurrent:
+        summary["concurrent"]["turns"] = args.concurrent_turns
     if args.records:
         rows = [{k: v for k, v in vars(r).items() if k not in ("events", "shown")} for r in records]
         Path(args.records).write_text(json.dumps(rows, indent=1), encoding="utf-8")
@@ -101,21 +119,32 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the scenario per mode (medians are taken)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per operation (default 1)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="torch threads per operation, the same for every mode (default: the usable cores)")
+    parser.add_argument("--concurrent", type=int, default=8, help="conversations at once for the throughput figure "
+                        "(ours and unguarded; 0: skip)")
+    parser.add_argument("--concurrent-turns", default="0:3", help="the scenario's turns each concurrent conversation "
+                        "runs, as START:END (default 0:3, the answered turns)")
+    parser.add_argument("--concurrent-repeats", type=int, default=1, help="concurrent runs per mode (median)")
+    parser.add_argument("--chart", help="also write the PNG chart (time per turn, first checked token) here")
     parser.add_argument("--small", action="store_true", help="a miniature scenario (smoke test, not a measurement)")
     parser.add_argument("--no-firewall", dest="firewall", action="store_false", help="skip the LlamaFirewall part")
-    parser.add_argument("--modes", default="unguarded,reference,optimized")
+    parser.add_argument("--modes", default=",".join(MODES_DEFAULT))
     parser.add_argument("--models", default=str(DEFAULT_MODELS), help="directory of the tiny models (built if absent)")
     parser.add_argument("--records", help="also write every turn's figures (JSON) to this file")
     args = parser.parse_args(argv)
     summary = run(args)
+    if args.chart:
+        from bench.chart import write_chart
+
+        summary["chart"] = str(write_chart(summary, Path(args.chart)))
     if args.json:
         print(json.dumps(summary))
         return 0
     from bench.report import table
 
     m = summary["machine_before"]
-    print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} thread(s) per op), "
+    print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({summary['threads']} thread(s) per op), "
           f"load average {m['load_average']} before, {summary['machine_after']['load_average']} after")  # fmt: skip
     print(f"scenario: {summary['sizes']}, {summary['repeats']} repeat(s), medians; bench took {summary['bench_s']} s\n")
     print(table(summary))

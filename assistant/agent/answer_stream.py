@@ -70,10 +70,10 @@ def before_code(text: str) -> str:
 class AnswerStream:
     def __init__(
         self, check: Check, emit: Callable[[Event], None], on_judgement: Callable[[Any], None], *, moderated: bool,
-        streaming: bool, code_shield: bool, chunk_chars: int,
+        streaming: bool, code_shield: bool, chunk_chars: int, first_chunk_chars: int | None = None,
     ) -> None:  # fmt: skip
-        if chunk_chars < 1:
-            raise ValueError("chunk_chars must be >= 1")
+        if chunk_chars < 1 or (first_chunk_chars is not None and first_chunk_chars < 1):
+            raise ValueError("chunk_chars and first_chunk_chars must be >= 1")
         self._check = check
         self._emit = emit
         self._on_judgement = on_judgement
@@ -81,6 +81,7 @@ class AnswerStream:
         self.enabled = streaming or not moderated  # without output guards the answer streams as it comes
         self.code_shield = code_shield and moderated
         self.chunk_chars = chunk_chars
+        self.first_chunk_chars = first_chunk_chars or chunk_chars  # the first check comes sooner (issue 18)
         self._pending: deque[tuple[int, asyncio.Future[Any]]] = deque()  # (end, check of answer[:end])
         self._scheduled = 0  # the answer up to here has a check scheduled
         self._released = 0  # characters of the answer shown so far
@@ -131,8 +132,8 @@ class AnswerStream:
                 self._emit(TokenDelta(text=text[self._released :]))
                 self._released = len(text)
             return
-        while len(text) - self._scheduled >= self.chunk_chars:
-            end = self._scheduled + self.chunk_chars
+        while len(text) - self._scheduled >= (size := self.chunk_chars if self._scheduled else self.first_chunk_chars):
+            end = self._scheduled + size
             # end at a word boundary: a released chunk never shows the start of a cut word
             space = max(text.rfind(" ", self._scheduled, end), text.rfind("\n", self._scheduled, end))
             end = space + 1 if space >= self._scheduled else end

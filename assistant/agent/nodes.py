@@ -197,6 +197,7 @@ def output_stream(deps: AgentDeps, config: RunnableConfig, messages: list[Messag
     return AnswerStream(
         check, emit, on_judgement, moderated=bool(guards), streaming=moderation.enabled,
         code_shield="code_shield" in guards, chunk_chars=moderation.chunk_chars,
+        first_chunk_chars=moderation.first_chunk_chars,
     )  # fmt: skip
 
 

@@ -14,6 +14,9 @@ class StreamingModerationConfig(PolicyModel):
 
     enabled: Flag = True
     chunk_chars: PositiveInt = 400
+    # The first chunk only (null: chunk_chars): a smaller one shows the first checked text sooner while the next
+    # chunk generates; the checks after it are chunk_chars apart.
+    first_chunk_chars: PositiveInt | None = None
     lookback_chars: NonNegativeInt = 200  # unused, see above
 
 

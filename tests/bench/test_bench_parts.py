@@ -86,21 +86,37 @@ def test_checkpoints_collapse_streamed_chunks_and_count_errors_as_blocks() -> No
 def _record(mode: str, turn: int, points: list[tuple[str, str]], outcome: str = "final", **kw: float) -> TurnRecord:
     return TurnRecord(
         mode=mode, repeat=0, turn=turn, expect="answer", turn_s=kw.get("turn_s", 1.0), ttft_s=kw.get("ttft_s", 1.0),
-        main_prompt=100, main_prefill=int(kw.get("prefill", 100)), main_generated=10, llama_guard_tokens=0,
-        prompt_guard_tokens=0, checkpoints=points, outcome=outcome, shown="", leaked=False,
+        ttft_shown_s=kw.get("shown", kw.get("ttft_s", 1.0)), main_prompt=100, main_prefill=int(kw.get("prefill", 100)),
+        main_generated=10, llama_guard_tokens=0, prompt_guard_tokens=0, checkpoints=points, outcome=outcome, shown="",
+        leaked=False,
     )  # fmt: skip
 
 
 def test_agreement_and_ratios() -> None:
-    ref = [_record("reference", 0, [("user_input", "allow")], turn_s=4.0, ttft_s=4.0, prefill=1000)]
-    opt = [_record("optimized", 0, [("user_input", "allow")], turn_s=1.1, ttft_s=1.0, prefill=200)]
-    ung = [_record("unguarded", 0, [], turn_s=1.0, ttft_s=0.5, prefill=200)]
-    summary = summarize(ref + opt + ung)
-    assert summary["verdict_agreement"] == 1.0
-    assert summary["ttft_optimized_vs_reference"] == 0.25
-    assert summary["turn_optimized_vs_unguarded"] == 1.1
-    assert summary["prefill_optimized_vs_reference"] == 0.2
-    assert all(summary["targets"].values())
-    blocked = [_record("optimized", 0, [("user_input", "block")], outcome="refusal:user_input")]
-    share, points, problems = agreement(ref, blocked)
+    stack = [_record("llama-stack", 0, [("user_input", "allow"), ("model_output", "allow")], turn_s=4.0, ttft_s=4.0,
+                     shown=1.0)]  # fmt: skip
+    firewall = [_record("llamafirewall", 0, [("user_input", "allow"), ("tool_result", "allow"),
+                                              ("model_output", "allow")], turn_s=2.0, ttft_s=2.0)]  # fmt: skip
+    ours = [_record("ours", 0, [("user_input", "allow"), ("tool_result", "allow"), ("model_output", "allow")],
+                    turn_s=1.1, ttft_s=1.0)]  # fmt: skip
+    unguarded = [_record("unguarded", 0, [], turn_s=1.0, ttft_s=0.5)]
+    summary = summarize(stack + firewall + ours + unguarded)
+    # Llama Stack checks no tool result: only the stages both modes check are compared.
+    assert summary["verdict_agreement"] == 1.0 and summary["verdict_checkpoints"] == {"llama-stack": 3,
+                                                                                       "llamafirewall": 4}
+    assert summary["ttft_checked_vs_llama_stack"] == 0.25 and summary["ttft_checked_vs_llama_stack_shown"] == 1.0
+    assert summary["turn_vs_unguarded"] == 1.1 and summary["ttft_checked_vs_unguarded"] == 2.0
+    assert summary["turn_vs_llamafirewall"] == 0.55
+    assert summary["targets"]["turn_vs_unguarded"] and not summary["targets"]["ttft_checked_vs_unguarded"]
+    blocked = [_record("ours", 0, [("user_input", "block")], outcome="refusal:user_input")]
+    share, points, problems = agreement(stack, blocked)
     assert share == 0.0 and points == 2 and len(problems) == 2
+
+
+def test_throughput_ratio() -> None:
+    from bench.harness import ConcurrentRun
+    from bench.report import throughput
+
+    runs = [ConcurrentRun("unguarded", 8, 24, 10.0, ["final"] * 24), ConcurrentRun("ours", 8, 24, 12.5, ["final"] * 24)]
+    out = throughput(runs)
+    assert out["concurrent8_throughput_vs_unguarded"] == 0.8 and out["ours"]["turns_per_s"] == 1.92
