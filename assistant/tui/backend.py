@@ -129,7 +129,11 @@ class AssistantSession:
         from guards.stage_runners import LlamaGuardRunner, PromptGuardRunner
 
         runner_cls = LlamaGuardRunner if name == "llama_guard" else PromptGuardRunner
-        runner = runner_cls(self.policy, dirs[name])
+        runner: Any = runner_cls(self.policy, dirs[name])
+        if name == "llama_guard" and self.policy.models.llama_guard.backend == "openai":
+            from guards.llama_guard_remote import RemoteLlamaGuardRunner
+
+            runner = RemoteLlamaGuardRunner(self.policy)  # a vLLM server: loading checks that it serves the model
         load = getattr(runner, "load", None) or runner._guard
         report(LoadProgress(name, "loading", "loading weights"))
         try:

@@ -102,6 +102,8 @@ def check_models(policy: Any, model_override: str | None = None) -> list[Missing
     elif policy.models.main.backend == "transformers" and (problem := check_source("main", policy.models.main.source)):
         missing.append(problem)
     for guard in sorted(used_guards(policy)):
+        if getattr(getattr(policy.models, guard), "backend", "transformers") == "openai":
+            continue  # served remotely (models.llama_guard.base_url): nothing to find on this machine
         if problem := check_source(guard, getattr(policy.models, guard).source):
             missing.append(problem)
     return missing

@@ -206,3 +206,21 @@ def test_policy_needs_base_url_for_openai() -> None:
 
     with pytest.raises((PolicyError, ValueError), match="base_url"):
         parse_policy_text("version: 1\nmodels:\n  llama_guard: {backend: openai}\n")
+
+
+async def test_chat_session_starts_with_a_remote_guard(srv: CompletionsServer, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The terminal chat's start-up neither looks for the guard's weights locally nor loads them in process."""
+    from assistant.tui.backend import AssistantSession
+
+    monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
+    script = tmp_path / "model.jsonl"
+    script.write_text('{"completion": "Hi.<|eot_id|>"}\n', encoding="utf-8")
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.format(url=srv.url) + "  tool_result: {prompt_guard: {enabled: false}}\n"
+                      "audit: {path: audit.jsonl}\n", encoding="utf-8")  # fmt: skip
+    session = AssistantSession(policy, model=f"scripted:{script}", db_path=tmp_path / "threads.sqlite")
+    states: list[tuple[str, str]] = []
+    await session.load(lambda event: states.append((event.component, event.state)))
+    assert ("llama_guard", "ready") in states
+    assert type(session.assistant.pipeline.runners["llama_guard"]).__name__ == "RemoteLlamaGuardRunner"
