@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import tempfile
 import time
 from collections.abc import Mapping
@@ -18,6 +19,11 @@ from typing import Any
 from tools.base import ToolOutput
 from tools.mcp.results import to_output
 from tools.mcp.transport import describe_target, open_transport
+
+# The SDK logs a server's stray stdout lines and dropped connections with tracebacks: silent unless the application
+# configures logging (the records still propagate to its handlers), like the project's own loggers.
+logging.getLogger("mcp").addHandler(logging.NullHandler())
+logger = logging.getLogger(__name__)
 
 MAX_TOOL_PAGES = 20  # tools/list pages read from one server (a server that pages forever must not stall the start)
 STDERR_TAIL_CHARS = 400
@@ -125,6 +131,7 @@ class McpServer:
                                                               f"{why}{self.stderr_tail()}"))  # fmt: skip
             elif not self._stopping and self.failure is None:
                 self.failure = f"it stopped working ({why})"
+                logger.warning("MCP server %s stopped working: %s", self.name, why)
         finally:
             self._session = None
             if self.failure is None and ready.done() and not ready.cancelled() and ready.exception() is None:

@@ -171,3 +171,10 @@ def test_no_servers_means_no_thread_and_nothing_imported():
     with start_mcp_tools(tools_config()) as started:
         assert started.tools == () and started.notices == ()
         assert threading.active_count() == before
+
+
+def test_a_server_printing_junk_to_stdout_still_works_and_prints_nothing(capfd):
+    with start_mcp_tools(tools_config(demo("chatty", "--mode", "noisy", allow=["echo"]))) as started:
+        assert run(by_name(started)["echo"], {"text": "hi"}).output == "hi"
+    captured = capfd.readouterr()
+    assert captured.out == "" and captured.err == ""  # the SDK's parse-error traceback stays silent

@@ -1,6 +1,6 @@
 """A small MCP server for the tests, written with the SDK's own FastMCP (run as a script, stdio or streamable HTTP).
 
-    python demo_server.py [--mode ok|exit-at-start|hang-at-start] [--http PORT]
+    python demo_server.py [--mode ok|exit-at-start|hang-at-start|noisy] [--http PORT]
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def build(port: int) -> FastMCP:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mode", default="ok", choices=["ok", "exit-at-start", "hang-at-start"])
+    parser.add_argument("--mode", default="ok", choices=["ok", "exit-at-start", "hang-at-start", "noisy"])
     parser.add_argument("--http", type=int, default=0)
     args = parser.parse_args()
     if args.mode == "exit-at-start":
@@ -95,6 +95,8 @@ def main() -> None:
         sys.exit(2)
     if args.mode == "hang-at-start":
         time.sleep(120)
+    if args.mode == "noisy":  # a server that prints to stdout, where only JSON-RPC belongs
+        print("demo server: hello, world", flush=True)
     server = build(args.http)
     server.run(transport="streamable-http" if args.http else "stdio")
 
