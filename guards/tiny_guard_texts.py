@@ -1,4 +1,4 @@
-"""The texts the tiny guards are trained and checked on: ordinary text of every kind a guard meets (prose, numbers,
+"""The texts the tiny guards are checked on, and tests use: ordinary text of every kind a guard meets (prose, numbers,
 code, code output, short questions, sub-word soup) with and without the trigger words that steer them.
 
 Ordinary text must score far from every threshold (the build checks `ORDINARY_CHECKS` against `MARGIN`), so no test
