@@ -123,7 +123,7 @@ class TransformersBackend:
     """Streams completions from a local transformers model. One generation at a time per backend."""
 
     # A generation the agent starts ahead of its guards and then discards costs only local compute (the agent's
-    # speculative generation is on by default for this backend; see assistant/agent/performance.py).
+    # speculative generation is on by default for this backend; see assistant/agent/deps.py Performance).
     speculation_ok = True
 
     def __init__(
