@@ -59,7 +59,9 @@ fuzz: setup
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -m slow tests/reliability
 
 bench: setup
-	$(BIN)/python bench/turn.py
+	$(BIN)/python bench/turn.py --chart docs/images/bench_turn.png
+	$(BIN)/python bench/code_shield.py
+	$(BIN)/python bench/first_use.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -46,7 +46,7 @@ tools:
   untrusted_content: allow
 agent:
   max_steps: 8
-  streaming_moderation: {{enabled: {streaming}, chunk_chars: {chunk}, lookback_chars: {lookback}}}
+  streaming_moderation: {{enabled: {streaming}, chunk_chars: {chunk}, first_chunk_chars: {first}}}
 """
 
 
@@ -85,7 +85,7 @@ def policy_text(mode: str, dirs: ModelDirs, sizes: Sizes, audit: Path) -> str:
     return POLICY.format(
         main=dirs.main, llama_guard=dirs.llama_guard, prompt_guard=dirs.prompt_guard, audit=audit,
         stages=_GUARDED_STAGES.format(g=guarded, t=tool_results), streaming="true" if mode == "ours" else "false",
-        chunk=sizes.chunk_chars, lookback=sizes.lookback_chars,
+        chunk=sizes.chunk_chars, first=sizes.first_chunk_chars,
     )  # fmt: skip
 
 

@@ -29,11 +29,12 @@ class Sizes:
     unsafe_answer_words: int = 50  # the tiny Llama Guard was trained on messages of up to 30 words: past ~60 it
     # misses its trigger, so the answer checked whole (reference mode) must stay short for the modes to be comparable
     chunk_chars: int = 200  # streaming moderation chunk (policy agent.streaming_moderation)
-    lookback_chars: int = 60
+    first_chunk_chars: int = 48  # ... and the first one: checked while the next generates (about 10 tokens)
 
     @classmethod
     def tiny(cls) -> Sizes:
-        return cls(tool_words=(60, 40, 80), answer_words=30, unsafe_answer_words=20, chunk_chars=60, lookback_chars=20)
+        return cls(tool_words=(60, 40, 80), answer_words=30, unsafe_answer_words=20, chunk_chars=60,
+                   first_chunk_chars=24)  # fmt: skip
 
 
 @dataclass(frozen=True)

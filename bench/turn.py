@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary["bench_s"] = round(time.perf_counter() - started, 1)
     summary["repeats"] = args.repeats
     summary["sizes"] = {"tool_words": list(sizes.tool_words), "answer_words": sizes.answer_words,
-                        "chunk_chars": sizes.chunk_chars, "lookback_chars": sizes.lookback_chars}  # fmt: skip
+                        "chunk_chars": sizes.chunk_chars, "first_chunk_chars": sizes.first_chunk_chars}  # fmt: skip
     summary["machine_before"] = before
     summary["machine_after"] = machine()
     summary["machine_after"]["torch_threads"] = args.threads
