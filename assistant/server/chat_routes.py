@@ -144,7 +144,8 @@ async def handle_chat(server: Any, request: Any, key_id: str) -> Any:
         raise ApiError(400, clash, "tool_name_clash", param="tools")
     cid = completion_id()
     thread_id = cid
-    task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "chat")
+    task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "chat",
+                    last=lambda event: isinstance(event, TERMINAL))  # fmt: skip
     task.start(lambda: chat_events(server, key_id, turn, thread_id))
     summary = GuardSummary()
     if not turn.stream:

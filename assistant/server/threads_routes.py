@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from assistant.events import ApprovalRequested, Error, Final, Refusal
 from assistant.server.errors import ApiError
 from assistant.server.turns import DONE, TurnTask, TurnTimeout
 
@@ -80,7 +81,8 @@ async def event_stream(server: Any, request: Any, make_events: Callable[[], Asyn
     from assistant.agent.graph import ThreadBusy
     from assistant.server.limits import run_unless_disconnected
 
-    task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "threads")
+    task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "threads",
+                    last=lambda event: isinstance(event, (Final, Refusal, Error, ApprovalRequested)))  # fmt: skip
     busy: list[str] = []
 
     async def guarded() -> AsyncIterator[Any]:

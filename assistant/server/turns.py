@@ -29,8 +29,11 @@ class TurnTimeout:
 class TurnTask:
     """`start(events)` runs the async iterator `events` in a task; iterate the TurnTask to read them."""
 
-    def __init__(self, slots: Any, metrics: Any, timeout_s: float, api: str) -> None:
+    def __init__(self, slots: Any, metrics: Any, timeout_s: float, api: str,
+                 last: Callable[[Any], bool] = lambda event: False) -> None:  # fmt: skip
         self.slots = slots
+        self.last = last  # the turn's last event: its slot is freed there (storing the thread after it is brief)
+        self._held = False
         self.metrics = metrics
         self.timeout_s = timeout_s
         self.api = api
@@ -40,14 +43,20 @@ class TurnTask:
     def start(self, make_events: Callable[[], AsyncIterator[Any]]) -> TurnTask:
         """Takes a slot now (429 when none is free) and starts the turn."""
         self.slots.acquire()
+        self._held = True
         try:
             self.task = asyncio.ensure_future(self._produce(make_events))
         except BaseException:
-            self.slots.release()
+            self._release()
             raise
-        # Released when the task ends in any way, even when it is cancelled before it ever ran.
-        self.task.add_done_callback(lambda _: self.slots.release())
+        # Released at the last event, or when the task ends in any way (even cancelled before it ever ran).
+        self.task.add_done_callback(lambda _: self._release())
         return self
+
+    def _release(self) -> None:
+        if self._held:
+            self._held = False
+            self.slots.release()
 
     async def _produce(self, make_events: Callable[[], AsyncIterator[Any]]) -> None:
         started = time.perf_counter()
@@ -59,6 +68,8 @@ class TurnTask:
                     if self.metrics is not None:
                         self.metrics.observe(event)
                     self.queue.put_nowait(event)
+                    if self.last(event):
+                        self._release()
         except TimeoutError:
             self.queue.put_nowait(TurnTimeout(self.timeout_s))
         except asyncio.CancelledError:

@@ -65,7 +65,7 @@ class ServerProcess:
     """`python -m assistant.cli serve` in a subprocess; `start()` waits until /readyz answers."""
 
     def __init__(self, directory: Path, *, policy: str | None = None, keys: tuple[str, ...] = (KEY_A, KEY_B),
-                 slots: int = 64, guards: bool = True) -> None:  # fmt: skip
+                 slots: int = 32, guards: bool = True) -> None:  # fmt: skip
         directory.mkdir(parents=True, exist_ok=True)
         self.dir = directory
         self.audit = directory / "audit.jsonl"
