@@ -42,6 +42,21 @@ tools:
 server: {{max_body_bytes: 20000, max_messages: 50, max_concurrent_turns: {slots}, turn_timeout_s: 60}}
 """
 
+# No guards where answers stream (a client can leave in the middle of one), a Prompt Guard that cannot load where
+# tool results are checked (the fail-closed path), two turn slots, no API keys (loopback only).
+SMALL_POLICY = """\
+version: 1
+models:
+  prompt_guard: {{source: /nonexistent/prompt-guard-dir, device: cpu}}
+stages:
+  user_input: {{llama_guard: {{enabled: false}}, prompt_guard: {{enabled: false}}}}
+  model_output: {{llama_guard: {{enabled: false}}, code_shield: {{enabled: false}}}}
+  tool_result: {{prompt_guard: {{enabled: true, score: injection}}}}
+  code: {{code_shield: {{enabled: false}}}}
+audit: {{path: {audit}}}
+server: {{max_concurrent_turns: 2}}
+"""
+
 # (regex on the last user/tool message, completion[, delay before each delta])
 SCRIPT: list[tuple[str, str] | tuple[str, str, float]] = [
     ("notify me", '<|python_tag|>{{"name": "notify", "parameters": {{"message": "hi"}}}}<|eom_id|>'),
@@ -133,6 +148,14 @@ def guarded_server(
 ) -> Iterator[ServerProcess]:
     server = ServerProcess(tmp_path_factory.mktemp("server")).start()
     yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def small_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    directory = tmp_path_factory.mktemp("small")
+    server = ServerProcess(directory, policy=SMALL_POLICY.format(audit=directory / "audit.jsonl"), keys=())
+    yield server.start(expect_ready=False)  # degraded: its Prompt Guard cannot load
     server.stop()
 
 

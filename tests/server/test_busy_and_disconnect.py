@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
 from tests.server.conftest import KEY_A, ServerProcess
-
-
-@pytest.fixture(scope="module")
-def two_slot_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    # No guards: answer text streams as it is generated, so a client can leave in the middle of it.
-    server = ServerProcess(tmp_path_factory.mktemp("busy"), slots=2, guards=False).start()
-    yield server
-    server.stop()
 
 
 def active_turns(server: ServerProcess) -> float:
@@ -26,8 +16,8 @@ def active_turns(server: ServerProcess) -> float:
     return float(line.split()[1])
 
 
-async def test_busy_then_disconnect_frees_the_slots(two_slot_server: ServerProcess) -> None:
-    s = two_slot_server
+async def test_busy_then_disconnect_frees_the_slots(small_server: ServerProcess) -> None:
+    s = small_server  # two slots, no guards on the answer: it streams as it is generated
     body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "slow 1"}]}
     async with httpx.AsyncClient(base_url=s.base, headers=s.headers(KEY_A), timeout=60) as client:
         streams = []
