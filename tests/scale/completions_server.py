@@ -61,6 +61,7 @@ class CompletionsModel:
         self.tokenizer = get_tokenizer(model_dir)
         self.eos = {self.tokenizer.special_id(n) for n in ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")}
         self.lock = threading.Lock()
+        self.complete([128_000, 9906], 1, 20, set())  # warm up: the first forward pass is the slow one
 
     def encode_text(self, text: str) -> list[int]:
         """A server's reading of a text prompt: special-token strings ARE control tokens, BOS added."""
@@ -121,6 +122,7 @@ class CompletionsServer:
         self.mode = "ok"
         self.delay_s = 3.0
         self.requests: list[dict[str, Any]] = []
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -193,6 +195,7 @@ def _handler(server: CompletionsServer) -> type[BaseHTTPRequestHandler]:
                 self._send(404, {"error": "not found"})
 
         def do_POST(self) -> None:
+            server.authorizations.append(self.headers.get("Authorization"))
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}")
             if self.path != "/v1/completions":

@@ -170,7 +170,7 @@ POLICY = """\
 version: 1
 models:
   llama_guard: {{backend: openai, base_url: "{url}", source: tiny-guard}}
-llama_guard: {{timeout_s: 5}}
+llama_guard: {{timeout_s: 60}}
 stages:
   user_input: {{llama_guard: {{enabled: true}}, prompt_guard: {{enabled: false}}}}
   model_output: {{llama_guard: {{enabled: true}}, code_shield: {{enabled: false}}}}
@@ -199,6 +199,19 @@ def test_runner_load_checks_the_server_serves_the_model(srv: CompletionsServer) 
     with pytest.raises(GuardError, match="serves \\['tiny-guard'\\], not 'other-model'"):
         RemoteLlamaGuardRunner(policy).load()
     assert RemoteLlamaGuardRunner(parse_policy_text(POLICY.format(url=srv.url))).load().model == "tiny-guard"
+
+
+def test_api_key_from_the_named_environment_variable(srv: CompletionsServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from guards.llama_guard_remote import RemoteLlamaGuardRunner
+
+    text = POLICY.format(url=srv.url).replace("source: tiny-guard}", "source: tiny-guard, api_key_env: LG_TEST_KEY}")
+    monkeypatch.delenv("LG_TEST_KEY", raising=False)
+    with pytest.raises(GuardError, match="LG_TEST_KEY"):
+        RemoteLlamaGuardRunner(parse_policy_text(text)).load()
+    monkeypatch.setenv("LG_TEST_KEY", "sekrit")
+    srv.authorizations.clear()
+    RemoteLlamaGuardRunner(parse_policy_text(text)).load().check(CASES["safe-user"])
+    assert srv.authorizations and set(srv.authorizations) == {"Bearer sekrit"}
 
 
 def test_policy_needs_base_url_for_openai() -> None:
