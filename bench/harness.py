@@ -38,7 +38,7 @@ models:
   main: {{source: {main}, device: cpu, dtype: float32, context_window: 16384, max_new_tokens: 2048}}
   llama_guard: {{source: {llama_guard}, variant: 8b, device: cpu, dtype: float32}}
   prompt_guard: {{source: {prompt_guard}, device: cpu}}
-llama_guard: {{timeout_s: 600}}
+llama_guard: {{timeout_s: 600, cached_conversations: 8}}  # like an inference server's prefix cache, every mode
 prompt_guard: {{timeout_s: 600}}
 stages:
 {stages}audit: {{path: {audit}, texts: hash}}

@@ -82,7 +82,7 @@ def generate_verdict(guard: Any, turns: list[Any]) -> Any:
         ids = prefix.ids + tail
         cache, cached = guard._reusable_cache(role, prefix, ids)
         logits, cache = guard._forward(ids[cached:], cache)
-        guard._last[role] = (ids, cache)  # what it decodes below is cropped off when the next check reuses it
+        guard.remember(role, ids, cache)  # what it decodes below is cropped off when the next check reuses it
         score, verdict = guard._first_token(logits)
         first = guard.unsafe_id if (verdict == "unsafe" or score >= guard.threshold) else guard.safe_id
         text = ("unsafe" if first == guard.unsafe_id else "safe") + guard._continue(cache, first)

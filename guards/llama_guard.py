@@ -79,6 +79,7 @@ class LlamaGuard:
         threshold: float = 0.5,
         use_prefix_cache: bool = True,
         source: str = "",
+        cached_conversations: int = 1,
     ) -> None:
         from model.tokenizer import get_tokenizer
 
@@ -100,9 +101,11 @@ class LlamaGuard:
             role: _Prefix(self._encode(head_segments(role, self.categories))) for role in ("user", "agent")
         }
         self._lock = threading.Lock()
-        # The last check's ids and KV cache per role: the checks of one streamed answer (and a stage's checks with
-        # the same conversation) share the head and the earlier turns, so only the text after them is prefilled.
-        self._last: dict[Role, tuple[list[int], Any]] = {}
+        # The last checks' ids and KV caches per role, newest first (`cached_conversations` of them): the checks of
+        # one streamed answer (and a stage's checks with the same conversation) share the head and the earlier
+        # turns, so only the text after them is prefilled - per conversation when several are served at once.
+        self.cached_conversations = max(1, int(cached_conversations))
+        self._last: dict[Role, list[tuple[list[int], Any]]] = {}
         self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
     @classmethod
@@ -178,7 +181,7 @@ class LlamaGuard:
                 ids = prefix.ids + tail_ids
                 cache, cached = self._reusable_cache(role, prefix, ids)
                 logits, cache = self._forward(ids[cached:], cache)
-                self._last[role] = (ids, cache)  # tokens decoded after `ids` below are cropped off on reuse
+                self.remember(role, ids, cache)  # tokens decoded after `ids` below are cropped off on reuse
             else:
                 logits, cache = self._forward(prefix.ids + tail_ids, None)
                 cached = 0
@@ -287,21 +290,31 @@ class LlamaGuard:
     def _reusable_cache(self, role: Role, prefix: _Prefix, ids: list[int]) -> tuple[Any, int]:
         """A cache holding the longest prefix of `ids` known: the last check's (cropped to what it shares with
         `ids`), or a copy of the constant head's. Returns the cache and how many of `ids` it covers."""
-        last = self._last.pop(role, None)
-        if last is not None:
-            last_ids, last_cache = last
-            common = 0
-            for old, new in zip(last_ids, ids, strict=False):
-                if old != new:
-                    break
-                common += 1
-            common = min(common, len(ids) - 1)  # at least one token must run to get the verdict's logits
+        entries = self._last.get(role, [])
+        # at least one token must run to get the verdict's logits
+        shared = [min(_common_prefix(last_ids, ids), len(ids) - 1) for last_ids, _ in entries]
+        best = max(range(len(entries)), key=shared.__getitem__, default=None)
+        if best is not None and shared[best] > len(prefix.ids):
+            common = shared[best]
+            entry_ids, last_cache = entries[best]
+            if self.cached_conversations == 1 or 2 * (common - len(prefix.ids)) >= len(entry_ids) - len(prefix.ids):
+                entries.pop(best)  # the same conversation's: this check extends it in place
+            elif common - len(prefix.ids) >= _WORTH_COPYING:
+                last_cache = copy.deepcopy(last_cache)  # another conversation's: left to it, a copy is cropped
+            else:
+                return copy.deepcopy(self._prefix_cache(prefix)), len(prefix.ids)
             surplus = last_cache.get_seq_length() - common
-            if common > len(prefix.ids) and surplus >= 0:
+            if surplus >= 0:
                 if surplus:
                     last_cache.crop(-surplus)  # transformers 5.2x crops by a negative count only
                 return last_cache, common
         return copy.deepcopy(self._prefix_cache(prefix)), len(prefix.ids)
+
+    def remember(self, role: Role, ids: list[int], cache: Any) -> None:
+        """Keep a check's cache for the next check of the same conversation (the oldest beyond the limit dropped)."""
+        entries = self._last.setdefault(role, [])
+        entries.insert(0, (ids, cache))
+        del entries[self.cached_conversations :]
 
     def _prefix_cache(self, prefix: _Prefix) -> Any:
         with prefix.lock:
@@ -380,3 +393,15 @@ def load_causal_lm(path: str, *, device: str = "cpu", dtype: str = "auto") -> An
     model.to(resolve_device(device))
     model.eval()
     return model
+
+
+_WORTH_COPYING = 16  # tokens beyond the head that another conversation's cache must share to be copied
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    common = 0
+    for old, new in zip(a, b, strict=False):
+        if old != new:
+            break
+        common += 1
+    return common

@@ -115,10 +115,11 @@ class LlamaGuardRunner:
             return LlamaGuard(
                 model, tokenizer=get_tokenizer(local if local.is_dir() else None), categories=categories,
                 excluded=config.excluded, threshold=config.threshold, source=self.source,
+                cached_conversations=config.cached_conversations,
             )  # fmt: skip
 
         key = f"{weights_key}|{model_config.variant}|{config.categories}|{config.excluded}|{config.custom}|" \
-              f"{config.threshold}"  # fmt: skip
+              f"{config.threshold}|{config.cached_conversations}"  # fmt: skip
         return _shared("llama_guard", key, build)
 
     _guard = load  # the earlier name, kept for callers written against it

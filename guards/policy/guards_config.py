@@ -48,6 +48,9 @@ class LlamaGuardConfig(PolicyModel):
     category_actions: dict[CategoryCode, Action] = Field(default_factory=dict)  # per code, overrides `action`
     on_error: OnError = "block"
     timeout_s: Seconds = 30.0
+    # KV caches of recent checks kept per role (local model): with one per conversation served at once, each
+    # conversation's next check prefills only its new text; each cache holds its conversation's tokens.
+    cached_conversations: PositiveInt = 1
 
     def action_for(self, codes: tuple[str, ...] | list[str]) -> Action:
         """The action for an unsafe verdict naming `codes`: the strictest of their per-category actions."""
