@@ -238,15 +238,18 @@ class Assistant:
         thread_id = thread or new_thread_id()
         for notice in self.mcp.take_notices() if self.mcp is not None else ():  # once: a server failed to start
             yield Notice(kind=notice.kind, message=notice.message)
-        async for event in self._events(text, thread_id, approve, None):
-            yield event
+        # aclosing: a consumer that closes this stream closes `_events` now, which waits for the turn to end
+        async with contextlib.aclosing(self._events(text, thread_id, approve, None)) as events:
+            async for event in events:
+                yield event
 
     async def resume(
         self, thread: str, decision: Decision | bool | dict[str, str], *, approve: ApproveCallback | None = None
     ) -> AsyncIterator[Event]:
         """Continue a thread that waits for an approval, with the human's decision (works after a restart)."""
-        async for event in self._events(None, thread, approve, coerce_decision(decision)):
-            yield event
+        async with contextlib.aclosing(self._events(None, thread, approve, coerce_decision(decision))) as events:
+            async for event in events:
+                yield event
 
     async def pending_approval(self, thread: str) -> ApprovalRequested | None:
         async with self._open_agent() as agent:

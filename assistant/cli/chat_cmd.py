@@ -21,12 +21,22 @@ from assistant.cli import exit_codes
 @click.option("--model", "model_spec", metavar="SPEC", help="Main model instead of the policy's: scripted:FILE.jsonl, "
               "transformers:PATH_OR_HUB_ID, openai:BASE_URL[#model] or tiny:NAME.")
 @click.option("--thread", "thread_id", metavar="ID", help="Open (resume) this conversation; a new id starts one.")
-def chat(policy_file: Path | None, model_spec: str | None, thread_id: str | None) -> None:
+@click.option("--web", is_flag=True, help="Serve the chat to a browser (textual-serve) instead of this terminal.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="With --web: address to bind.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="With --web: port.")
+@click.option("--api-keys-file", type=click.Path(path_type=Path), default=None,
+              help="With --web: API keys, one per line (also ASSISTANT_API_KEYS); needed to bind beyond loopback.")
+def chat(policy_file: Path | None, model_spec: str | None, thread_id: str | None, web: bool, host: str, port: int,
+         api_keys_file: Path | None) -> None:  # fmt: skip
     """Open the terminal chat.
 
     Conversations are saved under the data directory and can be resumed (ctrl+b lists them). Key bindings can be
-    remapped in <config dir>/keymap.toml. ASSISTANT_HOME moves both directories.
+    remapped in <config dir>/keymap.toml. ASSISTANT_HOME moves both directories. --web serves the same app to a
+    browser (http://HOST:PORT); like `assistant serve`, it binds beyond loopback only with API keys.
     """
+    if web:
+        _serve_web(policy_file, model_spec, thread_id, host, port, api_keys_file)
+        return
     from assistant.home import data_dir
     from assistant.tui.keymap import default_keymap_path, load_keymap
     from assistant.tui.policy_lookup import choose_policy, offline_hint, offline_policy_path
@@ -57,3 +67,28 @@ def chat(policy_file: Path | None, model_spec: str | None, thread_id: str | None
         app.run()
     finally:
         store.close()
+
+
+def _serve_web(policy_file: Path | None, model_spec: str | None, thread_id: str | None, host: str, port: int,
+               api_keys_file: Path | None) -> None:  # fmt: skip
+    from assistant.server.auth import KeyFileError, KeyStore, is_loopback
+
+    try:
+        keys = KeyStore.load(api_keys_file)
+    except KeyFileError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+    if not keys.enabled and not is_loopback(host):
+        click.echo(f"error: refusing to listen on {host} without API keys: anyone who can reach it could use the "
+                   "assistant. Give --api-keys-file FILE (or ASSISTANT_API_KEYS), or bind to 127.0.0.1.", err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+    from assistant.tui.web import chat_command, make_server
+
+    args: list[str] = []
+    for option, value in (("--policy", policy_file and str(policy_file.resolve())), ("--model", model_spec),
+                          ("--thread", thread_id)):  # fmt: skip
+        if value:
+            args += [option, value]
+    auth = "API keys required: open /?key=KEY" if keys.enabled else "no API keys (loopback only)"
+    click.echo(f"assistant chat --web: http://{host}:{port}/ ({auth}); each page runs its own chat", err=True)
+    make_server(chat_command(args), host, port, keys).serve()
