@@ -8,9 +8,16 @@ NPM_PREFIX := .cache/npm
 FS_MCP := $(NPM_PREFIX)/node_modules/@modelcontextprotocol/server-filesystem/package.json
 FS_MCP_VERSION := 2026.8.31
 
-.PHONY: setup mcp-servers postgres chat serve test test-vllm fuzz bench lint clean
+.PHONY: setup mcp-servers postgres chromium chat serve test test-vllm fuzz bench lint clean
 
-setup: $(STAMP) mcp-servers postgres
+setup: $(STAMP) mcp-servers postgres chromium
+
+# Debian's chromium when missing and root: tests/tui/test_web.py opens `assistant chat --web` in it (Playwright).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+		{ command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+		echo "note: chromium not installed; the browser test of assistant chat --web needs it (apt-get install chromium)"; }
 
 # Debian's postgresql when missing and root: the PostgreSQL thread tests start a throwaway cluster with its initdb.
 postgres:
