@@ -189,11 +189,23 @@ def make_seeded_entry(deps: Any, seeds: dict[str, Seed]) -> Any:
             return await input_guard({"messages": messages, "dropped": 0}, config)
         start = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=0)
         steps = sum(1 for m in messages[start:] if m["role"] == "assistant")
-        turn = {"start": start, "steps": steps, "tool_failures": 0, "calls": 0, "untrusted": True, "pending": [],
-                "executed": [], "outcome": ""}  # fmt: skip
-        return Command(update={"messages": messages, "turn": turn}, goto=MODEL)
+        return Command(update={"messages": messages, "turn": fresh_turn(start, steps)}, goto=MODEL)
 
     return seeded_entry
+
+
+def fresh_turn(start: int, steps: int) -> dict[str, Any]:
+    """A turn continuing after the client's tool results (the agent's `new_turn` where it has one). The results are
+    untrusted content: the agent derives that from the `tool` messages in view (older agents: the `untrusted` key)."""
+    try:
+        from assistant.agent.state import new_turn
+    except ImportError:
+        turn: dict[str, Any] = {"start": start, "steps": 0, "tool_failures": 0, "calls": 0, "untrusted": True,
+                                "pending": [], "executed": [], "outcome": ""}  # fmt: skip
+    else:
+        turn = dict(new_turn(start))
+    turn["steps"] = steps
+    return turn
 
 
 def make_client_review(deps: Any, client_tools: frozenset[str]) -> Any:
