@@ -66,7 +66,7 @@ SCRIPT: list[tuple[str, str] | tuple[str, str, float]] = [
     ("say bad", "Here is zyxtrigger text.<|eot_id|>"),
     (r"slow (\d+)", "Slow answer {1}: " + "word " * 200 + "<|eot_id|>", 0.05),
     (r"client (\d+) turn (\d+)", "Answer for client {1} turn {2}.<|eot_id|>"),
-    (".", "Hello from the scripted model.<|eot_id|>"),
+    ("^(?!.*zzbackendfail)", "Hello from the scripted model.<|eot_id|>"),  # zzbackendfail: no line, a backend error
 ]
 
 

@@ -177,6 +177,14 @@ def test_oversized_body_and_bad_requests(guarded_server: ServerProcess) -> None:
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_model_backend_error_is_502(guarded_server: ServerProcess, stream: bool) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        client(guarded_server).chat.completions.create(
+            model="m", stream=stream, messages=[{"role": "user", "content": "zzbackendfail"}])  # fmt: skip
+    assert info.value.status_code == 502 and info.value.code == "model_backend_error"
+
+
 def test_metrics(guarded_server: ServerProcess) -> None:
     client(guarded_server).chat.completions.create(model="m", messages=[{"role": "user", "content": "hello"}])
     text = httpx.get(guarded_server.base + "/metrics", headers=guarded_server.headers()).text
