@@ -4,7 +4,8 @@ The command only consumes the agent's event stream. Plain mode prints the answer
 refusal); `--json` prints every event as one JSON object per line, the last of type final, refusal or error. The
 terminal is the edge where a person can be asked: `--approve ask` prompts here (on stderr/stdin), never in the core.
 Exit codes: 0 answered, 3 refused by the policy, 4 guard error (failed closed), 2 bad input, 5 model backend error,
-1 any other failure (tool retries exhausted, internal error).
+1 any other failure (tool retries exhausted, internal error), 130 stopped with ctrl+c (the last `--json` event is an
+`error` of kind `cancelled`; what was printed is kept in the thread, marked stopped).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from assistant.events import ApprovalRequested, Error, Event, Final, Notice, Ref
 
 ERROR_EXIT = {"model_backend": exit_codes.MODEL_ERROR, "bad_input": exit_codes.BAD_INPUT}
 OTHER_FAILURE = 1
+CANCELLED_EXIT = 130  # stopped with ctrl+c (SIGINT), as shells report it
 
 
 def exit_code_for(last: Event | None) -> int:
@@ -106,7 +108,9 @@ def _build_or_exit(policy_path: Path, model_spec: str | None, db_path: Path | No
     from model.backends.errors import BackendError, ModelNotFoundError
 
     try:
-        return Assistant.from_policy(policy_path, model=model_spec, approve=approve, db_path=db_path)
+        return Assistant.from_policy(policy_path, model=model_spec, approve=approve, db_path=db_path).replace(
+            interface="cli"
+        )
     except PolicyError as exc:
         for issue in exc.errors:
             click.echo(str(issue), err=True)
@@ -123,21 +127,44 @@ def _build_or_exit(policy_path: Path, model_spec: str | None, db_path: Path | No
 
 
 async def _consume(assistant, text: str, thread_id: str | None, as_json: bool) -> int:
-    from assistant.agent.graph import ThreadBusy
+    import contextlib
+    import signal
 
-    last: Event | None = None
+    from assistant.agent.graph import ThreadBusy
+    from assistant.api import new_thread_id
+    from assistant.stopped import stopped_event, stopped_messages
+
+    thread_id = thread_id or new_thread_id()
+    events: list[Event] = []
+    # ctrl+c (SIGINT) stops the turn like esc in the chat: closing the stream cancels it (generation, guards, a
+    # running sandbox); what was printed stays in the thread, marked stopped; a last `error` event of kind cancelled.
+    task, loop, interrupted = asyncio.current_task(), asyncio.get_running_loop(), []
+    loop.add_signal_handler(signal.SIGINT, lambda: interrupted or (interrupted.append(True), task.cancel()))  # type: ignore[union-attr]
     try:
-        async for event in assistant.stream(text, thread=thread_id):
-            last = event
-            if as_json:
-                click.echo(json.dumps(event.to_json(), ensure_ascii=False))
-            else:
-                _print_plain(event)
+        async with contextlib.aclosing(assistant.stream(text, thread=thread_id)) as stream:
+            async for event in stream:
+                events.append(event)
+                if as_json:
+                    click.echo(json.dumps(event.to_json(), ensure_ascii=False))
+                else:
+                    _print_plain(event)
     except ThreadBusy as exc:
         click.echo(f"error: {exc}", err=True)
         _fail("bad_input", str(exc), as_json)
         return exit_codes.BAD_INPUT
-    return exit_code_for(last)
+    except asyncio.CancelledError:
+        if not interrupted:
+            raise
+        task.uncancel()  # type: ignore[union-attr]
+        stopped = stopped_event(events[-1].elapsed_ms if events else 0.0)
+        click.echo(json.dumps(stopped.to_json(), ensure_ascii=False) if as_json else "", err=not as_json)
+        click.echo(f"stopped ({stopped.message})", err=True)
+        if messages := stopped_messages(text, events):
+            await assistant.append_messages(thread_id, messages)
+        return CANCELLED_EXIT
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    return exit_code_for(events[-1] if events else None)
 
 
 def _print_plain(event: Event) -> None:
