@@ -24,6 +24,10 @@ once to the deployer's outside sink, if any (syslog). A writer refuses to contin
 
 Texts are stored per policy: `full` (the text), `hash` (its sha256 and length) or `redact` (its length only).
 Verification (strict parsing, head comparison, counts per kind) lives in `guards.audit_verify`.
+
+Replicas (docs/DEPLOY.md): processes on different hosts cannot share one chain, so each keeps its own. With a replica
+id (`replica=`, default `$ASSISTANT_REPLICA_ID`) the file gets it in its name (`audit.jsonl` -> `audit.a.jsonl`) and
+every record carries `"replica": "a"`; `assistant audit verify` takes the files together.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import threading
 import weakref
 from collections.abc import Callable, Mapping
@@ -58,10 +63,24 @@ from guards.verdict import Verdict
 
 TextStorage = Literal["full", "hash", "redact"]
 HeadSink = Callable[[Path, Head], None]  # called with the log's path and its new head after every record
-_RESERVED = frozenset({"seq", "ts", "kind", "prev_hash", "hash"})
+_RESERVED = frozenset({"seq", "ts", "kind", "prev_hash", "hash", "replica"})
+REPLICA_ENV = "ASSISTANT_REPLICA_ID"  # names this process's chain in a multi-replica deployment
+_REPLICA_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TAIL_CHUNK = 64 * 1024
 _path_locks: dict[str, threading.Lock] = {}
 _path_locks_guard = threading.Lock()
+
+
+def replica_from_env() -> str | None:
+    return os.environ.get(REPLICA_ENV) or None
+
+
+def replica_log_path(path: Path, replica: str) -> Path:
+    """`audit.jsonl` -> `audit.<replica>.jsonl` (`audit` -> `audit.<replica>`)."""
+    if not _REPLICA_ID.fullmatch(replica):
+        raise ValueError(f"replica id {replica!r} must be 1-64 letters, digits, '_', '.' or '-' (not starting with one "
+                         f"of the last three); set {REPLICA_ENV} accordingly")  # fmt: skip
+    return path.with_name(f"{path.stem}.{replica}{path.suffix}")
 
 
 class AuditLogTampered(ValueError):
@@ -106,11 +125,14 @@ class AuditLog:
     path: Path
     texts: TextStorage = "hash"
     head_sink: HeadSink | None = None
+    replica: str | None = field(default_factory=replica_from_env)  # one chain per replica: in file name and records
     _fd: int | None = field(default=None, init=False, repr=False)
     _heads: _HeadWriter = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.path = Path(self.path).expanduser().resolve()
+        if self.replica is not None:
+            self.path = replica_log_path(self.path, self.replica)
         stored_text("", self.texts)  # validates the storage mode now, not at the first record
         self._heads = _HeadWriter(head_path(self.path), self.path.name)
         _open_logs.add(self)
@@ -177,6 +199,7 @@ class AuditLog:
             "seq": 0 if last is None else int(last["seq"]) + 1,
             "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
             "kind": kind,
+            **({"replica": self.replica} if self.replica is not None else {}),
             **fields,
             "prev_hash": GENESIS_HASH if last is None else str(last["hash"]),
         }

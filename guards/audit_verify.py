@@ -67,6 +67,7 @@ class AuditReport:
     last_hash: str = GENESIS_HASH
     kinds: dict[str, int] = field(default_factory=dict)  # records per kind, sorted by kind
     head: HeadCheck | None = None
+    replicas: tuple[str, ...] = ()  # the `replica` ids the records carry (one per chain in a multi-replica setup)
 
     @property
     def intact(self) -> bool:
@@ -81,6 +82,7 @@ class AuditReport:
             "torn_tail_bytes": self.torn_tail_bytes,
             "last_hash": self.last_hash,
             "head": None if self.head is None else self.head.to_dict(),
+            "replicas": list(self.replicas),
             "problems": [p.__dict__ for p in self.problems],
         }
 
@@ -96,6 +98,7 @@ def verify_audit_log(path: str | Path, *, head: bool | str | Path = True) -> Aud
     lines = complete.split(b"\n") if newline else []
     problems: list[AuditProblem] = []
     kinds: collections.Counter[str] = collections.Counter()
+    replicas: set[str] = set()
     hashes: dict[int, str] = {}  # seq -> hash, to compare with the head
     expected_prev, expected_seq, last_seq = GENESIS_HASH, 0, -1
     for number, line in enumerate(lines, start=1):
@@ -106,6 +109,8 @@ def verify_audit_log(path: str | Path, *, head: bool | str | Path = True) -> Aud
             continue
         kind = record.get("kind")
         kinds[kind if isinstance(kind, str) else "(no kind)"] += 1
+        if isinstance(record.get("replica"), str):
+            replicas.add(record["replica"])
         seq = record.get("seq") if isinstance(record.get("seq"), int) else None
         try:
             actual = record_hash(record)
@@ -132,7 +137,7 @@ def verify_audit_log(path: str | Path, *, head: bool | str | Path = True) -> Aud
         head_file = head_path(Path(path)) if head is True else Path(head)
         head_check = _check_head(head_file, hashes, last_seq, len(lines), problems)
     return AuditReport(str(path), len(lines), tuple(problems), len(torn), expected_prev,
-                       dict(sorted(kinds.items())), head_check)  # fmt: skip
+                       dict(sorted(kinds.items())), head_check, tuple(sorted(replicas)))  # fmt: skip
 
 
 def _parse(line: bytes, number: int) -> tuple[dict[str, Any] | None, AuditProblem | None]:

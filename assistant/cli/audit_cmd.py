@@ -39,13 +39,19 @@ def verify(files: tuple[Path, ...], head_file: Path | None, no_head: bool, as_js
     if head_file is not None and len(files) != 1:
         click.echo("error: --head compares one log with one head file; give one FILE", err=True)
         sys.exit(exit_codes.BAD_INPUT)
-    outcomes = [_verify_one(file, head_file, no_head, as_json) for file in files]
+    claimed: dict[str, list[Path]] = {}  # replica id -> the files whose records carry it
+    outcomes = [_verify_one(file, head_file, no_head, as_json, claimed) for file in files]
+    for replica, where in claimed.items():
+        if len(where) > 1 and not as_json:
+            click.echo(f"warning: replica {replica} appears in more than one file ({', '.join(map(str, where))}): "
+                       "each replica should keep one chain", err=True)  # fmt: skip
     if TAMPERED in outcomes:
         sys.exit(TAMPERED)
     sys.exit(exit_codes.BAD_INPUT if exit_codes.BAD_INPUT in outcomes else exit_codes.OK)
 
 
-def _verify_one(file: Path, head_file: Path | None, no_head: bool, as_json: bool) -> int:
+def _verify_one(file: Path, head_file: Path | None, no_head: bool, as_json: bool,
+                claimed: dict[str, list[Path]] | None = None) -> int:  # fmt: skip
     from guards.audit import AuditLogUnreadable, verify_audit_log
 
     try:
@@ -64,7 +70,13 @@ def _verify_one(file: Path, head_file: Path | None, no_head: bool, as_json: bool
             click.echo(f"  also line {problem.line}: {problem.message}", err=True)
         if len(report.problems) > 10:
             click.echo(f"  ... and {len(report.problems) - 10} more problems", err=True)
+    for replica in report.replicas:
+        if claimed is not None:
+            claimed.setdefault(replica, []).append(file)
     if not as_json:
+        if report.replicas:
+            click.echo("replica " + ", ".join(report.replicas) + (" (mixed: records of several replicas in one chain)"
+                                                                   if len(report.replicas) > 1 else ""))  # fmt: skip
         if report.kinds:
             click.echo("records per kind: " + ", ".join(f"{kind} {count}" for kind, count in report.kinds.items()))
         head = report.head

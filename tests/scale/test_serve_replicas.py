@@ -53,9 +53,10 @@ server: {{max_concurrent_turns: 16}}
 
 
 class Replicas:
-    def __init__(self, urls: list[str], outbox: Path) -> None:
+    def __init__(self, urls: list[str], outbox: Path, root: Path) -> None:
         self.urls = urls
         self.outbox = outbox
+        self.root = root
 
     def sent(self) -> list[dict[str, Any]]:
         if not self.outbox.exists():
@@ -82,7 +83,7 @@ def replicas(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
             port = free_port()
             # Each replica has its own local files (data dir, SQLite owners table beside --db); only PostgreSQL
             # is shared.
-            replica_env = {**env, "ASSISTANT_HOME": str(root / f"home-{name}")}
+            replica_env = {**env, "ASSISTANT_HOME": str(root / f"home-{name}"), "ASSISTANT_REPLICA_ID": name}
             log = (root / f"serve-{name}.log").open("wb")
             processes.append(subprocess.Popen(
                 [*cli, "serve", "--policy", str(root / "policy.yaml"), "--port", str(port),
@@ -92,7 +93,7 @@ def replicas(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
             urls.append(f"http://127.0.0.1:{port}")
         for url_, process, name in zip(urls, processes, ("a", "b"), strict=True):
             wait_ready(url_, process, root / f"serve-{name}.log")
-        yield Replicas(urls, root / "outbox.jsonl")
+        yield Replicas(urls, root / "outbox.jsonl", root)
     finally:
         for process in processes:
             if process.poll() is None:
@@ -196,3 +197,14 @@ async def test_sixteen_concurrent_clients_across_both_lose_nothing(replicas: Rep
             for turn in range(turns):
                 expected += [("user", f"client {i} turn {turn}"), ("assistant", f"Answer {i}.{turn}.")]
             assert contents == expected
+
+
+def test_each_replica_keeps_its_own_audit_chain(replicas: Replicas) -> None:
+    """Runs last: both replicas wrote records (the tests above spread turns over both); each chain is whole."""
+    files = [replicas.root / f"audit.{name}.jsonl" for name in ("a", "b")]
+    assert all(f.is_file() for f in files) and not (replicas.root / "audit.jsonl").exists()
+    for name, path in zip(("a", "b"), files, strict=True):
+        assert {json.loads(line)["replica"] for line in path.read_text().splitlines()} == {name}
+    verified = subprocess.run([sys.executable, "-m", "assistant.cli", "audit", "verify", *map(str, files)],
+                              cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
