@@ -367,7 +367,10 @@ def resolve_device(device: str) -> str:
 
 def load_causal_lm(path: str, *, device: str = "cpu", dtype: str = "auto") -> Any:
     import torch
-    from transformers import AutoModelForCausalLM
+
+    from model.hf_import import transformers_names
+
+    (AutoModelForCausalLM,) = transformers_names("AutoModelForCausalLM")
 
     local = Path(path).expanduser()
     looks_local = local.is_absolute() or path.startswith(".") or local.exists()

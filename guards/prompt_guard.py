@@ -243,7 +243,11 @@ class PromptGuard:
 
 
 def _load_classifier(path: str) -> tuple[Any, Any]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from model.hf_import import transformers_names
+
+    AutoModelForSequenceClassification, AutoTokenizer = transformers_names(
+        "AutoModelForSequenceClassification", "AutoTokenizer"
+    )
 
     local = Path(path).expanduser()
     looks_local = local.is_absolute() or path.startswith(".") or local.exists()

@@ -39,8 +39,11 @@ def default_tokenizer_model() -> Path:
 def build_hf_tokenizer(tokenizer_model: Path | None = None) -> PreTrainedTokenizerFast:
     """Convert Meta's tiktoken ranks into a fast tokenizer with the 256 special tokens at 128000..128255."""
     from tokenizers import AddedToken, processors
-    from transformers import PreTrainedTokenizerFast
     from transformers.convert_slow_tokenizer import TikTokenConverter
+
+    from model.hf_import import transformers_names
+
+    (PreTrainedTokenizerFast,) = transformers_names("PreTrainedTokenizerFast")
 
     path = Path(tokenizer_model) if tokenizer_model is not None else default_tokenizer_model()
     if not path.is_file():

@@ -71,7 +71,10 @@ def _load_uncached(
     source: str, directory: Path, *, dtype: str, device: str, emit: Callable[[LoadEvent], None]
 ) -> LoadedModel:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from model.hf_import import transformers_names
+
+    AutoModelForCausalLM, AutoTokenizer = transformers_names("AutoModelForCausalLM", "AutoTokenizer")
 
     started = time.perf_counter()
     kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype)}
