@@ -76,6 +76,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child: SIGKILL when the test process dies (a killed pytest leaves no server behind; Linux only)."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class ServerProcess:
     """`python -m assistant.cli serve` in a subprocess; `start()` waits until /readyz answers."""
 
@@ -109,7 +118,16 @@ class ServerProcess:
         env = {**os.environ, "ASSISTANT_HOME": str(self.dir / "home"), "ASSISTANT_TINY_MODELS": str(TINY_DIR),
                "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "ASSISTANT_API_KEYS": ""}  # fmt: skip
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(self.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(self.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=_die_with_parent)  # fmt: skip
+        try:
+            return self._wait_ready(expect_ready, timeout)
+        except BaseException:
+            self.kill()  # never leave a server behind a failed start
+            raise
+
+    def _wait_ready(self, expect_ready: bool, timeout: float) -> ServerProcess:
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
