@@ -17,7 +17,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import Footer, Header, Label, ListView, Markdown, Static
 
 from assistant.events import ApprovalRequested, Error, Event, ToolCallProposed
-from assistant.stopped import stopped_event
+from assistant.stopped import is_stopped, stopped_event
 from assistant.tui.attachments import Attachment, AttachmentError, read_attachment
 from assistant.tui.commands import BY_NAME, help_markdown, palette_provider, parse_slash, tools_markdown, unescape
 from assistant.tui.errors import unexpected
@@ -75,6 +75,8 @@ class ChatApp(App[None]):
         self.problem: SetupProblem | None = None
         self.attachments: list[Attachment] = []  # go with the next message
         self.stop_requested_at: float | None = None
+        self._turn_task: asyncio.Task[None] | None = None  # the task showing the running turn (what esc cancels)
+        self._stop_pending = False  # esc came before that task started
         self.last_stop_s: float | None = None  # key press to a quiet screen, for the last stop (shown, measured)
 
     def compose(self) -> ComposeResult:
@@ -250,6 +252,10 @@ class ChatApp(App[None]):
 
         timer = self.set_interval(1.0, tick)
         stopped = False
+        self._turn_task = asyncio.current_task()
+        if self._stop_pending:  # esc right after enter: stop before anything runs
+            self._stop_pending = False
+            self._turn_task.cancel()  # type: ignore[union-attr]
         try:
             for event in prelude:
                 events.append(event)
@@ -275,6 +281,7 @@ class ChatApp(App[None]):
         finally:
             # Saved first: when the app closes mid-turn (the dialog open), what happened so far is kept.
             timer.stop()
+            self._turn_task = None
             try:
                 self.store.add_turn(thread_id, text, events)
             except sqlite3.Error as exc:
@@ -282,13 +289,15 @@ class ChatApp(App[None]):
             self.busy = False
             if self.is_running and not self._exit:
                 await reply.finish(final_text(events))
-                mark_unchecked(user, reply, resumed=text == RESUME_TEXT)
+                mark_unchecked(user, reply, resumed=text == RESUME_TEXT, stopped=stopped)
                 if reply.notice.has_class("pending"):
                     reply.notice.display = False
                 await self._refresh_list()
                 self._update_title()
             if stopped:
                 self._stopped(thread_id)
+            else:  # a stop that came as the turn ended on its own: nothing to stop any more
+                self.stop_requested_at, self._stop_pending = None, False
             self.turns_completed += 1
         if stopped and keep_stopped:
             try:
@@ -335,7 +344,7 @@ class ChatApp(App[None]):
             for event in events:
                 await render_event(event, user, reply, live=False)
             await reply.finish(fold_turn(user_text, events).answer)
-            mark_unchecked(user, reply, resumed=user_text == RESUME_TEXT)
+            mark_unchecked(user, reply, resumed=user_text == RESUME_TEXT, stopped=is_stopped(events))
         if self.loaded and not chat.children:
             await self._show_agent_history(thread_id)
         chat.anchor()
@@ -468,7 +477,10 @@ class ChatApp(App[None]):
         self.stop_requested_at = time.monotonic()
         if isinstance(self.screen, ApprovalScreen):
             self.screen.dismiss(None)  # its question goes with the turn
-        self.workers.cancel_group(self, "turn")
+        if self._turn_task is not None:
+            self._turn_task.cancel()
+        else:
+            self._stop_pending = True  # the turn's worker has not started yet: it stops as it starts
 
     def action_attach(self) -> None:
         def done(path: Path | None) -> None:

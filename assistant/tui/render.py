@@ -74,9 +74,12 @@ async def render_event(event: Event, user: UserMessage, reply: AssistantMessage,
             reply.show_notice(text, "error")
 
 
-def mark_unchecked(user: UserMessage, reply: AssistantMessage, *, resumed: bool = False) -> None:
-    """Messages no guard looked at say so (an answer only when there is one: a refused turn has none)."""
-    if not resumed:
+def mark_unchecked(user: UserMessage, reply: AssistantMessage, *, resumed: bool = False, stopped: bool = False) -> None:
+    """Messages no guard looked at say so (an answer only when there is one: a refused turn has none); a turn
+    stopped before its input guards finished says that instead (the message was not sent)."""
+    if stopped and not user.badge.verdicts:
+        user.badge.mark_unchecked("– stopped before its guards finished: not sent")
+    elif not resumed:
         user.badge.mark_unchecked()
     if reply.text:
         reply.badge.mark_unchecked()

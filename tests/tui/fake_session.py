@@ -171,3 +171,9 @@ async def slow_turn(text: str, approve: Approver) -> AsyncIterator[Event]:
     await asyncio.sleep(3600)
     yield TokenDelta(text="Never shown.")
     yield Final(text="The first part, shown. Never shown.")
+
+
+async def stuck_turn(text: str, approve: Approver) -> AsyncIterator[Event]:
+    """The input guards never answer (until the turn is stopped)."""
+    await asyncio.sleep(3600)
+    yield passed("user_input")

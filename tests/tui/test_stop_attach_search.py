@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fake_session import FakeSession, answer_turn, slow_turn
+from fake_session import FakeSession, answer_turn, slow_turn, stuck_turn
 from textual.command import CommandPalette
 from tui_helpers import SIZE, command, finish, ready, send, submit, wait_until
 
@@ -57,6 +57,30 @@ async def test_escape_stops_the_turn_and_keeps_what_was_shown(make_app) -> None:
         await ready(pilot)
         first = again.query(AssistantMessage).first()
         assert first.text == "The first part, shown. " and "stopped" in str(first.notice.render())
+
+
+async def test_stop_before_the_input_guards_answered(make_app) -> None:  # type: ignore[no-untyped-def]
+    session = FakeSession(turns=[stuck_turn, stuck_turn])
+    app = make_app(session)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        for text in ("first", "second"):  # esc long after enter, then esc at once after enter
+            before = app.turns_completed
+            app.query_one("#prompt").focus()
+            await pilot.press(*text)
+            if text == "first":
+                await pilot.press("enter")
+                await pilot.pause()
+                await pilot.press("escape")
+            else:
+                await pilot.press("enter", "escape")
+            await finish(pilot, before)
+            user = app.query(UserMessage).last()
+            assert "stopped before its guards finished" in str(user.badge.title)
+            assert not app.busy and app.stop_requested_at is None
+        assert [text for _, text, _ in session.kept] == ["first", "second"]
+        await send(pilot, "and now?")  # the chat is usable again
+        assert shown(app) == "Hello! **How** can I help?"
 
 
 async def test_stop_from_the_command_palette(make_app) -> None:  # type: ignore[no-untyped-def]

@@ -37,10 +37,10 @@ class GuardBadge(Collapsible):
         self.display = bool(self.verdicts)
         self._refresh_state()
 
-    def mark_unchecked(self) -> None:
+    def mark_unchecked(self, text: str = "– no guard checked this (see /policy)") -> None:
         """No guard ran on this text (the policy enables none for its stage): say so rather than show nothing."""
         if not self.verdicts:
-            self.title = "– no guard checked this (see /policy)"
+            self.title = text
             self.add_class("unchecked")
             self.display = True
 
