@@ -121,6 +121,13 @@ def apply_agent_switches(bot: Any, mode: str) -> Any:
     return bot.replace(performance=Performance(speculative=mode == "ours"))
 
 
+def _cpu_s() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 class TokenCounter:
     """Counts the tokens every forward pass of a model processes (prefill and decode steps alike)."""
 
@@ -163,6 +170,8 @@ class TurnRecord:
     outcome: str
     shown: str  # the text the user saw (TokenDelta)
     leaked: bool  # text the guards stopped reached an event
+    cpu_s: float | None = None  # CPU seconds the process spent on the turn, all threads (steadier than wall time
+    # on a shared machine: the work done, not how long it waited for a core)
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
@@ -229,12 +238,14 @@ async def run_turns(
         lg_before, pg_before = counters["llama_guard"].tokens, counters["prompt_guard"].tokens
         events: list[Any] = []
         ttft = None
+        cpu = _cpu_s()
         started = time.perf_counter()
         async for event in bot.stream(turn.user, thread=thread):
             if ttft is None and isinstance(event, TokenDelta):
                 ttft = time.perf_counter() - started
             events.append(event)
         elapsed = time.perf_counter() - started
+        cpu = _cpu_s() - cpu
         calls = backend.calls[calls_before:]
         shown_at = ttft
         if mode == "llama-stack":  # streamed as generated, before the output shields (even when they then block)
@@ -246,7 +257,7 @@ async def run_turns(
             turn.expect == "input_block" and bool(shown)))  # fmt: skip
         records.append(
             TurnRecord(
-                mode=mode, repeat=repeat, turn=index, expect=turn.expect, turn_s=elapsed, ttft_s=ttft,
+                mode=mode, repeat=repeat, turn=index, expect=turn.expect, turn_s=elapsed, ttft_s=ttft, cpu_s=cpu,
                 ttft_shown_s=shown_at, main_prompt=sum(c.prompt_tokens for c in calls),
                 main_prefill=sum(c.prefill_tokens for c in calls),
                 main_generated=sum(c.generated_tokens for c in calls),
@@ -290,6 +301,7 @@ class ConcurrentRun:
     turns: int  # turns completed, all conversations together
     wall_s: float
     outcomes: list[str]
+    cpu_s: float = 0.0
 
     @property
     def turns_per_s(self) -> float:
@@ -310,11 +322,12 @@ async def run_concurrent(
         return outcomes
 
     bot.backend.reset_cache()
+    cpu = _cpu_s()
     started = time.perf_counter()
     results = await asyncio.gather(*(one(i) for i in range(conversations)))
     wall = time.perf_counter() - started
     outcomes = [o for result in results for o in result]
-    return ConcurrentRun(mode, conversations, len(outcomes), wall, outcomes)
+    return ConcurrentRun(mode, conversations, len(outcomes), wall, outcomes, _cpu_s() - cpu)
 
 
 async def run_throughput(

@@ -45,6 +45,7 @@ def mode_figures(records: Sequence[TurnRecord]) -> dict[str, Any]:
         "ttft_checked_s": _median_sum(answered, "ttft_s"),
         "ttft_shown_s": _median_sum(answered, "ttft_shown_s"),
         "turn_s": _median_sum(answered, "turn_s"),
+        "turn_cpu_s": _median_sum(answered, "cpu_s"),
         "all_turns_s": _median_sum(records, "turn_s"),
         "main_prompt_tokens": sum(r.main_prompt for r in one),
         "main_prefill_tokens": sum(r.main_prefill for r in one),
@@ -111,6 +112,7 @@ def throughput(runs: Sequence[ConcurrentRun]) -> dict[str, Any]:
         mode: {
             "turns_per_s": round(statistics.median(r.turns_per_s for r in rs), 4),
             "wall_s": [round(r.wall_s, 2) for r in rs],
+            "cpu_s": [round(r.cpu_s, 2) for r in rs],
             "turns": rs[0].turns,
             "outcomes": sorted(set(rs[0].outcomes)),
         }
@@ -134,6 +136,7 @@ def summarize(records: Sequence[TurnRecord], concurrent: Sequence[ConcurrentRun]
     if ours and ung:
         out["turn_vs_unguarded"] = _ratio(ours["turn_s"], ung["turn_s"])
         out["ttft_checked_vs_unguarded"] = _ratio(ours["ttft_checked_s"], ung["ttft_checked_s"])
+        out["turn_cpu_vs_unguarded"] = _ratio(ours["turn_cpu_s"], ung["turn_cpu_s"])
     shares: list[float] = []
     out["verdict_agreement_by_peer"], out["verdict_checkpoints"], out["verdict_disagreements"] = {}, {}, []
     for peer, key in PEER_KEYS.items():
@@ -144,6 +147,7 @@ def summarize(records: Sequence[TurnRecord], concurrent: Sequence[ConcurrentRun]
             out[f"turn_vs_{key}"] = _ratio(ours["turn_s"], theirs["turn_s"])
             out[f"ttft_checked_vs_{key}"] = _ratio(ours["ttft_checked_s"], theirs["ttft_checked_s"])
             out[f"ttft_checked_vs_{key}_shown"] = _ratio(ours["ttft_checked_s"], theirs["ttft_shown_s"])
+            out[f"turn_cpu_vs_{key}"] = _ratio(ours["turn_cpu_s"], theirs["turn_cpu_s"])
             share, points, problems = agreement(by_mode[peer], by_mode["ours"])
             shares.append(share)
             out["verdict_agreement_by_peer"][peer] = round(share, 4)
@@ -173,17 +177,19 @@ def _meets(value: float | None, op: str, bound: float) -> bool | None:
 HEADLINE = (
     "turn_vs_unguarded", "ttft_checked_vs_unguarded", "turn_vs_llama_stack", "ttft_checked_vs_llama_stack",
     "concurrent8_throughput_vs_unguarded", "verdict_agreement", "turn_vs_llamafirewall",
-    "ttft_checked_vs_llamafirewall", "ttft_checked_vs_llama_stack_shown", "turn_llama_stack_vs_unguarded",
+    "ttft_checked_vs_llamafirewall", "ttft_checked_vs_llama_stack_shown", "turn_cpu_vs_unguarded",
+    "turn_cpu_vs_llama_stack", "turn_cpu_vs_llamafirewall", "turn_llama_stack_vs_unguarded",
     "ttft_shown_llama_stack_vs_unguarded", "turn_llamafirewall_vs_unguarded",
 )  # fmt: skip
 
 
 def table(summary: dict[str, Any]) -> str:
-    rows = [("mode", "first shown s", "first checked s", "turn s", "all turns s", "main prefill tok",
+    rows = [("mode", "first shown s", "first checked s", "turn s", "turn CPU s", "all turns s", "main prefill tok",
              "Llama Guard tok", "Prompt Guard tok")]  # fmt: skip
     for mode, f in summary["modes"].items():
         rows.append((
-            mode, _fmt(f["ttft_shown_s"]), _fmt(f["ttft_checked_s"]), _fmt(f["turn_s"]), _fmt(f["all_turns_s"]),
+            mode, _fmt(f["ttft_shown_s"]), _fmt(f["ttft_checked_s"]), _fmt(f["turn_s"]), _fmt(f.get("turn_cpu_s")),
+            _fmt(f["all_turns_s"]),
             str(f["main_prefill_tokens"]), str(f["llama_guard_tokens"]), str(f["prompt_guard_tokens"]),
         ))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
