@@ -20,7 +20,7 @@ from assistant.stopped import CANCELLED
 from assistant.tui.attachments import is_attachment_call
 from assistant.tui.errors import describe_error
 from assistant.tui.transcript import TOOL_STAGES
-from assistant.tui.widgets.messages import AssistantMessage, UserMessage, findings_text
+from assistant.tui.widgets.messages import AssistantMessage, AttachmentView, UserMessage, findings_text
 
 
 async def render_event(event: Event, user: UserMessage, reply: AssistantMessage, *, live: bool) -> None:
@@ -68,6 +68,8 @@ async def render_event(event: Event, user: UserMessage, reply: AssistantMessage,
         case Notice(message=message):
             await reply.add_info(message)
         case Error(kind=kind) if kind == CANCELLED:
+            for view in reply.tool_views.values():
+                view.stop()
             reply.show_notice("■ stopped - the answer is kept as far as it was shown", "stopped")
         case Error(kind=kind, message=message):
             text = message if kind in ("internal", "setup") else describe_error(kind, message)
@@ -79,6 +81,8 @@ def mark_unchecked(user: UserMessage, reply: AssistantMessage, *, resumed: bool 
     stopped before its input guards finished says that instead (the message was not sent)."""
     if stopped and not user.badge.verdicts:
         user.badge.mark_unchecked("– stopped before its guards finished: not sent")
+    elif any(isinstance(v, AttachmentView) and v.has_class("blocked") for v in user.children):
+        user.badge.mark_unchecked("– not sent: its attachment was blocked")
     elif not resumed:
         user.badge.mark_unchecked()
     if reply.text:

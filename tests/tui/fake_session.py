@@ -177,3 +177,11 @@ async def stuck_turn(text: str, approve: Approver) -> AsyncIterator[Event]:
     """The input guards never answer (until the turn is stopped)."""
     await asyncio.sleep(3600)
     yield passed("user_input")
+
+
+async def running_tool_turn(text: str, approve: Approver) -> AsyncIterator[Event]:
+    """A code_interpreter call that runs until the turn is stopped."""
+    yield passed("user_input")
+    yield ToolCallProposed(call_id="c9", name="code_interpreter", arguments={"code": "import time; time.sleep(60)"})
+    await asyncio.sleep(3600)
+    yield ToolResult(call_id="c9", name="code_interpreter", ok=True, output="")

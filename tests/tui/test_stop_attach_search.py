@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fake_session import FakeSession, answer_turn, slow_turn, stuck_turn
+from fake_session import FakeSession, answer_turn, running_tool_turn, slow_turn, stuck_turn
 from textual.command import CommandPalette
 from tui_helpers import SIZE, command, finish, ready, send, submit, wait_until
 
@@ -13,7 +13,7 @@ from assistant.events import Error, TokenDelta
 from assistant.tui.screens.dialogs import DocumentScreen
 from assistant.tui.screens.pickers import FilePickerScreen, SearchScreen
 from assistant.tui.transcript import export_markdown, fold_turn
-from assistant.tui.widgets.messages import AssistantMessage, AttachmentView, UserMessage
+from assistant.tui.widgets.messages import AssistantMessage, AttachmentView, ToolCallView, UserMessage
 
 
 def shown(app) -> str:  # type: ignore[no-untyped-def]
@@ -83,6 +83,18 @@ async def test_stop_before_the_input_guards_answered(make_app) -> None:  # type:
         assert shown(app) == "Hello! **How** can I help?"
 
 
+async def test_stop_marks_a_running_tool_call_stopped(make_app) -> None:  # type: ignore[no-untyped-def]
+    app = make_app(FakeSession(turns=[running_tool_turn]))
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        before = await submit(pilot, "run something long")
+        await wait_until(pilot, lambda: bool(app.query(ToolCallView)), what="the tool call")
+        await pilot.press("escape")
+        await finish(pilot, before)
+        view = app.query_one(ToolCallView)
+        assert view.status == "stopped" and "cancelled" in str(view.result_view.render())
+
+
 async def test_stop_from_the_command_palette(make_app) -> None:  # type: ignore[no-untyped-def]
     session = FakeSession(turns=[slow_turn])
     app = make_app(session)
@@ -149,6 +161,7 @@ async def test_blocked_attachment_stops_the_message(make_app, tmp_path: Path) ->
         assert view.badge.state == "blocked" and "blocked" in str(view.title)
         reply = app.query(AssistantMessage).last()
         assert "not sent" in str(reply.notice.render()) and not reply.text
+        assert "not sent: its attachment was blocked" in str(app.query_one(UserMessage).badge.title)
 
 
 async def test_binary_and_oversized_files_are_refused(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -43,6 +43,7 @@ class ToolCallView(Collapsible):
         self.findings.display = False
         self.result_view = Static("running…", classes="tool-result", markup=False)
         self.status = "proposed"
+        self.finished = False  # its result came
         super().__init__(
             *_argument_widgets(call.arguments),
             self.findings,
@@ -78,7 +79,14 @@ class ToolCallView(Collapsible):
     def approval_given(self, text: str) -> None:
         self._set_status(text)
 
+    def stop(self) -> None:
+        """The turn was stopped before this call's result came: it did not (or no longer) run."""
+        if not self.finished:
+            self._set_status("stopped")
+            self.result_view.update("stopped: the call was cancelled (a running sandbox is killed)")
+
     def show_result(self, result: ToolResult) -> None:
+        self.finished = True
         if result.blocked:
             status = "blocked"
         elif self.status.startswith("denied"):
