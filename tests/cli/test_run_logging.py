@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -76,7 +77,13 @@ def test_internal_error_is_logged_with_its_traceback_when_logging_is_on(
 
 
 def test_debug_logging_shows_the_guard_stages(tmp_path: Path) -> None:
+    """A real `assistant run -vv` process: the answer on stdout, the library's debug log on stderr."""
     policy, script = files(tmp_path)
-    result = CliRunner().invoke(cli, ["run", "-vv", "--policy", str(policy), "--model", f"scripted:{script}", "hi"])
-    assert result.exit_code == 0 and result.stdout.strip() == "Hello."
-    assert "DEBUG guards.pipeline: user_input: allow (no guard)" in result.stderr
+    env = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home")}
+    command = [sys.executable, "-m", "assistant.cli", "run", "-vv", "--policy", str(policy), "--model",
+               f"scripted:{script}", "hi"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "Hello.", done.stderr
+    assert "DEBUG guards.pipeline: user_input: allow (no guard)" in done.stderr
+    quiet = subprocess.run(command[:4] + command[5:], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert quiet.returncode == 0 and quiet.stderr == ""
