@@ -19,6 +19,7 @@ import pytest
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
+from model.completion import trusted_spans
 from model.tool_parser import ParsedCompletion, parse_completion
 from tests.reliability.helpers import REPO, fuzz, hard_deadline, hostile_text
 
@@ -88,9 +89,14 @@ def _check_parsed(parsed: ParsedCompletion, known: set[str] | None) -> None:
 
 def check_tool_parser_only_returns_typed_results(text: str, builtins: tuple[str, ...], restrict: bool) -> None:
     tools = TOOLS if restrict else None
+    known = {*TOOLS, *builtins, "brave_search", "wolfram_alpha"} if restrict else None
     with hard_deadline(5):
         parsed = parse_completion(text, builtin_tools=builtins, tools=tools)
-    _check_parsed(parsed, {*TOOLS, *builtins, "brave_search", "wolfram_alpha"} if restrict else None)
+        # As model output whose special-token strings were generated as ids (python tags and stops are real).
+        marked = parse_completion(text, builtin_tools=builtins, tools=tools, special_spans=trusted_spans(text))
+    _check_parsed(parsed, known)
+    _check_parsed(marked, known)
+    assert not any(call.name == "code_interpreter" for call in parsed.tool_calls)  # code needs a real python tag
 
 
 test_tool_parser_only_returns_typed_results, test_tool_parser_only_returns_typed_results_long = fuzz(
@@ -132,8 +138,9 @@ PATHOLOGICAL = {
 @pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
 def test_tool_parser_pathological_inputs_end_fast(name: str) -> None:
     """Inputs built to hit recursion limits, quadratic scans or Python's int-string limit: typed result, quickly."""
+    text = PATHOLOGICAL[name]
     with hard_deadline(10):
-        parsed = parse_completion(PATHOLOGICAL[name], builtin_tools=BUILTINS, tools=[*TOOLS, "f"])
+        parsed = parse_completion(text, builtin_tools=BUILTINS, tools=[*TOOLS, "f"], special_spans=trusted_spans(text))
     _check_parsed(parsed, None)
 
 
