@@ -39,7 +39,7 @@ models:
   llama_guard: {{source: {llama_guard}, variant: 8b, device: cpu, dtype: float32}}
   prompt_guard: {{source: {prompt_guard}, device: cpu}}
 llama_guard: {{timeout_s: 600, cached_conversations: 8}}  # like an inference server's prefix cache, every mode
-prompt_guard: {{timeout_s: 600}}
+prompt_guard: {{timeout_s: 600, stride_tokens: {stride}}}
 stages:
 {stages}audit: {{path: {audit}, texts: hash}}
 tools:
@@ -85,7 +85,7 @@ def policy_text(mode: str, dirs: ModelDirs, sizes: Sizes, audit: Path) -> str:
     return POLICY.format(
         main=dirs.main, llama_guard=dirs.llama_guard, prompt_guard=dirs.prompt_guard, audit=audit,
         stages=_GUARDED_STAGES.format(g=guarded, t=tool_results), streaming="true" if mode == "ours" else "false",
-        chunk=sizes.chunk_chars, first=sizes.first_chunk_chars,
+        chunk=sizes.chunk_chars, first=sizes.first_chunk_chars, stride=sizes.prompt_guard_stride,
     )  # fmt: skip
 
 

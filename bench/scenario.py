@@ -30,6 +30,7 @@ class Sizes:
     # misses its trigger, so the answer checked whole (reference mode) must stay short for the modes to be comparable
     chunk_chars: int = 200  # streaming moderation chunk (policy agent.streaming_moderation)
     first_chunk_chars: int = 48  # ... and the first one: checked while the next generates (about 10 tokens)
+    prompt_guard_stride: int = 256  # policy prompt_guard.stride_tokens (the default: windows overlap by half)
 
     @classmethod
     def tiny(cls) -> Sizes:

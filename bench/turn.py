@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -61,6 +62,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from bench.scenario import Sizes, build_scenario
 
     sizes = Sizes.tiny() if args.small else Sizes()
+    if args.prompt_guard_stride:
+        sizes = dataclasses.replace(sizes, prompt_guard_stride=args.prompt_guard_stride)
     scenario = build_scenario(sizes)
     dirs = tiny_model_dirs(Path(args.models))
     threads, home = torch.get_num_threads(), os.environ.get("ASSISTANT_HOME")
@@ -100,7 +103,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary["bench_s"] = round(time.perf_counter() - started, 1)
     summary["repeats"] = args.repeats
     summary["sizes"] = {"tool_words": list(sizes.tool_words), "answer_words": sizes.answer_words,
-                        "chunk_chars": sizes.chunk_chars, "first_chunk_chars": sizes.first_chunk_chars}  # fmt: skip
+                        "chunk_chars": sizes.chunk_chars, "first_chunk_chars": sizes.first_chunk_chars,
+                        "prompt_guard_stride": sizes.prompt_guard_stride}  # fmt: skip
     summary["machine_before"] = before
     summary["machine_after"] = machine()
     summary["machine_after"]["torch_threads"] = args.threads
@@ -126,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrent-turns", default="0:3", help="the scenario's turns each concurrent conversation "
                         "runs, as START:END (default 0:3, the answered turns)")
     parser.add_argument("--concurrent-repeats", type=int, default=1, help="concurrent runs per mode (median)")
+    parser.add_argument("--prompt-guard-stride", type=int, help="policy prompt_guard.stride_tokens for every mode "
+                        "(default 256: 512-token windows overlapping by half)")
     parser.add_argument("--chart", help="also write the PNG chart (time per turn, first checked token) here")
     parser.add_argument("--small", action="store_true", help="a miniature scenario (smoke test, not a measurement)")
     parser.add_argument("--no-firewall", dest="firewall", action="store_false", help="skip the LlamaFirewall part")
