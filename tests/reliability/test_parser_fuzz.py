@@ -440,11 +440,15 @@ def test_yaml_traps_give_a_policy_error_quickly(name: str) -> None:
 
 
 def test_huge_but_flat_policy_loads_in_bounded_time() -> None:
-    from guards.policy import parse_policy_text
+    from guards.policy import PolicyError, parse_policy_text
 
+    # Just under the 1 MiB policy limit: accepted, quickly.
     with hard_deadline(20):
-        policy = parse_policy_text("version: 1\nrefusals: {user_input: " + "x" * 2_000_000 + "}\n")
-    assert len(policy.refusals.user_input) == 2_000_000
+        policy = parse_policy_text("version: 1\nrefusals: {user_input: " + "x" * 1_000_000 + "}\n")
+    assert len(policy.refusals.user_input) == 1_000_000
+    # Over it: refused at once, before parsing.
+    with hard_deadline(5), pytest.raises(PolicyError, match="1 MiB"):
+        parse_policy_text("version: 1\nrefusals: {user_input: " + "x" * 2_000_000 + "}\n")
 
 
 def test_anchors_and_aliases_within_bounds_still_work() -> None:
