@@ -13,7 +13,9 @@ from bench import turn
 from bench.scenario import Sizes, build_scenario
 
 KEYS = ("turn_vs_unguarded", "ttft_checked_vs_unguarded", "turn_vs_llama_stack", "ttft_checked_vs_llama_stack",
-        "concurrent8_throughput_vs_unguarded", "verdict_agreement")  # fmt: skip
+        "concurrent8_throughput_vs_unguarded", "verdict_agreement",
+        # the first performance issue's keys (CONTRACTS.md: `bench/turn.py --json`)
+        "ttft_optimized_vs_reference", "turn_optimized_vs_unguarded", "prefill_optimized_vs_reference")  # fmt: skip
 GUARDED = ("llama-stack", "llamafirewall", "ours")
 
 
