@@ -1,10 +1,9 @@
 """Real vLLM (CPU) servers for the integration tests of `make test-vllm` (marker `vllm`; `make test` deselects them).
 
-vLLM runs from its own virtualenv, `$VLLM_VENV` (default `~/.cache/guarded-assistant/vllm-venv`, built once by scripts/vllm_venv.sh, `make test-vllm`), one
-server per checkpoint a test module needs, started and stopped by that module (one at a time: each holds about a
-gigabyte or more). The figures the tests measure (start time, memory, per-check latency) are printed at the end of
-the session and written to `.cache/vllm-figures.json`.
-"""
+vLLM runs from its own virtualenv, `$VLLM_VENV` (default `~/.cache/guarded-assistant/vllm-venv`, built once by
+scripts/vllm_venv.sh, `make test-vllm`), one server per checkpoint a test module needs, started and stopped by that
+module (one at a time: each holds about a gigabyte or more). The figures the tests measure (start time, memory, per-
+check latency) are printed at the end of the session and written to `.cache/vllm-figures.json`."""
 
 from __future__ import annotations
 
