@@ -40,8 +40,7 @@ from guards.llama_guard_prompt import (
     prompt_categories,
     prompt_segments,
 )
-from guards.pipeline import CheckInput, in_thread
-from guards.verdict import Verdict
+from guards.stage_runners import LlamaGuardRunner
 
 PromptAs = Literal["auto", "ids", "text"]
 TOP_LOGPROBS = 20  # vLLM's default cap (--max-logprobs)
@@ -337,23 +336,22 @@ def _single_id(tokenizer: Any, text: str) -> int:
 # --- the pipeline's runner ---------------------------------------------------------------------------------------
 
 
-class RemoteLlamaGuardRunner:
-    """The `llama_guard` runner for `models.llama_guard.backend: openai` (same verdict mapping as in-process)."""
-
-    name = "llama_guard"
+class RemoteLlamaGuardRunner(LlamaGuardRunner):
+    """The `llama_guard` runner for `models.llama_guard.backend: openai`: only `load` differs from in-process (the
+    verdict mapping is inherited, so thresholds and actions behave the same)."""
 
     def __init__(self, policy: Any) -> None:
         self.policy = policy
         self.config = policy.llama_guard
         self.timeout_s = float(self.config.timeout_s)
         self.on_error = self.config.on_error
-        self._guard: RemoteLlamaGuard | None = None
+        self._client: RemoteLlamaGuard | None = None
         self._lock = threading.Lock()
 
     def load(self) -> RemoteLlamaGuard:
         """The client, once the server has answered that it serves the model (retried at the next check if not)."""
         with self._lock:
-            if self._guard is None:
+            if self._client is None:
                 model_config = self.policy.models.llama_guard
                 config = self.config
                 api_key = None
@@ -373,19 +371,5 @@ class RemoteLlamaGuardRunner:
                     excluded=config.excluded, threshold=config.threshold, timeout_s=self.timeout_s,
                 )  # fmt: skip
                 guard.probe()
-                self._guard = guard
-            return self._guard
-
-    async def check(self, item: CheckInput) -> Verdict:
-        started = time.perf_counter()
-        guard = await in_thread(self.load)
-        role = "agent" if item.role in ("assistant", "agent") else "user"
-        result = await in_thread(lambda: guard.check_text(item.text, role=role, conversation=item.conversation))
-        decision = self.config.action_for(result.categories) if result.unsafe else "allow"
-        return Verdict(
-            item.stage, self.name, decision, score=result.score, categories=result.categories if result.unsafe else (),
-            reasons=tuple(result.reasons), latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        )  # fmt: skip
-
-
-__all__ = ["GuardServerError", "RemoteLlamaGuard", "RemoteLlamaGuardRunner"]
+                self._client = guard
+            return self._client
