@@ -11,7 +11,6 @@ requests each get their own deterministic answer - what load tests of a server n
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from pathlib import Path
 
 from model.backends.base import BackendStats, GenerationParams
 from model.backends.errors import BackendError
-from model.backends.scripted import split_deltas
+from model.backends.scripted import json_lines, split_deltas
 
 _LAST_MESSAGE = re.compile(r"<\|start_header_id\|>(?:user|ipython)<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S)
 
@@ -34,18 +33,8 @@ class KeyedLine:
 
 def read_keyed_script(path: Path) -> list[KeyedLine]:
     """Parse the file; any malformed line is an error naming the file and the line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BackendError(f"{path}: cannot read keyed scripted model file: {exc}") from exc
     lines: list[KeyedLine] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise BackendError(f"{path}:{number}: invalid JSON: {exc.msg}") from exc
+    for number, record in json_lines(path, "keyed scripted model file"):
         allowed = {"match", "completion", "delay_s"}
         if not isinstance(record, dict) or not {"match", "completion"} <= set(record) <= allowed:
             raise BackendError(f'{path}:{number}: expected {{"match": "REGEX", "completion": "...", "delay_s": 0}}')

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from model.backends.base import BackendStats, GenerationParams
 from model.backends.errors import BackendError
@@ -28,20 +29,25 @@ class ScriptedLine:
     completion: str
 
 
-def read_script(path: Path) -> list[ScriptedLine]:
-    """Parse the file; any malformed line is an error naming the file and the line."""
+def json_lines(path: Path, what: str) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed JSON) for each non-blank line; unreadable files and bad JSON name the file and line."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise BackendError(f"{path}: cannot read scripted model file: {exc}") from exc
-    lines: list[ScriptedLine] = []
+        raise BackendError(f"{path}: cannot read {what}: {exc}") from exc
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         try:
-            record = json.loads(raw)
+            yield number, json.loads(raw)
         except json.JSONDecodeError as exc:
             raise BackendError(f"{path}:{number}: invalid JSON: {exc.msg}") from exc
+
+
+def read_script(path: Path) -> list[ScriptedLine]:
+    """Parse the file; any malformed line is an error naming the file and the line."""
+    lines: list[ScriptedLine] = []
+    for number, record in json_lines(path, "scripted model file"):
         if not isinstance(record, dict) or set(record) != {"completion"}:
             raise BackendError(f'{path}:{number}: expected an object with exactly one key, {{"completion": "..."}}')
         if not isinstance(record["completion"], str):
