@@ -43,11 +43,25 @@ def shown_text(events: Sequence[Event]) -> str:
     return "".join(event.text for event in events if isinstance(event, TokenDelta))
 
 
-def stopped_messages(text: str, events: Sequence[Event]) -> list[dict[str, Any]]:
-    """The messages a stopped turn leaves in the thread (empty when its input had not been judged yet)."""
+def stopped_messages(
+    text: str, events: Sequence[Event], history: Sequence[dict[str, Any]] = ()
+) -> list[dict[str, Any]]:
+    """The messages a stopped turn adds to the thread (`history`: what it holds now). Empty when its input had not
+    been judged yet. The user's message is left out when the cancelled run already stored it (the agent writes the
+    thread when a run ends, a cancelled one too): it is then the thread's last user message, with no answer after."""
     if not input_passed(events):
         return []
-    messages: list[dict[str, Any]] = [{"role": "user", "content": text}]
-    answer = shown_text(events)
-    messages.append({"role": "assistant", "content": answer, STOPPED_TEXT: True})
+    messages: list[dict[str, Any]] = []
+    if not _already_stored(text, history):
+        messages.append({"role": "user", "content": text})
+    messages.append({"role": "assistant", "content": shown_text(events), STOPPED_TEXT: True})
     return messages
+
+
+def _already_stored(text: str, history: Sequence[dict[str, Any]]) -> bool:
+    for message in reversed(history):
+        if message.get("role") == "user":
+            return message.get("content") == text
+        if message.get("role") == "assistant" and not message.get("tool_calls"):
+            return False  # an answer after the last user message: that one belongs to an earlier turn
+    return False

@@ -159,7 +159,7 @@ async def _consume(assistant, text: str, thread_id: str | None, as_json: bool) -
         stopped = stopped_event(events[-1].elapsed_ms if events else 0.0)
         click.echo(json.dumps(stopped.to_json(), ensure_ascii=False) if as_json else "", err=not as_json)
         click.echo(f"stopped ({stopped.message})", err=True)
-        if messages := stopped_messages(text, events):
+        if messages := stopped_messages(text, events, await assistant.history(thread_id)):
             await assistant.append_messages(thread_id, messages)
         return CANCELLED_EXIT
     finally:

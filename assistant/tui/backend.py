@@ -186,8 +186,10 @@ class AssistantSession:
     async def keep_stopped(self, thread_id: str, text: str, events: Sequence[Event]) -> None:
         from assistant.stopped import stopped_messages
 
-        messages = stopped_messages(text, events)
-        if messages and self.assistant is not None:
+        if self.assistant is None:
+            return
+        history = await self.assistant.history(thread_id)
+        if messages := stopped_messages(text, events, history):
             await self.assistant.append_messages(thread_id, messages)
 
     @staticmethod

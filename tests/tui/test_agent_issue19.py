@@ -64,10 +64,10 @@ async def test_stop_keeps_the_released_answer_in_the_thread(make_app, tmp_path: 
         shown = reply(app).text
         assert shown.startswith("word0 ") and "word119" not in shown
         assert "stopped" in str(reply(app).notice.render())
-        assert app.last_stop_s is not None and app.last_stop_s < 2.0
+        assert app.last_stop_s is not None and app.last_stop_s < 5.0  # ~0.1-0.3 s measured; loose for loaded machines
         history = await app.session.assistant.history(app.thread_id)
-        assert history[-2] == {"role": "user", "content": "be slow please"}
-        assert history[-1] == {"role": "assistant", "content": shown, "stopped": True}
+        assert history == [{"role": "user", "content": "be slow please"},
+                           {"role": "assistant", "content": shown, "stopped": True}]  # fmt: skip
         await send(pilot, "and now?")
         assert reply(app).text == "Fine."
         history = await app.session.assistant.history(app.thread_id)

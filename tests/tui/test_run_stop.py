@@ -38,7 +38,9 @@ def test_sigint_stops_the_turn(tmp_path: Path) -> None:
             break
     stopped_at = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    out = proc.stdout.read()  # type: ignore[union-attr]  # the same reader: readline may have buffered more lines
+    err = proc.stderr.read()  # type: ignore[union-attr]
+    proc.wait(timeout=30)
     elapsed = time.monotonic() - stopped_at
     lines += [json.loads(line) for line in out.splitlines()]
     assert proc.returncode == 130, err

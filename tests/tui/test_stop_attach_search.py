@@ -38,7 +38,7 @@ async def test_escape_stops_the_turn_and_keeps_what_was_shown(make_app) -> None:
         assert reply.text == "The first part, shown. "  # nothing more: the rest never passed its checks
         assert "stopped" in str(reply.notice.render()) and reply.notice.has_class("stopped")
         assert session.closed == ["tell me everything"]  # the stream was closed: the turn was cancelled
-        assert app.last_stop_s is not None and app.last_stop_s < 1.0
+        assert app.last_stop_s is not None and app.last_stop_s < 3.0  # ~0.1 s; loose for loaded CI machines
         assert not app.busy
         # the chat's transcript and the thread keep it, marked stopped
         [(text, events)] = app.store.turns(app.thread_id)
