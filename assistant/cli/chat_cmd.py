@@ -71,17 +71,9 @@ def chat(policy_file: Path | None, model_spec: str | None, thread_id: str | None
 
 def _serve_web(policy_file: Path | None, model_spec: str | None, thread_id: str | None, host: str, port: int,
                api_keys_file: Path | None) -> None:  # fmt: skip
-    from assistant.server.auth import KeyFileError, KeyStore, is_loopback
+    from assistant.cli.bind_keys import keys_for_bind
 
-    try:
-        keys = KeyStore.load(api_keys_file)
-    except KeyFileError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exit_codes.BAD_INPUT)
-    if not keys.enabled and not is_loopback(host):
-        click.echo(f"error: refusing to listen on {host} without API keys: anyone who can reach it could use the "
-                   "assistant. Give --api-keys-file FILE (or ASSISTANT_API_KEYS), or bind to 127.0.0.1.", err=True)
-        sys.exit(exit_codes.BAD_INPUT)
+    keys = keys_for_bind(host, api_keys_file)
     from assistant.tui.web import chat_command, make_server
 
     args: list[str] = []

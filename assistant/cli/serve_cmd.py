@@ -30,18 +30,10 @@ from assistant.cli import exit_codes
 def serve(policy_path: Path, host: str, port: int, model_spec: str | None, api_keys_file: Path | None,
           db_path: Path | None, log_level: str) -> None:  # fmt: skip
     """Serve the policy's guarded agent over HTTP until interrupted."""
-    from assistant.server.auth import KeyFileError, KeyStore, is_loopback
+    from assistant.cli.bind_keys import keys_for_bind
     from guards.policy import PolicyError, load_policy
 
-    try:
-        keys = KeyStore.load(api_keys_file)
-    except KeyFileError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exit_codes.BAD_INPUT)
-    if not keys.enabled and not is_loopback(host):
-        click.echo(f"error: refusing to listen on {host} without API keys: anyone who can reach it could use the "
-                   "assistant. Give --api-keys-file FILE (or ASSISTANT_API_KEYS), or bind to 127.0.0.1.", err=True)
-        sys.exit(exit_codes.BAD_INPUT)
+    keys = keys_for_bind(host, api_keys_file)
     try:
         load_policy(policy_path)
     except PolicyError as exc:
