@@ -81,16 +81,22 @@ class CodeShieldRunner:
         return to_verdict(result, stage=item.stage, actions=actions, on_error=self.on_error)
 
 
-class LlamaGuardRunner:
-    name = "llama_guard"
+class _ModelGuardRunner:
+    """A guard model named by the policy: its section (`llama_guard` / `prompt_guard`) gives timeout and on_error."""
+
+    name = ""
 
     def __init__(self, policy: Any, source: str) -> None:
-        config = policy.llama_guard
+        config = getattr(policy, self.name)
         self.policy = policy
         self.config = config
         self.source = source
         self.timeout_s = float(config.timeout_s)
         self.on_error = config.on_error
+
+
+class LlamaGuardRunner(_ModelGuardRunner):
+    name = "llama_guard"
 
     def load(self) -> Any:
         """The policy's Llama Guard (weights loaded once per source, device and dtype; the category block and the
@@ -136,16 +142,8 @@ class LlamaGuardRunner:
         )  # fmt: skip
 
 
-class PromptGuardRunner:
+class PromptGuardRunner(_ModelGuardRunner):
     name = "prompt_guard"
-
-    def __init__(self, policy: Any, source: str) -> None:
-        config = policy.prompt_guard
-        self.policy = policy
-        self.config = config
-        self.source = source
-        self.timeout_s = float(config.timeout_s)
-        self.on_error = config.on_error
 
     def load(self) -> Any:
         """The loaded Prompt Guard (once per source, device and windowing, per process)."""
