@@ -27,9 +27,13 @@ def make_server(command: str, host: str, port: int, keys: Any, public_url: str |
     from textual_serve.server import Server
 
     sessions: set[str] = set()
+    servers: list[Any] = []
 
     @web.middleware
     async def require_key(request: web.Request, handler: Any) -> web.StreamResponse:
+        if public_url is None and request.path == "/" and servers:
+            # the page's script and websocket addresses follow the address the browser used (not 0.0.0.0)
+            servers[0].public_url = f"{request.scheme}://{request.host}"
         if not keys.enabled or request.cookies.get(COOKIE) in sessions:
             return await handler(request)
         key = request.query.get("key")
@@ -51,4 +55,5 @@ def make_server(command: str, host: str, port: int, keys: Any, public_url: str |
             app.middlewares.append(require_key)
             return app
 
-    return ChatServer(command, host=host, port=port, title="Guarded assistant", public_url=public_url)
+    servers.append(ChatServer(command, host=host, port=port, title="Guarded assistant", public_url=public_url))
+    return servers[0]
