@@ -173,7 +173,11 @@ def test_no_servers_means_no_thread_and_nothing_imported():
         assert threading.active_count() == before
 
 
-def test_a_server_printing_junk_to_stdout_still_works_and_prints_nothing(capfd):
+def test_a_server_printing_junk_to_stdout_still_works_and_prints_nothing(capfd, monkeypatch):
+    import logging
+
+    # As in a program that configured no logging (other tests' in-process FastMCP servers install a root handler).
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
     with start_mcp_tools(tools_config(demo("chatty", "--mode", "noisy", allow=["echo"]))) as started:
         assert run(by_name(started)["echo"], {"text": "hi"}).output == "hi"
     captured = capfd.readouterr()
