@@ -68,7 +68,10 @@ async def test_snapshot_loading(make_app) -> None:  # type: ignore[no-untyped-de
     app = make_app(FakeSession(gate=gate, guard_fraction=0.25), thread_id=THREAD)
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.query_one("#load-llama_guard").state == "loading", what="loading")
+        # The footer recomposes its keys after the first refresh; a loaded machine can take the snapshot before.
+        await wait_until(pilot, lambda: bool(app.screen.query("FooterKey")), what="the footer's keys")
         await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
         assert_snapshot(app, "loading")
         gate.set()
 
