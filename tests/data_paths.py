@@ -1,6 +1,6 @@
 """Where the tests' public data sets live: `tests/data/<set>/<file>`, each set with its licence and a SOURCE file.
 
-The repository is self-contained: nothing reads `../shared`. A missing file raises (the test fails, never skips).
+The repository is self-contained: no data is read from outside it. A missing file raises (the test fails, never skips).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Exit codes shared by every command (see ../shared/CONTRACTS.md)."""
+"""Exit codes shared by every command (documented in docs/AGENT.md and the README)."""
 
 OK = 0
 POLICY_INVALID = 1

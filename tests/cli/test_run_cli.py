@@ -1,4 +1,4 @@
-"""`assistant run`: output formats, approval modes and the exit-code contract (../shared/CONTRACTS.md)."""
+"""`assistant run`: output formats, approval modes and the exit-code contract (README, docs/AGENT.md)."""
 
 from __future__ import annotations
 
