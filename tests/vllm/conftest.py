@@ -7,13 +7,15 @@ check latency) are printed at the end of the session and written to `.cache/vllm
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +57,23 @@ class VllmServer:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+class KillServerAfterFirstDelta:
+    """Wraps a main-model backend: the first text it yields SIGKILLs `server` (a vLLM server dies mid-turn)."""
+
+    def __init__(self, inner: Any, server: VllmServer) -> None:
+        self.inner, self.server, self.killed = inner, server, threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def stream(self, prompt_ids: list[int], params: Any) -> AsyncIterator[str]:
+        async for delta in self.inner.stream(prompt_ids, params):
+            if not self.killed.is_set():
+                await asyncio.to_thread(self.server.kill)
+                self.killed.set()
+            yield delta
 
 
 def _group_pids(pgid: int) -> list[int]:

@@ -4,13 +4,11 @@ mid-turn is a guard error (the turn is refused), never an answer."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import math
 import statistics
-import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from guards.errors import GuardOutputError
 from guards.llama_guard import LlamaGuard
 from guards.llama_guard_prompt import Turn, prompt_categories
 from guards.llama_guard_remote import GuardServerError, RemoteLlamaGuard
-from tests.vllm.conftest import FIGURES, VllmServer, vllm_server
+from tests.vllm.conftest import FIGURES, KillServerAfterFirstDelta, VllmServer, vllm_server
 
 NAME = "tiny-guard"
 CASES = {
@@ -110,23 +108,6 @@ def test_per_check_latency(server: VllmServer, local: LlamaGuard) -> None:
     FIGURES[NAME]["check_ms_median"] = figures
 
 
-class KillGuardAfterFirstDelta:
-    """A scripted main model whose first text kills the guard's vLLM server (mid-turn: after the input check)."""
-
-    def __init__(self, inner: Any, server: VllmServer) -> None:
-        self.inner, self.server, self.killed = inner, server, threading.Event()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def stream(self, prompt_ids: list[int], params: Any) -> AsyncIterator[str]:
-        async for delta in self.inner.stream(prompt_ids, params):
-            if not self.killed.is_set():
-                await asyncio.to_thread(self.server.kill)
-                self.killed.set()
-            yield delta
-
-
 POLICY = """\
 version: 1
 models:
@@ -170,7 +151,7 @@ async def test_killed_guard_server_mid_turn_is_a_guard_error(server: VllmServer,
     monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
     answer = "The weather is good today and the garden is green. " * 6
     bot = assistant(tmp_path, server.url, answer)
-    bot = dataclasses.replace(bot, backend=KillGuardAfterFirstDelta(bot.backend, server))
+    bot = dataclasses.replace(bot, backend=KillServerAfterFirstDelta(bot.backend, server))
     result = await bot.arun("What is new?")
     assert bot.backend.killed.is_set() and server.process.poll() is not None
     assert result.verdicts[0].decision == "allow" and result.verdicts[0].error is None  # the input check passed

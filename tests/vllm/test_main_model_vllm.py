@@ -3,10 +3,8 @@ backend on the same checkpoint, prompts sent as token ids, and a server killed m
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from model.backends.openai_backend import OpenAIBackend
 from model.backends.transformers_backend import TransformersBackend
 from model.messages import Message
 from model.prompt_format import encode_dialog
-from tests.vllm.conftest import FIGURES, VllmServer, vllm_server
+from tests.vllm.conftest import FIGURES, KillServerAfterFirstDelta, VllmServer, vllm_server
 
 NAME = "tiny-main"
 DIALOGS = [
@@ -78,23 +76,6 @@ async def test_latency_figures(server: VllmServer, local: TransformersBackend) -
     FIGURES[NAME]["answer_64_tokens_ms_median"] = {k: round(sorted(v)[len(v) // 2], 1) for k, v in timings.items()}
 
 
-class KillAfterFirstDelta:
-    """The real openai backend; the server is SIGKILLed as soon as the first text arrives (mid-answer)."""
-
-    def __init__(self, inner: OpenAIBackend, server: VllmServer) -> None:
-        self.inner, self.server, self.killed = inner, server, threading.Event()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
-        async for delta in self.inner.stream(prompt_ids, params):
-            if not self.killed.is_set():
-                await asyncio.to_thread(self.server.kill)
-                self.killed.set()
-            yield delta
-
-
 POLICY = """\
 version: 1
 models:
@@ -116,7 +97,7 @@ async def test_killed_server_mid_turn_is_a_backend_error(server: VllmServer, tmp
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.format(url=server.url, name=NAME), encoding="utf-8")
     bot = Assistant.from_policy(policy, db_path=tmp_path / "threads.sqlite")
-    bot = dataclasses.replace(bot, backend=KillAfterFirstDelta(bot.backend, server))
+    bot = dataclasses.replace(bot, backend=KillServerAfterFirstDelta(bot.backend, server))
     result = await bot.arun("Tell me a very long story about a garden.")
     assert bot.backend.killed.is_set() and server.process.poll() is not None
     assert not any(isinstance(e, Final) for e in result.events)
