@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 from bench.scenario import UNSAFE, Scenario, Sizes, fetch_page_tool
 
 MODES = ("unguarded", "llama-stack", "llamafirewall", "ours")
+ALL_CORES = "unguarded-all-cores"  # the unguarded mode again, its main model on every core (a reference baseline)
 GUARDED = ("llama-stack", "llamafirewall", "ours")
 SEVERITY = {"allow": 0, "log": 1, "warn": 2, "ask": 3, "block": 4}
 
@@ -36,8 +38,8 @@ POLICY = """\
 version: 1
 models:
   main: {{source: {main}, device: cpu, dtype: float32, context_window: 16384, max_new_tokens: 2048}}
-  llama_guard: {{source: {llama_guard}, variant: 8b, device: cpu, dtype: float32}}
-  prompt_guard: {{source: {prompt_guard}, device: cpu}}
+  llama_guard: {{source: {llama_guard}, variant: 8b, device: cpu, dtype: float32{guard_process}}}
+  prompt_guard: {{source: {prompt_guard}, device: cpu{guard_process}}}
 llama_guard: {{timeout_s: 600, cached_conversations: 8}}  # like an inference server's prefix cache, every mode
 prompt_guard: {{timeout_s: 600, stride_tokens: {stride}}}
 stages:
@@ -78,29 +80,35 @@ def import_model_classes() -> None:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification  # noqa: F401
 
 
-def policy_text(mode: str, dirs: ModelDirs, sizes: Sizes, audit: Path) -> str:
-    guarded = "false" if mode == "unguarded" else "true"
+def policy_text(mode: str, dirs: ModelDirs, sizes: Sizes, audit: Path, guard_threads: int | None = None) -> str:
+    """`guard_threads`: the guard models run in processes of their own with that many torch threads (every guarded
+    mode alike); None: on threads of the agent's process."""
+    guarded = "false" if mode.startswith("unguarded") else "true"
+    process = "" if guard_threads is None else f", process: true, threads: {guard_threads}"
     # Llama Stack runs no shield on the results of tools it calls inside a turn (agent_instance.py).
-    tool_results = "false" if mode in ("unguarded", "llama-stack") else "true"
+    tool_results = "false" if mode.startswith("unguarded") or mode == "llama-stack" else "true"
     return POLICY.format(
         main=dirs.main, llama_guard=dirs.llama_guard, prompt_guard=dirs.prompt_guard, audit=audit,
         stages=_GUARDED_STAGES.format(g=guarded, t=tool_results), streaming="true" if mode == "ours" else "false",
         chunk=sizes.chunk_chars, first=sizes.first_chunk_chars, stride=sizes.prompt_guard_stride,
+        guard_process=process if guarded == "true" else "",
     )  # fmt: skip
 
 
-def build_assistant(mode: str, scenario: Scenario, dirs: ModelDirs, workdir: Path) -> Any:
+def build_assistant(
+    mode: str, scenario: Scenario, dirs: ModelDirs, workdir: Path, guard_threads: int | None = None
+) -> Any:
     """An Assistant for `mode` whose main model is the teacher-forced tiny Llama (see bench/forced.py)."""
     from assistant.api import Assistant
     from bench.forced import ForcedBackend
     from bench.peers import PEERS, peer_pipeline
 
-    if mode not in MODES:
+    if mode not in (*MODES, ALL_CORES):
         raise ValueError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
     folder = workdir / mode
     folder.mkdir(parents=True, exist_ok=True)
     policy = folder / "policy.yaml"
-    policy.write_text(policy_text(mode, dirs, scenario.sizes, folder / "audit.jsonl"), encoding="utf-8")
+    policy.write_text(policy_text(mode, dirs, scenario.sizes, folder / "audit.jsonl", guard_threads), encoding="utf-8")
     bot = Assistant.from_policy(
         policy, tools=[fetch_page_tool(scenario.pages)], model=f"transformers:{dirs.main}",
         db_path=folder / "threads.sqlite",
@@ -122,20 +130,42 @@ def apply_agent_switches(bot: Any, mode: str) -> Any:
 
 
 def _cpu_s() -> float:
+    """CPU seconds of this process and of the guard processes it started (read from /proc: a child's time reaches
+    RUSAGE_CHILDREN only once it has exited)."""
     import resource
 
+    from guards.guard_process import _LIVE
+
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    return usage.ru_utime + usage.ru_stime + sum(_process_cpu_s(p.pid) for p in list(_LIVE) if p.pid is not None)
+
+
+def _process_cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
 class TokenCounter:
-    """Counts the tokens every forward pass of a model processes (prefill and decode steps alike)."""
+    """Counts the tokens every forward pass of a guard model processes (prefill and decode steps alike), in this
+    process (a forward hook) or in the guard's own process (its counter)."""
 
     def __init__(self) -> None:
-        self.tokens = 0
+        self.local_tokens = 0
         self._hooked: set[int] = set()
+        self._processes: dict[int, Any] = {}
 
-    def attach(self, model: Any) -> None:
+    @property
+    def tokens(self) -> int:
+        return self.local_tokens + sum(int(p.stats()["tokens"]) for p in self._processes.values())
+
+    def attach(self, guard: Any) -> None:
+        if hasattr(guard, "stats"):  # guards.guard_process.GuardProcess
+            self._processes[id(guard)] = guard
+            return
+        model = guard.model
         if id(model) in self._hooked:
             return
         self._hooked.add(id(model))
@@ -144,9 +174,9 @@ class TokenCounter:
             mask = kwargs.get("attention_mask")
             ids = kwargs.get("input_ids", args[0] if args else None)
             if mask is not None and mask.dim() == 2 and ids is not None and mask.shape == ids.shape:
-                self.tokens += int(mask.sum())  # padding of batched windows is not text
+                self.local_tokens += int(mask.sum())  # padding of batched windows is not text
             elif ids is not None:
-                self.tokens += int(ids.numel())
+                self.local_tokens += int(ids.numel())
 
         model.register_forward_pre_hook(hook, with_kwargs=True)
 
@@ -212,11 +242,12 @@ def outcome_of(events: list[Any]) -> str:
 
 
 def guard_models(bot: Any) -> tuple[Any | None, Any | None]:
-    """The loaded Llama Guard and Prompt Guard models (loading them now, outside any timing)."""
+    """The loaded Llama Guard and Prompt Guard (loading them now, outside any timing): the guard objects, or the
+    processes serving them."""
     runners = bot.pipeline.runners
     llama = runners.get("llama_guard")
     prompt = runners.get("prompt_guard")
-    return (llama.load().model if llama else None), (prompt.load().model if prompt else None)
+    return (llama.load() if llama else None), (prompt.load() if prompt else None)
 
 
 async def run_turns(
@@ -253,7 +284,7 @@ async def run_turns(
             shown_at = answer[-1].first_token_at - started if answer else ttft  # type: ignore[operator]
         shown = "".join(e.text for e in events if isinstance(e, TokenDelta))
         blob = json.dumps([e.to_json() for e in events])
-        leaked = mode != "unguarded" and turn.expect != "answer" and (UNSAFE in blob or (
+        leaked = not mode.startswith("unguarded") and turn.expect != "answer" and (UNSAFE in blob or (
             turn.expect == "input_block" and bool(shown)))  # fmt: skip
         records.append(
             TurnRecord(
@@ -271,13 +302,22 @@ async def run_turns(
 
 
 async def run_benchmark(
-    scenario: Scenario, dirs: ModelDirs, workdir: Path, *, repeats: int = 3, modes: tuple[str, ...] = MODES
+    scenario: Scenario, dirs: ModelDirs, workdir: Path, *, repeats: int = 3, modes: tuple[str, ...] = MODES,
+    threads: dict[str, int] | None = None, guard_threads: int | None = None,
 ) -> list[TurnRecord]:
     """Warm every mode up once (model loading, Llama Guard's prefix), then run the scenario `repeats` times per
-    mode, the modes interleaved (in a rotating order) so that changes in the machine's load spread over all of them."""
+    mode, the modes interleaved (in a rotating order) so that changes in the machine's load spread over all of them.
+    `threads`: torch threads per operation of each mode's own process (set before each of its runs)."""
+    import torch
+
     import_model_classes()
     counters = {"llama_guard": TokenCounter(), "prompt_guard": TokenCounter()}
-    bots = {mode: build_assistant(mode, scenario, dirs, workdir) for mode in modes}
+    bots = {mode: build_assistant(mode, scenario, dirs, workdir, guard_threads) for mode in modes}
+    default_threads = torch.get_num_threads()
+
+    def use_threads(mode: str) -> None:
+        torch.set_num_threads((threads or {}).get(mode, default_threads))
+
     for bot in bots.values():
         llama, prompt = guard_models(bot)
         if llama is not None:
@@ -285,12 +325,15 @@ async def run_benchmark(
         if prompt is not None:
             counters["prompt_guard"].attach(prompt)
     for mode, bot in bots.items():  # turn 2 (a tool call, a tool result, an answer) touches every code path
+        use_threads(mode)
         await run_turns(bot, scenario, mode, -1, counters, thread=f"warmup-{mode}", turns=slice(1, 2))
     records: list[TurnRecord] = []
     order = list(bots)
     for repeat in range(repeats):
         for mode in order[repeat % len(order) :] + order[: repeat % len(order)]:  # rotated: no mode always first
+            use_threads(mode)
             records += await run_turns(bots[mode], scenario, mode, repeat, counters, thread=f"{mode}-{repeat}")
+    torch.set_num_threads(default_threads)
     return records
 
 
@@ -332,11 +375,11 @@ async def run_concurrent(
 
 async def run_throughput(
     scenario: Scenario, dirs: ModelDirs, workdir: Path, *, conversations: int, repeats: int, turns: slice,
-    modes: tuple[str, ...] = ("unguarded", "ours"),
+    modes: tuple[str, ...] = ("unguarded", "ours"), guard_threads: int | None = None,
 ) -> list[ConcurrentRun]:
     """Concurrent runs of each mode, interleaved over `repeats` (after a warm-up of each)."""
     import_model_classes()
-    bots = {mode: build_assistant(mode, scenario, dirs, workdir / "concurrent") for mode in modes}
+    bots = {mode: build_assistant(mode, scenario, dirs, workdir / "concurrent", guard_threads) for mode in modes}
     for mode, bot in bots.items():
         guard_models(bot)
         await run_concurrent(bot, scenario, mode, conversations=2, turns=slice(2, 3), tag="warmup")

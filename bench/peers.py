@@ -31,6 +31,7 @@ import asyncio
 import time
 from typing import Any
 
+from guards.guard_process import GuardProcess
 from guards.pipeline import CheckInput, GuardPipeline, in_thread
 from guards.stage_runners import LlamaGuardRunner, PromptGuardRunner
 from guards.verdict import StageResult, Verdict
@@ -112,7 +113,10 @@ class PeerLlamaGuardRunner(LlamaGuardRunner):
         guard = await in_thread(self.load)
         role = "agent" if item.role in ("assistant", "agent") else "user"
         turns = [as_turn(r, c) for r, c in self.context(item)] + [as_turn(role, item.text)]
-        result = await in_thread(generate_verdict, guard, turns)
+        if isinstance(guard, GuardProcess):  # the guard's own process runs it
+            result = await in_thread(guard.call, "bench.peers:generate_verdict", turns)
+        else:
+            result = await in_thread(generate_verdict, guard, turns)
         decision = self.config.action_for(result.categories) if result.unsafe else "allow"
         return Verdict(
             item.stage, self.name, decision, score=result.score, categories=result.categories if result.unsafe else (),
@@ -137,7 +141,10 @@ class FirstWindowPromptGuardRunner(PromptGuardRunner):
         started = time.perf_counter()
         stage = self.policy.stages.get(item.stage).prompt_guard
         guard = await in_thread(self.load)
-        score, tokens = await in_thread(first_window_score, guard, item.text, stage.score)
+        if isinstance(guard, GuardProcess):
+            score, tokens = await in_thread(guard.call, "bench.peers:first_window_score", item.text, stage.score)
+        else:
+            score, tokens = await in_thread(first_window_score, guard, item.text, stage.score)
         decision = stage.action if score >= stage.threshold else "allow"
         return Verdict(
             item.stage, self.name, decision, score=score,

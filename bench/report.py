@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from bench.harness import ConcurrentRun, TurnRecord
+from bench.harness import ALL_CORES, ConcurrentRun, TurnRecord
 
 TARGETS = {
     "turn_vs_unguarded": ("<=", 1.10),
@@ -126,13 +126,32 @@ def throughput(runs: Sequence[ConcurrentRun]) -> dict[str, Any]:
     return out
 
 
+BASELINE_FIGURES = ("turn_s", "ttft_checked_s", "ttft_shown_s", "turn_cpu_s")
+
+
+def baseline(figures: dict[str, dict[str, Any]], out: dict[str, Any]) -> dict[str, Any] | None:
+    """The unguarded figures every ratio divides by: per figure the better of the unguarded mode and, when it ran,
+    the same mode on every core (`unguarded-all-cores`), so that no thread setting handicaps the baseline."""
+    ung, all_cores = figures.get("unguarded"), figures.get(ALL_CORES)
+    if ung is None or all_cores is None:
+        return ung
+    best = dict(ung)
+    out["unguarded_baseline"] = {}
+    for key in BASELINE_FIGURES:
+        out[f"{key.removesuffix('_s')}_all_cores_vs_unguarded"] = _ratio(all_cores[key], ung[key])
+        if all_cores[key] is not None and (ung[key] is None or all_cores[key] < ung[key]):
+            best[key] = all_cores[key]
+        out["unguarded_baseline"][key] = ALL_CORES if best[key] is all_cores[key] else "unguarded"
+    return best
+
+
 def summarize(records: Sequence[TurnRecord], concurrent: Sequence[ConcurrentRun] = ()) -> dict[str, Any]:
     by_mode: dict[str, list[TurnRecord]] = defaultdict(list)
     for record in records:
         by_mode[record.mode].append(record)
     figures = {mode: mode_figures(rs) for mode, rs in by_mode.items()}
     out: dict[str, Any] = {"modes": figures}
-    ours, ung = figures.get("ours"), figures.get("unguarded")
+    ours, ung = figures.get("ours"), baseline(figures, out)
     if ours and ung:
         out["turn_vs_unguarded"] = _ratio(ours["turn_s"], ung["turn_s"])
         out["ttft_checked_vs_unguarded"] = _ratio(ours["ttft_checked_s"], ung["ttft_checked_s"])

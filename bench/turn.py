@@ -57,7 +57,7 @@ def machine() -> dict[str, Any]:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from bench.harness import MODES, run_benchmark, run_throughput, tiny_model_dirs
+    from bench.harness import ALL_CORES, MODES, run_benchmark, run_throughput, tiny_model_dirs
     from bench.report import summarize
     from bench.scenario import Sizes, build_scenario
 
@@ -75,17 +75,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown mode(s) {', '.join(sorted(unknown))}; use {', '.join(MODES)}")
     modes = tuple(m for m in MODES if m in args.modes.split(","))
+    cores = len(os.sched_getaffinity(0))
+    per_mode = {}
+    if "unguarded" in modes and args.threads < cores:  # the unguarded model on every core too: the better of the
+        modes += (ALL_CORES,)  # two is the baseline, so a thread setting never handicaps it
+        per_mode[ALL_CORES] = cores
+    guard_threads = args.threads if args.guard_process else None
     concurrent: list = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             os.environ["ASSISTANT_HOME"] = str(Path(tmp) / "home")
-            records = asyncio.run(run_benchmark(scenario, dirs, Path(tmp), repeats=args.repeats, modes=modes))
+            records = asyncio.run(run_benchmark(
+                scenario, dirs, Path(tmp), repeats=args.repeats, modes=modes, threads=per_mode,
+                guard_threads=guard_threads))  # fmt: skip
             if args.concurrent > 0 and {"ours", "unguarded"} <= set(modes):
                 first, _, last = args.concurrent_turns.partition(":")
                 turns = slice(int(first), int(last) if last else int(first) + 1)
                 concurrent = asyncio.run(run_throughput(
                     scenario, dirs, Path(tmp), conversations=args.concurrent, repeats=args.concurrent_repeats,
-                    turns=turns))  # fmt: skip
+                    turns=turns, guard_threads=guard_threads))  # fmt: skip
     finally:
         torch.set_num_threads(threads)
         if home is None:
@@ -94,6 +102,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             os.environ["ASSISTANT_HOME"] = home
     summary = summarize(records, concurrent)
     summary["threads"] = args.threads
+    summary["guard_process"] = args.guard_process
     summary["answered_turns"] = sum(t.expect == "answer" for t in scenario.turns)
     if concurrent:
         summary["concurrent"]["turns"] = args.concurrent_turns
@@ -123,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--repeats", type=int, default=3, help="runs of the scenario per mode (medians are taken)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
-                        help="torch threads per operation, the same for every mode (default: the usable cores)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per operation, the same for every "
+                        "mode and every guard process (default 1; the unguarded mode also runs on every core, and "
+                        "the faster of its two runs is the baseline)")
+    parser.add_argument("--no-guard-process", dest="guard_process", action="store_false", help="run the guard "
+                        "models on threads of the agent's process instead of processes of their own (every guarded "
+                        "mode alike)")
     parser.add_argument("--concurrent", type=int, default=8, help="conversations at once for the throughput figure "
                         "(ours and unguarded; 0: skip)")
     parser.add_argument("--concurrent-turns", default="0:3", help="the scenario's turns each concurrent conversation "

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from guards.guard_process import GuardProcess
 from guards.pipeline import CheckInput, GuardRunner, in_thread
 from guards.verdict import Verdict
 
@@ -47,8 +48,10 @@ def _shared(kind: str, key: str, load: Callable[[], Any]) -> Any:
         with _SHARED_LOCK:
             _SHARED[entry] = value
             while len(_SHARED) > MAX_SHARED:
-                dropped, _ = _SHARED.popitem(last=False)
+                dropped, guard = _SHARED.popitem(last=False)
                 _KEY_LOCKS.pop(dropped, None)
+                if isinstance(guard, GuardProcess):
+                    guard.close()  # a runner still holding it starts it again on its next call
         return value
 
 
@@ -100,33 +103,27 @@ class LlamaGuardRunner(_ModelGuardRunner):
 
     def load(self) -> Any:
         """The policy's Llama Guard (weights loaded once per source, device and dtype; the category block and the
-        threshold are this policy's)."""
-        from guards.llama_guard import LlamaGuard, load_causal_lm, resolve_source
-        from guards.llama_guard_prompt import PromptCategory, prompt_categories
-        from model.tokenizer import get_tokenizer
+        threshold are this policy's); with `models.llama_guard.process`, a child process serving it."""
+        from guards.llama_guard import load_causal_lm, resolve_source
 
         model_config = self.policy.models.llama_guard
         path = resolve_source(self.source)
         weights_key = f"{path}|{model_config.device}|{model_config.dtype}"
-        model = _shared("llama_guard_weights", weights_key, lambda: load_causal_lm(
-            path, device=model_config.device, dtype=model_config.dtype))  # fmt: skip
         config = self.config
-        custom = [PromptCategory(c.code, c.name, c.description) for c in config.custom]
-
-        def build() -> Any:
-            categories = prompt_categories(
-                model_config.variant, enabled=config.categories, excluded=config.excluded, custom=custom
-            )
-            local = Path(path)
-            return LlamaGuard(
-                model, tokenizer=get_tokenizer(local if local.is_dir() else None), categories=categories,
-                excluded=config.excluded, threshold=config.threshold, source=self.source,
-                cached_conversations=config.cached_conversations,
-            )  # fmt: skip
-
+        kwargs = {
+            "path": path, "device": model_config.device, "dtype": model_config.dtype, "variant": model_config.variant,
+            "enabled": config.categories, "excluded": config.excluded, "threshold": config.threshold,
+            "custom": [(c.code, c.name, c.description) for c in config.custom], "source": self.source,
+            "cached_conversations": config.cached_conversations,
+        }  # fmt: skip
         key = f"{weights_key}|{model_config.variant}|{config.categories}|{config.excluded}|{config.custom}|" \
               f"{config.threshold}|{config.cached_conversations}"  # fmt: skip
-        return _shared("llama_guard", key, build)
+        if model_config.process:
+            return _shared("llama_guard_process", f"{key}|{model_config.threads}", lambda: _started(GuardProcess(
+                "guards.stage_runners:build_llama_guard", kwargs, name="Llama Guard", threads=model_config.threads)))
+        model = _shared("llama_guard_weights", weights_key, lambda: load_causal_lm(
+            path, device=model_config.device, dtype=model_config.dtype))  # fmt: skip
+        return _shared("llama_guard", key, lambda: build_llama_guard(model=model, **kwargs))
 
     _guard = load  # the earlier name, kept for callers written against it
 
@@ -146,7 +143,8 @@ class PromptGuardRunner(_ModelGuardRunner):
     name = "prompt_guard"
 
     def load(self) -> Any:
-        """The loaded Prompt Guard (once per source, device and windowing, per process)."""
+        """The loaded Prompt Guard (once per source, device and windowing, per process); with
+        `models.prompt_guard.process`, a child process serving it."""
         from guards.prompt_guard import PromptGuard
 
         config = self.config
@@ -154,10 +152,13 @@ class PromptGuardRunner(_ModelGuardRunner):
         # The policy's stride is the step between window starts; PromptGuard takes the overlap.
         overlap = config.window_tokens - config.stride_tokens
         key = f"{self.source}|{device}|{dtype}|{config.window_tokens}|{overlap}|{config.batch_size}"
-        return _shared("prompt_guard", key, lambda: PromptGuard.load(
-            self.source, device=device, window_tokens=config.window_tokens, overlap_tokens=overlap,
-            batch_size=config.batch_size, dtype=dtype,
-        ))  # fmt: skip
+        kwargs = {"source": self.source, "device": device, "window_tokens": config.window_tokens,
+                  "overlap_tokens": overlap, "batch_size": config.batch_size, "dtype": dtype}  # fmt: skip
+        threads = self.policy.models.prompt_guard.threads
+        if self.policy.models.prompt_guard.process:
+            return _shared("prompt_guard_process", f"{key}|{threads}", lambda: _started(GuardProcess(
+                "guards.prompt_guard:PromptGuard.load", kwargs, name="Prompt Guard", threads=threads)))
+        return _shared("prompt_guard", key, lambda: PromptGuard.load(**kwargs))
 
     _guard = load  # the earlier name, kept for callers written against it
 
@@ -172,6 +173,33 @@ class PromptGuardRunner(_ModelGuardRunner):
             reasons=(f"{stage.score} score {result.score:.3f} (threshold {stage.threshold}, {result.windows} "
                      f"window(s))",), latency_ms=_ms(started),
         )  # fmt: skip
+
+
+def build_llama_guard(
+    *, path: str, device: str, dtype: str, variant: str, enabled: Any, excluded: Any,
+    custom: list[tuple[str, str, str]], threshold: float, cached_conversations: int, source: str, model: Any = None,
+) -> Any:
+    """A LlamaGuard with the policy's categories and threshold; loads the weights unless `model` is given (a child
+    process builds its own from these plain arguments)."""
+    from guards.llama_guard import LlamaGuard, load_causal_lm
+    from guards.llama_guard_prompt import PromptCategory, prompt_categories
+    from model.tokenizer import get_tokenizer
+
+    if model is None:
+        model = load_causal_lm(path, device=device, dtype=dtype)
+    categories = prompt_categories(
+        variant, enabled=enabled, excluded=excluded, custom=[PromptCategory(*c) for c in custom]  # type: ignore[arg-type]
+    )
+    local = Path(path)
+    return LlamaGuard(
+        model, tokenizer=get_tokenizer(local if local.is_dir() else None), categories=categories, excluded=excluded,
+        threshold=threshold, source=source, cached_conversations=cached_conversations,
+    )  # fmt: skip
+
+
+def _started(process: GuardProcess) -> GuardProcess:
+    process.start()
+    return process
 
 
 def default_runners(policy: Any, model_dirs: Mapping[str, Any]) -> dict[str, GuardRunner]:
@@ -194,4 +222,4 @@ def default_runners(policy: Any, model_dirs: Mapping[str, Any]) -> dict[str, Gua
     return runners
 
 
-__all__ = ["CodeShieldRunner", "LlamaGuardRunner", "Path", "PromptGuardRunner", "default_runners"]
+__all__ = ["CodeShieldRunner", "LlamaGuardRunner", "Path", "PromptGuardRunner", "build_llama_guard", "default_runners"]

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from guards.categories import LlamaGuardVariant
-from guards.policy.base import Device, DType, NonEmptyStr, PolicyModel, PositiveInt, Seconds
+from guards.policy.base import Device, DType, Flag, NonEmptyStr, PolicyModel, PositiveInt, Seconds
 
 # `source` is a Hugging Face hub id, a local directory, or `tiny:NAME` (random-weight test models built by
 # `assistant dev tiny-models`).
@@ -58,11 +58,18 @@ class LlamaGuardModelConfig(PolicyModel):
     api_key_env: NonEmptyStr | None = None  # name of the environment variable holding the server's key
     device: Device = "auto"
     dtype: DType = "auto"
+    # `process: true` runs the guard in a child process of its own: its forward passes no longer hold this
+    # process's interpreter lock, so the main model's decoding does not wait for them (docs/PERFORMANCE.md).
+    process: Flag = False
+    threads: PositiveInt | None = None  # torch threads in that process (null: torch's default); needs process
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> LlamaGuardModelConfig:
         if self.backend == "openai" and self.base_url is None:
             raise ValueError("backend: openai needs base_url (the Llama Guard server, e.g. http://localhost:8001/v1)")
+        if self.backend == "openai" and self.process:
+            raise ValueError("process: true runs a local model in a child process; backend: openai has no local model")
+        _threads_need_process(self)
         return self
 
 
@@ -72,6 +79,20 @@ class PromptGuardModelConfig(PolicyModel):
     source: NonEmptyStr = "meta-llama/Prompt-Guard-86M"
     device: Device = "cpu"
     dtype: DType = "auto"
+    # `process: true` runs the guard in a child process of its own: its forward passes no longer hold this
+    # process's interpreter lock, so the main model's decoding does not wait for them (docs/PERFORMANCE.md).
+    process: Flag = False
+    threads: PositiveInt | None = None  # torch threads in that process (null: torch's default); needs process
+
+    @model_validator(mode="after")
+    def _check_threads(self) -> PromptGuardModelConfig:
+        _threads_need_process(self)
+        return self
+
+
+def _threads_need_process(config: LlamaGuardModelConfig | PromptGuardModelConfig) -> None:
+    if config.threads is not None and not config.process:
+        raise ValueError("threads sets the torch threads of the guard's own process: it needs process: true")
 
 
 class ModelsConfig(PolicyModel):
