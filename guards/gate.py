@@ -5,13 +5,18 @@ its conversation, every stage that the text's path names in `PATHS`, and only wh
 agent, the tool path (`tools.executor`), the CLI, the server and MCP all call `judge`; none calls a stage itself.
 
 Outcomes: `pass`; `ask` (a guard asked for a human; only the tool-call path has one, elsewhere `ask` blocks);
-`block`; `error` (a guard failed: always blocks, reported as a guard error). Stages run in the row's order; the
-first one that does not pass ends the judgement, so a later stage never sees a text an earlier one blocked.
+`block`; `error` (a guard failed: always blocks, reported as a guard error). Stages are decided in the row's order;
+the first one that does not pass ends the judgement. On the tool-call path they also run in that order (a call's
+code reaches Code Shield only once the call itself passed, and a human is asked once, about both). The tool-result
+path's two stages are classifiers of the same text with no side effect, so they run together and the slower one no
+longer waits for the other (issue 18: a tool result is on the way to the answer's first token); a later stage's
+check is cancelled once an earlier one stopped the text, and its verdict, if it came first, is not reported.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,6 +43,7 @@ PATHS: dict[str, tuple[Check, ...]] = {
     "tool_result": (Check("tool_result", "user"), Check("model_output", "assistant")),
 }
 ASKABLE: frozenset[str] = frozenset({"tool_call"})  # paths where a guard's `ask` reaches a human
+CONCURRENT: frozenset[str] = frozenset({"tool_result"})  # paths whose stages run together (decided in row order)
 
 
 @dataclass(frozen=True)
@@ -102,27 +108,38 @@ async def judge(
     """Judge `text` (and `code`, for a code_interpreter call) on the path's stages; `on_result` sees each stage's
     result as it comes (the agent emits the verdicts)."""
     askable = path in ASKABLE
-    results: list[Any] = []
-    flags: list[str] = []
-    outcome: Outcome = "pass"
-    for check in PATHS[path]:
-        checked = code if check.code else text
-        if checked is None:
-            continue
-        result = await pipeline.check(
+    checks = [(check, code if check.code else text) for check in PATHS[path]]
+    checks = [(check, checked) for check, checked in checks if checked is not None]
+
+    def run(check: Check, checked: str) -> Awaitable[Any]:
+        return pipeline.check(
             check.stage, checked, role=check.role, conversation=conversation,
             language="python" if check.code else None, thread_id=thread_id,
         )  # fmt: skip
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-        step = outcome_of(result, askable=askable)
-        if step in ("block", "error"):
-            return Judgement(path, text, step, tuple(results), tuple(flags))
-        if step == "ask":
-            outcome = "ask"
-            flags.extend(describe_flags(result))
-    return Judgement(path, text, outcome, tuple(results), tuple(flags))
+
+    # Stages that may run together start at once; the others start one by one, each after the one before passed.
+    together = [asyncio.ensure_future(run(*pair)) for pair in checks] if path in CONCURRENT else None
+    results: list[Any] = []
+    flags: list[str] = []
+    outcome: Outcome = "pass"
+    try:
+        for index, pair in enumerate(checks):
+            result = await (together[index] if together is not None else run(*pair))
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+            step = outcome_of(result, askable=askable)
+            if step in ("block", "error"):
+                return Judgement(path, text, step, tuple(results), tuple(flags))
+            if step == "ask":
+                outcome = "ask"
+                flags.extend(describe_flags(result))
+        return Judgement(path, text, outcome, tuple(results), tuple(flags))
+    finally:
+        if together is not None:
+            for task in together:
+                task.cancel()
+            await asyncio.gather(*together, return_exceptions=True)
 
 
 def record(pipeline: Any, kind: str, *, thread_id: str | None = None, text: str | None = None, **fields: Any) -> None:
