@@ -70,6 +70,7 @@ bench: setup
 	$(BIN)/python bench/turn.py --chart docs/images/bench_turn.png
 	$(BIN)/python bench/code_shield.py
 	$(BIN)/python bench/first_use.py
+	$(BIN)/python bench/guard_isolation.py
 
 lint: setup
 	$(BIN)/ruff check .

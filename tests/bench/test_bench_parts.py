@@ -120,3 +120,12 @@ def test_throughput_ratio() -> None:
     runs = [ConcurrentRun("unguarded", 8, 24, 10.0, ["final"] * 24), ConcurrentRun("ours", 8, 24, 12.5, ["final"] * 24)]
     out = throughput(runs)
     assert out["concurrent8_throughput_vs_unguarded"] == 0.8 and out["ours"]["turns_per_s"] == 1.92
+
+
+def test_guard_isolation_measures_decoding_beside_both_kinds_of_guard(tiny_models_cache) -> None:
+    from bench.guard_isolation import run
+
+    figures = run(steps=3, threads=1, models=tiny_models_cache, warm_s=0.5)
+    for name in ("guard_thread", "guard_process"):
+        assert figures[f"{name}_checks"] >= 1  # the guards were busy while the model decoded
+        assert figures[f"decode_with_{name}_vs_alone"] > 0
