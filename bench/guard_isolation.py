@@ -27,15 +27,19 @@ TEXT = " ".join(["The quarterly report lists revenue by region and the growth of
 
 
 def decode_s(model: Any, steps: int) -> float:
+    import inspect
+
     import torch
 
+    # transformers 5.x renamed `past_key_values` to `cache` (as guards/llama_guard.py reads it)
+    kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     with torch.inference_mode():
         out = model(input_ids=torch.randint(0, 128000, (1, 1000)), use_cache=True, logits_to_keep=1)
-        cache, token = out.past_key_values, torch.tensor([[5]])
+        cache, token = getattr(out, kw), torch.tensor([[5]])
         started = time.perf_counter()
         for _ in range(steps):
-            out = model(input_ids=token, past_key_values=cache, use_cache=True, logits_to_keep=1)
-            cache, token = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+            out = model(input_ids=token, use_cache=True, logits_to_keep=1, **{kw: cache})
+            cache, token = getattr(out, kw), out.logits[:, -1].argmax(-1, keepdim=True)
         return time.perf_counter() - started
 
 
