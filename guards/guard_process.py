@@ -9,7 +9,8 @@ The child is `python -m guards.guard_process`: it reads one spec (a builder `mod
 arguments, the torch threads), builds the guard, answers `ready`, then serves calls one at a time. Frames on its
 stdin/stdout are a 4-byte length and a pickle; only this module's own two ends write them (the child is ours,
 started from our interpreter; nothing a user or a model writes is unpickled as code: texts travel as data). The
-child's own prints go to its stderr, which is discarded, so a terminal UI is never drawn over.
+child's own prints go to its stderr, which the parent reads and keeps only the end of (never the terminal, so a
+terminal UI is never drawn over): a child that dies says why in the guard error.
 
 Failures are guard errors, never verdicts: an exception in the child comes back typed (`GuardOutputError`,
 `GuardModelNotFoundError`, else `GuardError` naming the original type); a child that dies fails every call in
@@ -25,16 +26,20 @@ import itertools
 import logging
 import os
 import pickle
+import re
 import struct
 import subprocess
 import sys
 import threading
+import time
+from collections import deque
 from concurrent.futures import Future
 from typing import Any, BinaryIO
 
 from guards import errors
 
 logger = logging.getLogger(__name__)
+_ERROR_LINE = re.compile(r"^(?:[\w.]*(?:Error|Exception)\b|Fatal Python error)")
 _HEADER = struct.Struct("!I")
 STATS = "__stats__"  # the call that returns the child's counters (tokens its models read, CPU seconds)
 
@@ -88,6 +93,7 @@ class GuardProcess:
         self._ids = itertools.count()
         self.starts = 0  # children started (more than one: a child died and was replaced, or was closed)
         self._closed = False  # closed on purpose: the next start is not a replacement
+        self._stderr: deque[bytes] = deque()
 
     # --- the guard's interface, as the stage runners call it ------------------------------------------------------
 
@@ -115,15 +121,17 @@ class GuardProcess:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
             child = subprocess.Popen(  # our interpreter running our module
                 [sys.executable, "-m", "guards.guard_process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, env=env,
+                stderr=subprocess.PIPE, env=env,
             )  # fmt: skip
-            assert child.stdin is not None and child.stdout is not None
+            assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+            self._stderr = _tail_of(child.stderr)
             try:
                 write_frame(child.stdin, {"builder": self.builder, "kwargs": self.kwargs, "threads": self.threads})
                 status, detail = read_frame(child.stdout)
-            except (EOFError, OSError) as exc:
+            except (EOFError, OSError):
                 child.kill()
-                raise errors.GuardError(f"the {self.name} process exited while starting ({exc!r})") from None
+                child.wait()
+                raise errors.GuardError(f"the {self.name} process exited while starting{self._last_words()}") from None
             if status != "ready":
                 child.wait()
                 raise error_from(*detail)
@@ -173,8 +181,16 @@ class GuardProcess:
             if self._child is child:
                 self._child = None
             failed, self._pending = self._pending, {}
+        why = f"the {self.name} process exited (code {code}) during a check{self._last_words()}"
         for future in failed.values():
-            future.set_exception(errors.GuardError(f"the {self.name} process exited (code {code}) during a check"))
+            future.set_exception(errors.GuardError(why))
+
+    def _last_words(self) -> str:
+        time.sleep(0.05)  # the stderr reader may still be draining what the child wrote last
+        lines = [line.strip() for line in b"".join(self._stderr).decode(errors="replace").splitlines() if line.strip()]
+        named = [line for line in lines if _ERROR_LINE.match(line)]  # a traceback's last line, a fatal error
+        said = (named or lines)[-1:]
+        return f": {said[0][:300]}" if said else ""
 
     def close(self) -> None:
         with self._lock:
@@ -189,6 +205,19 @@ class GuardProcess:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+def _tail_of(stream: BinaryIO, keep: int = 64) -> deque[bytes]:
+    """Read `stream` on a daemon thread until it ends, keeping its last `keep` chunks (the child never blocks on a
+    full pipe, and memory stays bounded however much it writes)."""
+    tail: deque[bytes] = deque(maxlen=keep)
+
+    def drain() -> None:
+        for chunk in iter(lambda: stream.read1(4096), b""):  # type: ignore[attr-defined]
+            tail.append(chunk)
+
+    threading.Thread(target=drain, name="guard process stderr", daemon=True).start()
+    return tail
 
 
 _LIVE: set[GuardProcess] = set()  # started processes, closed when the agent's process exits
@@ -255,8 +284,10 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
 
 
 def main() -> None:
+    import faulthandler
     import signal
 
+    faulthandler.enable()  # a crash in native code says so on stderr, which the parent reports
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
     replies = os.fdopen(os.dup(1), "wb")  # the protocol keeps the real stdout; prints go to stderr (discarded)
     os.dup2(2, 1)

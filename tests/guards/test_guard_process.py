@@ -139,3 +139,11 @@ def test_the_child_writes_nothing_to_the_terminal(policy: object, capfd: pytest.
 def test_the_policy_keys_are_validated(models: str, message: str) -> None:
     with pytest.raises(Exception, match=message):
         parse_policy_text(f"version: 1\nmodels: {{{models}}}\n")
+
+
+def test_a_child_that_crashes_while_starting_says_why() -> None:
+    from guards.errors import GuardError
+
+    process = GuardProcess("faulthandler:_sigsegv", {}, name="crashing guard")
+    with pytest.raises(GuardError, match="the crashing guard process exited while starting: Fatal Python error"):
+        process.start()
