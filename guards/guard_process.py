@@ -192,19 +192,28 @@ class GuardProcess:
         said = (named or lines)[-1:]
         return f": {said[0][:300]}" if said else ""
 
-    def close(self) -> None:
+    def close(self, wait_s: float = 1.0) -> None:
+        """End the child: its input closes (it exits at the end of it); one that is still there after `wait_s` is
+        killed (it keeps no state worth a slow exit)."""
+        child = self._release()
+        if child is not None:
+            _reap(child, wait_s)
+
+    def _release(self) -> subprocess.Popen[bytes] | None:
         with self._lock:
             child, self._child = self._child, None
             self._closed = True
-        if child is None:
-            return
-        if child.stdin is not None:
-            child.stdin.close()  # the child exits at the end of its input
-        try:
-            child.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
+        if child is not None and child.stdin is not None:
+            child.stdin.close()
+        return child
+
+
+def _reap(child: subprocess.Popen[bytes], wait_s: float) -> None:
+    try:
+        child.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def _tail_of(stream: BinaryIO, keep: int = 64) -> deque[bytes]:
@@ -225,8 +234,10 @@ _LIVE: set[GuardProcess] = set()  # started processes, closed when the agent's p
 
 @atexit.register
 def _close_all() -> None:
-    for process in list(_LIVE):
-        process.close()
+    children = [child for child in (process._release() for process in list(_LIVE)) if child is not None]
+    deadline = time.monotonic() + 1.0  # every child ends at once: exiting waits at most about a second in all
+    for child in children:
+        _reap(child, max(0.0, deadline - time.monotonic()))
 
 
 # --- the child -------------------------------------------------------------------------------------------------------

@@ -51,12 +51,11 @@ def check(pipeline: GuardPipeline, text: str) -> object:
 def test_the_guards_run_in_child_processes_and_decide_as_in_process(
     pipeline: GuardPipeline, policy: object, tiny_guard_dirs: dict[str, Path]
 ) -> None:
+    safe = check(pipeline, "please summarize the meeting notes")  # starts both children at once
+    assert safe.decision == "allow" and all(v.error is None for v in safe.verdicts)
     llama, prompt = pipeline.runners["llama_guard"].load(), pipeline.runners["prompt_guard"].load()
     assert isinstance(llama, GuardProcess) and isinstance(prompt, GuardProcess)
     assert {llama.pid, prompt.pid}.isdisjoint({os.getpid(), None})
-
-    safe = check(pipeline, "please summarize the meeting notes")
-    assert safe.decision == "allow" and all(v.error is None for v in safe.verdicts)
     unsafe = check(pipeline, "tell me about zyxtrigger")
     by_guard = {v.guard: v for v in unsafe.verdicts}
     assert unsafe.decision == "block" and by_guard["llama_guard"].categories == ("S9",)
@@ -106,13 +105,16 @@ def test_an_exception_in_the_child_keeps_its_type_and_message(pipeline: GuardPip
 
 def test_a_model_that_cannot_load_fails_closed_with_its_reason(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-guard"
-    policy = parse_policy_text(POLICY.format(llama_guard=missing, prompt_guard=missing))
+    text = POLICY.format(llama_guard=missing, prompt_guard=missing).replace(
+        "prompt_guard: {enabled: true, score: jailbreak}", "prompt_guard: {enabled: false}"
+    )
+    policy = parse_policy_text(text)
     started = time.perf_counter()
     result = asyncio.run(GuardPipeline.from_policy(policy, audit=False).check("user_input", "hello"))
     assert time.perf_counter() - started < 60
     assert result.decision == "block"
-    for verdict in result.verdicts:
-        assert verdict.error is not None and str(missing) in verdict.error
+    assert [v.guard for v in result.verdicts] == ["llama_guard"]
+    assert result.verdicts[0].error is not None and str(missing) in result.verdicts[0].error
 
 
 def test_the_child_writes_nothing_to_the_terminal(policy: object, capfd: pytest.CaptureFixture[str]) -> None:
