@@ -88,6 +88,7 @@ class GuardProcess:
         self.name = name
         self.threads = threads
         self._lock = threading.Lock()  # the child handle, the next id, the calls in flight
+        self._write_lock = threading.Lock()  # one frame at a time on the child's input
         self._child: subprocess.Popen[bytes] | None = None
         self._pending: dict[int, Future[Any]] = {}
         self._ids = itertools.count()
@@ -150,11 +151,15 @@ class GuardProcess:
                 raise errors.GuardError(f"the {self.name} process is not running")
             request = next(self._ids)
             self._pending[request] = future
-            try:
+        try:
+            # A long text can fill the pipe while the child works on an earlier call: the write waits, but never
+            # under `_lock`, which the reply reader needs to hand that earlier call its answer.
+            with self._write_lock:
                 write_frame(child.stdin, (request, ref, args, kwargs))
-            except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: the pipe was closed by close()
+            with self._lock:
                 self._pending.pop(request, None)
-                raise errors.GuardError(f"the {self.name} process cannot be reached ({exc!r})") from None
+            raise errors.GuardError(f"the {self.name} process cannot be reached ({exc!r})") from None
         return future.result()
 
     def stats(self) -> dict[str, float]:

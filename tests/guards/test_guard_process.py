@@ -149,3 +149,15 @@ def test_a_child_that_crashes_while_starting_says_why() -> None:
     process = GuardProcess("faulthandler:_sigsegv", {}, name="crashing guard")
     with pytest.raises(GuardError, match="the crashing guard process exited while starting: Fatal Python error"):
         process.start()
+
+
+def test_large_texts_from_many_threads_each_get_their_own_answer() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    process = GuardProcess("guards.guard_process:resolve", {"ref": "builtins:len"}, name="length")
+    try:  # each text is far larger than a pipe's buffer: writes wait while the child answers earlier calls
+        with ThreadPoolExecutor(4) as pool:
+            sizes = list(pool.map(lambda n: process.call("__call__", "x" * n), [3_000_000 + i for i in range(8)]))
+    finally:
+        process.close()
+    assert sizes == [3_000_000 + i for i in range(8)]
