@@ -29,7 +29,7 @@ class Sizes:
     unsafe_answer_words: int = 50  # the tiny Llama Guard was trained on messages of up to 30 words: past ~60 it
     # misses its trigger, so the answer checked whole (reference mode) must stay short for the modes to be comparable
     chunk_chars: int = 200  # streaming moderation chunk (policy agent.streaming_moderation)
-    first_chunk_chars: int = 48  # ... and the first one: checked while the next generates (about 10 tokens)
+    first_chunk_chars: int = 24  # ... and the first one: checked while the next generates (about 5 tokens)
     prompt_guard_stride: int = 256  # policy prompt_guard.stride_tokens (the default: windows overlap by half)
 
     @classmethod

@@ -65,7 +65,8 @@ ACTION_SEVERITY: dict[str, int] = {"allow": 0, "log": 1, "warn": 2, "ask": 3, "b
 class PromptGuardConfig(PolicyModel):
     window_tokens: int = Field(default=512, strict=True, gt=0, le=512)  # the model's maximum input length
     stride_tokens: PositiveInt = 256  # step between window starts (window - stride tokens overlap)
-    batch_size: PositiveInt = 16
+    # windows per forward pass; null: 2 on the CPU, 16 on an accelerator (guards.prompt_guard.default_batch_size)
+    batch_size: PositiveInt | None = None
     on_error: OnError = "block"
     timeout_s: Seconds = 10.0
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from guards.errors import GuardModelNotFoundError
-from guards.prompt_guard import PromptGuard, label_scheme, preprocess_text, windows
+from guards.prompt_guard import PromptGuard, default_batch_size, label_scheme, preprocess_text, windows
 from guards.tiny_guard_texts import INJECTION_TRIGGER, JAILBREAK_TRIGGER, WORDS
 
 
@@ -107,8 +107,9 @@ def test_trigger_after_token_2000_is_caught(v1: PromptGuard, tiny_guard_dirs, tm
     result = v1.score(text, "jailbreak")
     assert result.tokens > 2000 and result.windows > 4 and result.score > 0.8
     assert result.max_window >= 4
-    small_batches = PromptGuard(v1.model, v1.tokenizer, batch_size=1).score(text, "jailbreak")
-    assert abs(small_batches.score - result.score) < 1e-5
+    for batch_size in (1, 16):  # the window batching never changes a score
+        other = PromptGuard(v1.model, v1.tokenizer, batch_size=batch_size).score(text, "jailbreak")
+        assert abs(other.score - result.score) < 1e-5 and other.max_window == result.max_window
     # LlamaFirewall's scanner reads the first 512 tokens only: it misses the same attack.
     home = tmp_path / "hf"
     home.mkdir()
@@ -117,6 +118,13 @@ def test_trigger_after_token_2000_is_caught(v1: PromptGuard, tiny_guard_dirs, tm
     firewall = _llamafirewall_promptguard()()
     assert firewall.get_jailbreak_score(text) < 0.5
     assert firewall.get_jailbreak_score(f"{JAILBREAK_TRIGGER} " + _filler(20)) > 0.8
+
+
+def test_batch_size_follows_the_device_unless_set(v1: PromptGuard) -> None:
+    # Small batches on the CPU (faster there, and light on the memory the main model shares), large on accelerators.
+    assert v1.batch_size == 2 == default_batch_size("cpu")
+    assert default_batch_size("cuda:0") == default_batch_size("mps") == 16
+    assert PromptGuard(v1.model, v1.tokenizer, batch_size=5).batch_size == 5
 
 
 def test_missing_model_is_a_clear_error(tmp_path: Path) -> None:
