@@ -59,6 +59,9 @@ async def main() -> None:
 
 
 asyncio.run(main())
+for t in threading.enumerate():  # aiosqlite's worker ends just after close() returns (it answers, then stops)
+    if t is not threading.main_thread() and not t.daemon:
+        t.join(timeout=5)
 alive = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
 print("THREADS", alive, flush=True)
 """
