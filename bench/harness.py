@@ -134,10 +134,10 @@ def _cpu_s() -> float:
     RUSAGE_CHILDREN only once it has exited)."""
     import resource
 
-    from guards.guard_process import _LIVE
+    from guards.guard_process import live_pids
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime + sum(_process_cpu_s(p.pid) for p in list(_LIVE) if p.pid is not None)
+    return usage.ru_utime + usage.ru_stime + sum(_process_cpu_s(pid) for pid in live_pids())
 
 
 def _process_cpu_s(pid: int) -> float:
@@ -153,32 +153,23 @@ class TokenCounter:
     process (a forward hook) or in the guard's own process (its counter)."""
 
     def __init__(self) -> None:
-        self.local_tokens = 0
+        self._local = [0]  # forward passes in this process (guards.guard_process.count_forward_tokens)
         self._hooked: set[int] = set()
         self._processes: dict[int, Any] = {}
 
     @property
     def tokens(self) -> int:
-        return self.local_tokens + sum(int(p.stats()["tokens"]) for p in self._processes.values())
+        return self._local[0] + sum(int(p.stats()["tokens"]) for p in self._processes.values())
 
     def attach(self, guard: Any) -> None:
+        from guards.guard_process import count_forward_tokens
+
         if hasattr(guard, "stats"):  # guards.guard_process.GuardProcess
             self._processes[id(guard)] = guard
             return
-        model = guard.model
-        if id(model) in self._hooked:
-            return
-        self._hooked.add(id(model))
-
-        def hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            mask = kwargs.get("attention_mask")
-            ids = kwargs.get("input_ids", args[0] if args else None)
-            if mask is not None and mask.dim() == 2 and ids is not None and mask.shape == ids.shape:
-                self.local_tokens += int(mask.sum())  # padding of batched windows is not text
-            elif ids is not None:
-                self.local_tokens += int(ids.numel())
-
-        model.register_forward_pre_hook(hook, with_kwargs=True)
+        if id(guard.model) not in self._hooked:
+            self._hooked.add(id(guard.model))
+            count_forward_tokens(guard.model, self._local)
 
 
 @dataclass

@@ -237,6 +237,11 @@ def _tail_of(stream: BinaryIO, keep: int = 64) -> deque[bytes]:
 _LIVE: set[GuardProcess] = set()  # started processes, closed when the agent's process exits
 
 
+def live_pids() -> list[int]:
+    """The process ids of the guard processes running now (the benchmark adds their CPU time to the agent's)."""
+    return [pid for pid in (process.pid for process in list(_LIVE)) if pid is not None]
+
+
 @atexit.register
 def _close_all() -> None:
     children = [child for child in (process._release() for process in list(_LIVE)) if child is not None]
@@ -248,7 +253,7 @@ def _close_all() -> None:
 # --- the child -------------------------------------------------------------------------------------------------------
 
 
-def _count_tokens(model: Any, counter: list[int]) -> None:
+def count_forward_tokens(model: Any, counter: list[int]) -> None:
     """Count the tokens each forward pass of `model` reads (padding of batched windows is not text)."""
 
     def hook(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -278,7 +283,7 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         return
     tokens = [0]
     if getattr(guard, "model", None) is not None:
-        _count_tokens(guard.model, tokens)
+        count_forward_tokens(guard.model, tokens)
     write_frame(replies, ("ready", None))
     while True:
         try:
