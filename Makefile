@@ -1,14 +1,22 @@
 # One command sets everything up and starts the chat (`make chat`); one sets up and runs the tests (`make test`).
 PYTHON ?= python3
-VENV := .venv
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The versions the last green run used, every package with its hashes (`make lock` regenerates it from pyproject's
+# ranges). TORCH=cuda installs torch's default (CUDA) build of the locked version instead of the locked CPU build;
+# LOCKED=0 takes the newest versions the ranges allow (what `make test-latest` runs on).
+LOCK := requirements.lock
+VLLM_LOCK := requirements-vllm.lock
+export PIP_VERSION := 26.3
+export TORCH ?= cpu
+export LOCKED ?= 1
 # The npm MCP server the tests start (tests/tools/mcp), installed once into the project, pinned.
 NPM_PREFIX := .cache/npm
 FS_MCP := $(NPM_PREFIX)/node_modules/@modelcontextprotocol/server-filesystem/package.json
 FS_MCP_VERSION := 2026.8.31
 
-.PHONY: setup mcp-servers postgres chromium chat serve test test-vllm fuzz bench lint clean
+.PHONY: setup mcp-servers postgres chromium chat serve test test-latest test-vllm lock lock-vllm fuzz bench lint clean
 
 setup: $(STAMP) mcp-servers postgres chromium
 
@@ -36,15 +44,25 @@ $(FS_MCP):
 	@! command -v npm >/dev/null 2>&1 || npm install --prefix $(NPM_PREFIX) --no-audit --no-fund --silent \
 		@modelcontextprotocol/server-filesystem@$(FS_MCP_VERSION)
 
-# Reinstall only when the project's metadata changed; bubblewrap is the sandbox for model-written code.
-$(STAMP): pyproject.toml
+# Reinstall only when the project's metadata or the lock changed; bubblewrap is the sandbox for model-written code.
+$(STAMP): pyproject.toml $(LOCK)
 	@command -v bwrap >/dev/null 2>&1 || { command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && \
 		(apt-get update -qq && apt-get install -y -qq bubblewrap libseccomp2 >/dev/null) || \
 		echo "note: bubblewrap (bwrap) not installed; the code interpreter will refuse to run without isolation"; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	PYTHON=$(PYTHON) bash scripts/install_locked.sh $(VENV) $(LOCK) dev
 	@touch $(STAMP)
+
+# Moves the lock forward: the newest versions pyproject.toml's ranges allow (UPGRADE=NAME: that package only).
+lock:
+	bash scripts/lock.sh $(LOCK) pyproject.toml dev
+
+lock-vllm:
+	COMPILE_COMMAND="make lock-vllm" bash scripts/lock.sh $(VLLM_LOCK) requirements-vllm.in ""
+
+# The suite on the newest versions the ranges allow, in a venv of its own (no lock): drift shows here first.
+test-latest:
+	rm -f .cache/latest-venv/.installed
+	$(MAKE) test VENV=.cache/latest-venv LOCKED=0
 
 chat: setup
 	$(BIN)/assistant chat
@@ -53,14 +71,17 @@ chat: setup
 serve: setup
 	$(BIN)/assistant serve --policy examples/policies/offline-smoke.yaml
 
+# Two workers, each taking whole test files (module fixtures stay in one process): about 6.5 min instead of 10 on
+# this project's 2-core machines. TEST_WORKERS=0 runs in one process.
+TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -m "not slow and not vllm"
+	$(BIN)/python -m pytest -m "not slow and not vllm" -n $(TEST_WORKERS) --dist loadfile
 
 # Integration tests against real vLLM (CPU) servers; vLLM gets its own virtualenv, built once per machine and user.
 VLLM_VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/guarded-assistant/vllm-venv
 test-vllm: setup
-	VLLM_VENV=$(VLLM_VENV) bash scripts/vllm_venv.sh
+	VLLM_VENV=$(VLLM_VENV) VLLM_LOCK=$(VLLM_LOCK) bash scripts/vllm_venv.sh
 	VLLM_VENV=$(VLLM_VENV) $(BIN)/python -m pytest -m vllm tests/vllm
 
 fuzz: setup

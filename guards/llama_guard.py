@@ -383,10 +383,11 @@ def load_causal_lm(path: str, *, device: str = "cpu", dtype: str = "auto") -> An
     if torch_dtype is None:
         raise GuardModelNotFoundError(f"unknown dtype {dtype!r} for the Llama Guard model (auto, float32, bfloat16)")
     try:
+        from model.backends.construction import from_pretrained
         from model.backends.loading import quiet_hf_progress
 
         with quiet_hf_progress():
-            model = AutoModelForCausalLM.from_pretrained(str(local if looks_local else path), dtype=torch_dtype)
+            model = from_pretrained(AutoModelForCausalLM, str(local if looks_local else path), dtype=torch_dtype)
     except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors ...: all mean "not loadable"
         raise GuardModelNotFoundError(
             f"could not load the Llama Guard model {path!r}: {exc}. For a hub id, download it first (the Llama "

@@ -273,10 +273,11 @@ def _load_classifier(path: str) -> tuple[Any, Any]:
         )
     name = str(local) if looks_local else path
     try:
+        from model.backends.construction import from_pretrained
         from model.backends.loading import quiet_hf_progress
 
         with quiet_hf_progress():
-            model = AutoModelForSequenceClassification.from_pretrained(name)
+            model = from_pretrained(AutoModelForSequenceClassification, name)
             tokenizer = AutoTokenizer.from_pretrained(name)
     except Exception as exc:  # OSError, ValueError, HTTP errors: all mean "not loadable"
         raise GuardModelNotFoundError(

@@ -29,6 +29,7 @@ from guards.tiny_guard_texts import (
     ordinary_text,
     with_trigger,
 )
+from model.backends.construction import constructing
 
 LG_SEED = 1234
 PG_SEED = 4321
@@ -166,7 +167,9 @@ def construct_llama_guard(config: dict[str, Any] | None = None) -> Any:
     )
     chain = [nl2, safe, unsafe, nl, s, nine, banana]  # answer-chain tokens, residual dims 7..13
     settings = {**tiny_llama_config(), "tie_word_embeddings": False, "max_position_embeddings": 16384}
-    with _skip_random_init():  # every matrix is overwritten below: drawing 2 x 8M random numbers first is waste
+    # Under the construction lock: skipping init patches torch process-wide (see model.backends.construction).
+    # Every matrix is overwritten below: drawing 2 x 8M random numbers first is waste.
+    with constructing(), _skip_random_init():
         model = LlamaForCausalLM(LlamaConfig(**{**settings, **(config or {})}))
     head_dim = model.config.hidden_size // model.config.num_attention_heads
     slow = head_dim // 2 - 1  # the rotary pair with the lowest frequency
@@ -274,7 +277,7 @@ def construct_prompt_guard(binary: bool) -> tuple[Any, Any]:
         label2id={v: k for k, v in labels.items()},
         pooler_hidden_size=32,
     )
-    with _skip_random_init():
+    with constructing(), _skip_random_init():
         model = DebertaV2ForSequenceClassification(config)
     ids = tokenizer.convert_tokens_to_ids
     with torch.no_grad():

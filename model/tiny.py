@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from model import versioned_dir
+from model.backends.construction import constructing
 from model.hf_tokenizer import BOS, STOP_TOKENS, VOCAB_SIZE, default_tokenizer_model, save_hf_tokenizer
 
 # Bump when the architecture, tokenizer files or layout change: directories built by another version are rebuilt.
@@ -91,7 +92,9 @@ def _write_checkpoint(directory: Path, *, seed: int) -> None:
 
     torch.manual_seed(seed)
     config = LlamaConfig(**tiny_llama_config())
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    with constructing():  # no guard model built in another thread meanwhile (construction.py)
+        model = LlamaForCausalLM(config)
+    model = model.to(torch.bfloat16)
     model.eval()
     model.save_pretrained(str(directory), safe_serialization=True)
     GenerationConfig(

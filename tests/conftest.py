@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -24,6 +25,24 @@ from tests.session_home import _SAVED, _SESSION_HOME, REAL_BEFORE, REAL_FOLDERS,
 def session_home() -> Iterator[Path]:
     """The session's temporary home (ASSISTANT_HOME and XDG folders live under it); removed at the end."""
     yield _SESSION_HOME
+
+
+_ROOT_HANDLERS = list(logging.getLogger().handlers)  # before any test module is imported
+
+
+@pytest.fixture(autouse=True)
+def no_log_handlers_left() -> Iterator[None]:
+    """No log handler outlives the test that installed it: the CLI's (assistant.logs), or one a library installs on
+    the root logger when a test imports it (llama_stack's writes to stdout), would otherwise write into a later
+    test's captured output - which test follows which depends on the worker (make test runs two)."""
+    yield
+    from assistant.logs import reset_logging
+
+    reset_logging()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler not in _ROOT_HANDLERS and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

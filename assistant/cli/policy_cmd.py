@@ -80,9 +80,25 @@ def schema() -> None:
 @policy.command()
 @click.argument("file", type=click.Path(path_type=Path), required=False)
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
-def init(file: Path | None, force: bool) -> None:
-    """Write the commented starter policy to FILE, or to stdout."""
-    text = starter_policy_text()
+@click.option(
+    "--template",
+    metavar="NAME",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    help="Write the example policy NAME (default, strict, coding-assistant, offline-smoke, ...) instead of the "
+    "starter; --template alone lists them.",
+)
+def init(file: Path | None, force: bool, template: str | None) -> None:
+    """Write the commented starter policy (or an example policy, --template NAME) to FILE, or to stdout."""
+    if template == "":
+        if file is not None:
+            click.echo(f"error: --template needs a NAME: `--template NAME {file}`; the templates:", err=True)
+            _list_templates(err=True)
+            sys.exit(exit_codes.BAD_INPUT)
+        _list_templates()
+        return
+    text = starter_policy_text() if template is None else _template_or_exit(template)
     if file is None:
         click.echo(text, nl=False)
         return
@@ -95,6 +111,30 @@ def init(file: Path | None, force: bool) -> None:
         click.echo(f"{file}: cannot write: {exc.strerror or exc}", err=True)
         sys.exit(exit_codes.BAD_INPUT)
     click.echo(f"wrote {file}; check it with `assistant policy check {file}`", err=True)
+
+
+def _template_or_exit(name: str) -> str:
+    from guards.policy.templates import UnknownTemplateError, template_text
+
+    try:
+        return template_text(name)
+    except UnknownTemplateError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+
+
+def _list_templates(*, err: bool = False) -> None:
+    """One line per template: its name and the policy's own `description`."""
+    import yaml
+
+    from guards.policy.templates import template_names, template_text
+
+    names = template_names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        data = yaml.safe_load(template_text(name))
+        description = data.get("description", "") if isinstance(data, dict) else ""
+        click.echo(f"{name:<{width}}  {description}".rstrip(), err=err)
 
 
 @policy.command()

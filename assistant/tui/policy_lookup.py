@@ -3,6 +3,7 @@ policy (the one `assistant policy init` writes, naming the real Llama models).""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,18 +35,23 @@ def choose_policy(explicit: Path | None) -> PolicyChoice:
 
 
 def offline_policy_path() -> Path | None:
-    """The offline smoke policy of a source checkout (what `make chat` runs from), or None when not installed so."""
+    """The offline smoke policy: a source checkout's `examples/policies/offline-smoke.yaml` when run from one (what
+    `make chat` shows), else the copy the package ships (`assistant policy init --template offline-smoke`); None only
+    when neither is there (a broken install)."""
     import assistant
+    from guards.policy.templates import OFFLINE_SMOKE, UnknownTemplateError, template_path
 
     candidates = [Path.cwd() / OFFLINE_POLICY, Path(assistant.__file__).resolve().parents[1] / OFFLINE_POLICY]
+    with contextlib.suppress(UnknownTemplateError):
+        candidates.append(template_path(OFFLINE_SMOKE))
     return next((path for path in candidates if path.is_file()), None)
 
 
 def offline_hint(offline: Path | None) -> str:
     if offline is None:
         return (
-            "The offline smoke policy (tiny random models, no downloads) ships with the source checkout as "
-            f"{OFFLINE_POLICY}; run `assistant chat --policy {OFFLINE_POLICY}` from there."
+            "The offline smoke policy (tiny random models, no downloads) is missing from this installation; "
+            f"a source checkout has it as {OFFLINE_POLICY}: run `assistant chat --policy {OFFLINE_POLICY}` there."
         )
     return (
         "The offline smoke policy runs tiny random-weight models built on first use (no downloads, CPU only). "

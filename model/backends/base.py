@@ -47,6 +47,8 @@ class BackendStats:
     last_prefill_s: float | None = None  # seconds of the last call's prefill (local backends)
     last_total_s: float | None = None  # seconds of the last call's whole generation (local backends)
     last_cancelled: bool = False  # the last call was stopped by its consumer
+    # remote backends: the last call's token counts came from the server's `usage` (False: counted here instead)
+    last_usage_from_server: bool | None = None
 
     def record(self, *, prompt: int, cached: int, generated: int) -> None:
         self.calls += 1

@@ -185,6 +185,8 @@ class OpenAIBackend:
             "temperature": params.temperature,
             "top_p": params.top_p,
             "stream": True,
+            # OpenAI's servers (and transformers serve since 5.25) send usage in a stream only when asked
+            "stream_options": {"include_usage": True},
         }
         if params.seed is not None:
             body["seed"] = params.seed
@@ -206,7 +208,7 @@ class OpenAIBackend:
             if use_text:
                 prompt = prompt_text_for_server(prompt_ids, self._tokenizer or _default_tokenizer())
             rejected = None
-            async with contextlib.aclosing(self._request(self._body(model, prompt, params))) as items:
+            async with contextlib.aclosing(self._request(self._body(model, prompt, params), len(prompt_ids))) as items:
                 async for kind, value in items:
                     if kind == "rejected":
                         rejected = value
@@ -229,7 +231,7 @@ class OpenAIBackend:
             raise BackendError(f"{self.base_url}/completions answered HTTP {status}: {detail[:500]}")
         raise BackendError(f"{self.base_url}/completions kept rejecting the request")
 
-    async def _request(self, body: dict[str, Any]) -> AsyncIterator[tuple[str, Any]]:
+    async def _request(self, body: dict[str, Any], prompt_ids_len: int) -> AsyncIterator[tuple[str, Any]]:
         """Yield ("delta", text) items, or one ("rejected", (status, detail)) for a 4xx answer before streaming."""
         import httpx
 
@@ -290,13 +292,22 @@ class OpenAIBackend:
             yield "delta", SpecialToken(tail or "<|eot_id|>")
         elif held:
             yield "delta", held
-        prompt_tokens = len(body["prompt"]) if isinstance(body["prompt"], list) else int(usage.get("prompt_tokens", 0))
-        details = usage.get("prompt_tokens_details") or {}
-        self.stats.record(
-            prompt=prompt_tokens,
-            cached=int(details.get("cached_tokens") or 0),
-            generated=int(usage.get("completion_tokens") or chunks),
-        )
+        self.stats.record(**_token_counts(body["prompt"], prompt_ids_len, usage, chunks))
+        self.stats.last_usage_from_server = bool(usage)
+
+
+def _token_counts(prompt: list[int] | str, prompt_ids_len: int, usage: dict[str, Any], chunks: int) -> dict[str, int]:
+    """Prompt, cached and generated tokens of one call: the server's usage where it sent one, else counted here.
+
+    A text prompt has exactly the ids we rendered it from (the server adds back the <|begin_of_text|> we drop), so a
+    server that sends no usage (one not asked, or one that ignores `stream_options`) never reads as 0 prompt tokens.
+    """
+    details = usage.get("prompt_tokens_details") or {}
+    return {
+        "prompt": len(prompt) if isinstance(prompt, list) else int(usage.get("prompt_tokens") or prompt_ids_len),
+        "cached": int(details.get("cached_tokens") or 0),
+        "generated": int(usage.get("completion_tokens") or chunks),
+    }
 
 
 def _parse_chunk(data: str, base_url: str) -> dict[str, Any]:

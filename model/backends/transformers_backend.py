@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from model.backends.base import BackendStats, GenerationParams, LoadEvent, ProgressCallback
+from model.backends.construction import from_pretrained
 from model.backends.decoding import IncrementalDecoder, TokenChooser, decode_one, prefill, sampler
 from model.backends.errors import BackendError, ModelNotFoundError
 from model.backends.loading import quiet_hf_progress, resolve_model_source
@@ -88,7 +89,7 @@ def _load_uncached(
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory))
             emit(LoadEvent("weights", f"loading weights from {directory} (dtype={dtype}, device={device})"))
-            model = AutoModelForCausalLM.from_pretrained(str(directory), **kwargs)
+            model = from_pretrained(AutoModelForCausalLM, str(directory), **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelNotFoundError(
                 f"model files in {directory} (for {source})",

@@ -188,3 +188,56 @@ def test_policy_check_through_the_installed_entry_point() -> None:
         pytest.skip("no assistant script next to this interpreter")
     done = subprocess.run([str(exe), "policy", "check", str(EXAMPLES / "strict.yaml")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_init_template_alone_lists_every_template_with_its_description() -> None:
+    result = invoke("init", "--template")
+    assert result.exit_code == exit_codes.OK, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(path.stem for path in EXAMPLES.glob("*.yaml"))
+    smoke = next(line for line in lines if line.startswith("offline-smoke "))
+    assert smoke.split(None, 1)[1] == yaml.safe_load((EXAMPLES / "offline-smoke.yaml").read_text())["description"]
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_init_template_writes_that_example(tmp_path: Path, path: Path) -> None:
+    target = tmp_path / "mine.yaml"
+    result = invoke("init", "--template", path.stem, str(target))
+    assert result.exit_code == exit_codes.OK, result.output
+    assert target.read_bytes() == path.read_bytes()
+    assert result.stderr == f"wrote {target}; check it with `assistant policy check {target}`\n"
+    checked = invoke("check", str(target))
+    assert checked.exit_code == exit_codes.OK and checked.stderr == ""
+
+
+def test_init_template_without_file_prints_it() -> None:
+    result = invoke("init", "--template", "strict")
+    assert result.exit_code == exit_codes.OK
+    assert result.stdout == (EXAMPLES / "strict.yaml").read_text()
+
+
+def test_init_unknown_template_exits_2_naming_the_templates(tmp_path: Path) -> None:
+    target = tmp_path / "mine.yaml"
+    result = invoke("init", "--template", "nope", str(target))
+    assert result.exit_code == exit_codes.BAD_INPUT
+    assert result.stderr.startswith("error: unknown template 'nope'; templates: coding-assistant, default, ")
+    assert "offline-smoke" in result.stderr and result.stdout == ""
+    assert not target.exists()
+
+
+def test_init_template_needs_a_name_when_a_file_is_given(tmp_path: Path) -> None:
+    target = tmp_path / "mine.yaml"
+    result = invoke("init", str(target), "--template")
+    assert result.exit_code == exit_codes.BAD_INPUT
+    assert "--template needs a NAME" in result.stderr and "offline-smoke" in result.stderr
+    assert not target.exists()
+
+
+def test_init_template_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
+    path = write(tmp_path, "keep me\n")
+    result = invoke("init", "--template", "offline-smoke", str(path))
+    assert result.exit_code == exit_codes.BAD_INPUT
+    assert "--force" in result.stderr
+    assert path.read_text() == "keep me\n"
+    assert invoke("init", "--template", "offline-smoke", "--force", str(path)).exit_code == exit_codes.OK
+    assert path.read_bytes() == (EXAMPLES / "offline-smoke.yaml").read_bytes()

@@ -99,6 +99,7 @@ async def test_streams_the_same_greedy_text_as_the_local_backend(server: str, ti
     # The server adds its own <|begin_of_text|>; we drop ours, so the prompt is not doubled.
     assert remote.stats.last_prompt_tokens == len(ids)
     assert remote.stats.last_generated_tokens == GREEDY.max_new_tokens
+    assert remote.stats.last_usage_from_server  # asked for with stream_options.include_usage (transformers >= 5.25)
 
 
 async def test_special_token_text_in_content_is_refused_in_text_mode(server: str) -> None:

@@ -82,3 +82,33 @@ async def test_a_text_only_server_gives_plain_text_and_its_reported_stop() -> No
     # Without a stop reported, a trailing stop-token string is just text.
     _, builder = await collect(backend_for([{"index": 0, "text": "bye<|eot_id|>", "finish_reason": "length"}], []))
     assert builder.result().text == "bye<|eot_id|>" and builder.result().stop_reason is None
+
+
+async def test_a_server_that_sends_no_usage_is_counted_here_not_read_as_zero() -> None:
+    """A text-prompt server that sends no `usage` (not asked, or ignoring stream_options): the prompt's tokens are
+    the ids it was rendered from, the generated ones the chunks; the stats say they were counted here."""
+    seen: list[dict] = []
+    backend = backend_for([{"index": 0, "text": "Hi"}, {"index": 0, "text": "!", "finish_reason": "stop"}], seen)
+    backend.prompt_as = "text"
+    await collect(backend)
+    assert seen[0]["stream_options"] == {"include_usage": True}
+    assert isinstance(seen[0]["prompt"], str)
+    assert backend.stats.last_prompt_tokens == 2 and backend.stats.last_generated_tokens == 2
+    assert backend.stats.last_usage_from_server is False
+
+
+async def test_a_servers_usage_chunk_is_used_when_it_sends_one() -> None:
+    seen: list[dict] = []
+    backend = backend_for([{"index": 0, "text": "Hi", "finish_reason": "stop"}], seen)
+    backend.prompt_as = "text"
+    usage = {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 1, "total_tokens": 8}}
+    sent = sse([{"index": 0, "text": "Hi", "finish_reason": "stop"}]).replace(
+        b"data: [DONE]", f"data: {json.dumps(usage)}\n\ndata: [DONE]".encode()
+    )
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=sent, headers={"content-type": "text/event-stream"})
+
+    backend._client = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    await collect(backend)
+    assert backend.stats.last_prompt_tokens == 7 and backend.stats.last_usage_from_server is True
