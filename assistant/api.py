@@ -107,6 +107,8 @@ class Assistant:
     performance: Performance = field(default_factory=Performance)
     interface: str = "api"  # who answers approvals, for the audit log: api, cli, tui, server
     mcp: Any = None  # tools.mcp.McpToolset: the policy's MCP servers, started by from_policy, stopped by close()
+    # thread -> the user's message of its last run as the input guard sealed it (for keep_stopped)
+    _admitted: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def replace(self, **changes: Any) -> Assistant:
         return dataclasses.replace(self, **changes)
@@ -170,13 +172,15 @@ class Assistant:
     @cached_property
     def deps(self) -> AgentDeps:
         from assistant.agent.deps import AgentDeps
+        from assistant.agent.provenance import deployer_definition
         from model.messages import ToolSpec
 
         builtin = tuple(name for name, t in self.tools.items() if t.builtin)
         custom = tuple(t.definition() for t in self.tools.values() if not t.builtin)
         spec = ToolSpec(tools=custom, builtin_tools=builtin, tool_format=self.policy.agent.tool_format)
+        records = {definition.name: deployer_definition(definition) for definition in custom}  # the policy's
         return AgentDeps(self.policy, self.backend, self.tokenizer, self.pipeline, self.tools, spec, self.today,
-                         performance=self.performance)  # fmt: skip
+                         performance=self.performance, tool_records=records)  # fmt: skip
 
     @cached_property
     def _compiled(self) -> Any:
@@ -207,9 +211,12 @@ class Assistant:
         async def produce() -> None:
             try:
                 async with self._open_agent(thread_id) as agent:
-                    async for event in agent.stream(text, thread_id=thread_id, approve=approve or self.approve,
-                                                    resume=resume, interface=self.interface):  # fmt: skip
-                        await queue.put(("event", event))
+                    try:
+                        async for event in agent.stream(text, thread_id=thread_id, approve=approve or self.approve,
+                                                        resume=resume, interface=self.interface):  # fmt: skip
+                            await queue.put(("event", event))
+                    finally:
+                        self._admitted[thread_id] = agent.admitted_input
                 await queue.put(("end", None))
             except BaseException as exc:  # handed to the consumer (ThreadBusy, a bug); cancellation ends quietly
                 if not isinstance(exc, asyncio.CancelledError):
@@ -244,10 +251,17 @@ class Assistant:
                 yield event
 
     async def resume(
-        self, thread: str, decision: Decision | bool | dict[str, str], *, approve: ApproveCallback | None = None
-    ) -> AsyncIterator[Event]:
-        """Continue a thread that waits for an approval, with the human's decision (works after a restart)."""
-        async with contextlib.aclosing(self._events(None, thread, approve, coerce_decision(decision))) as events:
+        self, thread: str, decision: Decision | bool | dict[str, str], *, approve: ApproveCallback | None = None,
+        call_id: str | None = None,
+    ) -> AsyncIterator[Event]:  # fmt: skip
+        """Continue a thread that waits for an approval, with the human's decision (works after a restart). The
+        decision names the call it decides - `call_id` here or `Decision.call_id`: the `call_id` of the
+        ApprovalRequested that was shown; a decision for another call (stale, already decided) raises StaleApproval,
+        and so does a second decision on a call another request is deciding at the same moment."""
+        chosen = coerce_decision(decision)
+        if call_id is not None:
+            chosen = chosen.for_call(call_id)
+        async with contextlib.aclosing(self._events(None, thread, approve, chosen)) as events:
             async for event in events:
                 yield event
 
@@ -258,9 +272,20 @@ class Assistant:
 
     async def history(self, thread: str) -> list[dict[str, Any]]:
         """The thread's messages as the model sees them (blocked text never appears here)."""
+        from assistant.agent.provenance import RECORD
+
         async with self._open_agent() as agent:
             state = await agent.state(thread)
-        return list(state.get("messages") or [])
+        return [{k: v for k, v in m.items() if k != RECORD} for m in state.get("messages") or []]
+
+    async def keep_stopped(self, thread: str, text: str, events: Sequence[Event]) -> None:
+        """After the user stopped a turn (`assistant.stopped`): keep the answer as far as it was shown, after the
+        user's message as the input guard sealed it; nothing when the message was stopped before it passed."""
+        from assistant.stopped import stopped_messages
+
+        admitted = self._admitted.pop(thread, None)
+        if messages := stopped_messages(text, events, await self.history(thread), admitted):
+            await self.append_messages(thread, messages)
 
     async def delete_thread(self, thread: str) -> None:
         """Forget a thread: its messages, pending approvals and session approvals."""
@@ -268,12 +293,16 @@ class Assistant:
             await agent.graph.checkpointer.adelete_thread(thread)
 
     async def append_messages(self, thread: str, messages: Sequence[dict[str, Any]]) -> None:
-        """Append already judged messages to a thread: a stopped turn's user message and the answer as far as it was
-        shown (`assistant.stopped`), a guarded attachment (the chat's /attach). The caller judged them; nothing here
-        does. Raises ThreadBusy while the thread waits for an approval (issue 19, interfaces.md "H8 needs")."""
+        """Append judged messages to a thread: the answer of a stopped turn as far as it was shown
+        (`assistant.stopped`), a guarded attachment (the chat's /attach). Each must carry its judgement record
+        (`assistant.agent.provenance.seal`): an unsealed message raises Unjudged and nothing is stored. Raises
+        ThreadBusy while the thread waits for an approval."""
         from assistant.agent.graph import ThreadBusy
         from assistant.agent.nodes import MODEL
+        from assistant.agent.provenance import admit
         from assistant.agent.state import new_turn
+
+        admit(messages)
 
         async with self._open_agent(thread) as agent:
             if await agent.pending_approval(thread) is not None:
@@ -296,16 +325,20 @@ class Assistant:
         events = [e async for e in self.stream(text, thread=thread_id, approve=approve)]
         return Result.collect(thread_id, events)
 
-    async def aresume(self, thread: str, decision: Decision | bool | dict[str, str]) -> Result:
-        events = [e async for e in self.resume(thread, decision)]
+    async def aresume(
+        self, thread: str, decision: Decision | bool | dict[str, str], *, call_id: str | None = None
+    ) -> Result:
+        events = [e async for e in self.resume(thread, decision, call_id=call_id)]
         return Result.collect(thread, events)
 
     def run(self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None) -> Result:
         """`arun` for scripts without an event loop of their own."""
         return asyncio.run(self.arun(text, thread=thread, approve=approve))
 
-    def resume_sync(self, thread: str, decision: Decision | bool | dict[str, str]) -> Result:
-        return asyncio.run(self.aresume(thread, decision))
+    def resume_sync(
+        self, thread: str, decision: Decision | bool | dict[str, str], *, call_id: str | None = None
+    ) -> Result:
+        return asyncio.run(self.aresume(thread, decision, call_id=call_id))
 
 
 def default_db_path(policy: Any, policy_path: Path | None = None) -> Path:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from assistant.agent.provenance import record_problem, seal_trusted
 from assistant.events import Error, Event, GuardVerdict, TokenDelta, ToolCallProposed, ToolResult
 
 CANCELLED = "cancelled"  # the Error kind of a stopped turn
@@ -44,17 +45,22 @@ def shown_text(events: Sequence[Event]) -> str:
 
 
 def stopped_messages(
-    text: str, events: Sequence[Event], history: Sequence[dict[str, Any]] = ()
+    text: str, events: Sequence[Event], history: Sequence[dict[str, Any]] = (), admitted: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
-    """The messages a stopped turn adds to the thread (`history`: what it holds now). Empty when its input had not
-    been judged yet. The user's message is left out when the cancelled run already stored it (the agent writes the
-    thread when a run ends, a cancelled one too): it is then the thread's last user message, with no answer after."""
+    """The messages a stopped turn adds to the thread (`history`: what it holds now): the answer as far as it was
+    shown, and only after a user message the agent stored. The agent stores the user's message once its input
+    judgement passed, sealed with it (and writes the thread when a run ends, a cancelled one too), so a message
+    stopped before or while it was judged (or while an attachment was) is never kept, whatever events came."""
     if not input_passed(events):
         return []
     messages: list[dict[str, Any]] = []
     if not _already_stored(text, history):
-        messages.append({"role": "user", "content": text})
-    messages.append({"role": "assistant", "content": shown_text(events), STOPPED_TEXT: True})
+        sealed = admitted is not None and admitted.get("content") == text and record_problem(admitted) is None
+        if not sealed:  # stopped before (or while) its judgement: nothing of the turn is kept
+            return []
+        messages.append(dict(admitted))  # type: ignore[arg-type]  # checked just above
+    # every piece of it was released to the user only after a check covering it passed (the answer stream)
+    messages.append(seal_trusted({"role": "assistant", "content": shown_text(events), STOPPED_TEXT: True}, "shown"))
     return messages
 
 

@@ -9,11 +9,19 @@ migrations that create its tables (`migrate`, run by `assistant db migrate`).
 
 A checkpointer is opened per stream (one connection): async database connections belong to the event loop that
 opened them, and `Assistant.run` starts a fresh loop per call.
+
+Approval claims (`claim_approval`): before a paused thread is resumed with a decision, the decider inserts a row
+(thread, checkpoint, call) into `assistant_approval_claims` in the same store (SQLite: the same file, created on first
+use; PostgreSQL: by `assistant db migrate`). The primary key lets exactly one of several processes that read the
+same pending approval win it; the others are told the call is being decided. The row is deleted when the resumed run
+has written its state (a row left by a crashed process expires after `CLAIM_STALE_S`).
 """
 
 from __future__ import annotations
 
 import os
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -24,6 +32,13 @@ OWNERS_TABLE = "assistant_thread_owners"  # `assistant serve`: which API key own
 _OWNERS_DDL = f"CREATE TABLE IF NOT EXISTS {OWNERS_TABLE} (thread_id TEXT PRIMARY KEY, key_id TEXT NOT NULL)"
 _CHECKED_URLS: set[str] = set()  # postgres URLs whose schema version was found current in this process
 THREAD_LOCK_TIMEOUT_S = 600.0  # longest wait for another replica's turn on the same thread
+CLAIMS_TABLE = "assistant_approval_claims"  # who decides a pending approval now, for every process sharing the store
+_CLAIMS_DDL = (
+    f"CREATE TABLE IF NOT EXISTS {CLAIMS_TABLE} (thread_id TEXT NOT NULL, checkpoint_id TEXT NOT NULL, call_id TEXT "
+    "NOT NULL, claimed_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (thread_id, checkpoint_id, call_id))"
+)
+CLAIM_STALE_S = 3600.0  # a claim this old is a crashed process's: another decider may take the call over
+_SQLITE_CLAIMS_READY: weakref.WeakSet[Any] = weakref.WeakSet()  # savers whose file has the claims table
 
 
 class StorageError(Exception):
@@ -105,6 +120,64 @@ async def open_checkpointer(target: StorageTarget, *, lock_thread: str | None = 
         yield saver  # the lock goes with the connection when the stream ends
 
 
+def _store_kind(saver: Any) -> str | None:
+    """sqlite / postgres for the two stores claims live in; None for others (in-memory: one process only)."""
+    module = type(saver).__module__
+    if module.startswith("langgraph.checkpoint.sqlite"):
+        return "sqlite"
+    if module.startswith("langgraph.checkpoint.postgres"):
+        return "postgres"
+    return None
+
+
+async def claim_approval(saver: Any, thread_id: str, checkpoint_id: str, call_id: str) -> bool:
+    """Claim the decision on the call `call_id` the thread waits for at `checkpoint_id`: True for exactly one claimant
+    across every process sharing the store (True as well on stores only one process uses). Release it with
+    `release_approval` once the resumed run has written its state."""
+    kind = _store_kind(saver)
+    key = (thread_id, checkpoint_id, call_id)
+    now = time.time()
+    if kind == "sqlite":
+        async with saver.lock:
+            if saver not in _SQLITE_CLAIMS_READY:
+                await saver.conn.execute(_CLAIMS_DDL)
+                await saver.conn.commit()
+                _SQLITE_CLAIMS_READY.add(saver)
+            # one transaction: a stale row goes and the new one comes in under the file's write lock
+            await saver.conn.execute(f"DELETE FROM {CLAIMS_TABLE} WHERE thread_id = ? AND checkpoint_id = ? AND "
+                                     "call_id = ? AND claimed_at < ?", (*key, now - CLAIM_STALE_S))  # fmt: skip
+            cursor = await saver.conn.execute(f"INSERT OR IGNORE INTO {CLAIMS_TABLE} VALUES (?, ?, ?, ?)", (*key, now))
+            won = cursor.rowcount == 1
+            await saver.conn.commit()
+        return won
+    if kind == "postgres":
+        async with saver.lock:
+            await saver.conn.execute(f"DELETE FROM {CLAIMS_TABLE} WHERE thread_id = %s AND checkpoint_id = %s AND "
+                                     "call_id = %s AND claimed_at < %s", (*key, now - CLAIM_STALE_S))  # fmt: skip
+            cursor = await saver.conn.execute(
+                f"INSERT INTO {CLAIMS_TABLE} VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", (*key, now)
+            )
+            return cursor.rowcount == 1
+    return True
+
+
+async def release_approval(saver: Any, thread_id: str, checkpoint_id: str, call_id: str) -> None:
+    """Drop a claim (the resumed run wrote its state, or did not start)."""
+    kind = _store_kind(saver)
+    key = (thread_id, checkpoint_id, call_id)
+    if kind == "sqlite":
+        async with saver.lock:
+            await saver.conn.execute(
+                f"DELETE FROM {CLAIMS_TABLE} WHERE thread_id = ? AND checkpoint_id = ? AND call_id = ?", key
+            )
+            await saver.conn.commit()
+    elif kind == "postgres":
+        async with saver.lock:
+            await saver.conn.execute(
+                f"DELETE FROM {CLAIMS_TABLE} WHERE thread_id = %s AND checkpoint_id = %s AND call_id = %s", key
+            )
+
+
 async def _lock_thread(saver: Any, thread_id: str, target: StorageTarget) -> None:
     import psycopg
 
@@ -160,9 +233,11 @@ async def schema_version(saver: Any) -> tuple[int, int]:
         row = await cursor.fetchone()
         await cursor.execute(f"SELECT to_regclass('{OWNERS_TABLE}') AS t")
         owners = await cursor.fetchone()
+        await cursor.execute(f"SELECT to_regclass('{CLAIMS_TABLE}') AS t")
+        claims = await cursor.fetchone()
     value = _first(row)
     current = -1 if value is None else int(value)
-    if _first(owners) is None:  # our own table, created by the same `assistant db migrate`
+    if _first(owners) is None or _first(claims) is None:  # our own tables, created by the same `assistant db migrate`
         current = min(current, latest - 1)
     return current, latest
 
@@ -178,11 +253,14 @@ async def migrate(target: StorageTarget) -> str:
     if target.backend == "sqlite":
         async with open_checkpointer(target) as saver:
             await saver.setup()
+            await saver.conn.execute(_CLAIMS_DDL)
+            await saver.conn.commit()
         return f"{target.describe()}: ready"
     async with _postgres_saver(target) as saver:
         before, _ = await schema_version(saver)
         await saver.setup()
         await saver.conn.execute(_OWNERS_DDL)
+        await saver.conn.execute(_CLAIMS_DDL)
         after, _ = await schema_version(saver)
     _CHECKED_URLS.discard(target.url or "")
     if before == after:
@@ -257,9 +335,11 @@ __all__ = [
     "PostgresOwners",
     "StorageError",
     "StorageTarget",
+    "claim_approval",
     "migrate",
     "open_checkpointer",
     "redact_url",
+    "release_approval",
     "schema_status",
     "shared_owners",
     "storage_target",

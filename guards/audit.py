@@ -113,6 +113,12 @@ def stored_text(text: str, storage: TextStorage) -> dict[str, Any]:
     raise ValueError(f"unknown text storage {storage!r}; expected full, hash or redact")
 
 
+def arguments_text(arguments: Mapping[str, Any]) -> str:
+    """A tool call's arguments as one text, the canonical JSON of the audit records (sorted keys, no spaces): the
+    `arguments` of `approval_request`, `approval_decision` and `tool_run`, stored like any text (`audit.texts`)."""
+    return canonical_json(dict(arguments)).decode("utf-8")
+
+
 def _lock_for(path: Path) -> threading.Lock:
     with _path_locks_guard:
         return _path_locks.setdefault(str(path), threading.Lock())
@@ -166,13 +172,18 @@ class AuditLog:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def append(self, kind: str, *, text: str | None = None, **fields: Any) -> dict[str, Any]:
-        """Write one record durably and return it (with seq, ts, prev_hash and hash)."""
+    def append(
+        self, kind: str, *, text: str | None = None, arguments: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """Write one record durably and return it (with seq, ts, prev_hash and hash). `text` and `arguments` (a tool
+        call's, see `arguments_text`) are stored per `texts`."""
         clash = _RESERVED & set(fields)
         if clash:
             raise ValueError(f"audit record fields {sorted(clash)} are reserved")
         if text is not None:
             fields["text"] = stored_text(text, self.texts)
+        if arguments is not None:
+            fields["arguments"] = stored_text(arguments, self.texts)
         with _lock_for(self.path):
             self._heads.raise_failure()
             fd = self._open_locked()
@@ -348,5 +359,6 @@ def _parse_record(line: bytes) -> dict[str, Any] | None:
 
 __all__ = [
     "GENESIS_HASH", "AuditLog", "AuditLogTampered", "AuditLogUnreadable", "AuditProblem", "AuditReport", "HeadSink",
+    "arguments_text",
     "canonical_json", "record_hash", "stored_text", "syslog_head_sink", "verify_audit_log",
 ]  # fmt: skip

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Path = Literal["user_text", "completion", "tool_call", "tool_result"]
+Path = Literal["user_text", "completion", "tool_call", "tool_result", "tool_definition"]
 Outcome = Literal["pass", "ask", "block", "error"]
 
 
@@ -41,9 +41,17 @@ PATHS: dict[str, tuple[Check, ...]] = {
     # what the model will read and the user will be shown: the same text, judged as third-party text for the
     # model and as model-derived text for the user
     "tool_result": (Check("tool_result", "user"), Check("model_output", "assistant")),
+    # a tool's definition that does not come from the deployer (a client's tools in `serve`): third-party text the
+    # model will read in its system prompt, judged like a tool's result
+    "tool_definition": (Check("tool_result", "user"), Check("model_output", "assistant")),
 }
 ASKABLE: frozenset[str] = frozenset({"tool_call"})  # paths where a guard's `ask` reaches a human
-CONCURRENT: frozenset[str] = frozenset({"tool_result"})  # paths whose stages run together (decided in row order)
+CONCURRENT: frozenset[str] = frozenset({"tool_result", "tool_definition"})  # stages run together (decided in order)
+# A message that arrives without a judgement (a client's history in `serve`, a thread stored before judgement
+# records existed) takes its role's path; each tool call it carries then takes `tool_call` as well.
+ROLE_PATHS: dict[str, Path] = {
+    "user": "user_text", "system": "user_text", "assistant": "completion", "tool": "tool_result",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)

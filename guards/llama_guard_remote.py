@@ -10,7 +10,11 @@ Fail-closed: a server that is down, slow, answers an HTTP error or anything but 
 token is neither `safe` nor `unsafe`, raises a `GuardError`, which the pipeline turns into a guard error verdict
 (block by default). Never "safe". When `safe` ranks first and `unsafe` is not among the top 20 (a very confident
 guard), P(unsafe) is not guessed from the tail: its exact value comes from vLLM's `prompt_logprobs` for the prompt
-followed by `unsafe`; a server that cannot give it is a guard error too.
+followed by `unsafe`; a server that cannot give it is a guard error too. Also guard errors
+(`guards.llama_guard_remote_io`): JSON with a key twice in any object, or NaN / Infinity; a body over
+`MAX_RESPONSE_BYTES`; a check (model discovery, a pending probe and every request) past its one `timeout_s` budget;
+log-probabilities that are not finite numbers <= 0, list `safe` or `unsafe` twice, or whose probabilities sum above
+1; a generated text that disagrees with them (`check_generated`).
 
 Prompts go as token ids. A server that refuses ids (`prompt_as: auto` falls back) gets the prompt as text only
 through `model.backends.openai_backend.prompt_text_for_server`, which refuses any prompt whose content holds
@@ -40,16 +44,24 @@ from guards.llama_guard_prompt import (
     prompt_categories,
     prompt_segments,
 )
+from guards.llama_guard_remote_io import (
+    MAX_RESPONSE_BYTES,
+    PROMPT_LOGPROB_BYTES,
+    TOP_LOGPROBS,
+    Budget,
+    GuardServerError,
+    check_generated,
+    check_sum,
+    logprob,
+    read_body,
+    strict_json,
+    top_logprobs,
+)
 from guards.stage_runners import LlamaGuardRunner
 
 PromptAs = Literal["auto", "ids", "text"]
-TOP_LOGPROBS = 20  # vLLM's default cap (--max-logprobs)
 STOP_TOKENS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
 _TOKEN_ID_PREFIX = "token_id:"  # vLLM's key form with return_tokens_as_token_ids
-
-
-class GuardServerError(GuardError):
-    """The Llama Guard server could not be reached, timed out or answered an HTTP error."""
 
 
 class RemoteLlamaGuard:
@@ -92,7 +104,9 @@ class RemoteLlamaGuard:
         self.safe_id = _single_id(tok, "safe")
         self.unsafe_id = _single_id(tok, "unsafe")
         self.stop_ids = tuple(tok.special_id(name) for name in STOP_TOKENS)
-        self._timeouts = (connect_timeout_s, timeout_s)
+        self.timeout_s = timeout_s  # the budget of one whole check (or probe), every request in it included
+        self._connect_timeout_s = connect_timeout_s
+        self._probe_pending = False  # a probe failed: the next check probes again, inside its own budget
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._send_extras = True  # vLLM's stop_token_ids / return_tokens_as_token_ids, dropped if refused
         self._client: Any = None
@@ -105,15 +119,19 @@ class RemoteLlamaGuard:
         checked_role(turns)
         ids = self.prompt_ids(turns)
         started = time.perf_counter()
-        model = self._resolve_model()
-        first = self._complete(model, ids, max_tokens=1, logprobs=TOP_LOGPROBS)
-        unsafe_logprob, verdict = self._first_token(first)
+        budget = Budget(self.timeout_s)  # one deadline for everything below: probe, model discovery, requests
+        if self._probe_pending:
+            self.probe(budget)
+        model = self._resolve_model(budget)
+        first = self._complete(model, ids, budget, max_tokens=1, logprobs=TOP_LOGPROBS)
+        unsafe_logprob, verdict, top = self._first_token(first)
         if unsafe_logprob is None:  # `safe` ranks first and `unsafe` below the top 20: ask for its exact value
-            unsafe_logprob = self._exact_logprob(model, ids, self.unsafe_id)
+            unsafe_logprob = self._exact_logprob(model, ids, self.unsafe_id, budget)
+            check_sum(top, unsafe_beyond_top=unsafe_logprob)
         score = math.exp(unsafe_logprob)
         text = verdict
         if score >= self.threshold:
-            more = self._complete(model, [*ids, self.unsafe_id], max_tokens=MAX_CATEGORY_TOKENS, logprobs=None)
+            more = self._complete(model, [*ids, self.unsafe_id], budget, max_tokens=MAX_CATEGORY_TOKENS, logprobs=None)
             text = "unsafe" + _continuation_text(more)
         result = LlamaGuard._decide(self, score, verdict, text, "forward", len(ids), 0)  # type: ignore[arg-type]
         from dataclasses import replace
@@ -131,18 +149,22 @@ class RemoteLlamaGuard:
         tok = self.tokenizer
         return encode_segments(prompt_segments(turns, self.categories), tok.encode, tok.special_id)
 
-    def probe(self) -> None:
+    def probe(self, budget: Budget | None = None) -> None:
         """Ask the server which models it serves: unreachable, or not serving ours, is a GuardError now (at load,
-        so `assistant serve`'s /readyz reports it) rather than at the first check."""
-        data = self._call("GET", "/models", None)
-        served = [m.get("id") for m in data.get("data") or [] if isinstance(m, dict)]
+        so `assistant serve`'s /readyz reports it) rather than at the first check. Within `budget` (a check's) or a
+        `timeout_s` of its own; until a probe succeeds, every check probes first, inside the check's budget."""
+        self._probe_pending = True
+        served = self._served(budget or Budget(self.timeout_s))
         if self.model is None:
-            self._resolve_model()
+            if not served or not isinstance(served[0], str):
+                raise GuardOutputError(f"{self.base_url}/models lists no model; set models.llama_guard.source")
+            self.model = served[0]
         elif self.model not in served:
             raise GuardError(
                 f"the Llama Guard server {self.base_url} serves {served}, not {self.model!r} "
                 "(models.llama_guard.source must be the server's model name)"
             )
+        self._probe_pending = False
 
     def close(self) -> None:
         with self._client_lock:
@@ -157,24 +179,34 @@ class RemoteLlamaGuard:
 
         with self._client_lock:
             if self._client is None:
-                connect, read = self._timeouts
-                self._client = httpx.Client(
-                    timeout=httpx.Timeout(read, connect=connect), headers=self._headers, trust_env=False
-                )
+                timeout = httpx.Timeout(self.timeout_s, connect=self._connect_timeout_s)
+                headers = {**self._headers, "Accept-Encoding": "identity"}  # the body limit counts real bytes
+                self._client = httpx.Client(timeout=timeout, headers=headers, trust_env=False)
             return self._client
 
-    def _resolve_model(self) -> str:
+    def _served(self, budget: Budget) -> list[Any]:
+        data = self._call("GET", "/models", None, budget)
+        listed = data.get("data")
+        return [m.get("id") for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+
+    def _resolve_model(self, budget: Budget) -> str:
         if self.model:
             return self.model
-        data = self._call("GET", "/models", None)
-        models = [m.get("id") for m in data.get("data") or [] if isinstance(m, dict)]
-        if not models or not isinstance(models[0], str):
+        served = self._served(budget)
+        if not served or not isinstance(served[0], str):
             raise GuardOutputError(f"{self.base_url}/models lists no model; set models.llama_guard.source")
-        self.model = models[0]
+        self.model = served[0]
         return self.model
 
     def _complete(
-        self, model: str, ids: list[int], *, max_tokens: int, logprobs: int | None, prompt_logprobs: int | None = None
+        self,
+        model: str,
+        ids: list[int],
+        budget: Budget,
+        *,
+        max_tokens: int,
+        logprobs: int | None,
+        prompt_logprobs: int | None = None,
     ) -> dict[str, Any]:
         """One `/v1/completions` call; the first choice. Ids first; text only as `prompt_as` allows."""
         for _ in range(3):  # at most: drop vLLM's extra fields, switch to the guarded text form
@@ -190,8 +222,9 @@ class RemoteLlamaGuard:
                 body["stop_token_ids"] = list(self.stop_ids)
                 if logprobs is not None:
                     body["return_tokens_as_token_ids"] = True  # vLLM: keys `token_id:N`, no detokenizer guesswork
+            limit = MAX_RESPONSE_BYTES + (PROMPT_LOGPROB_BYTES * len(ids) if prompt_logprobs is not None else 0)
             try:
-                data = self._call("POST", "/completions", body)
+                data = self._call("POST", "/completions", body, budget, limit)
             except _Rejected as rejected:
                 detail = rejected.detail.lower()
                 if self._send_extras and ("extra" in detail or "unexpected field" in detail):
@@ -219,12 +252,20 @@ class RemoteLlamaGuard:
         except BackendError as exc:
             raise GuardError(f"Llama Guard server takes text prompts only: {exc}") from exc
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None) -> dict[str, Any]:
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, budget: Budget, limit: int = MAX_RESPONSE_BYTES
+    ) -> dict[str, Any]:
+        """One request within what is left of `budget` (connect, write, read and the body's whole reading), its body
+        at most `limit` bytes, parsed as strict JSON."""
         import httpx
 
         url = self.base_url + path
+        left = budget.left(url)
+        timeout = httpx.Timeout(left, connect=min(self._connect_timeout_s, left))
         try:
-            response = self._http().request(method, url, json=body)
+            with self._http().stream(method, url, json=body, timeout=timeout) as response:
+                status = response.status_code
+                raw = read_body(response, url, limit, budget)
         except httpx.TimeoutException as exc:
             raise GuardServerError(f"Llama Guard server {url} timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
@@ -232,17 +273,13 @@ class RemoteLlamaGuard:
                 f"cannot reach the Llama Guard server at {url} ({type(exc).__name__}: {exc or 'no detail'}); start "
                 "it or fix models.llama_guard.base_url"
             ) from exc
-        if response.status_code in (400, 422):
-            raise _Rejected(response.status_code, response.text)
-        if response.status_code != 200:
-            hint = " (check models.llama_guard.api_key_env)" if response.status_code in (401, 403) else ""
-            raise GuardServerError(
-                f"Llama Guard server {url} answered HTTP {response.status_code}{hint}: {response.text[:300]}"
-            )
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise GuardOutputError(f"Llama Guard server {url} answered non-JSON: {response.text[:200]!r}") from exc
+        text = raw.decode("utf-8", "replace")
+        if status in (400, 422):
+            raise _Rejected(status, text)
+        if status != 200:
+            hint = " (check models.llama_guard.api_key_env)" if status in (401, 403) else ""
+            raise GuardServerError(f"Llama Guard server {url} answered HTTP {status}{hint}: {text[:300]}")
+        data = strict_json(raw, url)
         if not isinstance(data, dict):
             raise GuardOutputError(f"Llama Guard server {url} answered {type(data).__name__}, not an object")
         if "error" in data and "choices" not in data:
@@ -251,42 +288,40 @@ class RemoteLlamaGuard:
 
     # --- reading the answer ------------------------------------------------------------------------------------
 
-    def _first_token(self, choice: dict[str, Any]) -> tuple[float | None, Literal["safe", "unsafe"]]:
-        """log P(unsafe) (None when `unsafe` ranks below the top log-probabilities) and the model's own first
-        token, from the first position's top log-probabilities."""
-        top = _top_logprobs(choice)
+    def _first_token(self, choice: dict[str, Any]) -> tuple[float | None, Literal["safe", "unsafe"], dict[str, float]]:
+        """log P(unsafe) (None when `unsafe` ranks below the top log-probabilities), the model's own first token
+        and the top log-probabilities, from the first position. Each value must be a finite log-probability, `safe`
+        and `unsafe` listed once each, the probabilities must sum to at most 1, and the generated text must agree."""
+        top = top_logprobs(choice)
         by_id: dict[int, float] = {}
         for key, value in top.items():
             token_id = self._token_id(key)
-            if not isinstance(value, int | float) or isinstance(value, bool) or not (value <= 0.0):
-                raise GuardOutputError(f"Llama Guard server gave log-probability {value!r} for {key!r}")
-            if token_id is not None:
-                by_id[token_id] = max(float(value), by_id.get(token_id, -math.inf))
-        best = max(top.items(), key=lambda kv: float(kv[1]))[0]
-        best_id = self._token_id(best)
-        if best_id == self.unsafe_id:
-            verdict: Literal["safe", "unsafe"] = "unsafe"
-        elif best_id == self.safe_id:
-            verdict = "safe"
-        else:
+            if token_id in (self.safe_id, self.unsafe_id):
+                if token_id in by_id:
+                    raise GuardOutputError(f"Llama Guard server listed token {token_id} twice (as {key!r} too)")
+                by_id[token_id] = value
+        best = max(top.items(), key=lambda kv: kv[1])[0]
+        if self._token_id(best) not in (self.safe_id, self.unsafe_id):
             raise GuardOutputError(f"Llama Guard's first token is {best!r}, neither 'safe' nor 'unsafe'")
-        return by_id.get(self.unsafe_id), verdict
+        check_sum(top)
+        names = {"safe": self.safe_id, "unsafe": self.unsafe_id}
+        return by_id.get(self.unsafe_id), check_generated(choice, names, by_id, self._token_id), top
 
-    def _exact_logprob(self, model: str, ids: list[int], token_id: int) -> float:
+    def _exact_logprob(self, model: str, ids: list[int], token_id: int, budget: Budget) -> float:
         """log P(token_id | ids) from the server's prompt log-probabilities (vLLM's `prompt_logprobs`) of
         ids + [token_id]: for a `safe` so confident that `unsafe` is not among the top log-probabilities."""
-        choice = self._complete(model, [*ids, token_id], max_tokens=1, logprobs=None, prompt_logprobs=0)
+        choice = self._complete(model, [*ids, token_id], budget, max_tokens=1, logprobs=None, prompt_logprobs=0)
         entries = choice.get("prompt_logprobs")
         last = entries[-1] if isinstance(entries, list) and entries else None
         value = last.get(str(token_id)) if isinstance(last, dict) else None
         if isinstance(value, dict):
             value = value.get("logprob")
-        if not isinstance(value, int | float) or isinstance(value, bool) or not (value <= 0.0):
+        if value is None:
             raise GuardOutputError(
                 f"Llama Guard server's top {TOP_LOGPROBS} log-probabilities lack 'unsafe' and it gave no prompt "
                 "log-probability for it: not a Llama Guard 3 model on vLLM, or the wrong prompt"
             )
-        return float(value)
+        return logprob(value, "unsafe (prompt_logprobs)")
 
     def _token_id(self, key: str) -> int | None:
         """`token_id:N` (vLLM with return_tokens_as_token_ids), else the token's text: only `safe` and `unsafe`
@@ -304,14 +339,6 @@ class _Rejected(Exception):
         super().__init__(f"HTTP {status}")
         self.status = status
         self.detail = detail
-
-
-def _top_logprobs(choice: dict[str, Any]) -> dict[str, Any]:
-    logprobs = choice.get("logprobs")
-    top = logprobs.get("top_logprobs") if isinstance(logprobs, dict) else None
-    if not isinstance(top, list) or not top or not isinstance(top[0], dict) or not top[0]:
-        raise GuardOutputError(f"Llama Guard server answered without top log-probabilities: {str(choice)[:200]!r}")
-    return top[0]
 
 
 def _continuation_text(choice: dict[str, Any]) -> str:
@@ -370,6 +397,9 @@ class RemoteLlamaGuardRunner(LlamaGuardRunner):
                     model_config.base_url, model=model_config.source, api_key=api_key, categories=categories,
                     excluded=config.excluded, threshold=config.threshold, timeout_s=self.timeout_s,
                 )  # fmt: skip
-                guard.probe()
                 self._client = guard
+                # The first load probes (within timeout_s) so start-up (/readyz) reports a server that is down or
+                # serves another model. A failed probe stays pending: the next checks probe again, each inside its
+                # own timeout_s budget (the pipeline runs load outside the check's timeout).
+                guard.probe()
             return self._client

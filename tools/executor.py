@@ -132,8 +132,10 @@ class ToolPath:
             output = ToolOutput.failure(f"{tool.name} failed: {type(exc).__name__}: {exc}")
         text, cut = cut_result(model_text(output), self.policy.tools.max_result_chars)
         limits = (*output.limits_hit, *(("max_result_chars",) if cut else ()))
-        record(self.pipeline, "tool_run", thread_id=thread_id, text=text, tool=call.name, ok=output.ok,
-               limits_hit=list(limits))  # fmt: skip
+        from guards.audit import arguments_text
+
+        record(self.pipeline, "tool_run", thread_id=thread_id, text=text, tool=call.name, call_id=call.call_id,
+               arguments=arguments_text(call.arguments), ok=output.ok, limits_hit=list(limits))  # fmt: skip
         if before_judging is not None:
             await before_judging(text)
         judgement = await judge(self.pipeline, "tool_result", text, conversation=conversation, thread_id=thread_id,
@@ -150,11 +152,14 @@ class ToolPath:
         """The whole path for one call: review, ask `approve` when the review asks, run."""
         review = await self.review(call, state, conversation=conversation, thread_id=thread_id)
         if review.action == "ask":
-            record(self.pipeline, "approval_request", thread_id=thread_id, tool=call.name, reason=review.reason,
-                   interface=interface)  # fmt: skip
+            from guards.audit import arguments_text
+
+            arguments = arguments_text(call.arguments)
+            record(self.pipeline, "approval_request", thread_id=thread_id, tool=call.name, arguments=arguments,
+                   reason=review.reason, interface=interface)  # fmt: skip
             approved = approve is not None and await approve(call, review)
-            record(self.pipeline, "approval_decision", thread_id=thread_id, tool=call.name, interface=interface,
-                   decision="once" if approved else "deny", reason=review.reason)  # fmt: skip
+            record(self.pipeline, "approval_decision", thread_id=thread_id, tool=call.name, arguments=arguments,
+                   interface=interface, decision="once" if approved else "deny", reason=review.reason)  # fmt: skip
             if not approved:
                 return Execution(review, None)
         elif review.action != "run":

@@ -153,12 +153,16 @@ class AnswerStream:
             self._emit(TokenDelta(text=text[self._released :]))
             self._released = len(text)
 
-    async def finish(self, answer: str) -> None:
+    async def finish(self, answer: str) -> Any:
         """Judge the whole answer (after the streamed checks still pending) and release the rest of it in pieces;
-        raises AnswerBlocked at the first check that stops it. Without output guards: the rest as generated."""
+        raises AnswerBlocked at the first check that stops it, else returns the last judgement (the answer's record
+        in the thread). Without output guards: the rest as generated, then the path's (guardless) judgement."""
         if not self.moderated:
             self._advance(answer, final=True)
-            return
+            judgement = await self._check(answer)
+            if not judgement.passed:
+                raise AnswerBlocked(judgement)
+            return judgement
         try:
             while self._pending:
                 end, future = self._pending.popleft()
@@ -170,6 +174,7 @@ class AnswerStream:
             for start in range(self._released, len(answer), RELEASE_CHARS):
                 self._emit(TokenDelta(text=answer[start : start + RELEASE_CHARS]))
             self._released = len(answer)
+            return judgement
         finally:
             await self.abandon()
 

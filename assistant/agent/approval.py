@@ -1,14 +1,16 @@
 """Human approval of tool calls: the decision type, and the callback shape the edges (CLI, TUI, API) inject.
 
 The core never prompts. The graph pauses with LangGraph's `interrupt()` and is resumed with the decision as plain
-data (it is checkpointed), so a decision can also arrive from another process after a restart.
+data (it is checkpointed), so a decision can also arrive from another process after a restart. A decision is bound
+to the call it decides (`call_id`, the id of the `ApprovalRequested` a human was shown): resuming a thread with a
+decision for any other call (stale, already decided, a later one no human saw) is refused (`StaleApproval`).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from assistant.events import ApprovalRequested
@@ -19,17 +21,35 @@ ACTIONS: tuple[DecisionAction, ...] = ("approve", "approve_session", "deny")
 
 @dataclass(frozen=True)
 class Decision:
-    """approve (once), approve_session (this tool, for the rest of the thread), or deny (the model reads the reason)."""
+    """approve (once), approve_session (this tool, for the rest of the thread), or deny (the model reads the reason,
+    once it passed the user_input guards). `call_id`: the call decided - required to resume a paused thread; an
+    `approve` callback's decision is bound to the request it was shown ("" = that request)."""
 
     action: DecisionAction
     reason: str = ""
+    call_id: str = ""
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
             raise ValueError(f"unknown approval action {self.action!r}; expected one of {', '.join(ACTIONS)}")
+        if not isinstance(self.call_id, str):
+            raise ValueError(f"call_id must be a string, got {type(self.call_id).__name__}")
+
+    def for_call(self, call_id: str) -> Decision:
+        """This decision, bound to the call `call_id` (the `call_id` of the ApprovalRequested that was shown)."""
+        return replace(self, call_id=call_id)
 
     def to_resume(self) -> dict[str, str]:
-        return {"action": self.action, "reason": self.reason}
+        return {"action": self.action, "reason": self.reason, "call_id": self.call_id}
+
+
+class ThreadBusy(Exception):
+    """The thread waits for an approval decision; resume it before sending a new message (or: nothing to resume)."""
+
+
+class StaleApproval(ThreadBusy):
+    """A decision that does not decide the call the thread waits for now: no call waits, another call waits (the
+    decision's is stale or already decided), or another process is deciding it at this moment."""
 
 
 _KINDS: dict[str, DecisionAction] = {"once": "approve", "session": "approve_session", "deny": "deny"}
@@ -51,10 +71,10 @@ def coerce_decision(value: Any) -> Decision:
     if isinstance(value, bool):
         return APPROVE if value else deny("The user did not approve this call.")
     if isinstance(value, dict) and value.get("action") in ACTIONS:
-        return Decision(value["action"], str(value.get("reason") or ""))
-    kind = getattr(value, "kind", None)  # the TUI's ApprovalDecision(kind="once"|"session"|"deny", reason)
+        return Decision(value["action"], str(value.get("reason") or ""), str(value.get("call_id") or ""))
+    kind = getattr(value, "kind", None)  # the TUI's ApprovalDecision(kind="once"|"session"|"deny", reason, call_id)
     if kind in _KINDS:
-        return Decision(_KINDS[kind], str(getattr(value, "reason", "") or ""))
+        return Decision(_KINDS[kind], str(getattr(value, "reason", "") or ""), str(getattr(value, "call_id", "") or ""))
     return deny(f"Unrecognised approval answer {value!r}; denied.")
 
 

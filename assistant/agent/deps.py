@@ -8,6 +8,7 @@ from datetime import date
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from assistant.agent.provenance import admit_tools
 from model.messages import Message, ToolSpec
 
 if TYPE_CHECKING:
@@ -46,6 +47,9 @@ class AgentDeps:
     tool_spec: ToolSpec
     today: Callable[[], date] = field(default=date.today)
     performance: Performance = field(default_factory=Performance)
+    # name -> provenance record of each custom tool's definition (the deployer's, or a judged client tool's): a
+    # definition without one never reaches the prompt (`encode` refuses it)
+    tool_records: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def custom_names(self) -> tuple[str, ...]:
@@ -65,6 +69,7 @@ class AgentDeps:
         """The exact Llama 3.1 prompt for `messages`, with the policy's system prompt, dialect and tool format."""
         from model.prompt_format import encode_dialog
 
+        admit_tools(self.tool_spec.tools, self.tool_records)
         agent = self.policy.agent
         system = [Message("system", agent.system_prompt)] if agent.system_prompt else []
         return encode_dialog(

@@ -9,17 +9,25 @@ Nodes route themselves with `Command(goto=...)`; events leave the nodes through 
 stamped here with the time since this stream began. An approval pauses the graph (`interrupt()`); the Agent asks
 the injected callback, if any, and resumes with `Command(resume=decision)`; without one the stream ends after the
 ApprovalRequested event, and `stream(resume=...)` continues the thread later, from any process sharing the database.
+
+Decisions (`_decide`, for a callback's answer and a `resume` alike): a decision names the call it decides and must
+be the call the thread waits for; it is taken atomically per thread - an in-process lock per thread for the whole
+stream, and a claim in the store (assistant/storage.py) so one process of several wins - and a deny reason reaches
+the model only if it passed the user_input guards, like any user text.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-from assistant.agent.approval import ApproveCallback, Decision, ask
+from assistant.agent.approval import ApproveCallback, Decision, StaleApproval, ThreadBusy, ask
 from assistant.agent.deps import AgentDeps
 from assistant.agent.nodes import (
     APPROVAL,
@@ -29,20 +37,46 @@ from assistant.agent.nodes import (
     MODEL,
     REVIEW,
     Incoming,
+    guard_context,
     make_input_guard,
     make_model,
 )
 from assistant.agent.speculation import SPECULATION_KEY, SpeculationSlot
 from assistant.agent.state import AgentState
 from assistant.agent.tool_nodes import make_approval, make_execute, make_review
-from assistant.events import ApprovalRequested, Error, Event, Final
-from guards.gate import policy_hash, record
+from assistant.events import ApprovalRequested, Error, Event, Final, GuardVerdict, Notice
+from guards.audit import arguments_text
+from guards.gate import judge, policy_hash, record
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["Agent", "PendingApproval", "StaleApproval", "ThreadBusy", "approval_event", "build_graph", "compile_graph"]
+REASON_WITHHELD = "approval_reason_withheld"  # the Notice kind when a deny reason did not pass the guards
 
-class ThreadBusy(Exception):
-    """The thread waits for an approval decision; resume it before sending a new message."""
+
+class _ThreadLocks:
+    """One asyncio lock per thread id (per event loop: `Assistant.run` starts a loop per call), held by a stream from
+    reading the thread's pending approval until its run has written the thread: two decisions, or a decision and a
+    message, on one thread never interleave in this process. Entries go when no stream holds or waits for them."""
+
+    def __init__(self) -> None:
+        self._loops: weakref.WeakKeyDictionary[Any, dict[str, list[Any]]] = weakref.WeakKeyDictionary()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, thread_id: str) -> AsyncIterator[None]:
+        locks = self._loops.setdefault(asyncio.get_running_loop(), {})
+        entry = locks.setdefault(thread_id, [asyncio.Lock(), 0])
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                locks.pop(thread_id, None)
+
+
+THREAD_LOCKS = _ThreadLocks()
 
 
 def build_graph(deps: AgentDeps) -> Any:
@@ -62,6 +96,7 @@ def build_graph(deps: AgentDeps) -> Any:
 class PendingApproval:
     thread_id: str
     request: ApprovalRequested
+    checkpoint_id: str = ""  # the stored state that waits (with the call id: what a decision claims)
 
 
 def compile_graph(deps: AgentDeps) -> Any:
@@ -81,6 +116,9 @@ class Agent:
         self.deps = deps
         template = compiled if compiled is not None else compile_graph(deps)
         self.graph = template.copy({"checkpointer": checkpointer})
+        # The user's message as the input guard stored it (sealed with its judgement), seen in this run's updates:
+        # a stopped run writes nothing, and `Assistant.keep_stopped` keeps this message, never an unjudged copy.
+        self.admitted_input: dict[str, Any] | None = None
 
     @staticmethod
     def _config(thread_id: str) -> dict[str, Any]:
@@ -91,7 +129,8 @@ class Agent:
         snapshot = await self.graph.aget_state(self._config(thread_id))
         for task in snapshot.tasks:
             for item in task.interrupts:
-                return PendingApproval(thread_id, approval_event(item.value))
+                checkpoint_id = str(((snapshot.config or {}).get("configurable") or {}).get("checkpoint_id") or "")
+                return PendingApproval(thread_id, approval_event(item.value), checkpoint_id)
         return None
 
     async def state(self, thread_id: str) -> dict[str, Any]:
@@ -109,11 +148,15 @@ class Agent:
     ) -> AsyncIterator[Event]:
         """One turn (or the rest of a paused one, with `resume`) as events. The last event is Final, Refusal or
         Error, or ApprovalRequested when the turn waits for a decision and no `approve` callback was given.
-        `interface` names who answers approvals in the audit log (api, cli, tui, server, ...)."""
-        from langgraph.types import Command
-
+        `resume` must name the call it decides (`Decision.call_id`, the pending ApprovalRequested's): a decision for
+        any other call raises StaleApproval. `interface` names who answers approvals in the audit log (api, cli,
+        tui, server, ...)."""
+        if resume is not None and not resume.call_id:
+            raise ValueError(
+                "a decision that resumes a thread must name the call it decides: Decision(..., call_id=request.call_id)"
+                " or decision.for_call(request.call_id), with the ApprovalRequested that was shown"
+            )
         started = time.perf_counter()
-        config = self._config(thread_id)
         record(self.deps.pipeline, "run_start", thread_id=thread_id, policy_hash=policy_hash(self.deps.policy),
                interface=interface, resume=resume is not None)  # fmt: skip
 
@@ -123,12 +166,31 @@ class Agent:
                 extra["thread_id"] = thread_id
             return dataclasses.replace(event, **extra)
 
+        # From reading the pending approval until the run has written the thread: one stream per thread here, and a
+        # claim in the store per decision against other processes (released at the end, after the write).
+        claims: list[tuple[str, str, str]] = []
+        async with THREAD_LOCKS.hold(thread_id):
+            try:
+                async for event in self._stream_locked(text, thread_id, approve, resume, interface, stamp, claims):
+                    yield event
+            finally:
+                await self._release(claims)
+
+    async def _stream_locked(
+        self, text: str | None, thread_id: str, approve: ApproveCallback | None, resume: Decision | None,
+        interface: str, stamp: Any, claims: list[tuple[str, str, str]],
+    ) -> AsyncIterator[Event]:  # fmt: skip
+        from langgraph.types import Command
+
+        config = self._config(thread_id)
         pending = await self.pending_approval(thread_id)
         if resume is not None:
             if pending is None:
-                raise ThreadBusy(f"thread {thread_id!r} does not wait for an approval; there is nothing to resume")
-            self._record_decision(thread_id, pending.request, resume, interface)
-            graph_input: Any = Command(resume=resume.to_resume())
+                raise StaleApproval(f"thread {thread_id!r} does not wait for an approval; there is nothing to resume")
+            decision, events = await self._decide(thread_id, pending.request, resume, interface, claims, pending)
+            for event in events:
+                yield stamp(event)
+            graph_input: Any = Command(resume=decision.to_resume())
         else:
             if pending is not None:
                 raise ThreadBusy(
@@ -147,20 +209,96 @@ class Agent:
         slot = SpeculationSlot()
         config = {**config, "configurable": {**config["configurable"], SPECULATION_KEY: slot}}
         try:
-            async for event in self._run(graph_input, config, stamp, approve, interface):
+            async for event in self._run(graph_input, config, stamp, approve, interface, claims):
                 yield event
         finally:
             await slot.discard()
 
-    def _record_decision(self, thread_id: str, request: ApprovalRequested, decision: Decision, interface: str) -> None:
+    async def _decide(
+        self, thread_id: str, shown: ApprovalRequested, decision: Decision, interface: str,
+        claims: list[tuple[str, str, str]], pending: PendingApproval | None = None,
+    ) -> tuple[Decision, list[Event]]:  # fmt: skip
+        """Take `decision` on the call `shown` to a human: bound to that call, claimed so that no other decider (in
+        any process) resumes the same wait, its deny reason judged as user text. The decision to resume with, and the
+        events to show (the reason's verdicts, a notice when it was withheld)."""
+        if not decision.call_id:
+            decision = decision.for_call(shown.call_id)  # a callback's answer is about the request it was shown
+        if pending is None and decision.call_id != shown.call_id:  # (a resume: `_claim` compares with the wait)
+            raise StaleApproval(
+                f"the decision names call {decision.call_id!r}, but the call shown for approval was "
+                f"{shown.call_id!r} ({shown.name}); a decision applies only to the call it was made on"
+            )
+        await self._claim(thread_id, decision.call_id, claims, pending)
+        decision, events, withheld = await self._screen_reason(thread_id, decision)
         kind = {"approve": "once", "approve_session": "session", "deny": "deny"}[decision.action]
-        record(self.deps.pipeline, "approval_decision", thread_id=thread_id, text=decision.reason or None,
-               tool=request.name, call_id=request.call_id, decision=kind, interface=interface,
-               reason_shown=request.reason)  # fmt: skip
+        record(self.deps.pipeline, "approval_decision", thread_id=thread_id, text=withheld or decision.reason or None,
+               tool=shown.name, call_id=shown.call_id, arguments=arguments_text(shown.arguments), decision=kind,
+               interface=interface, reason_shown=shown.reason, reason_withheld=withheld is not None)  # fmt: skip
+        return decision, events
+
+    async def _claim(self, thread_id: str, call_id: str, claims: list[tuple[str, str, str]],
+                     pending: PendingApproval | None) -> None:  # fmt: skip
+        """The thread must wait for `call_id` now; claim that wait in the store, then check it is still the one
+        waiting (a decider that read it before another decider's run wrote the thread must not resume the next
+        wait). StaleApproval otherwise."""
+        from assistant.storage import claim_approval, release_approval
+
+        saver = self.graph.checkpointer
+        current = pending or await self.pending_approval(thread_id)
+        if current is None or current.request.call_id != call_id:
+            now = f"the call to {current.request.name} ({current.request.call_id!r})" if current else "no call"
+            raise StaleApproval(f"thread {thread_id!r} no longer waits for call {call_id!r} (it waits for {now}): "
+                                "it was decided already, or the decision is stale")  # fmt: skip
+        key = (thread_id, current.checkpoint_id, call_id)
+        if not await claim_approval(saver, *key):
+            raise StaleApproval(f"call {call_id!r} of thread {thread_id!r} is being decided right now by another "
+                                "request; this decision was not applied")  # fmt: skip
+        claims.append(key)
+        again = await self.pending_approval(thread_id)
+        if again is None or (again.checkpoint_id, again.request.call_id) != (current.checkpoint_id, call_id):
+            claims.remove(key)
+            await release_approval(saver, *key)
+            raise StaleApproval(f"call {call_id!r} of thread {thread_id!r} was decided by another request meanwhile; "
+                                "this decision was not applied")  # fmt: skip
+
+    async def _release(self, claims: list[tuple[str, str, str]]) -> None:
+        from assistant.storage import release_approval
+
+        for key in claims:  # the run ended: its state is written (or it failed, and the wait may be decided again)
+            try:
+                await release_approval(self.graph.checkpointer, *key)
+            except Exception:  # a claim left behind expires (storage.CLAIM_STALE_S); the turn's outcome stands
+                logger.exception("could not release the approval claim %s", key)
+        claims.clear()
+
+    async def _screen_reason(self, thread_id: str, decision: Decision) -> tuple[Decision, list[Event], str | None]:
+        """A deny reason is user text the model will read: it passes the user_input guards first, in the thread's
+        context. When it does not (block or guard error), the model gets the denial without it and a notice says so.
+        (decision, events, the withheld reason or None)."""
+        if decision.action != "deny" or not decision.reason:
+            return decision, [], None
+        events: list[Event] = []
+
+        def collect(result: Any) -> None:
+            for v in result.verdicts:
+                events.append(GuardVerdict(stage=v.stage, guard=v.guard, decision=v.decision, score=v.score,
+                                           categories=tuple(v.categories), reasons=tuple(v.reasons),
+                                           latency_ms=v.latency_ms, error=v.error))  # fmt: skip
+
+        messages = list((await self.state(thread_id)).get("messages") or [])
+        judgement = await judge(self.deps.pipeline, "user_text", decision.reason, conversation=guard_context(messages),
+                                thread_id=thread_id, on_result=collect)  # fmt: skip
+        if judgement.passed:
+            return decision, events, None
+        why = "a safety check failed" if judgement.outcome == "error" else f"the {judgement.stage} stage blocked it"
+        events.append(Notice(kind=REASON_WITHHELD, message=f"The reason given with the denial was not passed to the "
+                             f"assistant ({why}); it was told only that the call was denied."))  # fmt: skip
+        return dataclasses.replace(decision, reason=""), events, decision.reason
 
     async def _run(
-        self, graph_input: Any, config: dict[str, Any], stamp: Any, approve: ApproveCallback | None, interface: str
-    ) -> AsyncIterator[Event]:
+        self, graph_input: Any, config: dict[str, Any], stamp: Any, approve: ApproveCallback | None, interface: str,
+        claims: list[tuple[str, str, str]],
+    ) -> AsyncIterator[Event]:  # fmt: skip
         from langgraph.types import Command
 
         while True:
@@ -173,6 +311,8 @@ class Agent:
                         yield stamp(chunk)
                     elif "__interrupt__" in chunk:
                         interrupt_value = chunk["__interrupt__"][0].value
+                    elif (update := chunk.get(INPUT_GUARD)) and update.get("messages"):
+                        self.admitted_input = update["messages"][-1]
             except Exception as exc:  # a bug must still end the stream with a typed event, never a traceback
                 logger.exception("internal error in the agent's graph")
                 yield stamp(Error(kind="internal", message=f"{type(exc).__name__}: {exc}"))
@@ -182,12 +322,15 @@ class Agent:
             request = stamp(approval_event(interrupt_value))
             thread_id = config["configurable"]["thread_id"]
             record(self.deps.pipeline, "approval_request", thread_id=thread_id, tool=request.name,
-                   call_id=request.call_id, reason=request.reason, interface=interface)  # fmt: skip
+                   call_id=request.call_id, arguments=arguments_text(request.arguments), reason=request.reason,
+                   interface=interface)  # fmt: skip
             yield request
             if approve is None:
                 return
-            decision = await ask(approve, request)  # type: ignore[arg-type]
-            self._record_decision(thread_id, request, decision, interface)
+            answer = await ask(approve, request)  # type: ignore[arg-type]
+            decision, events = await self._decide(thread_id, request, answer, interface, claims)
+            for event in events:
+                yield stamp(event)
             graph_input = Command(resume=decision.to_resume())
 
 

@@ -8,6 +8,7 @@ guard error ends the turn as a guard-error refusal (fail closed).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from langgraph.types import Command
 
 from assistant.agent.answer_stream import AnswerBlocked, AnswerStream
 from assistant.agent.deps import AgentDeps
+from assistant.agent.provenance import LEDGER, VERSION, Unjudged, admit, seal, seal_trusted
+from assistant.agent.rejudge import rejudge
 from assistant.agent.speculation import Generation, speculation_slot
 from assistant.agent.state import AgentState, MessageDict, TurnData, message_from_dict, new_turn
 from assistant.agent.window import ContextOverflow, fit_window
@@ -87,8 +90,20 @@ def refuse(deps: AgentDeps, state: AgentState, stage: str, judgement: Judgement 
     turn = state.get("turn") or {}
     messages = list(state.get("messages") or [])
     if "start" in turn:
-        messages = [*messages[: turn["start"] + 1], {"role": "assistant", "content": text}]
+        reply = seal_trusted({"role": "assistant", "content": text}, "agent" if message else "policy")
+        messages = [*messages[: turn["start"] + 1], reply]
     return Command(update={"messages": messages, "turn": {**turn, "outcome": "refusal", "pending": []}}, goto=END)
+
+
+def refuse_unjudged(deps: AgentDeps, state: AgentState, problem: Exception, thread_id: str | None) -> Command:
+    """A message without a judgement on record was on its way to the model: a guard error (fail closed), named."""
+    record(deps.pipeline, "error", thread_id=thread_id, where="provenance", error=str(problem))
+    emit(Notice(kind="unjudged_message", message=str(problem)))
+    text = deps.policy.refusals.guard_error
+    record(deps.pipeline, "refusal", thread_id=thread_id, text=text, stage="provenance", guard_error=True)
+    emit(Refusal(stage="provenance", message=text, guard_error=True))
+    turn = state.get("turn") or {}
+    return Command(update={"turn": {**turn, "outcome": "refusal", "pending": []}}, goto=END)
 
 
 def fail(deps: AgentDeps, state: AgentState, kind: str, message: str, thread_id: str | None = None) -> Command:
@@ -127,6 +142,11 @@ def make_input_guard(deps: AgentDeps):
     async def input_guard(state: AgentState, config: RunnableConfig) -> Command:
         text = incoming_text(config)
         messages = list(state.get("messages") or [])
+        if state.get(LEDGER) != VERSION and messages:  # stored before judgement records: judged once, now
+            checked = await rejudge(deps.pipeline, messages, thread_id=thread_of(config), on_result=emit_verdicts)
+            if checked.stopped is not None:
+                return refuse_stored(deps, checked.stopped, checked.stopped_index, thread_of(config))
+            messages = checked.messages
         # The model starts on the message while the guards read it; its output is used only if they pass.
         await speculate(deps, config, [*messages, {"role": "user", "content": text}], dropped=state.get("dropped", 0),
                         turn_start=len(messages))  # fmt: skip
@@ -136,10 +156,22 @@ def make_input_guard(deps: AgentDeps):
             return refuse(deps, {"messages": messages, "turn": {}}, "user_input", judgement,
                           thread_id=thread_of(config))  # fmt: skip
         turn = new_turn(len(messages))
-        messages.append({"role": "user", "content": text})
-        return Command(update={"messages": messages, "turn": turn}, goto=MODEL)
+        messages.append(seal({"role": "user", "content": text}, judgement))
+        return Command(update={"messages": messages, "turn": turn, LEDGER: VERSION}, goto=MODEL)
 
     return input_guard
+
+
+def refuse_stored(deps: AgentDeps, judgement: Judgement, index: int | None, thread_id: str | None) -> Command:
+    """A thread stored before judgement records holds a message that no longer passes: nothing of it reaches the
+    model, and the error says which message and why (the thread is left as it was)."""
+    guard_error = judgement.outcome == "error"
+    why = "a guard failed on it" if guard_error else f"the {judgement.stage} stage blocks it now"
+    message = (f"This conversation was stored before messages carried judgement records, and its message {index} "
+               f"no longer passes ({why}); start a new conversation.")  # fmt: skip
+    record(deps.pipeline, "refusal", thread_id=thread_id, text=message, stage=judgement.stage, guard_error=guard_error)
+    emit(Refusal(stage=judgement.stage, message=message, guard_error=guard_error))
+    return Command(update={"turn": {"outcome": "refusal", "pending": []}}, goto=END)
 
 
 # --- model ------------------------------------------------------------------------------------------------------
@@ -152,11 +184,18 @@ def generation_params(deps: AgentDeps) -> Any:
     return GenerationParams(max_new_tokens=main.max_new_tokens, temperature=main.temperature, top_p=main.top_p)
 
 
-def prompt_window(deps: AgentDeps, messages: list[MessageDict], *, dropped: int, turn_start: int) -> Any:
-    return fit_window(
-        messages, lambda ms: deps.encode([message_from_dict(m) for m in ms]), budget=deps.prompt_budget,
-        already_dropped=dropped, current_turn_start=turn_start,
-    )  # fmt: skip
+def prompt_window(
+    deps: AgentDeps, messages: list[MessageDict], *, dropped: int, turn_start: int, unsealed_tail: int = 0
+) -> Any:
+    """The prompt for `messages` within the context window. The one way from a thread to model input: every message
+    encoded must carry a matching judgement record (`provenance.admit`; raises Unjudged)."""
+
+    def encode(window: list[MessageDict]) -> list[int]:
+        admit(window, first_index=len(messages) - len(window), unsealed_tail=unsealed_tail)
+        return deps.encode([message_from_dict(m) for m in window])
+
+    return fit_window(messages, encode, budget=deps.prompt_budget, already_dropped=dropped,
+                      current_turn_start=turn_start)  # fmt: skip
 
 
 async def speculate(
@@ -167,9 +206,9 @@ async def speculate(
     slot = speculation_slot(config)
     if slot is None or not deps.performance.speculates(deps.backend):
         return
-    try:
-        window = prompt_window(deps, messages, dropped=dropped, turn_start=turn_start)
-    except ContextOverflow:
+    try:  # the last message is being judged right now: the model's output is used only if it passes
+        window = prompt_window(deps, messages, dropped=dropped, turn_start=turn_start, unsealed_tail=1)
+    except (ContextOverflow, Unjudged):
         return
     await slot.start(deps.backend, window.prompt_ids, generation_params(deps))
 
@@ -216,6 +255,8 @@ def make_model(deps: AgentDeps):
             window = prompt_window(deps, messages, dropped=dropped, turn_start=turn["start"])
         except ContextOverflow as exc:
             return fail(deps, state, "bad_input", str(exc), thread_id)
+        except Unjudged as exc:
+            return refuse_unjudged(deps, {**state, "turn": turn}, exc, thread_id)
         if window.newly_dropped:
             emit(Notice(kind="context_trimmed", message=f"The {window.newly_dropped} oldest messages no longer fit the "
                         "model's context window and were left out of the prompt."))  # fmt: skip
@@ -248,9 +289,9 @@ def make_model(deps: AgentDeps):
         if not judgement.passed:
             return refuse(deps, {**state, "turn": turn}, "model_output", judgement, thread_id=thread_id)
         if parsed.error is not None:
-            messages.append({"role": "assistant", "content": completion.raw, **stored})
-            messages.append({"role": "tool", "content": f"Error: the tool call could not be parsed: {parsed.error}",
-                             "notice": True})  # fmt: skip
+            messages.append(seal({"role": "assistant", "content": completion.raw, **stored}, judgement))
+            messages.append(seal_trusted({"role": "tool", "content": "Error: the tool call could not be parsed: "
+                                          f"{parsed.error}", "notice": True}, "agent"))  # fmt: skip
             ended = after_failure(deps, state, turn, update, f"unparseable tool call: {parsed.error}", thread_id)
             return ended or Command(update={**update, "messages": messages, "turn": turn}, goto=MODEL)
         limit = deps.policy.tools.max_calls_per_turn
@@ -259,16 +300,21 @@ def make_model(deps: AgentDeps):
                         f"calls after {turn.get('calls', 0)} in this turn; the policy allows {limit} per turn "
                         "(tools.max_calls_per_turn)", thread_id)  # fmt: skip
         turn["calls"] = turn.get("calls", 0) + len(parsed.tool_calls)
+        # ids unique across threads, replicas and restarts: a client or an approval names exactly one call
         calls = [
-            {"name": call.name, "arguments": dict(call.arguments),
-             "call_id": call.call_id or f"call-{turn['start']}-{turn['steps']}-{i}"}
-            for i, call in enumerate(parsed.tool_calls)
+            {"name": call.name, "arguments": dict(call.arguments), "call_id": call.call_id or new_call_id()}
+            for call in parsed.tool_calls
         ]  # fmt: skip
-        messages.append({"role": "assistant", "content": parsed.content or "", "tool_calls": calls, **stored})
+        messages.append(seal({"role": "assistant", "content": parsed.content or "", "tool_calls": calls, **stored},
+                             judgement))  # fmt: skip
         turn["pending"] = [{**c, "status": "proposed"} for c in calls]
         return Command(update={**update, "messages": messages, "turn": turn}, goto=REVIEW)
 
     return model
+
+
+def new_call_id() -> str:
+    return f"call-{uuid.uuid4().hex[:24]}"
 
 
 async def finish_answer(
@@ -278,7 +324,7 @@ async def finish_answer(
     """The whole answer judged (inside the model node: an answer that fails is never checkpointed, emitted or
     stored), the rest of it released, then stored with its raw text."""
     try:
-        await stream.finish(answer)
+        judgement = await stream.finish(answer)
     except AnswerBlocked as blocked:
         return refuse(deps, {**state, "turn": turn}, "model_output", blocked.judgement, thread_id=thread_of(config))
     if stored["raw"] != answer:  # the model reads `raw` again next turn: those exact bytes are judged too
@@ -286,6 +332,6 @@ async def finish_answer(
         if not judgement.passed:
             return refuse(deps, {**state, "turn": turn}, "model_output", judgement, thread_id=thread_of(config))
     emit(Final(text=answer))
-    messages.append({"role": "assistant", "content": answer, **stored})
+    messages.append(seal({"role": "assistant", "content": answer, **stored}, judgement))
     turn["outcome"] = "final"
     return Command(update={**update, "messages": messages, "turn": turn}, goto=END)

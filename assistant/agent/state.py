@@ -2,7 +2,9 @@
 
 `messages` is what the model sees (system prompt and tool definitions are added at encoding time, never stored):
 blocked text is never appended. `turn` is the scratch space of the turn in progress, reset when a new user message
-arrives. `session_approved` holds the tool names a human approved "for the session" on this thread.
+arrives. Every message carries the record of the judgement that let it in (`judged`, see provenance.py), and the
+model reads only messages whose record matches them. `session_approved` holds the tool names a human approved "for
+the session" on this thread.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class AgentState(TypedDict, total=False):
     turn: TurnData
     session_approved: list[str]
     dropped: int  # oldest messages left out of the prompt so far (the window only moves forward)
+    ledger: int  # 1: every message carries its judgement record (provenance.py); absent: stored before records
 
 
 def new_turn(start: int) -> TurnData:

@@ -29,6 +29,7 @@ from assistant.agent.nodes import (
     speculate,
     thread_of,
 )
+from assistant.agent.provenance import seal, seal_trusted
 from assistant.agent.state import AgentState, untrusted_in_view
 from assistant.events import ToolCallProposed, ToolResult
 from model.messages import ToolCall
@@ -90,6 +91,8 @@ def make_approval(deps: AgentDeps):
                 "reason": call.get("reason", ""),
             })  # fmt: skip
             decision = coerce_decision(answer)
+            if decision.call_id and decision.call_id != call["call_id"]:  # a decision on another call: never runs
+                decision = coerce_decision(False)  # this one (the Agent refuses such a resume before it gets here)
             if decision.action == "deny":
                 call.update(status="denied", notice=denial_notice(call["name"], decision))
                 continue
@@ -117,7 +120,9 @@ def make_execute(deps: AgentDeps):
         if call["status"] != "run":  # denied or failed before running: the model reads why
             notice = call.get("notice") or "The call was not run."
             emit(ToolResult(call_id=call["call_id"], name=call["name"], ok=False, output="", error=notice))
-            messages.append({"role": "tool", "content": notice, "tool_name": call["name"], "notice": True})
+            # the agent's own words around parts already judged (the policy's reason, a judged denial reason)
+            messages.append(seal_trusted({"role": "tool", "content": notice, "tool_name": call["name"], "notice": True},
+                                         "agent"))  # fmt: skip
             failed = call["status"] == "failed"
             return next_step(deps, state, turn, messages, last, notice if failed else None, thread_id)
 
@@ -130,12 +135,17 @@ def make_execute(deps: AgentDeps):
                                        on_result=emit_verdicts, before_judging=run_ahead)  # fmt: skip
         if ran.guard_error:
             return refuse(deps, {**state, "turn": turn}, ran.judgement.stage, ran.judgement, thread_id=thread_id)
+        failed = not ran.output.ok and not ran.withheld
+        # Shown = judged: a failed tool's error is shown as the judged text (cut to tools.max_result_chars), never
+        # the tool's whole, unjudged error.
         emit(ToolResult(call_id=call["call_id"], name=call["name"], ok=ran.output.ok and not ran.withheld,
-                        output=ran.text, error=None if ran.withheld else ran.output.error,
+                        output=ran.text, error=ran.text if failed else None,
                         limits_hit=ran.limits_hit, blocked=ran.withheld))  # fmt: skip
         message = {"role": "tool", "content": ran.text, "tool_name": call["name"]}
-        messages.append({**message, "notice": True} if ran.withheld else message)
-        failed = not ran.output.ok and not ran.withheld
+        if ran.withheld:  # the policy's notice in place of the result
+            messages.append(seal_trusted({**message, "notice": True}, "policy"))
+        else:
+            messages.append(seal(message, ran.judgement))
         return next_step(deps, state, turn, messages, last, (ran.output.error or "tool error") if failed else None,
                          thread_id)  # fmt: skip
 

@@ -45,7 +45,7 @@ def approver_for(mode: str):  # -> ApproveCallback
     return ask_on_terminal
 
 
-def ask_on_terminal(request: ApprovalRequested):  # -> Decision
+def ask_on_terminal(request: ApprovalRequested):  # -> Decision, bound to the call shown (request.call_id)
     from assistant.agent.approval import APPROVE, APPROVE_SESSION, deny
 
     click.echo(f"\nThe assistant wants to call {request.name} with {json.dumps(request.arguments)}", err=True)
@@ -56,16 +56,16 @@ def ask_on_terminal(request: ApprovalRequested):  # -> Decision
             default="d", show_choices=False,
         )  # fmt: skip
     except (click.Abort, EOFError):  # no one to ask (stdin closed): fail closed
-        return deny("No one could be asked, so the call was denied.")
+        return deny("No one could be asked, so the call was denied.").for_call(request.call_id)
     if answer == "a":
-        return APPROVE
+        return APPROVE.for_call(request.call_id)
     if answer == "s":
-        return APPROVE_SESSION
-    try:
+        return APPROVE_SESSION.for_call(request.call_id)
+    try:  # the reason reaches the assistant only if it passes the user_input guards (agent/graph.py)
         reason = click.prompt("Reason for the assistant (optional)", default="", show_default=False, err=True)
     except (click.Abort, EOFError):
         reason = ""
-    return deny(reason)
+    return deny(reason).for_call(request.call_id)
 
 
 @click.command()
@@ -132,7 +132,7 @@ async def _consume(assistant, text: str, thread_id: str | None, as_json: bool) -
 
     from assistant.agent.graph import ThreadBusy
     from assistant.api import new_thread_id
-    from assistant.stopped import stopped_event, stopped_messages
+    from assistant.stopped import stopped_event
 
     thread_id = thread_id or new_thread_id()
     events: list[Event] = []
@@ -159,8 +159,7 @@ async def _consume(assistant, text: str, thread_id: str | None, as_json: bool) -
         stopped = stopped_event(events[-1].elapsed_ms if events else 0.0)
         click.echo(json.dumps(stopped.to_json(), ensure_ascii=False) if as_json else "", err=not as_json)
         click.echo(f"stopped ({stopped.message})", err=True)
-        if messages := stopped_messages(text, events, await assistant.history(thread_id)):
-            await assistant.append_messages(thread_id, messages)
+        await assistant.keep_stopped(thread_id, text, events)
         return CANCELLED_EXIT
     finally:
         loop.remove_signal_handler(signal.SIGINT)

@@ -3,11 +3,13 @@
 - A seeded entry: the client's (already judged) history becomes the thread's `messages`, then the agent's own
   `input_guard` node judges the new user message; when the request ends with client tool results instead, the turn
   continues at the model node (the results were judged at `tool_result` before, see `trust.py`).
-- Client tools: a request's `tools` join the policy's tools as Llama 3.1 custom tools. The agent's `review_calls`
+- Client tools: a request's `tools` join the policy's tools as Llama 3.1 custom tools, once their definitions passed
+  the `tool_definition` path (judged once per definition and remembered; a definition without that record never
+  reaches the prompt: `AgentDeps.encode` refuses it). The agent's `review_calls`
   node runs first (the `tool_call` guards and the policy's tool rules); a call to a client tool that passes ends the
   turn, and the server returns it as `tool_calls`. A client tool never runs on the server.
 
-Nothing here changes agent code: nodes come from the agent's factories (see /work/notes/interfaces.md, "H5 needs").
+Nothing here changes agent code: nodes come from the agent's factories.
 """
 
 from __future__ import annotations
@@ -84,21 +86,12 @@ class TimedBackend:
 
 
 def with_changes(bot: Any, **changes: Any) -> Any:
-    """A changed copy of an Assistant; fields this version of it lacks are left out."""
-    names = {f.name for f in dataclasses.fields(bot)}
-    return dataclasses.replace(bot, **{k: v for k, v in changes.items() if k in names})
+    """A changed copy of an Assistant."""
+    return dataclasses.replace(bot, **changes)
 
 
 def agent_deps(bot: Any) -> Any:
-    """The Assistant's AgentDeps (a cached property in the current API, a method before)."""
-    deps = getattr(bot, "deps", None)
-    return deps if deps is not None and not callable(deps) else bot._deps()
-
-
-def stream_options(agent: Any) -> dict[str, Any]:
-    import inspect
-
-    return {"interface": "server"} if "interface" in inspect.signature(agent.stream).parameters else {}
+    return bot.deps
 
 
 class Bridge:
@@ -109,6 +102,34 @@ class Bridge:
         self.seeds: dict[str, Seed] = {}  # thread id -> seed of the run in progress
         self._graphs: OrderedDict[tuple[Any, ...], tuple[Any, Any, frozenset[str]]] = OrderedDict()
         self._cache_size = cache_size
+        self._passed: OrderedDict[str, str] = OrderedDict()  # definition text -> its record, once it passed
+
+    async def judge_tools(
+        self, pipeline: Any, tools: tuple[ClientTool, ...], *, thread_id: str | None = None
+    ) -> tuple[dict[str, str], list[Any], Any]:
+        """The records of the client's tool definitions, each judged on the `tool_definition` path the first time
+        it is seen, the results of those checks, and at the first that does not pass the judgement that stopped it
+        (the request is refused)."""
+        from assistant.agent.provenance import definition_text, judged_definition
+        from guards.gate import judge
+
+        records: dict[str, str] = {}
+        results: list[Any] = []
+        for tool in tools:
+            definition = ClientToolProxy(tool.name, tool.description, tool.parameters).definition()
+            text = definition_text(definition)
+            if (record := self._passed.get(text)) is None:
+                judgement = await judge(pipeline, "tool_definition", text, thread_id=thread_id)
+                results.extend(judgement.results)
+                if not judgement.passed:
+                    return records, results, judgement
+                record = judged_definition(definition, judgement)
+                self._passed[text] = record
+                while len(self._passed) > 1024:
+                    self._passed.popitem(last=False)
+            self._passed.move_to_end(text)
+            records[tool.name] = record
+        return records, results, None
 
     def check_tool_names(self, tools: tuple[ClientTool, ...]) -> str | None:
         from model.messages import BUILTIN_TOOLS
@@ -117,10 +138,11 @@ class Bridge:
         clash = sorted(t.name for t in tools if t.name in taken)
         return f"client tool names clash with the server's tools: {', '.join(clash)}" if clash else None
 
-    def graph_for(self, tools: tuple[ClientTool, ...]) -> tuple[Any, Any, frozenset[str]]:
+    def graph_for(self, tools: tuple[ClientTool, ...], records: dict[str, str]) -> tuple[Any, Any, frozenset[str]]:
         import json
 
-        key = tuple((t.name, t.description, json.dumps(t.parameters, sort_keys=True)) for t in tools)
+        key = tuple((t.name, t.description, json.dumps(t.parameters, sort_keys=True), records.get(t.name))
+                    for t in tools)  # fmt: skip
         cached = self._graphs.get(key)
         if cached is not None:
             self._graphs.move_to_end(key)
@@ -130,7 +152,7 @@ class Bridge:
         proxies = {t.name: ClientToolProxy(t.name, t.description, t.parameters) for t in tools}
         spec = self.deps.tool_spec
         deps = dataclasses.replace(
-            self.deps, tools={**self.deps.tools, **proxies},
+            self.deps, tools={**self.deps.tools, **proxies}, tool_records={**self.deps.tool_records, **records},
             tool_spec=ToolSpec(tools=(*spec.tools, *(p.definition() for p in proxies.values())),
                                builtin_tools=spec.builtin_tools, tool_format=spec.tool_format),
         )  # fmt: skip
@@ -141,19 +163,29 @@ class Bridge:
         return built
 
     async def stream(
-        self, saver: Any, thread_id: str, seed: Seed, user_text: str | None, tools: tuple[ClientTool, ...]
-    ) -> AsyncIterator[Any]:
+        self, saver: Any, thread_id: str, seed: Seed, user_text: str | None, tools: tuple[ClientTool, ...],
+        records: dict[str, str],
+    ) -> AsyncIterator[Any]:  # fmt: skip
         """One turn on a fresh thread seeded with `seed`; the agent's events (plus ClientToolCalls)."""
         from assistant.agent.graph import Agent
 
-        deps, compiled, _ = self.graph_for(tools)
+        deps, compiled, _ = self.graph_for(tools, records)
         self.seeds[thread_id] = seed
         try:
             agent = Agent(deps, saver, compiled=compiled)
-            async for event in agent.stream(user_text, thread_id=thread_id, **stream_options(agent)):
+            async for event in agent.stream(user_text, thread_id=thread_id, interface="server"):
                 yield event
         finally:
             self.seeds.pop(thread_id, None)
+
+    async def messages(
+        self, saver: Any, thread_id: str, tools: tuple[ClientTool, ...], records: dict[str, str]
+    ) -> list[dict[str, Any]]:
+        """The thread's messages as the turn left them (sealed by their judgements)."""
+        from assistant.agent.graph import Agent
+
+        deps, compiled, _ = self.graph_for(tools, records)
+        return list((await Agent(deps, saver, compiled=compiled).state(thread_id)).get("messages") or [])
 
 
 def build_server_graph(deps: Any, seeds: dict[str, Seed], client_tools: frozenset[str]) -> Any:
@@ -177,6 +209,8 @@ def make_seeded_entry(deps: Any, seeds: dict[str, Seed]) -> Any:
     from langgraph.types import Command
 
     from assistant.agent.nodes import MODEL, make_input_guard, thread_of
+    from assistant.agent.provenance import LEDGER, VERSION
+    from assistant.agent.state import new_turn
 
     input_guard = make_input_guard(deps)
 
@@ -184,28 +218,15 @@ def make_seeded_entry(deps: Any, seeds: dict[str, Seed]) -> Any:
         seed = seeds.get(thread_of(config) or "")
         if seed is None:  # a thread without a seed (an approval resume never re-enters here): the agent's own entry
             return await input_guard(state, config)
-        messages = list(seed.messages)
+        messages = list(seed.messages)  # sealed by trust.py: judged now, or recognised
         if not seed.after_tools:
-            return await input_guard({"messages": messages, "dropped": 0}, config)
+            return await input_guard({"messages": messages, "dropped": 0, LEDGER: VERSION}, config)
         start = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=0)
         steps = sum(1 for m in messages[start:] if m["role"] == "assistant")
-        return Command(update={"messages": messages, "turn": fresh_turn(start, steps)}, goto=MODEL)
+        turn = {**new_turn(start), "steps": steps}  # the client's tool results are in view: untrusted content
+        return Command(update={"messages": messages, "turn": turn, LEDGER: VERSION}, goto=MODEL)
 
     return seeded_entry
-
-
-def fresh_turn(start: int, steps: int) -> dict[str, Any]:
-    """A turn continuing after the client's tool results (the agent's `new_turn` where it has one). The results are
-    untrusted content: the agent derives that from the `tool` messages in view (older agents: the `untrusted` key)."""
-    try:
-        from assistant.agent.state import new_turn
-    except ImportError:
-        turn: dict[str, Any] = {"start": start, "steps": 0, "tool_failures": 0, "calls": 0, "untrusted": True,
-                                "pending": [], "executed": [], "outcome": ""}  # fmt: skip
-    else:
-        turn = dict(new_turn(start))
-    turn["steps"] = steps
-    return turn
 
 
 def make_client_review(deps: Any, client_tools: frozenset[str]) -> Any:

@@ -19,6 +19,7 @@ from assistant.server.auth import KeyStore, Owners
 from assistant.server.errors import ApiError, error_response
 from assistant.server.limits import BodyLimit, TurnSlots
 from assistant.server.metrics import Metrics, RequestMetrics
+from assistant.server.perimeter import JsonDepthLimit, Perimeter
 from assistant.server.trust import TrustStore
 
 log = logging.getLogger("assistant.server")
@@ -149,6 +150,10 @@ def create_app(settings: ServerSettings) -> Any:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(ApiError(exc.status_code, str(exc.detail), code))
 
+    @api.exception_handler(RecursionError)
+    async def on_too_deep(request: Request, exc: RecursionError) -> Any:  # a backstop for JsonDepthLimit
+        return error_response(ApiError(400, "the request is nested too deeply to process", "json_too_deep"))
+
     @api.exception_handler(Exception)
     async def on_error(request: Request, exc: Exception) -> Any:
         log.exception("internal error")
@@ -207,7 +212,8 @@ def create_app(settings: ServerSettings) -> Any:
     async def post_approval(thread_id: str, request: Request) -> Any:
         return await threads_routes.post_approval(server, request, thread_id, caller(request))
 
-    limited = BodyLimit(api, lambda: server.policy.server.max_body_bytes)
-    app = RequestMetrics(limited, lambda: server.metrics)
+    # Outside in: count, refuse by headers (Host, Origin, Content-Type), bound the body, bound its nesting.
+    limited = BodyLimit(JsonDepthLimit(api), lambda: server.policy.server.max_body_bytes)
+    app = RequestMetrics(Perimeter(limited, keyless=lambda: not server.keys.enabled), lambda: server.metrics)
     app.state = api.state  # type: ignore[attr-defined]
     return app

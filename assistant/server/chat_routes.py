@@ -11,77 +11,94 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from assistant.agent.provenance import record_problem
 from assistant.events import ApprovalRequested, Error, Final, GuardVerdict, Notice, Refusal, TokenDelta
 from assistant.server.agent_bridge import ClientToolCalls, Seed
 from assistant.server.errors import ERROR_KIND_STATUS, ApiError, error_body
 from assistant.server.openai_compat import (
     ChatTurn,
-    ClientCall,
-    ClientMessage,
-    agent_messages,
     chunk_body,
     completion_body,
     completion_id,
     openai_tool_calls,
     parse_chat_request,
 )
-from assistant.server.trust import judge_history
+from assistant.server.trust import judge_history, verdict_events
 from assistant.server.turns import TurnTask, TurnTimeout
 
 TERMINAL = (Final, Refusal, Error, ApprovalRequested, ClientToolCalls, TurnTimeout)
 
 
 async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str) -> AsyncIterator[Any]:
-    """The turn's events: verdicts on the client's history first, then the agent's own events."""
+    """The turn's events: verdicts on the client's tools and history first, then the agent's own events. What the
+    turn judged or produced is remembered for this key once it ended (`remember_turn`)."""
     from assistant.storage import open_checkpointer, storage_target
 
     bot = server.assistant
+    records, results, stopped = await server.bridge.judge_tools(bot.pipeline, turn.tools, thread_id=thread_id)
+    for verdict in (v for result in results for v in verdict_events(result)):
+        yield verdict
     judged = await judge_history(bot.pipeline, server.trust, key_id, turn.history, thread_id=thread_id)
     for verdict in judged.verdicts:
         yield verdict
-    if judged.blocked_stage is not None:
-        refusals = bot.policy.refusals
-        text = refusals.guard_error if judged.guard_error else refusals.for_stage(judged.blocked_stage)
-        bot.pipeline.record("refusal", thread_id=thread_id, stage=judged.blocked_stage, guard_error=judged.guard_error,
-                            source="client_history")  # fmt: skip
-        yield Refusal(stage=judged.blocked_stage, message=text, guard_error=judged.guard_error)
+    if stopped is not None or judged.blocked_stage is not None:
+        yield refuse_request(bot, thread_id, stopped, judged)
         return
     if judged.judged:
         yield Notice(kind="history_judged", message=f"{judged.judged} message(s) of the client's history were judged")
-    seed = Seed(agent_messages(tuple(judged.kept)), after_tools=turn.user_text is None)
+    seed = Seed(judged.kept, after_tools=turn.user_text is None)
     # The same thread store as the agent's own streams (the policy's `storage`: this SQLite file, or PostgreSQL).
     target = storage_target(getattr(bot.policy, "storage", None), sqlite_path=bot.db_path)
     async with open_checkpointer(target) as saver:
-        keep = False
+        keep, last = False, None
         try:
-            async for event in server.bridge.stream(saver, thread_id, seed, turn.user_text, turn.tools):
+            async for event in server.bridge.stream(saver, thread_id, seed, turn.user_text, turn.tools, records):
                 if isinstance(event, ApprovalRequested):
                     keep = True
                     server.owners.claim(thread_id, key_id)
-                yield event
+                if isinstance(event, TERMINAL):
+                    last = event  # held until the thread is written and what passed is remembered
+                else:
+                    yield event
+            if last is not None:
+                stored = await server.bridge.messages(saver, thread_id, turn.tools, records)
+                remember_turn(server.trust, key_id, turn, last, stored)  # before the client can send it back
+                yield last
         finally:
             if not keep:
                 await saver.adelete_thread(thread_id)
 
 
-def remember_turn(server: Any, key_id: str, turn: ChatTurn, last: Any) -> None:
-    """Mark what this turn produced or judged, so the client can send it back without it being judged again."""
-    trust = server.trust
-    if turn.user_text is not None:
-        user = ClientMessage("user", turn.user_text)
-        if isinstance(last, Refusal) and last.stage == "user_input":
-            if not last.guard_error:
-                trust.remember(key_id, user, refused=True)
-        elif isinstance(last, (Final, Refusal, ClientToolCalls, ApprovalRequested)):
-            trust.remember(key_id, user)
+def refuse_request(bot: Any, thread_id: str, tools: Any, history: Any) -> Refusal:
+    """A client tool's definition or the client's history did not pass: the request is refused, nothing runs."""
+    if tools is not None:
+        stage, guard_error, source = tools.stage, tools.outcome == "error", "client_tools"
+    else:
+        stage, guard_error, source = history.blocked_stage, history.guard_error, "client_history"
+    refusals = bot.policy.refusals
+    text = refusals.guard_error if guard_error else refusals.for_stage(stage)
+    bot.pipeline.record("refusal", thread_id=thread_id, stage=stage, guard_error=guard_error, source=source)
+    return Refusal(stage=stage, message=text, guard_error=guard_error)
+
+
+def remember_turn(trust: Any, key_id: str, turn: ChatTurn, last: Any, stored: list[dict[str, Any]]) -> None:
+    """Remember what this turn judged or produced, so the client can send it back without it being judged again.
+    The user's message only as the agent stored it, sealed by its input judgement (`stored`: the thread's messages
+    at the end of the turn): nothing a guard did not pass is remembered."""
+    user = {"role": "user", "content": turn.user_text} if turn.user_text is not None else None
+    if user is not None and any(m.get("role") == "user" and m.get("content") == user["content"]
+                                and record_problem(m) is None for m in stored):  # fmt: skip
+        trust.remember(key_id, user)
     if isinstance(last, Final):
-        trust.remember(key_id, ClientMessage("assistant", last.text))
+        trust.remember(key_id, {"role": "assistant", "content": last.text})
     elif isinstance(last, Refusal):
-        trust.remember(key_id, ClientMessage("assistant", last.message))
+        reply = {"role": "assistant", "content": last.message}
+        trust.remember(key_id, reply)
+        if user is not None and last.stage == "user_input" and not last.guard_error:
+            trust.remember_refusal(key_id, user, reply)
     elif isinstance(last, ClientToolCalls):
-        calls = tuple(ClientCall(c["call_id"], c["name"], json.dumps(c["arguments"], ensure_ascii=False,
-                                 sort_keys=True), c["arguments"]) for c in last.calls)  # fmt: skip
-        trust.remember(key_id, ClientMessage("assistant", "", calls))
+        calls = [{"name": c["name"], "arguments": c["arguments"], "call_id": c["call_id"]} for c in last.calls]
+        trust.remember(key_id, {"role": "assistant", "content": "", "tool_calls": calls})
 
 
 class GuardSummary:
@@ -177,7 +194,6 @@ def complete(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str,
         raise ApiError(500, "the turn ended without an answer", "internal_error")
     if isinstance(last, (Error, TurnTimeout)):
         raise error_for(last)
-    remember_turn(server, key_id, turn, last)
     if isinstance(last, Final):
         return completion_body(cid, turn.model, content=last.text, finish="stop", guard=summary.body())
     if isinstance(last, Refusal):
@@ -254,7 +270,6 @@ def final_chunks(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: 
     if isinstance(last, (Error, TurnTimeout)):
         error = error_for(last)
         return [error_body(error.status, error.message, error.code)]
-    remember_turn(server, key_id, turn, last)
     if isinstance(last, Final):
         rest = last.text[len(sent):] if last.text.startswith(sent) else ""
         out = [chunk_body(cid, model, {"content": rest})] if rest else []

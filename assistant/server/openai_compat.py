@@ -136,13 +136,68 @@ def parse_tools(raw: Any) -> tuple[ClientTool, ...]:
         name = function.get("name")
         if not isinstance(name, str) or not TOOL_NAME.match(name):
             raise _bad("a tool name must match ^[A-Za-z_][A-Za-z0-9_-]{0,63}$", f"tools[{i}].function.name")
-        parameters = function.get("parameters") or {"type": "object", "properties": {}}
-        if not isinstance(parameters, dict):
-            raise _bad("parameters must be a JSON-schema object", f"tools[{i}].function.parameters")
-        tools.append(ClientTool(name, str(function.get("description") or ""), parameters))
+        description = function.get("description")
+        if description is not None and not isinstance(description, str):
+            raise _bad(f"a tool description must be a string, not {_json_type(description)}",
+                       f"tools[{i}].function.description")  # fmt: skip
+        parameters = function.get("parameters")
+        if parameters is None or parameters == {}:
+            parameters = {"type": "object", "properties": {}}
+        where = f"tools[{i}].function.parameters"
+        problem = schema_problem(parameters)
+        if problem is not None:
+            raise _bad(f"{problem} (tool {name})", where, "invalid_tool_schema")
+        tools.append(ClientTool(name, description or "", parameters))
     if len({t.name for t in tools}) != len(tools):
         raise _bad("tool names must be unique", "tools")
     return tuple(tools)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number", type(None): "null"}  # fmt: skip
+    return names.get(type(value), type(value).__name__)
+
+
+def schema_problem(parameters: Any) -> str | None:
+    """Why a client tool's `parameters` cannot describe its arguments, or None. Checked here so that a malformed
+    schema is a 400 naming the problem, never an error deep in the prompt builder or the tool rules."""
+    if not isinstance(parameters, dict):
+        return f"parameters must be a JSON Schema object, not {_json_type(parameters)}"
+    kind = parameters.get("type", "object")
+    if kind != "object":
+        return f'parameters must describe an object ("type": "object"), not {json.dumps(kind)[:60]}'
+    properties = parameters.get("properties", {})
+    if not isinstance(properties, dict):
+        return f"parameters.properties must be an object, not {_json_type(properties)}"
+    for prop, schema in properties.items():
+        if isinstance(schema, dict):
+            kind = schema.get("type")
+            if kind is not None and not isinstance(kind, (str, list)):
+                return f"the type of property {prop!r} must be a string or a list, not {_json_type(kind)}"
+            text = schema.get("description")
+            if text is not None and not isinstance(text, str):
+                return f"the description of property {prop!r} must be a string, not {_json_type(text)}"
+    required = parameters.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        return "parameters.required must be a list of property names"
+    dialect = parameters.get("$schema")
+    if dialect is not None and not isinstance(dialect, str):
+        return f"parameters.$schema must be a string, not {_json_type(dialect)}"
+    from jsonschema import exceptions, validators
+
+    latest = validators.validator_for({})  # no $schema: the newest dialect
+    validator = latest if dialect is None else validators.validator_for(parameters, default=None)
+    if validator is None:
+        return f"parameters.$schema names a JSON Schema dialect this server does not know: {dialect[:100]!r}"
+    try:
+        validator.check_schema(parameters)
+    except exceptions.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path)
+        return f"parameters is not a valid JSON Schema: {exc.message}" + (f" (at {where})" if where else "")
+    except RecursionError:
+        return "parameters is nested too deeply to check"
+    return None
 
 
 def parse_chat_request(body: Any, *, max_messages: int, default_model: str) -> ChatTurn:

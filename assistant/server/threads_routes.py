@@ -2,8 +2,10 @@
 
 POST /v1/threads (create, owned by the caller's key), POST /v1/threads/{id}/messages (one turn: SSE whose `data` are
 exactly the JSON objects `assistant run --json` prints), GET /v1/threads/{id} (history and any pending approval),
-POST /v1/threads/{id}/approval (`{"decision": "approve"|"deny", "reason"}` resumes a paused turn, SSE as above),
-DELETE /v1/threads/{id}. A thread another key owns does not exist for the caller (404).
+POST /v1/threads/{id}/approval (`{"call_id", "decision": "approve"|"approve_session"|"deny", "reason"}` resumes a
+paused turn, SSE as above; `call_id` names the call decided: 400 without it, 409 when it is not the call waiting now,
+and for all but one of concurrent decisions on one call), DELETE /v1/threads/{id}. A thread another key owns does not
+exist for the caller (404).
 """
 
 from __future__ import annotations
@@ -64,12 +66,21 @@ async def post_approval(server: Any, request: Any, thread_id: str, key_id: str) 
     body = await _json(request)
     decision = body.get("decision") if isinstance(body, dict) else None
     reason = body.get("reason") or "" if isinstance(body, dict) else ""
+    call_id = body.get("call_id") if isinstance(body, dict) else None
+    shape = '{"call_id": "the pending call\'s id", "decision": "approve"|"approve_session"|"deny", "reason": "..."}'
     if decision not in ("approve", "approve_session", "deny") or not isinstance(reason, str):
-        raise ApiError(400, 'the body must be {"decision": "approve"|"approve_session"|"deny", "reason": "..."}',
-                       "invalid_request", param="decision")  # fmt: skip
-    if await server.assistant.pending_approval(thread_id) is None:
+        raise ApiError(400, f"the body must be {shape}", "invalid_request", param="decision")
+    if not isinstance(call_id, str) or not call_id:  # an approval is bound to the call a human was shown
+        raise ApiError(400, f"the body must name the call it decides: {shape}", "invalid_request", param="call_id")
+    pending = await server.assistant.pending_approval(thread_id)
+    if pending is None:
         raise ApiError(409, f"thread {thread_id!r} does not wait for an approval", "nothing_to_approve")
-    chosen = {"approve": APPROVE, "approve_session": APPROVE_SESSION}.get(decision) or deny(reason)
+    if pending.call_id != call_id:  # stale, already decided, or another call: never applied to the one waiting now
+        raise ApiError(409, f"thread {thread_id!r} does not wait for call {call_id!r}; it waits for "
+                       f"{pending.call_id!r} ({pending.name})", "stale_approval", param="call_id")  # fmt: skip
+    chosen = ({"approve": APPROVE, "approve_session": APPROVE_SESSION}.get(decision) or deny(reason)).for_call(call_id)
+    # The Agent checks again, atomically (a lock per thread, a claim in the store): of concurrent decisions on this
+    # call exactly one is applied; the others end in StaleApproval, a 409 below.
     return await event_stream(server, request, lambda: server.assistant.resume(thread_id, chosen))
 
 
@@ -78,19 +89,20 @@ async def event_stream(server: Any, request: Any, make_events: Callable[[], Asyn
     (or has none to resume) is a 409, not a broken stream."""
     from sse_starlette.sse import EventSourceResponse
 
+    from assistant.agent.approval import StaleApproval
     from assistant.agent.graph import ThreadBusy
     from assistant.server.limits import run_unless_disconnected
 
     task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "threads",
                     last=lambda event: isinstance(event, (Final, Refusal, Error, ApprovalRequested)))  # fmt: skip
-    busy: list[str] = []
+    busy: list[ThreadBusy] = []
 
     async def guarded() -> AsyncIterator[Any]:
         try:
             async for event in make_events():
                 yield event
-        except ThreadBusy as exc:
-            busy.append(str(exc))
+        except ThreadBusy as exc:  # StaleApproval included
+            busy.append(exc)
 
     task.start(guarded)
     try:
@@ -99,7 +111,7 @@ async def event_stream(server: Any, request: Any, make_events: Callable[[], Asyn
         task.cancel()
         raise
     if first is DONE and busy:
-        raise ApiError(409, busy[0], "thread_busy")
+        raise ApiError(409, str(busy[0]), "stale_approval" if isinstance(busy[0], StaleApproval) else "thread_busy")
 
     async def events() -> AsyncIterator[dict[str, str]]:
         item = first

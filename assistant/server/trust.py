@@ -1,17 +1,21 @@
 """The trust rule for client history: the API is stateless, so the client sends the whole conversation each time.
 
-A message is trusted only when the server itself produced it or already judged it, recognised by a keyed hash
-(HMAC-SHA256 under a per-process secret, over the API key's id and the message's canonical form) that the server
-keeps in memory; the client never sees a hash, so it cannot forge one. Every other message is judged at the stage
-its role maps to (user and system -> `user_input`, assistant -> `model_output` plus `tool_call` for each call,
-tool -> `tool_result`) before the model sees it. A restart forgets the hashes: old history is judged again (safe).
+It is one use of the agent's judgement ledger (`assistant/agent/provenance.py`): every message the model reads must
+carry a record, and a client's message has none. So each one is either recognised - the server produced it or judged
+it before, for this API key: a keyed hash (HMAC-SHA256 under a per-process secret, over the key's id and the
+message's ledger digest) that only the server can make - or judged now on its role's declared path
+(`guards.gate.ROLE_PATHS`, through `assistant.agent.rejudge`: user and system text `user_text`, an assistant message
+`completion` then `tool_call` for each call, a tool result the whole `tool_result` path), and sealed. Only what a
+guard passed (or the server produced) is remembered; a restart forgets everything, and old history is judged again.
+
+One exception keeps conversations going after a refusal: a user message the server refused, sent back followed by
+the very refusal it got, is left out together with it. Any other refused text sent again is judged again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import secrets
 import threading
 from collections import OrderedDict
@@ -19,11 +23,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from assistant.agent.provenance import MessageDict, digest, seal_recognised
+from assistant.agent.rejudge import context_after, judge_message
 from assistant.events import GuardVerdict
-from assistant.server.openai_compat import ClientMessage
-
-STAGE_FOR_ROLE = {"user": "user_input", "system": "user_input", "assistant": "model_output", "tool": "tool_result"}
-CONTEXT_MESSAGES = 4  # earlier user/assistant messages Llama Guard sees as context (as the agent does)
+from assistant.server.openai_compat import ClientMessage, agent_messages
 
 
 class TrustStore:
@@ -35,33 +38,45 @@ class TrustStore:
         self._capacity = capacity
         self._lock = threading.Lock()
 
-    def digest(self, key_id: str, message: ClientMessage) -> bytes:
-        return hmac.new(self._secret, f"{key_id}\0{message.canonical()}".encode(), hashlib.sha256).digest()
+    def _key(self, key_id: str, *messages: MessageDict) -> bytes:
+        body = "\0".join([key_id, *(digest(m) for m in messages)])
+        return hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
 
-    def remember(self, key_id: str, message: ClientMessage, *, refused: bool = False) -> None:
-        """`refused`: the server judged this message and refused it; it is left out of later prompts."""
-        digest = self.digest(key_id, message) + (b"R" if refused else b"")
+    def _add(self, key: bytes) -> None:
         with self._lock:
-            self._seen[digest] = None
-            self._seen.move_to_end(digest)
+            self._seen[key] = None
+            self._seen.move_to_end(key)
             while len(self._seen) > self._capacity:
                 self._seen.popitem(last=False)
 
-    def known(self, key_id: str, message: ClientMessage, *, refused: bool = False) -> bool:
-        digest = self.digest(key_id, message) + (b"R" if refused else b"")
+    def _has(self, key: bytes) -> bool:
         with self._lock:
-            if digest in self._seen:
-                self._seen.move_to_end(digest)
+            if key in self._seen:
+                self._seen.move_to_end(key)
                 return True
         return False
 
+    def remember(self, key_id: str, message: MessageDict) -> None:
+        """A message a guard passed, or the server produced (an answer, a refusal, client tool calls)."""
+        self._add(self._key(key_id, message))
+
+    def known(self, key_id: str, message: MessageDict) -> bool:
+        return self._has(self._key(key_id, message))
+
+    def remember_refusal(self, key_id: str, user: MessageDict, reply: MessageDict) -> None:
+        """A user message the input guards refused, and the refusal that answered it (left out together)."""
+        self._add(b"R" + self._key(key_id, user, reply))
+
+    def refused_exchange(self, key_id: str, user: MessageDict, reply: MessageDict | None) -> bool:
+        return reply is not None and self._has(b"R" + self._key(key_id, user, reply))
+
 
 @dataclass
-class Judgement:
+class HistoryJudgement:
     """What judging the client's history found: verdicts, and the first stage that stopped it (if any)."""
 
     verdicts: list[GuardVerdict] = field(default_factory=list)
-    kept: list[ClientMessage] = field(default_factory=list)  # what the model may see (refused exchanges left out)
+    kept: list[MessageDict] = field(default_factory=list)  # sealed: what the model may see
     blocked_stage: str | None = None
     guard_error: bool = False
     judged: int = 0
@@ -75,50 +90,34 @@ def verdict_events(result: Any) -> list[GuardVerdict]:
     ]  # fmt: skip
 
 
-def stops(result: Any) -> bool:
-    """As in the agent: `ask` has nobody to ask here, and a guard error blocks (fail closed)."""
-    return result.decision in ("block", "ask") or (result.error is not None and result.decision != "allow")
-
-
 async def judge_history(
     pipeline: Any, trust: TrustStore, key_id: str, history: Sequence[ClientMessage], *, thread_id: str | None
-) -> Judgement:
-    """Judge every message of `history` the server does not recognise, in order; stop at the first block. A message
-    the server itself refused before (the client sent it back) is left out, with the refusal that answered it."""
-    out = Judgement()
+) -> HistoryJudgement:
+    """Seal every message of `history`: recognised ones as they are, the others once their path passed; stop at the
+    first that does not pass."""
+    out = HistoryJudgement()
+    messages = agent_messages(tuple(history))
     context: list[tuple[str, str]] = []
-    skip_reply = False
-    for message in history:
-        if trust.known(key_id, message, refused=True):
-            skip_reply = message.role == "user"
+    index = 0
+    while index < len(messages):
+        message = messages[index]
+        following = messages[index + 1] if index + 1 < len(messages) else None
+        if message["role"] == "user" and trust.refused_exchange(key_id, message, following):
+            index += 2
             continue
-        if skip_reply and message.role == "assistant" and not message.tool_calls and trust.known(key_id, message):
-            skip_reply = False
-            continue
-        skip_reply = False
-        if not trust.known(key_id, message):
-            checks: list[tuple[str, str, str]] = []
-            stage = STAGE_FOR_ROLE[message.role]
-            if message.content:
-                checks.append((stage, message.content, "assistant" if message.role == "assistant" else "user"))
-            for call in message.tool_calls:
-                text = json.dumps({"name": call.name, "arguments": call.parsed}, ensure_ascii=False)
-                checks.append(("tool_call", text, "assistant"))
-            for check_stage, text, role in checks:
-                with_context = check_stage in ("user_input", "model_output")
-                conversation = tuple(context[-CONTEXT_MESSAGES:]) if with_context else ()
-                result = await pipeline.check(check_stage, text, role=role, conversation=conversation,
-                                              thread_id=thread_id)  # fmt: skip
-                out.verdicts.extend(verdict_events(result))
-                if stops(result):
-                    if result.error is None:  # a guard error is not a judgement: the message is judged again next time
-                        trust.remember(key_id, message, refused=True)
-                    out.blocked_stage = check_stage
-                    out.guard_error = result.error is not None
-                    return out
+        if trust.known(key_id, message):
+            sealed: MessageDict | None = seal_recognised(message, "judged or produced by this server")
+        else:
+            sealed, judgement = await judge_message(
+                pipeline, message, conversation=tuple(context), thread_id=thread_id,
+                on_result=lambda result: out.verdicts.extend(verdict_events(result)),
+            )  # fmt: skip
+            if sealed is None:
+                out.blocked_stage, out.guard_error = judgement.stage, judgement.outcome == "error"
+                return out
             out.judged += 1
             trust.remember(key_id, message)
-        out.kept.append(message)
-        if message.role in ("user", "assistant") and message.content and not message.tool_calls:
-            context.append((message.role, message.content))
+        out.kept.append(sealed)
+        context = context_after(context, message)
+        index += 1
     return out

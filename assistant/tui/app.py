@@ -320,7 +320,7 @@ class ChatApp(App[None]):
                 future.set_result(decision or ApprovalDecision("deny", "The user closed the dialog."))
 
         self.push_screen(ApprovalScreen(request), callback=done)
-        decision = await future
+        decision = replace(await future, call_id=request.call_id)  # bound to the call shown, nothing else
         for reply in self.query(AssistantMessage):
             if (view := reply.tool_views.get(request.call_id)) is not None:
                 suffix = f": {decision.reason}" if decision.kind == "deny" and decision.reason else ""

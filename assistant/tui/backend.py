@@ -168,29 +168,26 @@ class AssistantSession:
         self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = ()
     ) -> AsyncIterator[Event]:
         await self._ready.wait()
-        passed: list[Attachment] = []
+        from assistant.agent.provenance import seal
+
+        passed: list[dict[str, Any]] = []
         for number, attachment in enumerate(attachments):
-            events, ok = await judge_attachment(self.assistant.pipeline, attachment, number, thread_id)
+            events, judgement = await judge_attachment(self.assistant.pipeline, attachment, number, thread_id)
             for event in events:
                 yield event
-            if not ok:
+            if not judgement.passed:
                 return
-            passed.append(attachment)
+            passed.append(seal(attachment_message(attachment), judgement))  # its record: this judgement
         if passed:
-            await self.assistant.append_messages(thread_id, [attachment_message(a) for a in passed])
+            await self.assistant.append_messages(thread_id, passed)
         turn = self.assistant.stream(text, thread=thread_id, approve=self._agent_approver(approve))
         async with contextlib.aclosing(turn) as events:  # closed at once when the chat stops the turn
             async for event in events:
                 yield event
 
     async def keep_stopped(self, thread_id: str, text: str, events: Sequence[Event]) -> None:
-        from assistant.stopped import stopped_messages
-
-        if self.assistant is None:
-            return
-        history = await self.assistant.history(thread_id)
-        if messages := stopped_messages(text, events, history):
-            await self.assistant.append_messages(thread_id, messages)
+        if self.assistant is not None:
+            await self.assistant.keep_stopped(thread_id, text, events)
 
     @staticmethod
     def _agent_approver(approve: Approver) -> Any:
@@ -270,7 +267,7 @@ def _import_transformers() -> None:
 def _to_agent(decision: ApprovalDecision) -> Any:
     from assistant.agent.approval import Decision
 
-    return Decision(_DECISION_ACTIONS[decision.kind], decision.reason)  # type: ignore[arg-type]
+    return Decision(_DECISION_ACTIONS[decision.kind], decision.reason, decision.call_id)  # type: ignore[arg-type]
 
 
 def _load_problem(exc: BaseException) -> SetupProblem:
@@ -288,7 +285,7 @@ def _load_problem(exc: BaseException) -> SetupProblem:
 
 async def judge_attachment(
     pipeline: Any, attachment: Attachment, number: int, thread_id: str
-) -> tuple[list[Event], bool]:
+) -> tuple[list[Event], Any]:
     """Judge an attachment on the tool_result path (what the model would read); the chat's events for it, and
     whether it passed. A guard error blocks it (fail closed)."""
     from guards.gate import judge
@@ -308,10 +305,10 @@ async def judge_attachment(
         ]  # fmt: skip
     if judgement.passed:
         events.append(ToolResult(call_id=call_id, name=ATTACHMENT_TOOL, ok=True, output=attachment.text))
-        return events, True
+        return events, judgement
     guard_error = judgement.outcome == "error"
     why = "a guard failed" if guard_error else f"the {judgement.stage} guards blocked it"
     message = f"The attached file {attachment.name} was not sent: {why}. Your message was not sent either."
     events.append(ToolResult(call_id=call_id, name=ATTACHMENT_TOOL, ok=False, output="", blocked=True, error=why))
     events.append(Refusal(stage=judgement.stage or "tool_result", message=message, guard_error=guard_error))
-    return events, False
+    return events, judgement

@@ -31,10 +31,13 @@ class LoadProgress:
 
 @dataclass(frozen=True)
 class ApprovalDecision:
-    """A human decision on one tool call: approve once, approve this tool for the session, or deny with a reason."""
+    """A human decision on one tool call: approve once, approve this tool for the session, or deny with a reason.
+    `call_id`: the call whose request the human was shown (the app sets it); the agent applies the decision to that
+    call only."""
 
     kind: Literal["once", "session", "deny"]
     reason: str = ""
+    call_id: str = ""
 
     @property
     def approved(self) -> bool:

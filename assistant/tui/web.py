@@ -3,6 +3,10 @@
 The key rule is `assistant serve`'s (assistant/server/auth.py): without API keys only a loopback address is bound;
 with keys every request needs one - `?key=KEY` on the page address once (it is then kept in an HttpOnly, SameSite
 cookie holding a random session token, never the key), or `Authorization: Bearer KEY`.
+
+Without keys, the perimeter rule is `assistant serve`'s too (assistant/server/perimeter.py): a request must name a
+loopback `Host` (no DNS rebinding), and the WebSocket that drives the app (like any state-changing request) must
+come from the page's own origin, so another web page the user visits cannot type, approve or attach in the chat.
 """
 
 from __future__ import annotations
@@ -26,8 +30,19 @@ def make_server(command: str, host: str, port: int, keys: Any, public_url: str |
     from aiohttp import web
     from textual_serve.server import Server
 
+    from assistant.server.perimeter import check_headers
+
     sessions: set[str] = set()
     servers: list[Any] = []
+
+    @web.middleware
+    async def perimeter(request: web.Request, handler: Any) -> web.StreamResponse:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        websocket = request.path == "/ws" or headers.get("upgrade", "").lower() == "websocket"
+        refusal = check_headers(request.method, headers, keyless=not keys.enabled, websocket=websocket)
+        if refusal is not None:
+            return web.Response(status=refusal.status, text=f"{refusal.status}: {refusal.message}\n")
+        return await handler(request)
 
     @web.middleware
     async def require_key(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -52,7 +67,7 @@ def make_server(command: str, host: str, port: int, keys: Any, public_url: str |
     class ChatServer(Server):  # type: ignore[misc]
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
-            app.middlewares.append(require_key)
+            app.middlewares.extend((perimeter, require_key))
             return app
 
     servers.append(ChatServer(command, host=host, port=port, title="Guarded assistant", public_url=public_url))

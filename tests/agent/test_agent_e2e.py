@@ -126,7 +126,7 @@ async def test_side_effect_tool_after_untrusted_content_waits_for_approval_then_
     assert tool_log.calls == [("fetch_page", {"name": "news"})]  # the email waits
     assert (await bot.pending_approval("t-approve")).call_id == first.pending_approval.call_id
 
-    second = await bot.aresume("t-approve", True)
+    second = await bot.aresume("t-approve", True, call_id=first.pending_approval.call_id)
     assert second.text == "Done: I emailed Bob."
     assert tool_log.calls[-1] == ("send_email", {"to": "bob@example.test", "body": "hi"})
     assert [name for name, _ in tool_log.calls].count("send_email") == 1  # executed exactly once
@@ -204,7 +204,8 @@ async def test_pending_approval_survives_a_restart(make_assistant, tmp_path: Pat
     assert (await first.arun("News, then email Bob", thread="t-later")).pending_approval is not None
 
     second = make_assistant("Sent after all.<|eot_id|>", db=db)
-    assert (await second.pending_approval("t-later")).name == "send_email"
-    result = await second.aresume("t-later", {"action": "approve", "reason": ""})
+    pending = await second.pending_approval("t-later")
+    assert pending.name == "send_email"
+    result = await second.aresume("t-later", {"action": "approve", "reason": "", "call_id": pending.call_id})
     assert result.text == "Sent after all."
     assert [name for name, _ in tool_log.calls] == ["fetch_page", "send_email"]

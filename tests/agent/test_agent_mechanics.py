@@ -123,8 +123,9 @@ async def test_approval_waits_across_a_restart_and_the_call_runs_once(make_assis
     assert paused.pending_approval is not None and tool_log.calls == []
 
     second = make_assistant("Sent.<|eot_id|>", policy=unguarded(tmp_path), db=db)
-    assert (await second.pending_approval("p10")).name == "send_email"
-    result = await second.aresume("p10", True)
+    pending = await second.pending_approval("p10")
+    assert pending.name == "send_email" and pending.call_id == paused.pending_approval.call_id
+    result = await second.aresume("p10", True, call_id=pending.call_id)
     assert result.text == "Sent."
     assert [n for n, _ in tool_log.calls] == ["send_email"]
     assert [m["role"] for m in await second.history("p10")] == ["user", "assistant", "tool", "assistant"]

@@ -6,7 +6,9 @@ What it implements of vLLM's API: token-id or text prompts (text tokenized as a 
 becomes control tokens, and a BOS is prepended), greedy decoding up to `max_tokens` or a stop token
 (`stop_token_ids` plus the model's own), `logprobs: N` (the top N of the full-vocabulary log-softmax per generated
 token; keys `token_id:N` with `return_tokens_as_token_ids`, else the token's text), `/v1/models`. `mode` switches on
-one fault at a time for the fail-closed tests.
+one fault at a time for the fail-closed tests; `craft` rewrites an answer (status and payload, or the raw bytes sent),
+`models_delay_s` / `completions_delay_s` slow one endpoint down, `drip_s` sends each body in small pieces that far
+apart, and `no_length` sends it without Content-Length (the body ends when the connection closes).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -123,6 +125,12 @@ class CompletionsServer:
         self.delay_s = 3.0
         self.requests: list[dict[str, Any]] = []
         self.authorizations: list[str | None] = []  # each request's Authorization header
+        # (path, request body or None for GET, status, payload) -> (status, payload or the exact bytes to send)
+        self.craft: Callable[[str, dict[str, Any] | None, int, Any], tuple[int, Any]] | None = None
+        self.models_delay_s = 0.0
+        self.completions_delay_s = 0.0
+        self.drip_s = 0.0
+        self.no_length = False
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -180,19 +188,30 @@ def _handler(server: CompletionsServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-        def _send(self, status: int, payload: Any) -> None:
+        def _send(self, status: int, payload: Any, request: dict[str, Any] | None = None) -> None:
+            if server.craft is not None:
+                status, payload = server.craft(self.path, request, status, payload)
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
+            if not server.no_length:
+                self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            if not server.drip_s:
+                self.wfile.write(data)
+                return
+            for start in range(0, len(data), 64):
+                self.wfile.write(data[start : start + 64])
+                self.wfile.flush()
+                time.sleep(server.drip_s)
 
         def do_GET(self) -> None:
-            if self.path == "/v1/models":
-                self._send(200, {"object": "list", "data": [{"id": server.name, "object": "model"}]})
-            else:
-                self._send(404, {"error": "not found"})
+            time.sleep(server.models_delay_s)
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                if self.path == "/v1/models":
+                    self._send(200, {"object": "list", "data": [{"id": server.name, "object": "model"}]})
+                else:
+                    self._send(404, {"error": "not found"})
 
         def do_POST(self) -> None:
             server.authorizations.append(self.headers.get("Authorization"))
@@ -205,8 +224,9 @@ def _handler(server: CompletionsServer) -> type[BaseHTTPRequestHandler]:
                 self._send(200, b"<html>Bad gateway</html>")
                 return
             status, payload = server.answer(body)
+            time.sleep(server.completions_delay_s)
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client gave up (timeouts)
-                self._send(status, payload)
+                self._send(status, payload, body)
 
     return Handler
 

@@ -133,7 +133,7 @@ async def test_pending_approval_answered_on_another_replica(policy: Path, pg_url
     second = replica(policy, "b", "Sent.<|eot_id|>")
     pending = await second.pending_approval("t-mail")
     assert pending is not None and pending.call_id == asked.pending_approval.call_id
-    done = await second.aresume("t-mail", True)
+    done = await second.aresume("t-mail", True, call_id=pending.call_id)
     assert done.text == "Sent." and SENT == [{"to": "bob@example.test", "body": "hi"}]
     assert await first.pending_approval("t-mail") is None  # the first replica sees the answer too
 

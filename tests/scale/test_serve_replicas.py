@@ -169,7 +169,8 @@ async def test_pending_approval_made_on_one_replica_is_answered_on_the_other(rep
         assert len(replicas.sent()) == before  # nothing ran yet
         pending = (await client.get(f"{b}/v1/threads/{thread}")).json()["pending_approval"]
         assert pending is not None and pending["call_id"] == asked[-1]["call_id"]
-        done = await events(client, f"{b}/v1/threads/{thread}/approval", {"decision": "approve"})
+        done = await events(client, f"{b}/v1/threads/{thread}/approval",
+                            {"decision": "approve", "call_id": pending["call_id"]})
         assert final_text(done) == "Sent."
         assert (await client.get(f"{a}/v1/threads/{thread}")).json()["pending_approval"] is None
     sent = replicas.sent()[before:]

@@ -37,8 +37,8 @@ stages:
   code: {{code_shield: {{enabled: false}}}}
 audit: {{path: {audit}, texts: hash}}
 tools:
-  approval_required: [notify]
-  custom: ["tests.server.server_tools:notify"]
+  approval_required: [notify, record_note]
+  custom: ["tests.server.server_tools:notify", "tests.server.approval_tools:record_note"]
 server: {{max_body_bytes: 20000, max_messages: 50, max_concurrent_turns: {slots}, turn_timeout_s: 60}}
 """
 
@@ -57,6 +57,20 @@ audit: {{path: {audit}}}
 server: {{max_concurrent_turns: 2}}
 """
 
+
+def _note(text: str) -> str:
+    return '<|python_tag|>{{"name": "record_note", "parameters": {{"text": "' + text + '"}}}}<|eom_id|>'
+
+
+APPROVAL_SCRIPT = [  # record_note (tests/server/approval_tools.py): one note, or two in a row, then the answer
+    (r"^write a note (\w+)$", _note("{1}")),
+    (r"^write two notes (\w+)$", _note("{1}-a")),
+    (r"^noted (\w+)-a$", _note("{1}-b")),
+    (r"^noted (\w+)-b$", "Both notes written.<|eot_id|>"),
+    (r"^noted (\w+)$", "Note written.<|eot_id|>"),
+    ("denied the call to record_note", "OK, I did not write it.<|eot_id|>"),
+]
+
 # (regex on the last user/tool message, completion[, delay before each delta])
 SCRIPT: list[tuple[str, str] | tuple[str, str, float]] = [
     ("notify me", '<|python_tag|>{{"name": "notify", "parameters": {{"message": "hi"}}}}<|eom_id|>'),
@@ -66,6 +80,7 @@ SCRIPT: list[tuple[str, str] | tuple[str, str, float]] = [
     ("say bad", "Here is zyxtrigger text.<|eot_id|>"),
     (r"slow (\d+)", "Slow answer {1}: " + "word " * 200 + "<|eot_id|>", 0.05),
     (r"client (\d+) turn (\d+)", "Answer for client {1} turn {2}.<|eot_id|>"),
+    *APPROVAL_SCRIPT,  # tests/server/test_approval_binding.py
     ("^(?!.*zzbackendfail)", "Hello from the scripted model.<|eot_id|>"),  # zzbackendfail: no line, a backend error
 ]
 

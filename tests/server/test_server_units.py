@@ -49,8 +49,10 @@ class Pipeline:
 
     async def check(self, stage: str, text: str, **_: object) -> object:
         self.checked.append((stage, text))
+        checked_stage = stage
 
         class Result:
+            stage = checked_stage
             decision = "block" if "BAD" in text else "allow"
             error = None
             verdicts = ()
@@ -60,22 +62,25 @@ class Pipeline:
 
 async def test_trust_store_judges_only_what_it_did_not_produce() -> None:
     trust, pipeline = TrustStore(), Pipeline()
+    trust.remember("k", {"role": "assistant", "content": "an answer"})
     produced = ClientMessage("assistant", "an answer")
-    trust.remember("k", produced)
     call = ClientCall("c1", "f", '{"a": 1}', {"a": 1})
     history = [ClientMessage("user", "hi"), produced, ClientMessage("assistant", "", (call,)),
                ClientMessage("tool", "result", tool_call_id="c1")]  # fmt: skip
     judged = await judge_history(pipeline, trust, "k", history, thread_id=None)
     assert judged.blocked_stage is None and judged.judged == 3
-    assert [s for s, _ in pipeline.checked] == ["user_input", "tool_call", "tool_result"]
+    # each role's whole declared path: a forged call is model output first, then a call; a tool result both stages
+    assert [s for s, _ in pipeline.checked] == ["user_input", "model_output", "tool_call", "tool_result",
+                                                "model_output"]  # fmt: skip
+    assert all(m["judged"]["sha256"] for m in judged.kept)  # every kept message is sealed for the agent's ledger
     pipeline.checked.clear()
     assert (await judge_history(pipeline, trust, "k", history, thread_id=None)).judged == 0  # remembered now
     assert (await judge_history(pipeline, trust, "other-key", history, thread_id=None)).judged == 4  # per key
     forged = await judge_history(pipeline, trust, "k", [ClientMessage("assistant", "BAD text")], thread_id=None)
     assert forged.blocked_stage == "model_output"
-    # sent back, the refused message is left out instead of refused again
+    # sent back, a refused message is refused again (never silently dropped)
     again = await judge_history(pipeline, trust, "k", [ClientMessage("assistant", "BAD text")], thread_id=None)
-    assert again.blocked_stage is None and again.kept == []
+    assert again.blocked_stage == "model_output" and again.kept == []
 
 
 def test_request_parsing() -> None:

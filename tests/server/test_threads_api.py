@@ -50,22 +50,22 @@ def test_approval_and_key_isolation(guarded_server: ServerProcess) -> None:
     thread = post(s, "/v1/threads", KEY_A).json()["id"]
     events = turn(s, thread, "please notify me")
     assert events[-1]["type"] == "approval" and events[-1]["name"] == "notify"
+    approve = {"decision": "approve", "call_id": events[-1]["call_id"]}
     url = f"{s.base}/v1/threads/{thread}"
     # key B: the thread does not exist for it - read, continue, approve, delete
     assert httpx.get(url, headers=s.headers(KEY_B)).status_code == 404
     assert post(s, f"/v1/threads/{thread}/messages", KEY_B, {"content": "hi"}).status_code == 404
-    assert post(s, f"/v1/threads/{thread}/approval", KEY_B, {"decision": "approve"}).status_code == 404
+    assert post(s, f"/v1/threads/{thread}/approval", KEY_B, approve).status_code == 404
     assert httpx.delete(url, headers=s.headers(KEY_B)).status_code == 404
     assert httpx.get(url, headers=s.headers(KEY_A)).json()["pending_approval"]["name"] == "notify"
     # a new message while the approval waits is a conflict, not a broken stream
     busy = post(s, f"/v1/threads/{thread}/messages", KEY_A, {"content": "hello"})
     assert busy.status_code == 409 and busy.json()["error"]["code"] == "thread_busy"
-    with httpx.stream("POST", url + "/approval", json={"decision": "approve"}, headers=s.headers(KEY_A),
-                      timeout=60) as r:  # fmt: skip
+    with httpx.stream("POST", url + "/approval", json=approve, headers=s.headers(KEY_A), timeout=60) as r:
         resumed = sse_events(r)
     assert [e["type"] for e in resumed if e["type"] in ("tool_result", "final")] == ["tool_result", "final"]
     assert resumed[-1]["text"] == "Done, I notified you."
-    assert post(s, f"/v1/threads/{thread}/approval", KEY_A, {"decision": "approve"}).status_code == 409
+    assert post(s, f"/v1/threads/{thread}/approval", KEY_A, approve).status_code == 409
     assert httpx.delete(url, headers=s.headers(KEY_A)).json()["deleted"] is True
     assert httpx.get(url, headers=s.headers(KEY_A)).status_code == 404
 
@@ -77,8 +77,8 @@ def test_chat_completion_waiting_for_approval_is_resumed_through_its_thread(guar
     approval = r.model_extra["guard"]["approval"]
     assert approval["name"] == "notify" and r.choices[0].finish_reason == "stop"
     path = f"/v1/threads/{approval['thread_id']}/approval"
-    assert post(s, path, KEY_B, {"decision": "approve"}).status_code == 404
-    with httpx.stream("POST", s.base + path, json={"decision": "deny", "reason": "not now"}, headers=s.headers(KEY_A),
-                      timeout=60) as resp:  # fmt: skip
+    assert post(s, path, KEY_B, {"decision": "approve", "call_id": approval["call_id"]}).status_code == 404
+    deny = {"decision": "deny", "reason": "not now", "call_id": approval["call_id"]}
+    with httpx.stream("POST", s.base + path, json=deny, headers=s.headers(KEY_A), timeout=60) as resp:
         events = sse_events(resp)
     assert any(e["type"] == "tool_result" and not e["ok"] for e in events)

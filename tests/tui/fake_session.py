@@ -131,6 +131,8 @@ class FakeSession:
         return self.pending.get(thread_id)
 
     async def resume(self, thread_id: str, decision: ApprovalDecision, *, approve: Approver) -> AsyncIterator[Event]:
+        if decision.call_id != self.pending[thread_id].call_id:  # as the agent: a decision names the call shown
+            raise AssertionError(f"the decision names call {decision.call_id!r}, not the pending one")
         request = self.pending.pop(thread_id)
         ok = decision.approved
         yield ToolResult(call_id=request.call_id, name=request.name, ok=ok, output="42\n" if ok else "", error=None)

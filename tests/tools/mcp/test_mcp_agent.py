@@ -97,7 +97,7 @@ async def test_a_file_read_turns_on_the_untrusted_rule_so_the_write_waits_for_ap
     assert isinstance(first.pending_approval, ApprovalRequested)
     assert first.pending_approval.name == "write_file" and "side effects" in first.pending_approval.reason
     assert not target.exists()  # nothing written before a human says so
-    second = await bot.aresume("t-write", True)
+    second = await bot.aresume("t-write", True, call_id=first.pending_approval.call_id)
     assert second.text == "Saved your to-do."
     assert target.read_text(encoding="utf-8") == "milk"
 
