@@ -18,6 +18,7 @@ from guards.errors import GuardOutputError
 from guards.llama_guard import LlamaGuard
 from guards.llama_guard_prompt import Turn, prompt_categories
 from guards.llama_guard_remote import GuardServerError, RemoteLlamaGuard
+from guards.llama_guard_remote_io import Budget
 from tests.vllm.conftest import FIGURES, KillServerAfterFirstDelta, VllmServer, vllm_server
 
 NAME = "tiny-guard"
@@ -73,7 +74,8 @@ def test_exact_unsafe_logprob_from_vllm_prompt_logprobs(server: VllmServer, loca
     """The path for a `safe` so confident that `unsafe` is not in the top 20: vLLM's prompt_logprobs of the prompt
     followed by `unsafe` give log P(unsafe) itself."""
     guard = RemoteLlamaGuard(server.url, model=NAME)
-    exact = math.exp(guard._exact_logprob(NAME, guard.prompt_ids(CASES[name]), guard.unsafe_id))
+    budget = Budget(guard.timeout_s)  # one check's deadline, as in check()
+    exact = math.exp(guard._exact_logprob(NAME, guard.prompt_ids(CASES[name]), guard.unsafe_id, budget))
     assert abs(exact - local.check(CASES[name]).score) < 1e-4
 
 
