@@ -188,14 +188,11 @@ def prompt_window(
     deps: AgentDeps, messages: list[MessageDict], *, dropped: int, turn_start: int, unsealed_tail: int = 0
 ) -> Any:
     """The prompt for `messages` within the context window. The one way from a thread to model input: every message
-    encoded must carry a matching judgement record (`provenance.admit`; raises Unjudged)."""
-
-    def encode(window: list[MessageDict]) -> list[int]:
-        admit(window, first_index=len(messages) - len(window), unsealed_tail=unsealed_tail)
-        return deps.encode([message_from_dict(m) for m in window])
-
-    return fit_window(messages, encode, budget=deps.prompt_budget, already_dropped=dropped,
-                      current_turn_start=turn_start)  # fmt: skip
+    that may be encoded (any window is a suffix of messages[dropped:]) must carry a matching judgement record
+    (`provenance.admit`; raises Unjudged), checked once before the window is fitted."""
+    admit(messages[dropped:], first_index=dropped, unsealed_tail=unsealed_tail)
+    return fit_window(messages, lambda ms: deps.encode([message_from_dict(m) for m in ms]), budget=deps.prompt_budget,
+                      already_dropped=dropped, current_turn_start=turn_start)  # fmt: skip
 
 
 async def speculate(

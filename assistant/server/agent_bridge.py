@@ -85,15 +85,6 @@ class TimedBackend:
             self._observe(time.perf_counter() - started)
 
 
-def with_changes(bot: Any, **changes: Any) -> Any:
-    """A changed copy of an Assistant."""
-    return dataclasses.replace(bot, **changes)
-
-
-def agent_deps(bot: Any) -> Any:
-    return bot.deps
-
-
 class Bridge:
     """Builds (and caches, per set of client tools) the server's variant of the agent graph."""
 

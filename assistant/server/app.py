@@ -73,13 +73,12 @@ class Server:
 
     async def _load(self) -> None:
         from assistant.api import Assistant
-        from assistant.server.agent_bridge import Bridge, TimedBackend, agent_deps, with_changes
+        from assistant.server.agent_bridge import Bridge, TimedBackend
 
         s = self.settings
         bot = await asyncio.to_thread(Assistant.from_policy, s.policy_path, model=s.model, db_path=s.db_path,
                                       tiny_dir=s.tiny_dir)  # fmt: skip
-        bot = with_changes(bot, backend=TimedBackend(bot.backend, self.metrics.model_latency.observe),
-                           interface="server")  # fmt: skip
+        bot = bot.replace(backend=TimedBackend(bot.backend, self.metrics.model_latency.observe), interface="server")
         self.db_path = Path(bot.db_path)
         from assistant.storage import shared_owners  # storage: postgres -> one owners table for every replica
 
@@ -95,7 +94,7 @@ class Server:
                 self.load_errors.append(f"{name}: {type(result).__name__}: {result}")
                 log.error("%s failed to load: %s", name, result)
         self.assistant = bot
-        self.bridge = Bridge(agent_deps(bot))
+        self.bridge = Bridge(bot.deps)
         self.ready = True
 
     def authenticate(self, request: Any) -> str:

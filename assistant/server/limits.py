@@ -33,30 +33,48 @@ class BodyLimit:
             await _too_large(send, limit)
             return
         # Read the whole body first (it is small by definition), refuse past the limit, then replay it to the app.
-        chunks: list[bytes] = []
-        seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client left before sending its body
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > limit:
-                await _too_large(send, limit)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
+        try:
+            body = await read_body(receive, limit)
+        except BodyTooLarge:
+            await _too_large(send, limit)
+            return
+        if body is not None:  # None: the client left before sending its body
+            await self.app(scope, replaying(body, receive), send)
 
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(receive: Any, limit: int | None = None) -> bytes | None:
+    """A request's whole body from ASGI `receive`; None when the client left first; BodyTooLarge past `limit`."""
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if limit is not None and seen > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Any) -> Any:
+    """An ASGI `receive` that gives the app `body` (already read) once, then whatever comes next."""
+    replayed = False
+
+    async def replay() -> dict[str, Any]:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 async def _too_large(send: Any, limit: int) -> None:

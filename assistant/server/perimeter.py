@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from assistant.server.auth import is_loopback
 from assistant.server.errors import error_body
+from assistant.server.limits import read_body, replaying
 
 MAX_JSON_DEPTH = 64  # arrays and objects nested in one request body; OpenAI's own tool schemas stay far below
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -182,29 +183,14 @@ class JsonDepthLimit:
         if scope["type"] != "http" or not has_body(scope_headers(scope)):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client left before sending its body
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:
+            return  # the client left before sending its body
         refusal = check_json_body(body)
         if refusal is not None:
             await _refuse(send, refusal)
             return
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
 
 def scope_headers(scope: dict[str, Any]) -> dict[str, str]:
