@@ -76,6 +76,7 @@ serve: setup
 TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not slow and not vllm" -n $(TEST_WORKERS) --dist loadfile
 
 # Integration tests against real vLLM (CPU) servers; vLLM gets its own virtualenv, built once per machine and user.
@@ -95,6 +96,7 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

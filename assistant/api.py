@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from assistant.agent.approval import ApproveCallback, Decision, coerce_decision
-from assistant.agent.deps import Performance
+from assistant.agent.deps import AgentDeps, Performance
+from assistant.agent.graph import Agent, ThreadBusy, compile_graph
+from assistant.agent.nodes import MODEL
+from assistant.agent.provenance import RECORD, admit, deployer_definition
+from assistant.agent.state import new_turn
+from assistant.attachments import Attached, Attachment, judge_attachment, read_attachment
 from assistant.events import (
     ApprovalRequested,
     Error,
@@ -37,12 +42,24 @@ from assistant.events import (
     TokenDelta,
     ToolCallProposed,
 )
+from assistant.home import default_audit_path
+from assistant.models import guard_model_dirs, main_model_spec
+from assistant.stopped import stopped_messages
+from assistant.storage import list_threads as stored_threads
+from assistant.storage import open_checkpointer, storage_target
+from assistant.warmup import WarmUp, warm_up
+from guards.policy import load_policy
+from guards.runtime.pipeline import GuardPipeline
+from model.backends import load_backend
+from model.messages import ToolSpec
+from model.tokenizer import get_tokenizer
+from tools.registry import add_mcp_tools, build_registry
 
 if TYPE_CHECKING:
     from assistant.agent.deps import AgentDeps
-    from assistant.agent.graph import Agent
-    from guards.pipeline import GuardPipeline
+    from assistant.agent.graph import Agent, Graph
     from guards.policy import Policy
+    from guards.runtime.pipeline import GuardPipeline
     from model.backends.base import ModelBackend
     from model.tokenizer import Llama3Tokenizer
     from tools.base import Tool
@@ -129,10 +146,6 @@ class Assistant:
         """Load and check the policy (PolicyError names file, line and key), resolve the models (`model`: a
         `scripted:FILE.jsonl`, `transformers:PATH`, `openai:URL` or `tiny:NAME` spec overriding the policy's main
         model), and register `tools` (Tool objects or `@tool` functions) next to the policy's own."""
-        from assistant.home import default_audit_path
-        from assistant.models import guard_model_dirs, main_model_spec
-        from guards.pipeline import GuardPipeline
-        from guards.policy import load_policy
 
         path = Path(path)
         policy = load_policy(path)
@@ -171,30 +184,25 @@ class Assistant:
 
     @cached_property
     def deps(self) -> AgentDeps:
-        from assistant.agent.deps import AgentDeps
-        from assistant.agent.provenance import deployer_definition
-        from model.messages import ToolSpec
 
         builtin = tuple(name for name, t in self.tools.items() if t.builtin)
         custom = tuple(t.definition() for t in self.tools.values() if not t.builtin)
         spec = ToolSpec(tools=custom, builtin_tools=builtin, tool_format=self.policy.agent.tool_format)
         records = {definition.name: deployer_definition(definition) for definition in custom}  # the policy's
         return AgentDeps(self.policy, self.backend, self.tokenizer, self.pipeline, self.tools, spec, self.today,
-                         performance=self.performance, tool_records=records)  # fmt: skip
+                         performance=self.performance, tool_records=records)
 
     @cached_property
-    def _compiled(self) -> Any:
-        # compiling costs ~20 ms: once per Assistant; each stream binds its own SQLite connection
-        from assistant.agent.graph import compile_graph
+    def _compiled(self) -> Graph:
+        # compiling costs ~20 ms: once per Assistant; each stream binds its own SQLite connection (the graph holds
+        # no dependencies: each run gets them in its TurnContext)
 
-        return compile_graph(self.deps)
+        return compile_graph()
 
     @asynccontextmanager
     async def _open_agent(self, thread_id: str | None = None) -> AsyncIterator[Agent]:
         # One SQLite connection per stream: aiosqlite connections belong to the event loop that opened them, and
         # `run()` starts a fresh loop per call.
-        from assistant.agent.graph import Agent
-        from assistant.storage import open_checkpointer, storage_target
 
         # The policy's `storage`: this SQLite file (default), or PostgreSQL shared by replicas (assistant/storage.py).
         target = storage_target(getattr(self.policy, "storage", None), sqlite_path=self.db_path)
@@ -202,7 +210,7 @@ class Assistant:
             yield Agent(self.deps, saver, compiled=self._compiled)
 
     async def _events(self, text: str | None, thread_id: str, approve: ApproveCallback | None,
-                      resume: Decision | None) -> AsyncIterator[Event]:  # fmt: skip
+                      resume: Decision | None) -> AsyncGenerator[Event, None]:
         """The agent's events, from a task of their own: a consumer that leaves early (break, an exception, a
         cancelled task) closes this generator, which cancels the turn's task and waits for it, so the turn ends
         cleanly and its SQLite connection (and the worker thread aiosqlite keeps) is closed before we return."""
@@ -213,7 +221,7 @@ class Assistant:
                 async with self._open_agent(thread_id) as agent:
                     try:
                         async for event in agent.stream(text, thread_id=thread_id, approve=approve or self.approve,
-                                                        resume=resume, interface=self.interface):  # fmt: skip
+                                                        resume=resume, interface=self.interface):
                             await queue.put(("event", event))
                     finally:
                         self._admitted[thread_id] = agent.admitted_input
@@ -253,7 +261,7 @@ class Assistant:
     async def resume(
         self, thread: str, decision: Decision | bool | dict[str, str], *, approve: ApproveCallback | None = None,
         call_id: str | None = None,
-    ) -> AsyncIterator[Event]:  # fmt: skip
+    ) -> AsyncIterator[Event]:
         """Continue a thread that waits for an approval, with the human's decision (works after a restart). The
         decision names the call it decides - `call_id` here or `Decision.call_id`: the `call_id` of the
         ApprovalRequested that was shown; a decision for another call (stale, already decided) raises StaleApproval,
@@ -272,7 +280,6 @@ class Assistant:
 
     async def history(self, thread: str) -> list[dict[str, Any]]:
         """The thread's messages as the model sees them (blocked text never appears here)."""
-        from assistant.agent.provenance import RECORD
 
         async with self._open_agent() as agent:
             state = await agent.state(thread)
@@ -281,7 +288,6 @@ class Assistant:
     async def keep_stopped(self, thread: str, text: str, events: Sequence[Event]) -> None:
         """After the user stopped a turn (`assistant.stopped`): keep the answer as far as it was shown, after the
         user's message as the input guard sealed it; nothing when the message was stopped before it passed."""
-        from assistant.stopped import stopped_messages
 
         admitted = self._admitted.pop(thread, None)
         if messages := stopped_messages(text, events, await self.history(thread), admitted):
@@ -290,17 +296,13 @@ class Assistant:
     async def delete_thread(self, thread: str) -> None:
         """Forget a thread: its messages, pending approvals and session approvals."""
         async with self._open_agent() as agent:
-            await agent.graph.checkpointer.adelete_thread(thread)
+            await agent.checkpointer.adelete_thread(thread)
 
     async def append_messages(self, thread: str, messages: Sequence[dict[str, Any]]) -> None:
         """Append judged messages to a thread: the answer of a stopped turn as far as it was shown
         (`assistant.stopped`), a guarded attachment (the chat's /attach). Each must carry its judgement record
         (`assistant.agent.provenance.seal`): an unsealed message raises Unjudged and nothing is stored. Raises
         ThreadBusy while the thread waits for an approval."""
-        from assistant.agent.graph import ThreadBusy
-        from assistant.agent.nodes import MODEL
-        from assistant.agent.provenance import admit
-        from assistant.agent.state import new_turn
 
         admit(messages)
 
@@ -310,15 +312,33 @@ class Assistant:
             state = await agent.state(thread)
             stored = [*(state.get("messages") or []), *(dict(m) for m in messages)]
             turn = new_turn(max(len(stored) - 1, 0))
-            config = {"configurable": {"thread_id": thread}}
-            await agent.graph.aupdate_state(config, {"messages": stored, "turn": turn}, as_node=MODEL)
+            await agent.graph.aupdate_state(agent.config(thread), {"messages": stored, "turn": turn}, as_node=MODEL)
 
-    async def warm_up(self) -> None:
-        """Load the main model and every guard model now, side by side on worker threads, instead of on first use
-        (a UI calls this in the background while the user types)."""
-        runners = self.pipeline.runners.values()
-        loads = [getattr(self.backend, "load", None), *(getattr(r, "load", None) for r in runners)]
-        await asyncio.gather(*(asyncio.to_thread(load) for load in loads if callable(load)))
+    async def warm_up(self, progress: Callable[[WarmUp], None] | None = None) -> None:
+        """Load the main model and every guard the policy enables now, side by side on worker threads, instead of on
+        first use (a UI calls this while the user waits or types). `progress` hears each one's state (`WarmUp`, on
+        the event loop's thread); the first failure is raised."""
+        await warm_up(self.backend, self.pipeline.runners, progress)
+
+    async def list_threads(self) -> list[str]:
+        """The ids of the threads in the policy's store (`storage`: this SQLite file, or the PostgreSQL database that
+        replicas share), the most recently updated first: also those that other surfaces started (`assistant run`,
+        scripts, `assistant serve`)."""
+        return await stored_threads(storage_target(getattr(self.policy, "storage", None), sqlite_path=self.db_path))
+
+    async def attach(
+        self, source: Path | str | bytes | Attachment, *, name: str | None = None, thread: str | None = None
+    ) -> Attached:
+        """Read a file as untrusted content - a path, or its bytes with its `name` - and judge it on the path a tool's
+        result takes (`guards.runtime.gate.ROLE_PATHS`). Raises AttachmentError (a ValueError) for a file that cannot
+        be attached (a link, not UTF-8 text, longer than `tools.max_result_chars`). `thread` is named in the audit
+        log. Nothing is stored: when it passed, `append_messages(thread, [attached.message])` puts it in the thread,
+        where the model reads it (and the untrusted-content rule applies) from the next turn on."""
+        if isinstance(source, Attachment):
+            attachment = source
+        else:
+            attachment = read_attachment(source, self.policy.tools.max_result_chars, name=name)
+        return await judge_attachment(self.pipeline, attachment, thread_id=thread)
 
     async def arun(self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None) -> Result:
         thread_id = thread or new_thread_id()
@@ -343,7 +363,6 @@ class Assistant:
 
 def default_db_path(policy: Any, policy_path: Path | None = None) -> Path:
     """The SQLite thread file: the policy's `storage.path` (relative to the policy file), else the data dir's."""
-    from assistant.storage import storage_target
 
     storage = getattr(policy, "storage", None)
     if getattr(storage, "backend", "sqlite") != "sqlite":
@@ -358,23 +377,19 @@ def new_thread_id() -> str:
 
 
 def load_main_backend(spec: Any) -> Any:
-    from model.backends import load_backend
 
     return load_backend(spec)
 
 
-def tokenizer_for(backend: Any) -> Any:
+def tokenizer_for(backend: ModelBackend) -> Llama3Tokenizer:
     """The backend's own Llama 3 tokenizer files when it has a local model directory, else llama-models' file."""
-    from model.tokenizer import get_tokenizer
-
-    model_dir = getattr(backend, "model_dir", None)
+    model_dir = backend.model_dir
     return get_tokenizer(Path(model_dir) if model_dir else None)
 
 
 def build_tools(policy: Any, extra: Iterable[Any]) -> dict[str, Any]:
     """The tools the model may call and is told about: the policy's enabled built-ins and custom tools plus `extra`,
     within the policy's allow/deny lists (the rules also deny calls to any other name)."""
-    from tools.registry import build_registry
 
     registry = build_registry(policy.tools, extra=list(extra))
     return {t.name: t for t in registry.visible(policy.tools)}
@@ -383,7 +398,6 @@ def build_tools(policy: Any, extra: Iterable[Any]) -> dict[str, Any]:
 def build_tools_and_mcp(policy: Any, extra: Iterable[Any]) -> dict[str, Any]:
     """{"tools": ..., "mcp": ...}: `build_tools` plus the tools of the policy's MCP servers, which start here
     (tools.mcp; raises McpStartupError, a ValueError, when a `required` server fails)."""
-    from tools.registry import add_mcp_tools, build_registry
 
     registry = build_registry(policy.tools, extra=list(extra))
     mcp = add_mcp_tools(registry, policy.tools)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
-Stage = Literal["user_input", "model_output", "tool_call", "tool_result", "code"]
+if TYPE_CHECKING:
+    from guards.verdict import StageResult, Verdict
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,9 @@ class TokenDelta(_Event):
 
 @dataclass(frozen=True)
 class GuardVerdict(_Event):
-    """One guard's verdict at one stage (mirrors guards.verdict.Verdict as plain data)."""
+    """One guard's verdict at one stage (mirrors guards.verdict.Verdict as plain data). `call_id`: the tool call (or
+    attachment) whose text it judged - a call's review (tool_call, code) and its result (tool_result, and the result
+    as model output); None for the user's input and the answer."""
 
     stage: str
     guard: str
@@ -49,7 +52,28 @@ class GuardVerdict(_Event):
     reasons: tuple[str, ...] = ()
     latency_ms: float = 0.0
     error: str | None = None
+    call_id: str | None = None
     type: str = field(default="verdict", init=False)
+
+    @classmethod
+    def of(cls, verdict: Verdict, *, call_id: str | None = None) -> GuardVerdict:
+        """A guard's verdict as an event; `call_id` names the call (or attachment) it belongs to."""
+        return cls(
+            stage=verdict.stage,
+            guard=verdict.guard,
+            decision=verdict.decision,
+            score=verdict.score,
+            categories=tuple(verdict.categories),
+            reasons=tuple(verdict.reasons),
+            latency_ms=verdict.latency_ms,
+            error=verdict.error,
+            call_id=call_id,
+        )
+
+
+def verdict_events(result: StageResult, call_id: str | None = None) -> list[GuardVerdict]:
+    """A stage's verdicts as events; `call_id`: the tool call (or attachment) whose text they judged."""
+    return [GuardVerdict.of(verdict, call_id=call_id) for verdict in result.verdicts]
 
 
 @dataclass(frozen=True)

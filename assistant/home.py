@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from model.tiny import default_tiny_dir
+
 APP_NAME = "guarded-assistant"
 HOME_ENV = "ASSISTANT_HOME"
 
@@ -43,6 +45,4 @@ def tiny_models_dir() -> Path:
     """Where the tiny test models are built by default: one build cache for the tests, `make chat` and
     `assistant dev tiny-models` (see `model.tiny.default_tiny_dir`: $ASSISTANT_TINY_MODELS, a source checkout's
     .cache/tiny-models, else the user cache folder)."""
-    from model.tiny import default_tiny_dir
-
     return default_tiny_dir()

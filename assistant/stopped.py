@@ -13,6 +13,7 @@ from typing import Any
 
 from assistant.agent.provenance import record_problem, seal_trusted
 from assistant.events import Error, Event, GuardVerdict, TokenDelta, ToolCallProposed, ToolResult
+from guards.policy.registry import USER_INPUT
 
 CANCELLED = "cancelled"  # the Error kind of a stopped turn
 STOPPED_TEXT = "stopped"
@@ -32,7 +33,7 @@ def input_passed(events: Sequence[Event]) -> bool:
     """The user's message passed its input guards: the turn got past them (an event of a later stage was seen).
     A stop while the input guards still ran leaves the message unjudged, so it is not stored."""
     for event in events:
-        if isinstance(event, GuardVerdict) and event.stage == "user_input":
+        if isinstance(event, GuardVerdict) and event.stage == USER_INPUT:
             continue
         if isinstance(event, TokenDelta | ToolCallProposed | ToolResult | GuardVerdict):
             return True

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from assistant.home import data_dir
+
 OWNERS_TABLE = "assistant_thread_owners"  # `assistant serve`: which API key owns which thread, for every replica
 _OWNERS_DDL = f"CREATE TABLE IF NOT EXISTS {OWNERS_TABLE} (thread_id TEXT PRIMARY KEY, key_id TEXT NOT NULL)"
 _CHECKED_URLS: set[str] = set()  # postgres URLs whose schema version was found current in this process
@@ -92,7 +94,6 @@ def storage_target(config: Any, *, sqlite_path: Path | None = None, policy_dir: 
         if not path.is_absolute() and policy_dir is not None:
             path = policy_dir / path
     if path is None:
-        from assistant.home import data_dir
 
         path = data_dir() / "threads.sqlite"
     return StorageTarget("sqlite", sqlite_path=Path(path))
@@ -120,6 +121,41 @@ async def open_checkpointer(target: StorageTarget, *, lock_thread: str | None = 
         yield saver  # the lock goes with the connection when the stream ends
 
 
+async def list_threads(target: StorageTarget) -> list[str]:
+    """The ids of the threads `target` holds, the most recently updated first (any surface's: the chat, `assistant
+    run`, a script, `assistant serve`). A SQLite file that does not exist yet holds none (and is not created)."""
+    if target.backend == "sqlite":
+        assert target.sqlite_path is not None
+        if not target.sqlite_path.is_file():
+            return []
+    async with open_checkpointer(target) as saver:
+        return await _thread_ids(saver)
+
+
+_THREADS_SQL = "SELECT thread_id, MAX(checkpoint_id) AS last FROM checkpoints GROUP BY thread_id ORDER BY last DESC"
+
+
+async def _thread_ids(saver: Any) -> list[str]:
+    """One query on the checkpointer's own table (checkpoint ids grow with time: a thread's largest is its latest),
+    instead of reading every checkpoint through `alist`."""
+    kind = _store_kind(saver)
+    if kind == "sqlite":
+        await saver.setup()  # a file written by something else: its tables come now
+        async with saver.lock:
+            cursor = await saver.conn.execute(_THREADS_SQL)
+            rows = await cursor.fetchall()
+        return [str(row[0]) for row in rows]
+    if kind == "postgres":
+        async with saver.lock, saver.conn.cursor() as cursor:
+            await cursor.execute(_THREADS_SQL)
+            rows = await cursor.fetchall()
+        return [str(_first(row)) for row in rows]
+    seen: dict[str, None] = {}  # another checkpointer (in-memory in tests): its public listing
+    async for checkpoint in saver.alist(None):
+        seen.setdefault(str(checkpoint.config["configurable"]["thread_id"]), None)
+    return list(seen)
+
+
 def _store_kind(saver: Any) -> str | None:
     """sqlite / postgres for the two stores claims live in; None for others (in-memory: one process only)."""
     module = type(saver).__module__
@@ -145,7 +181,7 @@ async def claim_approval(saver: Any, thread_id: str, checkpoint_id: str, call_id
                 _SQLITE_CLAIMS_READY.add(saver)
             # one transaction: a stale row goes and the new one comes in under the file's write lock
             await saver.conn.execute(f"DELETE FROM {CLAIMS_TABLE} WHERE thread_id = ? AND checkpoint_id = ? AND "
-                                     "call_id = ? AND claimed_at < ?", (*key, now - CLAIM_STALE_S))  # fmt: skip
+                                     "call_id = ? AND claimed_at < ?", (*key, now - CLAIM_STALE_S))
             cursor = await saver.conn.execute(f"INSERT OR IGNORE INTO {CLAIMS_TABLE} VALUES (?, ?, ?, ?)", (*key, now))
             won = cursor.rowcount == 1
             await saver.conn.commit()
@@ -153,7 +189,7 @@ async def claim_approval(saver: Any, thread_id: str, checkpoint_id: str, call_id
     if kind == "postgres":
         async with saver.lock:
             await saver.conn.execute(f"DELETE FROM {CLAIMS_TABLE} WHERE thread_id = %s AND checkpoint_id = %s AND "
-                                     "call_id = %s AND claimed_at < %s", (*key, now - CLAIM_STALE_S))  # fmt: skip
+                                     "call_id = %s AND claimed_at < %s", (*key, now - CLAIM_STALE_S))
             cursor = await saver.conn.execute(
                 f"INSERT INTO {CLAIMS_TABLE} VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING", (*key, now)
             )
@@ -336,6 +372,7 @@ __all__ = [
     "StorageError",
     "StorageTarget",
     "claim_approval",
+    "list_threads",
     "migrate",
     "open_checkpointer",
     "redact_url",

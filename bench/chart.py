@@ -24,7 +24,7 @@ def write_chart(summary: dict[str, Any], path: Path) -> Path:
     if "unguarded-all-cores" in figures and "unguarded" in figures:  # the baseline the ratios divide by
         one, every = figures["unguarded"], figures["unguarded-all-cores"]
         figures["unguarded"] = {k: min(one[k] or 0.0, every[k] or 0.0) or None for k in
-                                ("turn_s", "ttft_checked_s", "ttft_shown_s")}  # fmt: skip
+                                ("turn_s", "ttft_checked_s", "ttft_shown_s")}
         labels["unguarded"] = "unguarded\n(better of 1 thread\n/ all cores)"
     modes = [m for m in ORDER if m in figures]
     answered = max(1, int(summary.get("answered_turns", 1)))  # the figures are sums over these turns
@@ -40,18 +40,18 @@ def write_chart(summary: dict[str, Any], path: Path) -> Path:
         if shown[i] and abs(shown[i] - checked[i]) > 1e-6:  # llama-stack shows unchecked text first
             ax.plot([i, i + width], [shown[i]] * 2, color="black", lw=2)
             ax.annotate("first shown\n(unchecked)", (i + width / 2, shown[i]), textcoords="offset points",
-                        xytext=(0, 4), ha="center", fontsize=7)  # fmt: skip
+                        xytext=(0, 4), ha="center", fontsize=7)
     for i in x:
         ax.annotate(f"{turn[i]:.2f}", (i - width / 2, turn[i]), textcoords="offset points", xytext=(0, 2),
-                    ha="center", fontsize=7)  # fmt: skip
+                    ha="center", fontsize=7)
         ax.annotate(f"{checked[i]:.2f}", (i + width / 2, checked[i]), textcoords="offset points", xytext=(0, 2),
-                    ha="center", fontsize=7)  # fmt: skip
+                    ha="center", fontsize=7)
     ax.set_xticks(list(x), [labels[m] for m in modes], fontsize=8)
     ax.set_ylabel("seconds (median, per answered turn)")
     machine = summary.get("machine_before", {})
     where = "guards in their own processes" if summary.get("guard_process") else "guards on threads"
     ax.set_title(f"bench/turn.py: {machine.get('cores', '?')} cores, {summary.get('threads', '?')} torch thread(s) "
-                 f"per operation, {where}, load {machine.get('load_average', ['?'])[0]}", fontsize=9)  # fmt: skip
+                 f"per operation, {where}, load {machine.get('load_average', ['?'])[0]}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -31,9 +31,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import guards.codeshield_adapter as adapter  # noqa: E402
-from guards import semgrep_server  # noqa: E402
-from guards.code_shield import CodeShieldGuard  # noqa: E402
+import guards.code_shield.adapter as adapter  # noqa: E402
+from guards.code_shield import semgrep_server  # noqa: E402
+from guards.code_shield.guard import CodeShieldGuard  # noqa: E402
 
 
 def load_sets() -> dict[str, list[dict[str, Any]]]:
@@ -153,15 +153,15 @@ async def measure(repeat: int) -> dict[str, Any]:
 
 def table(report: dict[str, Any]) -> str:
     lines = ["| set | project rules | detected (warn+block) | blocked | false positives (warn+block) | false blocks |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
     for name, entry in report["sets"].items():
         for mode in ("without", "with"):
             r = entry[mode]
             lines.append(f"| {name} ({r['insecure']} insecure / {r['secure']} secure) | {mode} | "
                          f"{r['detected']:.1%} | {r['blocked']:.1%} | {r['false_positive']:.1%} | "
-                         f"{r['false_block']:.1%} |")  # fmt: skip
+                         f"{r['false_block']:.1%} |")
     lines += ["", "| Python snippets | semgrep | project rules | n | median ms | p95 ms |",
-              "| --- | --- | --- | ---: | ---: | ---: |"]  # fmt: skip
+              "| --- | --- | --- | ---: | ---: | ---: |"]
     for semgrep in ("warm", "process_per_scan"):
         for mode in ("without", "with"):
             for kind in ("semgrep_snippets", "all"):
@@ -169,7 +169,7 @@ def table(report: dict[str, Any]) -> str:
                 lines.append(f"| {kind} | {semgrep} | {mode} | {s['n']} | {s['median_ms']} | {s['p95_ms']} |")
     lines.append(f"\nwarm server start (once, at the canary): {report['server_start_ms']} ms; added by the project "
                  f"rules per Python snippet (warm): median {report['added_by_rules_median_ms']} ms, mean "
-                 f"{report['added_by_rules_mean_ms']} ms; machine: {report['machine']}")  # fmt: skip
+                 f"{report['added_by_rules_mean_ms']} ms; machine: {report['machine']}")
     return "\n".join(lines)
 
 

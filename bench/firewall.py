@@ -67,7 +67,7 @@ def compare(model_dir: Path, *, words: int = 3000, repeats: int = 5, threshold: 
     from llamafirewall.llamafirewall_data_types import UserMessage
     from llamafirewall.scanners.prompt_guard_scanner import PromptGuardScanner
 
-    from guards.prompt_guard import PromptGuard, preprocess_text
+    from guards.prompt_guard.guard import PromptGuard, preprocess_text
 
     ours = PromptGuard.load(str(model_dir), device="cpu")
     with _hf_home_with(model_dir):
@@ -115,7 +115,7 @@ def _times(fn: Any, repeats: int) -> list[float]:
 
 def table(result: dict[str, Any]) -> str:
     lines = [f"Prompt Guard over a {result['text_tokens']}-token text (jailbreak trigger at 90%):",
-             f"{'scanner':>14}  coverage  windows   score  caught  median ms  ms/1k tokens covered"]  # fmt: skip
+             f"{'scanner':>14}  coverage  windows   score  caught  median ms  ms/1k tokens covered"]
     for name in ("ours", "llamafirewall"):
         r = result[name]
         lines.append(

@@ -141,4 +141,4 @@ class ForcedBackend(TransformersBackend):
             stats.last_prompt_tokens, stats.last_prefill_tokens, stats.last_generated_tokens,
             stats.last_prefill_s or 0.0, stats.last_total_s or 0.0, stats.last_cancelled, started,
             first[0] if first else None,
-        ))  # fmt: skip
+        ))

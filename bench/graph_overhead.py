@@ -53,7 +53,7 @@ async def measure(turns: int, calls: int, workdir: Path) -> dict[str, float]:
     per_turn = [CALL] * calls + [ANSWER]
     script.write_text("".join(json.dumps({"completion": c}) + "\n" for c in per_turn * (turns + 1)), encoding="utf-8")
     bot = Assistant.from_policy(workdir / "policy.yaml", tools=[noop], model=f"scripted:{script}",
-                                db_path=workdir / "threads.sqlite")  # fmt: skip
+                                db_path=workdir / "threads.sqlite")
     encode = bot.deps.encode
     await bot.arun("warm up", thread="warm")  # imports, first SQLite connection
     turn_ms: list[float] = []

@@ -22,9 +22,9 @@ _CHILD = """
 import asyncio, json, sys, time
 sys.path.insert(0, {repo!r})
 started = time.perf_counter()
-from guards.pipeline import GuardPipeline
+from guards.runtime.pipeline import GuardPipeline
 from guards.policy import load_policy
-from guards.stage_runners import default_runners
+from guards.runtime.registry import build_runners as default_runners
 policy = load_policy({policy!r})
 runners = default_runners(policy, {dirs!r})
 loads = {{}}
@@ -48,7 +48,7 @@ print(json.dumps({{"ready_s": ready, "first_check_s": first, "loads": loads, "de
 
 
 def tiny_dirs() -> dict[str, str]:
-    from guards.tiny_guards import build_tiny_guards
+    from assistant.dev.tiny_guards.builder import build_tiny_guards
 
     built = build_tiny_guards(REPO / ".cache" / "tiny-models")
     return {"llama_guard": str(built["llama-guard"]), "prompt_guard": str(built["prompt-guard"])}
@@ -72,7 +72,7 @@ def main() -> None:
         spans = [r["loads"][name] for r in runs]
         took = statistics.median(end - start for start, end in spans)
         print(f"{name} load: {took:.2f} s (from {statistics.median(s for s, _ in spans):.2f} s to "
-              f"{statistics.median(e for _, e in spans):.2f} s after start)")  # fmt: skip
+              f"{statistics.median(e for _, e in spans):.2f} s after start)")
     print(f"first check (loads included): {first:.2f} s")
 
 

@@ -1,5 +1,5 @@
 """What guard work beside it costs the main model's decoding: guards on a thread of the agent's process, or in
-processes of their own (`models.*.process: true`, guards/guard_process.py).
+processes of their own (`models.*.process: true`, guards/runtime/process.py).
 
     python bench/guard_isolation.py [--json] [--steps 300] [--threads 1]
 
@@ -31,7 +31,7 @@ def decode_s(model: Any, steps: int) -> float:
 
     import torch
 
-    # transformers 5.x renamed `past_key_values` to `cache` (as guards/llama_guard.py reads it)
+    # transformers 5.x renamed `past_key_values` to `cache` (as guards/llama_guard/guard.py reads it)
     kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     with torch.inference_mode():
         out = model(input_ids=torch.randint(0, 128000, (1, 1000)), use_cache=True, logits_to_keep=1)
@@ -63,21 +63,21 @@ def run(steps: int, threads: int, models: Path, warm_s: float = 2.0) -> dict[str
 
 def _measure(steps: int, threads: int, models: Path, warm_s: float) -> dict[str, Any]:
     from bench.harness import tiny_model_dirs
-    from guards.guard_process import GuardProcess
-    from guards.llama_guard import LlamaGuard, load_causal_lm
-    from guards.prompt_guard import PromptGuard
-    from model.backends.loading import quiet_hf_progress
+    from guards.llama_guard.guard import LlamaGuard, load_causal_lm
+    from guards.prompt_guard.guard import PromptGuard
+    from guards.runtime.process import GuardProcess
+    from model.hf_import import quiet_hf_progress
 
     dirs = tiny_model_dirs(models)
     with quiet_hf_progress():
         main = load_causal_lm(str(dirs.main))
         local = (LlamaGuard(load_causal_lm(str(dirs.llama_guard))), PromptGuard.load(dirs.prompt_guard))
     kwargs = {"path": str(dirs.llama_guard), "device": "cpu", "dtype": "float32", "variant": "8b", "enabled": None,
-              "excluded": (), "custom": [], "threshold": 0.5, "cached_conversations": 1, "source": ""}  # fmt: skip
+              "excluded": (), "custom": [], "threshold": 0.5, "cached_conversations": 1, "source": ""}
     prompt_kwargs = {"source": str(dirs.prompt_guard)}
     remote = (
-        GuardProcess("guards.stage_runners:build_llama_guard", kwargs, name="Llama Guard", threads=threads),
-        GuardProcess("guards.prompt_guard:PromptGuard.load", prompt_kwargs, name="Prompt Guard", threads=threads),
+        GuardProcess("guards.llama_guard.runner:build_llama_guard", kwargs, name="Llama Guard", threads=threads),
+        GuardProcess("guards.prompt_guard.guard:PromptGuard.load", prompt_kwargs, name="Prompt Guard", threads=threads),
     )
     for process in remote:
         process.start()

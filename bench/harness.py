@@ -62,7 +62,7 @@ class ModelDirs:
 
 def tiny_model_dirs(directory: Path) -> ModelDirs:
     """The tiny checkpoints (built on first use, shared with the tests' cache)."""
-    from guards.tiny_guards import build_tiny_guards
+    from assistant.dev.tiny_guards.builder import build_tiny_guards
     from model.tiny import MAIN_MODEL_NAME, build_tiny_llama
 
     guards = build_tiny_guards(directory)
@@ -92,7 +92,7 @@ def policy_text(mode: str, dirs: ModelDirs, sizes: Sizes, audit: Path, guard_thr
         stages=_GUARDED_STAGES.format(g=guarded, t=tool_results), streaming="true" if mode == "ours" else "false",
         chunk=sizes.chunk_chars, first=sizes.first_chunk_chars, stride=sizes.prompt_guard_stride,
         guard_process=process if guarded == "true" else "",
-    )  # fmt: skip
+    )
 
 
 def build_assistant(
@@ -112,7 +112,7 @@ def build_assistant(
     bot = Assistant.from_policy(
         policy, tools=[fetch_page_tool(scenario.pages)], model=f"transformers:{dirs.main}",
         db_path=folder / "threads.sqlite",
-    )  # fmt: skip
+    )
     backend = ForcedBackend(str(dirs.main), reuse_cache=True, context_window=16384)
     backend.set_scenario([(turn.user, turn.completions) for turn in scenario.turns])
     bot = bot.replace(backend=backend)
@@ -134,7 +134,7 @@ def _cpu_s() -> float:
     RUSAGE_CHILDREN only once it has exited)."""
     import resource
 
-    from guards.guard_process import live_pids
+    from guards.runtime.process import live_pids
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime + sum(_process_cpu_s(pid) for pid in live_pids())
@@ -153,7 +153,7 @@ class TokenCounter:
     process (a forward hook) or in the guard's own process (its counter)."""
 
     def __init__(self) -> None:
-        self._local = [0]  # forward passes in this process (guards.guard_process.count_forward_tokens)
+        self._local = [0]  # forward passes in this process (guards.runtime.process.count_forward_tokens)
         self._hooked: set[int] = set()
         self._processes: dict[int, Any] = {}
 
@@ -162,9 +162,9 @@ class TokenCounter:
         return self._local[0] + sum(int(p.stats()["tokens"]) for p in self._processes.values())
 
     def attach(self, guard: Any) -> None:
-        from guards.guard_process import count_forward_tokens
+        from guards.runtime.process import count_forward_tokens
 
-        if hasattr(guard, "stats"):  # guards.guard_process.GuardProcess
+        if hasattr(guard, "stats"):  # guards.runtime.process.GuardProcess
             self._processes[id(guard)] = guard
             return
         if id(guard.model) not in self._hooked:
@@ -276,7 +276,7 @@ async def run_turns(
         shown = "".join(e.text for e in events if isinstance(e, TokenDelta))
         blob = json.dumps([e.to_json() for e in events])
         leaked = not mode.startswith("unguarded") and turn.expect != "answer" and (UNSAFE in blob or (
-            turn.expect == "input_block" and bool(shown)))  # fmt: skip
+            turn.expect == "input_block" and bool(shown)))
         records.append(
             TurnRecord(
                 mode=mode, repeat=repeat, turn=index, expect=turn.expect, turn_s=elapsed, ttft_s=ttft, cpu_s=cpu,
@@ -288,7 +288,7 @@ async def run_turns(
                 checkpoints=checkpoints_of(events), outcome=outcome_of(events), shown=shown, leaked=leaked,
                 events=[e.to_json() for e in events],
             )
-        )  # fmt: skip
+        )
     return records
 
 
@@ -379,5 +379,5 @@ async def run_throughput(
     for repeat in range(repeats):
         for mode in order[repeat % len(order) :] + order[: repeat % len(order)]:
             runs.append(await run_concurrent(
-                bots[mode], scenario, mode, conversations=conversations, turns=turns, tag=f"r{repeat}"))  # fmt: skip
+                bots[mode], scenario, mode, conversations=conversations, turns=turns, tag=f"r{repeat}"))
     return runs

@@ -31,9 +31,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
 
-    from guards.llama_guard import LlamaGuard
-    from guards.llama_guard_prompt import Turn
-    from guards.tiny_guards import TINY_GUARDS_VERSION, build_tiny_guards
+    from assistant.dev.tiny_guards.builder import TINY_GUARDS_VERSION, build_tiny_guards
+    from guards.llama_guard.guard import LlamaGuard
+    from guards.llama_guard.prompt import Turn
 
     models = build_tiny_guards(REPO / ".cache" / "tiny-models" / TINY_GUARDS_VERSION)
     guard = LlamaGuard.load(models["llama-guard"], dtype="float32")

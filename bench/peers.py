@@ -31,9 +31,11 @@ import asyncio
 import time
 from typing import Any
 
-from guards.guard_process import GuardProcess
-from guards.pipeline import CheckInput, GuardPipeline, in_thread
-from guards.stage_runners import LlamaGuardRunner, PromptGuardRunner
+from guards.llama_guard.runner import LlamaGuardRunner
+from guards.prompt_guard.runner import PromptGuardRunner
+from guards.runtime.pipeline import GuardPipeline
+from guards.runtime.process import GuardProcess
+from guards.runtime.runner import CheckInput, in_thread
 from guards.verdict import StageResult, Verdict
 
 PEERS = ("llama-stack", "llamafirewall")
@@ -73,7 +75,7 @@ def generate_verdict(guard: Any, turns: list[Any]) -> Any:
     plus the decoding steps of the verdict text."""
     import torch
 
-    from guards.llama_guard_prompt import checked_role, tail_segments
+    from guards.llama_guard.prompt import checked_role, tail_segments
 
     role = checked_role(turns)
     tail = guard._encode(tail_segments(turns))
@@ -107,7 +109,7 @@ class PeerLlamaGuardRunner(LlamaGuardRunner):
         return users[-1:]
 
     async def check(self, item: CheckInput) -> Verdict:
-        from guards.llama_guard_prompt import as_turn
+        from guards.llama_guard.prompt import as_turn
 
         started = time.perf_counter()
         guard = await in_thread(self.load)
@@ -121,12 +123,12 @@ class PeerLlamaGuardRunner(LlamaGuardRunner):
         return Verdict(
             item.stage, self.name, decision, score=result.score, categories=result.categories if result.unsafe else (),
             reasons=tuple(result.reasons), latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        )  # fmt: skip
+        )
 
 
 def first_window_score(guard: Any, text: str, kind: str) -> tuple[float, int]:
     """Prompt Guard on the first 512 tokens of the text only (LlamaFirewall's truncation); (score, tokens read)."""
-    from guards.prompt_guard import preprocess_text
+    from guards.prompt_guard.guard import preprocess_text
 
     prepared = preprocess_text(text, guard.tokenizer) if guard.preprocess else text
     ids = guard.tokenizer(prepared, add_special_tokens=False, split_special_tokens=True)["input_ids"]
@@ -150,7 +152,7 @@ class FirstWindowPromptGuardRunner(PromptGuardRunner):
             item.stage, self.name, decision, score=score,
             reasons=(f"{stage.score} score {score:.3f} (threshold {stage.threshold}, first {tokens} tokens)",),
             latency_ms=round((time.perf_counter() - started) * 1000, 3),
-        )  # fmt: skip
+        )
 
 
 def peer_pipeline(peer: str, pipeline: GuardPipeline) -> GuardPipeline:

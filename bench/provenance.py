@@ -19,7 +19,7 @@ from typing import Any
 
 from assistant.agent.provenance import admit, seal
 from assistant.agent.state import message_from_dict
-from guards.gate import Judgement
+from guards.runtime.gate import Judgement
 from model.messages import Message, ToolSpec
 from model.prompt_format import encode_dialog
 from model.tokenizer import get_tokenizer
@@ -67,17 +67,17 @@ def main() -> None:
 
     def encode() -> None:
         encode_dialog([Message("system", "You are helpful."), *(message_from_dict(m) for m in messages)], spec,
-                      today=date(2026, 12, 7), tokenizer=tokenizer)  # fmt: skip
+                      today=date(2026, 12, 7), tokenizer=tokenizer)
 
     admit_s = median_s(lambda: admit(messages), args.repeats)
     encode_s = median_s(encode, max(1, args.repeats // 10))
     out = {"messages": len(messages), "admit_ms": round(admit_s * 1000, 4), "encode_ms": round(encode_s * 1000, 3),
-           "admit_vs_encode": round(admit_s / encode_s, 4)}  # fmt: skip
+           "admit_vs_encode": round(admit_s / encode_s, 4)}
     if args.json:
         print(json.dumps(out))
     else:
         print(f"{out['messages']} messages: admit {out['admit_ms']} ms, encode {out['encode_ms']} ms per model call; "
-              f"admit/encode = {out['admit_vs_encode']}")  # fmt: skip
+              f"admit/encode = {out['admit_vs_encode']}")
 
 
 if __name__ == "__main__":

@@ -205,18 +205,18 @@ HEADLINE = (
     "ttft_checked_vs_llamafirewall", "ttft_checked_vs_llama_stack_shown", "turn_cpu_vs_unguarded",
     "turn_cpu_vs_llama_stack", "turn_cpu_vs_llamafirewall", "turn_llama_stack_vs_unguarded",
     "ttft_shown_llama_stack_vs_unguarded", "turn_llamafirewall_vs_unguarded",
-)  # fmt: skip
+)
 
 
 def table(summary: dict[str, Any]) -> str:
     rows = [("mode", "first shown s", "first checked s", "turn s", "turn CPU s", "all turns s", "main prefill tok",
-             "Llama Guard tok", "Prompt Guard tok")]  # fmt: skip
+             "Llama Guard tok", "Prompt Guard tok")]
     for mode, f in summary["modes"].items():
         rows.append((
             mode, _fmt(f["ttft_shown_s"]), _fmt(f["ttft_checked_s"]), _fmt(f["turn_s"]), _fmt(f.get("turn_cpu_s")),
             _fmt(f["all_turns_s"]),
             str(f["main_prefill_tokens"]), str(f["llama_guard_tokens"]), str(f["prompt_guard_tokens"]),
-        ))  # fmt: skip
+        ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
@@ -229,7 +229,7 @@ def table(summary: dict[str, Any]) -> str:
         for mode in ("unguarded", "ours"):
             if mode in c:
                 lines.append(f"{c.get('conversations', '?')} conversations at once, {mode}: {c[mode]['turns_per_s']} "
-                             f"turns/s (wall {c[mode]['wall_s']} s for {c[mode]['turns']} turns)")  # fmt: skip
+                             f"turns/s (wall {c[mode]['wall_s']} s for {c[mode]['turns']} turns)")
         lines.append("")
     for key in HEADLINE:
         if key in summary:

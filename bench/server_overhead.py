@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 SCRIPT = [{"match": r"client (\d+) turn (\d+)", "completion": "Answer for client {1} turn {2}.<|eot_id|>"},
-          {"match": ".", "completion": "Hello.<|eot_id|>"}]  # fmt: skip
+          {"match": ".", "completion": "Hello.<|eot_id|>"}]
 TEXT = "client 1 turn 1"
 
 
@@ -65,7 +65,7 @@ def over_http(policy: Path, model: str, home: Path, n: int) -> dict[str, list[fl
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "ASSISTANT_HOME": str(home), "ASSISTANT_API_KEYS": ""}
     proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve", "--policy", str(policy), "--port",
-                             str(port), "--model", model, "--log-level", "warning"], env=env)  # fmt: skip
+                             str(port), "--model", model, "--log-level", "warning"], env=env)
     try:
         for _ in range(600):
             try:
@@ -115,11 +115,11 @@ def main() -> None:
         http = over_http(args.policy, model, Path(tmp) / "home-serve", args.n)
         started = time.perf_counter()
         run = subprocess.run([sys.executable, "-m", "assistant.cli", "run", TEXT, "--policy", str(args.policy),
-                              "--model", model, "--json"], capture_output=True)  # fmt: skip
+                              "--model", model, "--json"], capture_output=True)
         cli_s = time.perf_counter() - started
     # Chat Completions answers at the final event; a native-threads stream ends once the thread is stored.
     report = {"in-process to final event (Assistant.stream, as assistant run)": median_ms(to_final),
-              "in-process to end of stream (thread stored)": median_ms(to_end)}  # fmt: skip
+              "in-process to end of stream (thread stored)": median_ms(to_end)}
     for name, values in http.items():
         base = to_end if name.startswith("thread") else to_final
         report[name] = median_ms(values)

@@ -61,7 +61,7 @@ async def measure(folder: Path, storage: str, turns: int, clients: int) -> dict[
     started = time.perf_counter()
     await asyncio.gather(*(client(i) for i in range(clients)))
     return {"turn_ms_median": round(statistics.median(timings[3:]), 1),
-            f"{clients}_clients_x2_turns_s": round(time.perf_counter() - started, 2)}  # fmt: skip
+            f"{clients}_clients_x2_turns_s": round(time.perf_counter() - started, 2)}
 
 
 def main() -> None:
@@ -80,7 +80,7 @@ def main() -> None:
                 "sqlite": asyncio.run(measure(Path(tmp) / "sqlite", "", args.turns, args.clients)),
                 "postgres": asyncio.run(measure(Path(tmp) / "pg", "storage: {backend: postgres, url_env: "
                                                 "BENCH_DATABASE_URL}\n", args.turns, args.clients)),
-            }  # fmt: skip
+            }
     finally:
         cluster.stop()
     print(json.dumps(results))

@@ -41,7 +41,7 @@ def run(guard: object, texts: list[str]) -> tuple[int, int, int, float]:
 
 
 def main() -> None:
-    from guards.llama_guard import LlamaGuard
+    from guards.llama_guard.guard import LlamaGuard
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--guard", type=Path, default=Path(".cache/tiny-models/llama-guard"))
@@ -61,7 +61,7 @@ def main() -> None:
     print(f"{'scheme':<34}{'checks':>7}{'prompt tok':>12}{'prefilled':>11}{'wall s':>9}")
     for name, texts, cache in (("chunk + look-back (before)", old, True),
                                ("whole answer so far (now)", new, True),
-                               ("whole answer so far, no cache", new, False)):  # fmt: skip
+                               ("whole answer so far, no cache", new, False)):
         guard = LlamaGuard.load(args.guard, device="cpu", dtype="float32", use_prefix_cache=cache)
         guard.check_text("warm up", role="user")
         checks, prompt, prefilled, wall = run(guard, texts)

@@ -87,13 +87,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             os.environ["ASSISTANT_HOME"] = str(Path(tmp) / "home")
             records = asyncio.run(run_benchmark(
                 scenario, dirs, Path(tmp), repeats=args.repeats, modes=modes, threads=per_mode,
-                guard_threads=guard_threads))  # fmt: skip
+                guard_threads=guard_threads))
             if args.concurrent > 0 and {"ours", "unguarded"} <= set(modes):
                 first, _, last = args.concurrent_turns.partition(":")
                 turns = slice(int(first), int(last) if last else int(first) + 1)
                 concurrent = asyncio.run(run_throughput(
                     scenario, dirs, Path(tmp), conversations=args.concurrent, repeats=args.concurrent_repeats,
-                    turns=turns, guard_threads=guard_threads))  # fmt: skip
+                    turns=turns, guard_threads=guard_threads))
     finally:
         torch.set_num_threads(threads)
         if home is None:
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary["repeats"] = args.repeats
     summary["sizes"] = {"tool_words": list(sizes.tool_words), "answer_words": sizes.answer_words,
                         "chunk_chars": sizes.chunk_chars, "first_chunk_chars": sizes.first_chunk_chars,
-                        "prompt_guard_stride": sizes.prompt_guard_stride}  # fmt: skip
+                        "prompt_guard_stride": sizes.prompt_guard_stride}
     summary["machine_before"] = before
     summary["machine_after"] = machine()
     summary["machine_after"]["torch_threads"] = args.threads
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     m = summary["machine_before"]
     print(f"machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({summary['threads']} thread(s) per op), "
-          f"load average {m['load_average']} before, {summary['machine_after']['load_average']} after")  # fmt: skip
+          f"load average {m['load_average']} before, {summary['machine_after']['load_average']} after")
     print(f"scenario: {summary['sizes']}, {summary['repeats']} repeat(s), medians; bench took {summary['bench_s']} s\n")
     print(table(summary))
     if summary.get("verdict_disagreements"):

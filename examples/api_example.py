@@ -54,7 +54,7 @@ async def main() -> None:
         assistant = Assistant.from_policy(
             POLICY, tools=[get_order_status], model=f"scripted:{script}", approve=approve,
             db_path=Path(tmp) / "threads.sqlite",
-        )  # fmt: skip
+        )
         # Stream the events of one turn: the TUI and the CLI consume exactly this.
         async for event in assistant.stream("Where is my order A-17?", thread="demo"):
             match event:

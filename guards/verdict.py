@@ -13,17 +13,22 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 Decision = Literal["allow", "log", "warn", "ask", "block"]
-Stage = Literal["user_input", "model_output", "tool_call", "tool_result", "code"]
 
 DECISIONS: tuple[Decision, ...] = get_args(Decision)
-STAGES: tuple[Stage, ...] = get_args(Stage)
 # Severity order, lowest first: one blocking verdict blocks the stage, a human is asked before a mere warning.
 _RANK: dict[str, int] = {decision: rank for rank, decision in enumerate(DECISIONS)}
 
 
 def _check_decision(decision: str) -> None:
-    if decision not in _RANK:
-        raise ValueError(f"unknown decision {decision!r}; expected one of {', '.join(DECISIONS)}")
+    _as_decision(decision)
+
+
+def _as_decision(decision: str) -> Decision:
+    """`decision` as a `Decision`; ValueError when it is not one."""
+    for known in DECISIONS:
+        if decision == known:
+            return known
+    raise ValueError(f"unknown decision {decision!r}; expected one of {', '.join(DECISIONS)}")
 
 
 @dataclass(frozen=True)
@@ -93,8 +98,7 @@ class StageResult:
 def combine_decisions(decisions: Iterable[str]) -> Decision:
     """The most severe decision (block > ask > warn > log > allow); no decisions at all is `allow`."""
     worst: Decision = "allow"
-    for decision in decisions:
-        _check_decision(decision)
+    for decision in map(_as_decision, decisions):
         if _RANK[decision] > _RANK[worst]:
-            worst = decision  # type: ignore[assignment]
+            worst = decision
     return worst

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from model.messages import Span, StopReason
+from model.tool_parser import parse_completion
 
 if TYPE_CHECKING:
     from model.tool_parser import ParsedCompletion
@@ -77,8 +78,6 @@ class Completion:
         return self.text
 
     def parse(self, *, builtin_tools: Collection[str] = (), tools: Collection[str] | None = None) -> ParsedCompletion:
-        from model.tool_parser import parse_completion
-
         return parse_completion(self.text, builtin_tools=builtin_tools, tools=tools, special_spans=self.special_spans)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast
 
+from model.hf_import import transformers_names
 from model.tokenizer import (  # one definition of Meta's specials and split pattern (re-exported)
     NUM_BASE_TOKENS as NUM_BASE_TOKENS,
 )
@@ -40,8 +41,6 @@ def build_hf_tokenizer(tokenizer_model: Path | None = None) -> PreTrainedTokeniz
     """Convert Meta's tiktoken ranks into a fast tokenizer with the 256 special tokens at 128000..128255."""
     from tokenizers import AddedToken, processors
     from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    from model.hf_import import transformers_names
 
     (PreTrainedTokenizerFast,) = transformers_names("PreTrainedTokenizerFast")
 

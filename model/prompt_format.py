@@ -17,6 +17,7 @@ from model.messages import BUILTIN_TOOLS, Message, ToolSpec
 from model.prompt_hf import hf_segments
 from model.prompt_meta import meta_segments
 from model.prompt_segments import PromptFormatError, Segment, encode_segments, render_segments
+from model.tokenizer import get_tokenizer
 
 if TYPE_CHECKING:
     from model.tokenizer import Llama3Tokenizer
@@ -85,8 +86,6 @@ def encode_dialog(
 ) -> list[int]:
     """The prompt as token ids: control tokens by id, all content as plain text (never ids >= 128000)."""
     if tokenizer is None:
-        from model.tokenizer import get_tokenizer
-
         tokenizer = get_tokenizer()
     segments = dialog_segments(
         messages, spec, today=today, dialect=dialect, add_generation_prompt=add_generation_prompt

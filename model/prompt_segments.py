@@ -12,6 +12,7 @@ from functools import cache
 from typing import TYPE_CHECKING
 
 from model.messages import Span
+from model.tokenizer import special_token_names
 
 if TYPE_CHECKING:
     from model.tokenizer import Llama3Tokenizer
@@ -65,8 +66,6 @@ def raw_segments(raw: str, special_spans: Sequence[Span] | None) -> Iterator[Seg
 
 @cache
 def _special_names() -> frozenset[str]:
-    from model.tokenizer import special_token_names
-
     return frozenset(special_token_names())
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from model import versioned_dir
 from model.backends.construction import constructing
+from model.hf_import import quiet_hf_progress
 from model.hf_tokenizer import BOS, STOP_TOKENS, VOCAB_SIZE, default_tokenizer_model, save_hf_tokenizer
 
 # Bump when the architecture, tokenizer files or layout change: directories built by another version are rebuilt.
@@ -78,7 +79,6 @@ def build_tiny_llama(path: Path, *, seed: int = 0) -> Path:
     path = Path(path)
     if is_built(path):
         return path
-    from model.backends.loading import quiet_hf_progress
 
     with quiet_hf_progress():
         return versioned_dir.build_once(

@@ -1,5 +1,6 @@
 """Build a directory once per version, safely under concurrency: the tiny test checkpoints (model/tiny.py,
-guards/tiny_guards.py) use it so parallel test processes neither see half-written files nor each train a copy."""
+assistant/dev/tiny_guards/builder.py) use it so parallel test processes neither see half-written files nor each
+train a copy."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 SEED = 20240723
 MODERATION_LABELS = {"S": "sexual", "H": "hate", "V": "violence", "HR": "harassment", "SH": "self-harm",
-                     "S3": "sexual/minors", "H2": "hate/threatening", "V2": "violence/graphic"}  # fmt: skip
+                     "S3": "sexual/minors", "H2": "hate/threatening", "V2": "violence/graphic"}
 
 
 def case(stage: str, text: str, expected: str, id: str, category: str, **extra: Any) -> dict[str, Any]:
@@ -36,7 +36,7 @@ def prompt_injection(data: Path) -> list[dict[str, Any]]:
     for item in items:
         stage = "user_input" if item["injection_type"] == "direct" else "tool_result"
         out.append(case(stage, item["user_input"], "block", f"cse-pi-{item['prompt_id']}",
-                        f"prompt_injection/{item['injection_variant']}"))  # fmt: skip
+                        f"prompt_injection/{item['injection_variant']}"))
     return out
 
 
@@ -83,7 +83,7 @@ def bipia(data: Path) -> list[dict[str, Any]]:
     middle, end - rotating), to be blocked; and the 50 clean contexts, to be allowed."""
     contexts = [json.loads(line) for line in
                 (data / "indirect_injection" / "bipia_email_test.jsonl").read_text(encoding="utf-8").splitlines()
-                if line.strip()]  # fmt: skip
+                if line.strip()]
     attacks = json.loads((data / "indirect_injection" / "bipia_text_attack_test.json").read_text(encoding="utf-8"))
     out = []
     n = 0
@@ -92,7 +92,7 @@ def bipia(data: Path) -> list[dict[str, Any]]:
             context = contexts[n % len(contexts)]["context"]
             position = ("start", "middle", "end")[n % 3]
             out.append(case("tool_result", insert(context, attack, position), "block", f"bipia-{n}",
-                            f"indirect_injection/{family}", position=position))  # fmt: skip
+                            f"indirect_injection/{family}", position=position))
             n += 1
     for i, item in enumerate(contexts):
         out.append(case("tool_result", item["context"], "allow", f"bipia-clean-{i}", "indirect_injection/none"))
@@ -134,7 +134,7 @@ def mitre_frr(data: Path, count: int = 100) -> list[dict[str, Any]]:
     rng = random.Random(SEED)
     chosen = sorted(rng.sample(range(len(items)), count))
     return [case("user_input", items[i]["mutated_prompt"], "allow", f"cse-frr-{i}", "false_refusal/mitre")
-            for i in chosen]  # fmt: skip
+            for i in chosen]
 
 
 FILES = {

@@ -76,11 +76,12 @@ def tiny_llama_dir(tiny_models_cache: Path) -> Path:
     return build_tiny_llama(tiny_models_cache / MAIN_MODEL_NAME)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def tiny_guard_dirs(tiny_models_cache: Path) -> dict[str, Path]:
     """The tiny trained guard models (`llama-guard`, `prompt-guard`, `prompt-guard-2`), built once into
     `.cache/tiny-models/` - the same directories the `tiny:NAME` sources of the agent tests resolve to, so the suite
-    trains them once (each carries its version marker and is rebuilt when the version changes)."""
-    from guards.tiny_guards import build_tiny_guards
+    trains them once (each carries its version marker and is rebuilt when the version changes). Built before any
+    test: the guards layer finds `tiny:NAME` in the cache but never builds it (guards.sources.resolve_source)."""
+    from assistant.dev.tiny_guards.builder import build_tiny_guards
 
     return build_tiny_guards(tiny_models_cache)

@@ -30,14 +30,14 @@ def test_audit_records_land_in_the_session_home_not_the_real_one(session_home: P
     policy.write_text("version: 1\n", encoding="utf-8")  # no audit.path: the default, under the data folder
     code = (
         "import sys\nfrom pathlib import Path\nfrom assistant.home import default_audit_path\n"
-        "from guards.pipeline import GuardPipeline\nfrom guards.policy import load_policy\n"
+        "from guards.runtime.pipeline import GuardPipeline\nfrom guards.policy import load_policy\n"
         "p = GuardPipeline.from_policy(load_policy(Path(sys.argv[1])), runners={},\n"
         "                              default_audit_path=default_audit_path())\n"
         "p.record('run_start', thread_id='isolation', policy_hash='00' * 32)\nprint(default_audit_path())\n"
     )
     before = snapshot(REAL_FOLDERS)  # compared around the write only: on a shared machine other people use the app
     out = subprocess.run([sys.executable, "-c", code, str(policy)], capture_output=True, text=True, check=True,
-                         cwd=REPO, env=os.environ.copy())  # fmt: skip
+                         cwd=REPO, env=os.environ.copy())
     written = Path(out.stdout.strip().splitlines()[-1])
     assert written.is_relative_to(session_home) and written.is_file()
     assert "isolation" in written.read_text(encoding="utf-8")

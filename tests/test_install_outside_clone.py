@@ -90,14 +90,14 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     _copy_sources(sources)
     wheels = root / "wheels"
     _ok(_run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", wheels, sources],
-             cwd=root, env=env))  # fmt: skip
+             cwd=root, env=env))
     (wheel,) = wheels.glob("guarded_assistant-*.whl")
 
     venv = root / "venv"
     _ok(_run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=root, env=env))
     bin_dir = venv / "bin"
     purelib = _ok(_run([bin_dir / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                       cwd=root, env=env)).stdout.strip()  # fmt: skip
+                       cwd=root, env=env)).stdout.strip()
     locked = sysconfig.get_path("purelib")  # .venv's site-packages: the locked dependencies (and pip)
     (Path(purelib) / "_locked_packages.py").write_text(
         LOCKED_SITE_MODULE.format(locked=locked, clone=str(REPO)), encoding="utf-8"
@@ -106,13 +106,13 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str,
     # pip from the locked packages, run by the new venv's Python, installs into the new venv; --ignore-installed:
     # the editable install of .venv is visible as metadata and must be neither "already satisfied" nor uninstalled.
     _ok(_run([bin_dir / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed",
-              "--no-compile", wheel], cwd=root, env=env))  # fmt: skip
+              "--no-compile", wheel], cwd=root, env=env))
     return bin_dir, env
 
 
 @pytest.mark.usefixtures("tiny_guard_dirs")  # built into the session's tiny-model cache, not by the subprocess
 def test_the_wheel_works_outside_the_clone(installed: tuple[Path, dict[str, str]], tmp_path: Path,
-                                           tiny_models_cache: Path) -> None:  # fmt: skip
+                                           tiny_models_cache: Path) -> None:
     bin_dir, env = installed
     env = {**env, "ASSISTANT_TINY_MODELS": str(tiny_models_cache)}
     assistant = bin_dir / "assistant"
@@ -121,7 +121,7 @@ def test_the_wheel_works_outside_the_clone(installed: tuple[Path, dict[str, str]
     where = _ok(_run([bin_dir / "python", "-c", (
         "import assistant, guards, sys; from assistant.tui.policy_lookup import offline_policy_path; "
         "import json; print(json.dumps([assistant.__file__, guards.__file__, str(offline_policy_path()), sys.path]))"
-    )], cwd=tmp_path, env=env)).stdout  # fmt: skip
+    )], cwd=tmp_path, env=env)).stdout
     *files, path = json.loads(where)
     venv = bin_dir.parent.resolve()
     for file in files:  # the packages and the offline smoke policy the chat offers: all from the wheel
@@ -152,7 +152,7 @@ def test_the_wheel_works_outside_the_clone(installed: tuple[Path, dict[str, str]
         json.dumps({"completion": "Hello from the installed wheel.<|eot_id|>"}) + "\n", encoding="utf-8"
     )
     run = _ok(_run([assistant, "run", "hello", "--policy", "smoke.yaml", "--model", "scripted:answers.jsonl",
-                    "--json"], cwd=tmp_path, env=env))  # fmt: skip
+                    "--json"], cwd=tmp_path, env=env))
     events = [json.loads(line) for line in run.stdout.splitlines() if line.strip()]
     finals = [event for event in events if event["type"] == "final"]
     assert [event["text"] for event in finals] == ["Hello from the installed wheel."], run.stdout

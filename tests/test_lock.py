@@ -89,7 +89,7 @@ def chosen_version(args: list[str], find_links: Path) -> str:
         [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-deps", "--quiet",
          "--report", "-", "--find-links", str(find_links), *args],
         capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout)["install"][0]["metadata"]["version"]
 

@@ -52,6 +52,12 @@ class Tool(ABC):
     args_model: type[BaseModel]
     side_effects: bool = False  # sends, writes, pays: such calls are gated after untrusted content
     builtin: bool = False  # one of Llama 3.1's built-in tools (brave_search, wolfram_alpha, code_interpreter)
+    server: str | None = None  # the MCP server offering it; None for every other tool
+
+    @property
+    def qualified_name(self) -> str | None:
+        """`server.tool` for an MCP tool (valid whatever name it was given to avoid a clash); None otherwise."""
+        return None
 
     @property
     def parameters(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guards.policy.tools_config import BraveSearchConfig
 from tools.base import Tool, ToolOutput
 from tools.web_common import find_secret, get_json, plain_text
 
@@ -51,7 +52,7 @@ class BraveSearch(Tool):
         self.timeout_s = timeout_s
 
     @classmethod
-    def from_config(cls, config: Any, env: Mapping[str, str] | None = None) -> BraveSearch:
+    def from_config(cls, config: BraveSearchConfig, env: Mapping[str, str] | None = None) -> BraveSearch:
         return cls(api_key=config.api_key, api_key_env=config.api_key_env, endpoint=config.endpoint,
                    max_results=config.max_results, env=env)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,8 +29,7 @@ class CodeInterpreterArgs(BaseModel):
 
 
 def describe_limits(limits_hit: tuple[str, ...], limits: SandboxLimits) -> str:
-    values = {name: getattr(limits, name) for name in
-              ("cpu_seconds", "wall_seconds", "memory_mb", "max_processes", "max_file_mb", "max_output_chars")}
+    values = dataclasses.asdict(limits)
     return ", ".join(_LIMIT_WORDS[name].format(**values) for name in limits_hit)
 
 

@@ -25,11 +25,12 @@ from typing import Any, overload
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic_core import to_json
 
+from guards.policy.base import TOOL_NAME_PATTERN
 from tools.base import Tool, ToolOutput
 
 _SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns?|Raises|Yields|Examples?|Notes?):\s*$")
 _ARG_LINE = re.compile(r"^\s*(\*{0,2}\w+)\s*(\([^)]*\))?\s*:\s*(.*)$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+_NAME = re.compile(TOOL_NAME_PATTERN)  # the policy's tool names
 
 
 class ToolLoadError(ValueError):

@@ -16,7 +16,11 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from guards.gate import Judgement, judge, record
+from guards.audit.log import arguments_text
+from guards.policy import Policy
+from guards.policy.registry import TOOL_RESULT
+from guards.runtime.gate import TOOL_CALL_PATH, TOOL_RESULT_PATH, Judgement, judge, record
+from guards.runtime.pipeline import GuardPipeline
 from model.messages import ToolCall
 from tools.base import Tool, ToolOutput
 from tools.rules import TurnState, check_call
@@ -59,6 +63,15 @@ class Ran:
 
 
 @dataclass(frozen=True)
+class Produced:
+    """A call's output as the model would read it, before its guards ran (`ToolPath.produce`)."""
+
+    text: str
+    output: ToolOutput
+    limits_hit: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Execution:
     review: Review
     ran: Ran | None  # None when the call did not run
@@ -87,12 +100,12 @@ def cut_result(text: str, limit: int) -> tuple[str, bool]:
     if len(text) <= limit:
         return text, False
     note = f"\n[... cut: the tool returned {len(text):,} characters; the policy allows {limit:,} " \
-           "(tools.max_result_chars)]"  # fmt: skip
+           "(tools.max_result_chars)]"
     return text[:limit] + note, True
 
 
 class ToolPath:
-    def __init__(self, tools: Mapping[str, Tool], policy: Any, pipeline: Any) -> None:
+    def __init__(self, tools: Mapping[str, Tool], policy: Policy, pipeline: GuardPipeline) -> None:
         self.tools = tools
         self.policy = policy
         self.pipeline = pipeline
@@ -100,9 +113,9 @@ class ToolPath:
     async def review(
         self, call: ToolCall, state: TurnState, *, conversation: Conversation = (), thread_id: str | None = None,
         on_result: Callable[[Any], None] | None = None,
-    ) -> Review:  # fmt: skip
-        judgement = await judge(self.pipeline, "tool_call", call_json(call), code=code_of(call),
-                                conversation=conversation, thread_id=thread_id, on_result=on_result)  # fmt: skip
+    ) -> Review:
+        judgement = await judge(self.pipeline, TOOL_CALL_PATH, call_json(call), code=code_of(call),
+                                conversation=conversation, thread_id=thread_id, on_result=on_result)
         if judgement.stops:
             return Review("block", f"the {judgement.stage} stage stopped the call", judgement=judgement)
         tool = self.tools.get(call.name)
@@ -118,13 +131,9 @@ class ToolPath:
             return Review("ask", reason, rule.rule if rule.action == "ask" else "", judgement)
         return Review("run" if rule.action == "allow" else rule.action, rule.reason, rule.rule, judgement)
 
-    async def run(
-        self, call: ToolCall, *, conversation: Conversation = (), thread_id: str | None = None,
-        on_result: Callable[[Any], None] | None = None,
-        before_judging: Callable[[str], Awaitable[None]] | None = None,
-    ) -> Ran:  # fmt: skip
-        """Run an approved call and judge its result; `before_judging(text)` may start work on the text while
-        the guards read it (the agent's speculative generation) - it must not show or store it."""
+    async def produce(self, call: ToolCall, *, thread_id: str | None = None) -> Produced:
+        """Run an approved call: the text the model would read, not yet judged (nothing may show or store it; the
+        agent starts its next model step on it while the guards read it)."""
         tool = self.tools[call.name]
         try:
             output = await tool.run(call.arguments)
@@ -132,34 +141,44 @@ class ToolPath:
             output = ToolOutput.failure(f"{tool.name} failed: {type(exc).__name__}: {exc}")
         text, cut = cut_result(model_text(output), self.policy.tools.max_result_chars)
         limits = (*output.limits_hit, *(("max_result_chars",) if cut else ()))
-        from guards.audit import arguments_text
-
         record(self.pipeline, "tool_run", thread_id=thread_id, text=text, tool=call.name, call_id=call.call_id,
-               arguments=arguments_text(call.arguments), ok=output.ok, limits_hit=list(limits))  # fmt: skip
-        if before_judging is not None:
-            await before_judging(text)
-        judgement = await judge(self.pipeline, "tool_result", text, conversation=conversation, thread_id=thread_id,
-                                on_result=on_result)  # fmt: skip
+               arguments=arguments_text(call.arguments), ok=output.ok, limits_hit=list(limits))
+        return Produced(text, output, limits)
+
+    async def judge_result(
+        self, call: ToolCall, produced: Produced, *, conversation: Conversation = (), thread_id: str | None = None,
+        on_result: Callable[[Any], None] | None = None,
+    ) -> Ran:
+        """Judge what `produce` returned: the text, or the policy's notice in its place."""
+        judgement = await judge(self.pipeline, TOOL_RESULT_PATH, produced.text, conversation=conversation,
+                                thread_id=thread_id, on_result=on_result)
         if not judgement.passed:
-            notice = f"{self.policy.refusals.tool_result} (The result of {call.name} was withheld.)"
-            return Ran(notice, output, limits, withheld=True, judgement=judgement)
-        return Ran(text, output, limits, judgement=judgement)
+            notice = f"{self.policy.refusals.for_stage(TOOL_RESULT)} (The result of {call.name} was withheld.)"
+            return Ran(notice, produced.output, produced.limits_hit, withheld=True, judgement=judgement)
+        return Ran(produced.text, produced.output, produced.limits_hit, judgement=judgement)
+
+    async def run(
+        self, call: ToolCall, *, conversation: Conversation = (), thread_id: str | None = None,
+        on_result: Callable[[Any], None] | None = None,
+    ) -> Ran:
+        """Run an approved call and judge its result."""
+        produced = await self.produce(call, thread_id=thread_id)
+        return await self.judge_result(call, produced, conversation=conversation, thread_id=thread_id,
+                                       on_result=on_result)
 
     async def execute(
         self, call: ToolCall, state: TurnState = TurnState(), *, approve: Approver | None = None,
         conversation: Conversation = (), thread_id: str | None = None, interface: str = "api",
-    ) -> Execution:  # fmt: skip
+    ) -> Execution:
         """The whole path for one call: review, ask `approve` when the review asks, run."""
         review = await self.review(call, state, conversation=conversation, thread_id=thread_id)
         if review.action == "ask":
-            from guards.audit import arguments_text
-
             arguments = arguments_text(call.arguments)
             record(self.pipeline, "approval_request", thread_id=thread_id, tool=call.name, arguments=arguments,
-                   reason=review.reason, interface=interface)  # fmt: skip
+                   reason=review.reason, interface=interface)
             approved = approve is not None and await approve(call, review)
             record(self.pipeline, "approval_decision", thread_id=thread_id, tool=call.name, arguments=arguments,
-                   interface=interface, decision="once" if approved else "deny", reason=review.reason)  # fmt: skip
+                   interface=interface, decision="once" if approved else "deny", reason=review.reason)
             if not approved:
                 return Execution(review, None)
         elif review.action != "run":

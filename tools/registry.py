@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
+from guards.policy.tools_config import ToolsConfig
 from model.messages import ToolDefinition
 from tools.base import Tool
+from tools.brave_search import BraveSearch
+from tools.code_interpreter import CodeInterpreter
+from tools.custom import load_custom
+from tools.mcp import McpToolset, start_mcp_tools
+from tools.sandbox import SandboxLimits
+from tools.wolfram_alpha import WolframAlpha
+
+# The built-in tools, by their name in `tools.builtin`: (the tools section, the environment, bwrap's path) -> tool.
+BuiltinFactory = Callable[[ToolsConfig, Mapping[str, str] | None, str], Tool]
+BUILTINS: dict[str, BuiltinFactory] = {
+    "code_interpreter": lambda config, env, bwrap: CodeInterpreter(
+        SandboxLimits.from_policy(config.sandbox), bwrap=bwrap
+    ),
+    "brave_search": lambda config, env, bwrap: BraveSearch.from_config(config.builtin.brave_search, env),
+    "wolfram_alpha": lambda config, env, bwrap: WolframAlpha.from_config(config.builtin.wolfram_alpha, env),
+}
 
 
 class ToolRegistry:
@@ -42,45 +58,32 @@ class ToolRegistry:
         which stays valid whether or not the tool needed the server prefix to avoid a clash)."""
         if name in self._tools:
             return name
-        matches = [t.name for t in self._tools.values() if getattr(t, "qualified_name", None) == name]
+        matches = [t.name for t in self._tools.values() if t.qualified_name == name]
         return matches[0] if len(matches) == 1 else None
 
-    def visible(self, tools_config: Any) -> tuple[Tool, ...]:
+    def visible(self, tools_config: ToolsConfig) -> tuple[Tool, ...]:
         """The tools the policy lets the model call at all (allow/deny lists): the ones to put in the prompt."""
         allow, deny = tools_config.allow, set(tools_config.deny)
         return tuple(t for t in self if t.name not in deny and (allow is None or t.name in allow))
 
-    def definitions(self, tools_config: Any) -> tuple[ToolDefinition, ...]:
+    def definitions(self, tools_config: ToolsConfig) -> tuple[ToolDefinition, ...]:
         """Definitions of the visible custom tools (the built-ins are named in the system prompt instead)."""
         return tuple(t.definition() for t in self.visible(tools_config) if not t.builtin)
 
-    def builtin_names(self, tools_config: Any) -> tuple[str, ...]:
+    def builtin_names(self, tools_config: ToolsConfig) -> tuple[str, ...]:
         return tuple(t.name for t in self.visible(tools_config) if t.builtin)
 
 
-def build_registry(tools_config: Any, *, extra: Iterable[Tool] = (), env: Mapping[str, str] | None = None,
+def build_registry(tools_config: ToolsConfig, *, extra: Iterable[Tool] = (), env: Mapping[str, str] | None = None,
                    bwrap: str = "bwrap") -> ToolRegistry:
     """Built-ins enabled in the policy's `tools.builtin`, then `tools.custom`, then `extra` (the app's own tools).
 
     Raises custom.ToolLoadError when a custom tool cannot be imported or described.
     """
-    from tools.custom import load_custom
-    from tools.sandbox import SandboxLimits
-
     registry = ToolRegistry()
-    builtin = tools_config.builtin
-    if builtin.code_interpreter.enabled:
-        from tools.code_interpreter import CodeInterpreter
-
-        registry.add(CodeInterpreter(SandboxLimits.from_policy(tools_config.sandbox), bwrap=bwrap))
-    if builtin.brave_search.enabled:
-        from tools.brave_search import BraveSearch
-
-        registry.add(BraveSearch.from_config(builtin.brave_search, env))
-    if builtin.wolfram_alpha.enabled:
-        from tools.wolfram_alpha import WolframAlpha
-
-        registry.add(WolframAlpha.from_config(builtin.wolfram_alpha, env))
+    for name, make in BUILTINS.items():
+        if getattr(tools_config.builtin, name).enabled:  # the section named like the tool
+            registry.add(make(tools_config, env, bwrap))
     for ref in tools_config.custom:
         registry.add(load_custom(ref))
     for item in extra:
@@ -88,14 +91,13 @@ def build_registry(tools_config: Any, *, extra: Iterable[Tool] = (), env: Mappin
     return registry
 
 
-def add_mcp_tools(registry: ToolRegistry, tools_config: Any, *, env: Mapping[str, str] | None = None) -> Any:
+def add_mcp_tools(registry: ToolRegistry, tools_config: ToolsConfig, *,
+                  env: Mapping[str, str] | None = None) -> McpToolset:
     """Start the policy's `tools.mcp` servers and add their tools (an MCP tool whose name is taken becomes
     `server.tool`). Returns the tools.mcp.McpToolset: close it to stop the servers (at exit at the latest).
 
     Raises tools.mcp.McpStartupError when a `required` server fails; any other failure is in the toolset's notices.
     """
-    from tools.mcp import start_mcp_tools
-
     toolset = start_mcp_tools(tools_config, reserved_names=registry.names(), env=env)
     for item in toolset.tools:
         registry.add(item)

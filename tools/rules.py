@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from guards.policy.tools_config import ArgumentRule, ToolsConfig
 from model.messages import ToolCall
 
 RuleAction = Literal["allow", "ask", "deny"]
@@ -37,7 +39,7 @@ def _argument_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
 
 
-def check_arguments(name: str, arguments: dict[str, Any], rules: dict[str, Any]) -> str | None:
+def check_arguments(name: str, arguments: dict[str, Any], rules: Mapping[str, ArgumentRule]) -> str | None:
     """None when every constrained argument passes, else why not. A missing argument is not constrained."""
     for arg, rule in rules.items():
         if arg not in arguments:
@@ -58,7 +60,9 @@ def check_arguments(name: str, arguments: dict[str, Any], rules: dict[str, Any])
     return None
 
 
-def check_call(call: ToolCall, tools_config: Any, state: TurnState, *, side_effects: bool = True) -> RuleDecision:
+def check_call(
+    call: ToolCall, tools_config: ToolsConfig, state: TurnState, *, side_effects: bool = True
+) -> RuleDecision:
     """Decide one proposed call from the policy's `tools` section. `side_effects` defaults to the safe answer."""
     name = call.name
     if name in tools_config.deny:

@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from guards.policy.tools_config import WolframAlphaConfig
 from tools.base import Tool, ToolOutput
 from tools.web_common import find_secret, get_json
 
@@ -54,7 +55,7 @@ class WolframAlpha(Tool):
         self.timeout_s = timeout_s
 
     @classmethod
-    def from_config(cls, config: Any, env: Mapping[str, str] | None = None) -> WolframAlpha:
+    def from_config(cls, config: WolframAlphaConfig, env: Mapping[str, str] | None = None) -> WolframAlpha:
         return cls(app_id=config.app_id, app_id_env=config.app_id_env, endpoint=config.endpoint, env=env)
 
     async def call(self, arguments: dict[str, Any]) -> ToolOutput:

@@ -6,10 +6,11 @@ call is held whole; one that reads as prose streams: at every `chunk_chars` of n
 answer so far (with its conversation), and the text up to that point is released once its check passed. After the
 completion is parsed, `finish` judges the whole answer (the last check always covers all of it) and releases the
 rest; with streaming moderation off that one check is the only one. `abandon` drops pending checks when the
-completion turned out to be a tool call. Every check is `guards.gate.judge` on the `completion` path.
+completion turned out to be a tool call. Every check is `guards.runtime.gate.judge` on the `completion` path.
 
 Cost: consecutive checks share their prompt up to the previous answer-so-far, so Llama Guard's cache of its last
-check (guards/llama_guard.py) prefills only the new text: the work of all checks stays linear in the answer length.
+check (guards/llama_guard/guard.py) prefills only the new text: the work of all checks stays linear in the answer
+length.
 
 When the stage runs Code Shield, streaming stops at the first code fence (``` or ~~~, three or more, as CommonMark
 accepts; a last line that may still become one is held too): the rest is released only after the whole answer
@@ -22,11 +23,10 @@ import asyncio
 import contextlib
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Protocol
 
-from assistant.agent.speculation import ModelCallError
-from assistant.events import Event, TokenDelta
+from assistant.agent.speculation import Generation, ModelCallError
+from guards.runtime.gate import Judgement
 from model.completion import Completion, CompletionBuilder
 
 PASSTHROUGH_CHARS = 16  # an unchecked answer is released in pieces of at least this size (one event per token is
@@ -38,13 +38,28 @@ _TOOL_HEAD = re.compile(r"\s*(?:[{\[<]|[A-Za-z_]\w*\.call\()")
 _FENCE = re.compile(r"^ {0,3}(?:`{3,}|~{3,})", re.MULTILINE)
 _MAYBE_FENCE = re.compile(r" {0,3}(?:`{1,}|~{1,})?")  # a last line that may still become a fence opener
 
-Check = Callable[[str], Awaitable[Any]]  # text -> guards.gate.Judgement on the completion path
+
+
+class AnswerGate(Protocol):
+    """What an answer passes on its way to the user: the agent's is `nodes.CompletionGate`."""
+
+    async def check(self, text: str) -> Judgement:
+        """Judge the answer so far (`text`) on the completion path."""
+        ...
+
+    def on_judgement(self, judgement: Judgement) -> None:
+        """Each check's judgement, in answer order, before its text is released (the agent shows its verdicts)."""
+        ...
+
+    def release(self, text: str) -> None:
+        """Show `text`, the next piece of the answer: every character of it passed a check (or nothing checks)."""
+        ...
 
 
 class AnswerBlocked(Exception):
     """A check of the streamed answer stopped it; `judgement` is that check's."""
 
-    def __init__(self, judgement: Any) -> None:
+    def __init__(self, judgement: Judgement) -> None:
         super().__init__("the output guards stopped the answer")
         self.judgement = judgement
 
@@ -69,26 +84,24 @@ def before_code(text: str) -> str:
 
 class AnswerStream:
     def __init__(
-        self, check: Check, emit: Callable[[Event], None], on_judgement: Callable[[Any], None], *, moderated: bool,
-        streaming: bool, code_shield: bool, chunk_chars: int, first_chunk_chars: int | None = None,
-    ) -> None:  # fmt: skip
+        self, gate: AnswerGate, *, moderated: bool, streaming: bool, code_shield: bool, chunk_chars: int,
+        first_chunk_chars: int | None = None,
+    ) -> None:
         if chunk_chars < 1 or (first_chunk_chars is not None and first_chunk_chars < 1):
             raise ValueError("chunk_chars and first_chunk_chars must be >= 1")
-        self._check = check
-        self._emit = emit
-        self._on_judgement = on_judgement
+        self._gate = gate
         self.moderated = moderated  # the model_output stage has guards
         self.enabled = streaming or not moderated  # without output guards the answer streams as it comes
         self.code_shield = code_shield and moderated
         self.chunk_chars = chunk_chars
-        self.first_chunk_chars = first_chunk_chars or chunk_chars  # the first check comes sooner (issue 18)
-        self._pending: deque[tuple[int, asyncio.Future[Any]]] = deque()  # (end, check of answer[:end])
+        self.first_chunk_chars = first_chunk_chars or chunk_chars  # a smaller first check: the first text shows sooner
+        self._pending: deque[tuple[int, asyncio.Future[Judgement]]] = deque()  # (end, check of answer[:end])
         self._scheduled = 0  # the answer up to here has a check scheduled
         self._released = 0  # characters of the answer shown so far
         self._text = ""  # the answer so far
         self.streaming = False  # decided: this completion is an answer and is being streamed
 
-    async def consume(self, generation: Any, idle_timeout_s: float) -> Completion:
+    async def consume(self, generation: Generation, idle_timeout_s: float) -> Completion:
         """What is kept of the completion. Raises AnswerBlocked, ModelCallError or the backend's exception."""
         builder = CompletionBuilder()
         decided: bool | None = None if self.enabled else False
@@ -106,7 +119,7 @@ class AnswerStream:
                     ) from None
                 if not isinstance(delta, str):
                     raise ModelCallError(f"the model backend yielded {type(delta).__name__}, not text")
-                if builder.stopped:  # anything after the first stop token is dropped unread (12.10)
+                if builder.stopped:  # after the first stop token: dropped unread, generation stopped
                     builder.add(delta)
                     await generation.cancel()
                     break
@@ -129,7 +142,7 @@ class AnswerStream:
             text = before_code(text)
         if not self.moderated:  # nothing to check: shown as generated, a few tokens per event
             if len(text) - self._released >= PASSTHROUGH_CHARS or (final and len(text) > self._released):
-                self._emit(TokenDelta(text=text[self._released :]))
+                self._gate.release(text[self._released :])
                 self._released = len(text)
             return
         while len(text) - self._scheduled >= (size := self.chunk_chars if self._scheduled else self.first_chunk_chars):
@@ -137,7 +150,7 @@ class AnswerStream:
             # end at a word boundary: a released chunk never shows the start of a cut word
             space = max(text.rfind(" ", self._scheduled, end), text.rfind("\n", self._scheduled, end))
             end = space + 1 if space >= self._scheduled else end
-            self._pending.append((end, asyncio.ensure_future(self._check(text[:end]))))
+            self._pending.append((end, asyncio.ensure_future(self._gate.check(text[:end]))))
             self._scheduled = end
 
     def _release_ready(self) -> None:
@@ -145,21 +158,21 @@ class AnswerStream:
             end, future = self._pending.popleft()
             self._accept(future.result(), self._text[:end])
 
-    def _accept(self, judgement: Any, text: str) -> None:
-        self._on_judgement(judgement)
+    def _accept(self, judgement: Judgement, text: str) -> None:
+        self._gate.on_judgement(judgement)
         if not judgement.passed:
             raise AnswerBlocked(judgement)
         if len(text) > self._released:
-            self._emit(TokenDelta(text=text[self._released :]))
+            self._gate.release(text[self._released :])
             self._released = len(text)
 
-    async def finish(self, answer: str) -> Any:
+    async def finish(self, answer: str) -> Judgement:
         """Judge the whole answer (after the streamed checks still pending) and release the rest of it in pieces;
         raises AnswerBlocked at the first check that stops it, else returns the last judgement (the answer's record
         in the thread). Without output guards: the rest as generated, then the path's (guardless) judgement."""
         if not self.moderated:
             self._advance(answer, final=True)
-            judgement = await self._check(answer)
+            judgement = await self._gate.check(answer)
             if not judgement.passed:
                 raise AnswerBlocked(judgement)
             return judgement
@@ -167,12 +180,12 @@ class AnswerStream:
             while self._pending:
                 end, future = self._pending.popleft()
                 self._accept(await future, answer[:end])
-            judgement = await self._check(answer)
-            self._on_judgement(judgement)
+            judgement = await self._gate.check(answer)
+            self._gate.on_judgement(judgement)
             if not judgement.passed:
                 raise AnswerBlocked(judgement)
             for start in range(self._released, len(answer), RELEASE_CHARS):
-                self._emit(TokenDelta(text=answer[start : start + RELEASE_CHARS]))
+                self._gate.release(answer[start : start + RELEASE_CHARS])
             self._released = len(answer)
             return judgement
         finally:

@@ -8,9 +8,12 @@ decision for any other call (stale, already decided, a later one no human saw) i
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from assistant.events import ApprovalRequested
@@ -89,3 +92,36 @@ def denial_notice(name: str, decision: Decision) -> str:
     """What the model sees in place of the result of a call a human denied."""
     why = f" Reason: {decision.reason}" if decision.reason else ""
     return f"The user denied the call to {name}.{why}"
+
+
+@dataclass
+class _Held:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # streams holding or waiting for the lock
+
+
+class ThreadLocks:
+    """One asyncio lock per thread id (per event loop: `Assistant.run` starts a loop per call), held by a stream from
+    reading the thread's pending approval until its run has written the thread: two decisions, or a decision and a
+    message, on one thread never interleave in this process. Entries go when no stream holds or waits for them."""
+
+    def __init__(self) -> None:
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Held]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @contextlib.asynccontextmanager
+    async def hold(self, thread_id: str) -> AsyncIterator[None]:
+        locks = self._loops.setdefault(asyncio.get_running_loop(), {})
+        entry = locks.setdefault(thread_id, _Held())
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:
+                locks.pop(thread_id, None)
+
+
+THREAD_LOCKS = ThreadLocks()

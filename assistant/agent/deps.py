@@ -6,18 +6,19 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from assistant.agent.provenance import admit_tools
+from model.backends.base import ModelBackend
 from model.messages import Message, ToolSpec
+from model.prompt_format import encode_dialog
+from tools.executor import ToolPath
 
-if TYPE_CHECKING:
-    from guards.pipeline import GuardPipeline
+if TYPE_CHECKING:  # types only: the policy and pipeline modules are loaded by whoever builds the deps
     from guards.policy import Policy
-    from model.backends.base import ModelBackend
+    from guards.runtime.pipeline import GuardPipeline
     from model.tokenizer import Llama3Tokenizer
     from tools.base import Tool
-    from tools.executor import ToolPath
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,10 @@ class Performance:
 
     speculative: bool | None = None
 
-    def speculates(self, backend: Any) -> bool:
+    def speculates(self, backend: ModelBackend) -> bool:
         if self.speculative is not None:
             return self.speculative
-        return bool(getattr(backend, "speculation_ok", False))
+        return backend.speculation_ok
 
 
 @dataclass(frozen=True)
@@ -61,14 +62,10 @@ class AgentDeps:
 
     @cached_property
     def tool_path(self) -> ToolPath:
-        from tools.executor import ToolPath
-
         return ToolPath(self.tools, self.policy, self.pipeline)
 
     def encode(self, messages: Sequence[Message]) -> list[int]:
         """The exact Llama 3.1 prompt for `messages`, with the policy's system prompt, dialect and tool format."""
-        from model.prompt_format import encode_dialog
-
         admit_tools(self.tool_spec.tools, self.tool_records)
         agent = self.policy.agent
         system = [Message("system", agent.system_prompt)] if agent.system_prompt else []
@@ -80,7 +77,7 @@ class AgentDeps:
     def prompt_budget(self) -> int:
         """Prompt tokens that leave room for a full answer in the model's context window."""
         window = self.policy.models.main.context_window
-        backend_window = getattr(self.backend, "context_window", None)
+        backend_window = self.backend.context_window
         if backend_window:  # the model's own limit, when the backend knows one, bounds the policy's
             window = min(window, int(backend_window))
         return max(1, window - self.policy.models.main.max_new_tokens)

@@ -5,10 +5,15 @@
                               v  |
                      review_calls -> approval -> execute (one call per pass, loops) -> model
 
-Nodes route themselves with `Command(goto=...)`; events leave the nodes through LangGraph's custom stream and are
-stamped here with the time since this stream began. An approval pauses the graph (`interrupt()`); the Agent asks
-the injected callback, if any, and resumes with `Command(resume=decision)`; without one the stream ends after the
-ApprovalRequested event, and `stream(resume=...)` continues the thread later, from any process sharing the database.
+`build_graph` is the one place a graph is built; a surface passes replacement nodes (`GraphNodes`: the server's
+seeded entry and client-tool review). Nodes route with `Command(goto=...)` and declare their destinations in their
+return annotations, which are the graph's edges. Each run gets one `TurnContext` (turn.py: the user's text, the
+speculation slot, the dependencies) as LangGraph's run context; events leave the nodes through LangGraph's custom
+stream and are stamped here with the time since this stream began.
+
+An approval pauses the graph (`interrupt()`); the Agent asks the injected callback, if any, and resumes with
+`Command(resume=decision)`; without one the stream ends after the ApprovalRequested event, and `stream(resume=...)`
+continues the thread later, from any process sharing the database.
 
 Decisions (`_decide`, for a callback's answer and a `resume` alike): a decision names the call it decides and must
 be the call the thread waits for; it is taken atomically per thread - an in-process lock per thread for the whole
@@ -18,78 +23,117 @@ the model only if it passed the user_input guards, like any user text.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
-import weakref
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, TypeVar
 
-from assistant.agent.approval import ApproveCallback, Decision, StaleApproval, ThreadBusy, ask
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from assistant.agent import nodes as agent_nodes
+from assistant.agent import tool_nodes
+from assistant.agent.approval import THREAD_LOCKS, ApproveCallback, Decision, StaleApproval, ThreadBusy, ask
 from assistant.agent.deps import AgentDeps
-from assistant.agent.nodes import (
+from assistant.agent.routes import (
     APPROVAL,
     EXECUTE,
-    INCOMING_KEY,
     INPUT_GUARD,
     MODEL,
     REVIEW,
-    Incoming,
-    guard_context,
-    make_input_guard,
-    make_model,
+    ToApproval,
+    ToEnd,
+    ToExecute,
+    ToModel,
+    ToReview,
 )
-from assistant.agent.speculation import SPECULATION_KEY, SpeculationSlot
 from assistant.agent.state import AgentState
-from assistant.agent.tool_nodes import make_approval, make_execute, make_review
-from assistant.events import ApprovalRequested, Error, Event, Final, GuardVerdict, Notice
-from guards.audit import arguments_text
-from guards.gate import judge, policy_hash, record
+from assistant.agent.turn import TurnContext, guard_context
+from assistant.events import ApprovalRequested, Error, Event, Final, Notice, verdict_events
+from assistant.storage import claim_approval, release_approval
+from guards.audit.log import arguments_text
+from guards.runtime.gate import judge, policy_hash, record
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Agent", "PendingApproval", "StaleApproval", "ThreadBusy", "approval_event", "build_graph", "compile_graph"]
+__all__ = ["Agent", "GraphNodes", "PendingApproval", "StaleApproval", "ThreadBusy", "approval_event", "build_graph",
+           "compile_graph"]
 REASON_WITHHELD = "approval_reason_withheld"  # the Notice kind when a deny reason did not pass the guards
 
 
-class _ThreadLocks:
-    """One asyncio lock per thread id (per event loop: `Assistant.run` starts a loop per call), held by a stream from
-    reading the thread's pending approval until its run has written the thread: two decisions, or a decision and a
-    message, on one thread never interleave in this process. Entries go when no stream holds or waits for them."""
-
-    def __init__(self) -> None:
-        self._loops: weakref.WeakKeyDictionary[Any, dict[str, list[Any]]] = weakref.WeakKeyDictionary()
-
-    @contextlib.asynccontextmanager
-    async def hold(self, thread_id: str) -> AsyncIterator[None]:
-        locks = self._loops.setdefault(asyncio.get_running_loop(), {})
-        entry = locks.setdefault(thread_id, [asyncio.Lock(), 0])
-        entry[1] += 1
-        try:
-            async with entry[0]:
-                yield
-        finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                locks.pop(thread_id, None)
+Graph = CompiledStateGraph[AgentState, TurnContext, AgentState, AgentState]
+R = TypeVar("R", covariant=True)
+E = TypeVar("E", bound=Event)
 
 
-THREAD_LOCKS = _ThreadLocks()
+class Node(Protocol[R]):
+    """A node: the state and the run's TurnContext (`runtime.context`) in, a Command to its destinations out."""
+
+    def __call__(self, state: AgentState, runtime: Runtime[TurnContext]) -> Awaitable[R]: ...
 
 
-def build_graph(deps: AgentDeps) -> Any:
-    from langgraph.graph import START, StateGraph
+class StateNode(Protocol[R]):
+    """A node that reads the state only."""
 
-    graph = StateGraph(AgentState)
-    graph.add_node(INPUT_GUARD, make_input_guard(deps))
-    graph.add_node(MODEL, make_model(deps))
-    graph.add_node(REVIEW, make_review(deps))
-    graph.add_node(APPROVAL, make_approval(deps))
-    graph.add_node(EXECUTE, make_execute(deps))
+    def __call__(self, state: AgentState) -> Awaitable[R]: ...
+
+
+# Each node's type, with the destinations it declares: a replacement must declare the same ones.
+EntryNode = Node[Command[Literal[ToModel, ToEnd]]]
+ModelNode = Node[Command[Literal[ToModel, ToReview, ToEnd]]]
+ReviewNode = Node[Command[Literal[ToApproval, ToExecute, ToEnd]]]
+ApprovalNode = StateNode[Command[ToExecute]]
+ExecuteNode = Node[Command[Literal[ToModel, ToExecute, ToEnd]]]
+
+
+@dataclass(frozen=True)
+class GraphNodes:
+    """The graph's nodes: the agent's own unless a surface replaces one (the server: its seeded entry, its review
+    that hands client tools back to the client)."""
+
+    input_guard: EntryNode = agent_nodes.input_guard
+    model: ModelNode = agent_nodes.model
+    review_calls: ReviewNode = tool_nodes.review_calls
+    approval: ApprovalNode = tool_nodes.approval
+    execute: ExecuteNode = tool_nodes.execute
+
+
+def build_graph(nodes: GraphNodes | None = None) -> StateGraph[AgentState, TurnContext, AgentState, AgentState]:
+    """The agent's graph. Its only fixed edge is START -> input_guard; every other edge is a destination a node
+    declares in its return annotation (`Command[Literal[...]]`, routes.py), which LangGraph reads here."""
+    chosen = nodes or GraphNodes()
+    graph = StateGraph(AgentState, context_schema=TurnContext)
+    graph.add_node(INPUT_GUARD, chosen.input_guard)
+    graph.add_node(MODEL, chosen.model)
+    graph.add_node(REVIEW, chosen.review_calls)
+    graph.add_node(APPROVAL, chosen.approval)
+    graph.add_node(EXECUTE, chosen.execute)
     graph.add_edge(START, INPUT_GUARD)
+    for name, spec in graph.nodes.items():
+        if not spec.ends:  # LangGraph skips an annotation it cannot resolve: fail here, not with a missing edge
+            raise TypeError(f"the {name} node declares no destinations: annotate its return as Command[Literal[...]]"
+                            " with the types of routes.py, imported at the top of the node's module")
     return graph
+
+
+class Stamp:
+    """Stamps a stream's events with the time since it began, and its Final with the thread."""
+
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        self.started = time.perf_counter()
+
+    def __call__(self, event: E) -> E:
+        extra: dict[str, Any] = {"elapsed_ms": round((time.perf_counter() - self.started) * 1000, 3)}
+        if isinstance(event, Final):
+            extra["thread_id"] = self.thread_id
+        return dataclasses.replace(event, **extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,34 +143,36 @@ class PendingApproval:
     checkpoint_id: str = ""  # the stored state that waits (with the call id: what a decision claims)
 
 
-def compile_graph(deps: AgentDeps) -> Any:
+def compile_graph(nodes: GraphNodes | None = None) -> Graph:
     """The compiled graph without a checkpointer: compiling costs ~20 ms, so an Assistant does it once and each
     stream binds its own SQLite connection with `Agent(..., compiled=...)`."""
-    return build_graph(deps).compile()
+    return build_graph(nodes).compile()
 
 
 class Agent:
     def __init__(
-        self, deps: AgentDeps, checkpointer: Any, *, compiled: Any | None = None, durability: str = "exit"
+        self, deps: AgentDeps, checkpointer: BaseCheckpointSaver[Any], *, compiled: Graph | None = None,
+        durability: Literal["exit", "async", "sync"] = "exit",
     ) -> None:
         # "exit": the thread is written when the run ends, at END or at an approval interrupt - the only points a
         # thread is resumed from (a crashed run is never continued: the next message starts a new turn), so the
         # per-node checkpoints LangGraph would otherwise write buy nothing but time.
         self.durability = durability
         self.deps = deps
-        template = compiled if compiled is not None else compile_graph(deps)
+        self.checkpointer = checkpointer
+        template = compiled if compiled is not None else compile_graph()
         self.graph = template.copy({"checkpointer": checkpointer})
         # The user's message as the input guard stored it (sealed with its judgement), seen in this run's updates:
         # a stopped run writes nothing, and `Assistant.keep_stopped` keeps this message, never an unjudged copy.
         self.admitted_input: dict[str, Any] | None = None
 
     @staticmethod
-    def _config(thread_id: str) -> dict[str, Any]:
+    def config(thread_id: str) -> RunnableConfig:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": 10_000}
 
     async def pending_approval(self, thread_id: str) -> PendingApproval | None:
         """The approval this thread waits for, if any (also after a restart)."""
-        snapshot = await self.graph.aget_state(self._config(thread_id))
+        snapshot = await self.graph.aget_state(self.config(thread_id))
         for task in snapshot.tasks:
             for item in task.interrupts:
                 checkpoint_id = str(((snapshot.config or {}).get("configurable") or {}).get("checkpoint_id") or "")
@@ -134,7 +180,7 @@ class Agent:
         return None
 
     async def state(self, thread_id: str) -> dict[str, Any]:
-        snapshot = await self.graph.aget_state(self._config(thread_id))
+        snapshot = await self.graph.aget_state(self.config(thread_id))
         return dict(snapshot.values or {})
 
     async def stream(
@@ -156,16 +202,9 @@ class Agent:
                 "a decision that resumes a thread must name the call it decides: Decision(..., call_id=request.call_id)"
                 " or decision.for_call(request.call_id), with the ApprovalRequested that was shown"
             )
-        started = time.perf_counter()
+        stamp = Stamp(thread_id)
         record(self.deps.pipeline, "run_start", thread_id=thread_id, policy_hash=policy_hash(self.deps.policy),
-               interface=interface, resume=resume is not None)  # fmt: skip
-
-        def stamp(event: Event) -> Event:
-            extra: dict[str, Any] = {"elapsed_ms": round((time.perf_counter() - started) * 1000, 3)}
-            if isinstance(event, Final):
-                extra["thread_id"] = thread_id
-            return dataclasses.replace(event, **extra)
-
+               interface=interface, resume=resume is not None)
         # From reading the pending approval until the run has written the thread: one stream per thread here, and a
         # claim in the store per decision against other processes (released at the end, after the write).
         claims: list[tuple[str, str, str]] = []
@@ -178,11 +217,8 @@ class Agent:
 
     async def _stream_locked(
         self, text: str | None, thread_id: str, approve: ApproveCallback | None, resume: Decision | None,
-        interface: str, stamp: Any, claims: list[tuple[str, str, str]],
-    ) -> AsyncIterator[Event]:  # fmt: skip
-        from langgraph.types import Command
-
-        config = self._config(thread_id)
+        interface: str, stamp: Stamp, claims: list[tuple[str, str, str]],
+    ) -> AsyncIterator[Event]:
         pending = await self.pending_approval(thread_id)
         if resume is not None:
             if pending is None:
@@ -190,7 +226,7 @@ class Agent:
             decision, events = await self._decide(thread_id, pending.request, resume, interface, claims, pending)
             for event in events:
                 yield stamp(event)
-            graph_input: Any = Command(resume=decision.to_resume())
+            graph_input: Command[Any] | AgentState = Command(resume=decision.to_resume())
         else:
             if pending is not None:
                 raise ThreadBusy(
@@ -200,24 +236,23 @@ class Agent:
             limit = self.deps.policy.agent.max_input_chars
             if text is not None and len(text) > limit:  # refused before anything runs or is stored
                 yield stamp(Error(kind="bad_input", message=f"the message has {len(text):,} characters; the policy "
-                                  f"allows at most {limit:,} (agent.max_input_chars)"))  # fmt: skip
+                                  f"allows at most {limit:,} (agent.max_input_chars)"))
                 return
             graph_input = {"turn": {}}
-            config = {**config, "configurable": {**config["configurable"], INCOMING_KEY: Incoming(text or "")}}
-        # A generation started ahead of the guards lives in this run only: whatever is left of it at the end (a
-        # block, an error, a step limit) is cancelled, unread.
-        slot = SpeculationSlot()
-        config = {**config, "configurable": {**config["configurable"], SPECULATION_KEY: slot}}
+        # The run's context, built once: the user's text reaches the input guard as `runtime.context.text`, never
+        # through the checkpointed state. A generation started ahead of the guards lives in this run only:
+        # whatever is left of it at the end (a block, an error, a step limit) is cancelled, unread.
+        context = TurnContext(self.deps, thread_id, text=text or "")
         try:
-            async for event in self._run(graph_input, config, stamp, approve, interface, claims):
+            async for event in self._run(graph_input, context, stamp, approve, interface, claims):
                 yield event
         finally:
-            await slot.discard()
+            await context.speculation.discard()
 
     async def _decide(
         self, thread_id: str, shown: ApprovalRequested, decision: Decision, interface: str,
         claims: list[tuple[str, str, str]], pending: PendingApproval | None = None,
-    ) -> tuple[Decision, list[Event]]:  # fmt: skip
+    ) -> tuple[Decision, list[Event]]:
         """Take `decision` on the call `shown` to a human: bound to that call, claimed so that no other decider (in
         any process) resumes the same wait, its deny reason judged as user text. The decision to resume with, and the
         events to show (the reason's verdicts, a notice when it was withheld)."""
@@ -233,40 +268,36 @@ class Agent:
         kind = {"approve": "once", "approve_session": "session", "deny": "deny"}[decision.action]
         record(self.deps.pipeline, "approval_decision", thread_id=thread_id, text=withheld or decision.reason or None,
                tool=shown.name, call_id=shown.call_id, arguments=arguments_text(shown.arguments), decision=kind,
-               interface=interface, reason_shown=shown.reason, reason_withheld=withheld is not None)  # fmt: skip
+               interface=interface, reason_shown=shown.reason, reason_withheld=withheld is not None)
         return decision, events
 
     async def _claim(self, thread_id: str, call_id: str, claims: list[tuple[str, str, str]],
-                     pending: PendingApproval | None) -> None:  # fmt: skip
+                     pending: PendingApproval | None) -> None:
         """The thread must wait for `call_id` now; claim that wait in the store, then check it is still the one
         waiting (a decider that read it before another decider's run wrote the thread must not resume the next
         wait). StaleApproval otherwise."""
-        from assistant.storage import claim_approval, release_approval
-
-        saver = self.graph.checkpointer
+        saver = self.checkpointer
         current = pending or await self.pending_approval(thread_id)
         if current is None or current.request.call_id != call_id:
             now = f"the call to {current.request.name} ({current.request.call_id!r})" if current else "no call"
             raise StaleApproval(f"thread {thread_id!r} no longer waits for call {call_id!r} (it waits for {now}): "
-                                "it was decided already, or the decision is stale")  # fmt: skip
+                                "it was decided already, or the decision is stale")
         key = (thread_id, current.checkpoint_id, call_id)
         if not await claim_approval(saver, *key):
             raise StaleApproval(f"call {call_id!r} of thread {thread_id!r} is being decided right now by another "
-                                "request; this decision was not applied")  # fmt: skip
+                                "request; this decision was not applied")
         claims.append(key)
         again = await self.pending_approval(thread_id)
         if again is None or (again.checkpoint_id, again.request.call_id) != (current.checkpoint_id, call_id):
             claims.remove(key)
             await release_approval(saver, *key)
             raise StaleApproval(f"call {call_id!r} of thread {thread_id!r} was decided by another request meanwhile; "
-                                "this decision was not applied")  # fmt: skip
+                                "this decision was not applied")
 
     async def _release(self, claims: list[tuple[str, str, str]]) -> None:
-        from assistant.storage import release_approval
-
         for key in claims:  # the run ended: its state is written (or it failed, and the wait may be decided again)
             try:
-                await release_approval(self.graph.checkpointer, *key)
+                await release_approval(self.checkpointer, *key)
             except Exception:  # a claim left behind expires (storage.CLAIM_STALE_S); the turn's outcome stands
                 logger.exception("could not release the approval claim %s", key)
         claims.clear()
@@ -278,34 +309,28 @@ class Agent:
         if decision.action != "deny" or not decision.reason:
             return decision, [], None
         events: list[Event] = []
-
-        def collect(result: Any) -> None:
-            for v in result.verdicts:
-                events.append(GuardVerdict(stage=v.stage, guard=v.guard, decision=v.decision, score=v.score,
-                                           categories=tuple(v.categories), reasons=tuple(v.reasons),
-                                           latency_ms=v.latency_ms, error=v.error))  # fmt: skip
-
         messages = list((await self.state(thread_id)).get("messages") or [])
+        # outside a run: its verdicts are collected here and stamped by the stream
         judgement = await judge(self.deps.pipeline, "user_text", decision.reason, conversation=guard_context(messages),
-                                thread_id=thread_id, on_result=collect)  # fmt: skip
+                                thread_id=thread_id, on_result=lambda r: events.extend(verdict_events(r)))
         if judgement.passed:
             return decision, events, None
         why = "a safety check failed" if judgement.outcome == "error" else f"the {judgement.stage} stage blocked it"
         events.append(Notice(kind=REASON_WITHHELD, message=f"The reason given with the denial was not passed to the "
-                             f"assistant ({why}); it was told only that the call was denied."))  # fmt: skip
+                             f"assistant ({why}); it was told only that the call was denied."))
         return dataclasses.replace(decision, reason=""), events, decision.reason
 
     async def _run(
-        self, graph_input: Any, config: dict[str, Any], stamp: Any, approve: ApproveCallback | None, interface: str,
-        claims: list[tuple[str, str, str]],
-    ) -> AsyncIterator[Event]:  # fmt: skip
-        from langgraph.types import Command
-
+        self, graph_input: Command[Any] | AgentState, context: TurnContext, stamp: Stamp,
+        approve: ApproveCallback | None, interface: str, claims: list[tuple[str, str, str]],
+    ) -> AsyncIterator[Event]:
+        config = self.config(context.thread_id)
         while True:
             interrupt_value = None
+            chunk: Any  # an event the nodes emitted ("custom"), or a node's state update ("updates")
             try:
                 async for mode, chunk in self.graph.astream(
-                    graph_input, config, stream_mode=["custom", "updates"], durability=self.durability
+                    graph_input, config, context=context, stream_mode=["custom", "updates"], durability=self.durability
                 ):
                     if mode == "custom":
                         yield stamp(chunk)
@@ -320,14 +345,14 @@ class Agent:
             if interrupt_value is None:
                 return
             request = stamp(approval_event(interrupt_value))
-            thread_id = config["configurable"]["thread_id"]
+            thread_id = context.thread_id
             record(self.deps.pipeline, "approval_request", thread_id=thread_id, tool=request.name,
                    call_id=request.call_id, arguments=arguments_text(request.arguments), reason=request.reason,
-                   interface=interface)  # fmt: skip
+                   interface=interface)
             yield request
             if approve is None:
                 return
-            answer = await ask(approve, request)  # type: ignore[arg-type]
+            answer = await ask(approve, request)
             decision, events = await self._decide(thread_id, request, answer, interface, claims)
             for event in events:
                 yield stamp(event)

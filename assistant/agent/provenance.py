@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-from guards.gate import Judgement
+from guards.runtime.gate import Judgement
 
 RECORD = "judged"  # the key of a message's record in the thread state
-LEDGER = "ledger"  # AgentState key: 1 once every message of the thread carries a record
+LEDGER: Final = "ledger"  # AgentState key: 1 once every message of the thread carries a record
 VERSION = 1
 # policy: the deployer's text; agent: composed by the agent from judged parts; shown: an answer as far as the user saw
 # it when the turn was stopped (the answer stream releases text only after a check covering it passed)
@@ -39,7 +39,7 @@ class Unjudged(Exception):
 
     def __init__(self, index: int, message: MessageDict, why: str) -> None:
         super().__init__(f"message {index} of the thread ({message.get('role', '?')}) {why}; it was not sent to the "
-                         "model")  # fmt: skip
+                         "model")
         self.index = index
 
 
@@ -56,7 +56,7 @@ def judged_text(message: MessageDict) -> str:
     if message.get("raw"):
         return str(message["raw"])
     calls = [json.dumps({"name": c["name"], "parameters": c.get("arguments") or {}}, ensure_ascii=False)
-             for c in message.get("tool_calls") or ()]  # fmt: skip
+             for c in message.get("tool_calls") or ()]
     return "\n".join(part for part in (message.get("content") or "", *calls) if part)
 
 

@@ -1,6 +1,6 @@
 """Judging messages that arrive without a record: a client's history in `serve`, a thread stored before records
-existed. Each takes its role's path (`guards.gate.ROLE_PATHS`), each tool call it carries the `tool_call` path; what
-passes is sealed (`provenance.seal`), the first that does not stops the rest."""
+existed. Each takes its role's path (`guards.runtime.gate.ROLE_PATHS`), each tool call it carries the `tool_call`
+path; what passes is sealed (`provenance.seal`), the first that does not stops the rest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.agent.provenance import MessageDict, call_text, judged_text, record_problem, seal
-from guards.gate import ROLE_PATHS, Judgement, judge
+from guards.runtime.gate import ROLE_PATHS, TOOL_CALL_PATH, Judgement, judge
 
 CONTEXT_MESSAGES = 4  # earlier user/assistant messages Llama Guard sees as context (as the agent does)
 
@@ -25,7 +25,7 @@ class Rejudged:
 async def judge_message(
     pipeline: Any, message: MessageDict, *, conversation: Sequence[tuple[str, str]] = (), thread_id: str | None = None,
     on_result: Callable[[Any], None] | None = None,
-) -> tuple[MessageDict | None, Judgement]:  # fmt: skip
+) -> tuple[MessageDict | None, Judgement]:
     """`message` sealed when its role's path and each of its calls passed; else None and the judgement that did not."""
     common: dict[str, Any] = {"conversation": conversation, "thread_id": thread_id, "on_result": on_result}
     judgement = await judge(pipeline, ROLE_PATHS[message["role"]], judged_text(message), **common)
@@ -34,8 +34,8 @@ async def judge_message(
     calls = []
     for call in message.get("tool_calls") or ():
         code = (call.get("arguments") or {}).get("code") if call["name"] == "code_interpreter" else None
-        one = await judge(pipeline, "tool_call", call_text(call), code=code if isinstance(code, str) else None,
-                          **common)  # fmt: skip
+        one = await judge(pipeline, TOOL_CALL_PATH, call_text(call), code=code if isinstance(code, str) else None,
+                          **common)
         if not one.passed:
             return None, one
         calls.append(one)
@@ -51,14 +51,14 @@ def context_after(context: list[tuple[str, str]], message: MessageDict) -> list[
 async def rejudge(
     pipeline: Any, messages: Sequence[MessageDict], *, thread_id: str | None = None,
     on_result: Callable[[Any], None] | None = None,
-) -> Rejudged:  # fmt: skip
+) -> Rejudged:
     """Judge every message without a matching record, in order, with the conversation before it as context."""
     out = Rejudged()
     context: list[tuple[str, str]] = []
     for index, message in enumerate(messages):
         if record_problem(message) is not None:
             sealed, judgement = await judge_message(pipeline, message, conversation=tuple(context),
-                                                    thread_id=thread_id, on_result=on_result)  # fmt: skip
+                                                    thread_id=thread_id, on_result=on_result)
             if sealed is None:
                 out.stopped, out.stopped_index = judgement, index
                 return out

@@ -14,13 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from model.backends.base import ModelBackend
+from model.backends.base import GenerationParams, ModelBackend
 
 _END = object()
-SPECULATION_KEY = "assistant_speculation"  # the run's config key holding its SpeculationSlot
 
 
 class ModelCallError(RuntimeError):
@@ -32,7 +29,7 @@ class ModelCallError(RuntimeError):
 class Generation:
     """One `backend.stream(prompt_ids, params)` running in a task, its deltas queued until read."""
 
-    def __init__(self, backend: ModelBackend, prompt_ids: list[int], params: Any) -> None:
+    def __init__(self, backend: ModelBackend, prompt_ids: list[int], params: GenerationParams) -> None:
         self.prompt_ids = list(prompt_ids)
         self.params = params
         self._queue: asyncio.Queue[object] = asyncio.Queue()
@@ -72,17 +69,17 @@ class Generation:
 
 
 class SpeculationSlot:
-    """Holds at most one speculative generation for the run of one turn (passed to the nodes in the run's config,
-    like the incoming message, so it is never checkpointed)."""
+    """Holds at most one speculative generation for the run of one turn (in the run's `TurnContext`, with the
+    incoming message, so it is never checkpointed)."""
 
     def __init__(self) -> None:
         self._generation: Generation | None = None
 
-    async def start(self, backend: ModelBackend, prompt_ids: list[int], params: Any) -> None:
+    async def start(self, backend: ModelBackend, prompt_ids: list[int], params: GenerationParams) -> None:
         await self.discard()
         self._generation = Generation(backend, prompt_ids, params)
 
-    async def take(self, prompt_ids: list[int], params: Any) -> Generation | None:
+    async def take(self, prompt_ids: list[int], params: GenerationParams) -> Generation | None:
         """The running generation when it was started for exactly this prompt and these settings; else None (and
         the stale one is cancelled)."""
         generation, self._generation = self._generation, None
@@ -97,8 +94,3 @@ class SpeculationSlot:
         generation, self._generation = self._generation, None
         if generation is not None:
             await generation.cancel()
-
-
-def speculation_slot(config: Any) -> SpeculationSlot | None:
-    slot = (config.get("configurable") or {}).get(SPECULATION_KEY)
-    return slot if isinstance(slot, SpeculationSlot) else None

@@ -18,6 +18,8 @@ from typing import Any
 import click
 
 from assistant.cli import exit_codes
+from guards.audit.log import AuditLogUnreadable, verify_audit_log
+from guards.audit.show import format_table, summarize
 
 TAMPERED = 1  # not a shared exit code: `audit verify` alone uses 1 for "the check failed"
 
@@ -30,7 +32,7 @@ def audit() -> None:
 @audit.command("verify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--head", "head_file", type=click.Path(path_type=Path), default=None,
-              help="Head file to compare with (default: FILE.head beside each log); one FILE only.")  # fmt: skip
+              help="Head file to compare with (default: FILE.head beside each log); one FILE only.")
 @click.option("--no-head", is_flag=True, help="Check the chain only, not against a head file.")
 @click.option("--json", "as_json", is_flag=True, help="Print each report as one JSON object (one line per FILE).")
 def verify(files: tuple[Path, ...], head_file: Path | None, no_head: bool, as_json: bool) -> None:
@@ -44,15 +46,14 @@ def verify(files: tuple[Path, ...], head_file: Path | None, no_head: bool, as_js
     for replica, where in claimed.items():
         if len(where) > 1 and not as_json:
             click.echo(f"warning: replica {replica} appears in more than one file ({', '.join(map(str, where))}): "
-                       "each replica should keep one chain", err=True)  # fmt: skip
+                       "each replica should keep one chain", err=True)
     if TAMPERED in outcomes:
         sys.exit(TAMPERED)
     sys.exit(exit_codes.BAD_INPUT if exit_codes.BAD_INPUT in outcomes else exit_codes.OK)
 
 
 def _verify_one(file: Path, head_file: Path | None, no_head: bool, as_json: bool,
-                claimed: dict[str, list[Path]] | None = None) -> int:  # fmt: skip
-    from guards.audit import AuditLogUnreadable, verify_audit_log
+                claimed: dict[str, list[Path]] | None = None) -> int:
 
     try:
         report = verify_audit_log(file, head=False if no_head else (head_file or True))
@@ -76,7 +77,7 @@ def _verify_one(file: Path, head_file: Path | None, no_head: bool, as_json: bool
     if not as_json:
         if report.replicas:
             click.echo("replica " + ", ".join(report.replicas) + (" (mixed: records of several replicas in one chain)"
-                                                                   if len(report.replicas) > 1 else ""))  # fmt: skip
+                                                                   if len(report.replicas) > 1 else ""))
         if report.kinds:
             click.echo("records per kind: " + ", ".join(f"{kind} {count}" for kind, count in report.kinds.items()))
         head = report.head
@@ -84,10 +85,10 @@ def _verify_one(file: Path, head_file: Path | None, no_head: bool, as_json: bool
             click.echo(f"head: matches ({Path(head.file).name}, seq {head.seq})")
         elif head is not None and head.status == "behind":
             click.echo(f"head: seq {head.seq}, the log goes on after it (a crash between writing a record and its "
-                       "head; the records after it are chained but not anchored)")  # fmt: skip
+                       "head; the records after it are chained but not anchored)")
         elif head is not None and head.status == "missing" and report.records:
             click.echo(f"warning: no head file {head.file}: records deleted from the end of the log cannot be "
-                       "detected (logs written before head files existed have none)", err=True)  # fmt: skip
+                       "detected (logs written before head files existed have none)", err=True)
     if report.torn_tail_bytes:
         click.echo(
             f"warning: {file} ends with an incomplete line of {report.torn_tail_bytes} bytes (a write interrupted by "
@@ -104,8 +105,6 @@ def _verify_one(file: Path, head_file: Path | None, no_head: bool, as_json: bool
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the last N matching records.")
 def show(file: Path, thread_id: str | None, kinds: tuple[str, ...], limit: int | None) -> None:
     """Print the records of FILE as a table (it does not verify them: use `audit verify`)."""
-    from guards.audit_show import format_table, summarize
-
     try:
         data = file.read_bytes()
     except OSError as exc:

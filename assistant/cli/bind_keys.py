@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import click
 
 from assistant.cli import exit_codes
+from assistant.server.auth import KeyFileError, KeyStore, is_loopback
 
 if TYPE_CHECKING:
     from assistant.server.auth import KeyStore
@@ -16,8 +17,6 @@ if TYPE_CHECKING:
 
 def keys_for_bind(host: str, api_keys_file: Path | None) -> KeyStore:
     """The API keys to serve with; exits 2 with the reason when they are unreadable or missing for a wide bind."""
-    from assistant.server.auth import KeyFileError, KeyStore, is_loopback
-
     try:
         keys = KeyStore.load(api_keys_file)
     except KeyFileError as exc:

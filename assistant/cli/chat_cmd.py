@@ -9,6 +9,11 @@ from pathlib import Path
 import click
 
 from assistant.cli import exit_codes
+from assistant.cli.bind_keys import keys_for_bind
+from assistant.home import data_dir
+from assistant.tui.keymap import default_keymap_path, load_keymap
+from assistant.tui.policy_lookup import choose_policy, offline_hint, offline_policy_path
+from assistant.tui.store import ChatStore, default_store_path
 
 
 @click.command()
@@ -27,7 +32,7 @@ from assistant.cli import exit_codes
 @click.option("--api-keys-file", type=click.Path(path_type=Path), default=None,
               help="With --web: API keys, one per line (also ASSISTANT_API_KEYS); needed to bind beyond loopback.")
 def chat(policy_file: Path | None, model_spec: str | None, thread_id: str | None, web: bool, host: str, port: int,
-         api_keys_file: Path | None) -> None:  # fmt: skip
+         api_keys_file: Path | None) -> None:
     """Open the terminal chat.
 
     Conversations are saved under the data directory and can be resumed (ctrl+b lists them). Key bindings can be
@@ -37,10 +42,6 @@ def chat(policy_file: Path | None, model_spec: str | None, thread_id: str | None
     if web:
         _serve_web(policy_file, model_spec, thread_id, host, port, api_keys_file)
         return
-    from assistant.home import data_dir
-    from assistant.tui.keymap import default_keymap_path, load_keymap
-    from assistant.tui.policy_lookup import choose_policy, offline_hint, offline_policy_path
-    from assistant.tui.store import ChatStore, default_store_path
 
     try:
         store = ChatStore(default_store_path())
@@ -49,7 +50,7 @@ def chat(policy_file: Path | None, model_spec: str | None, thread_id: str | None
         click.echo("fix: check the directory's permissions, or set ASSISTANT_HOME to a writable directory", err=True)
         sys.exit(exit_codes.BAD_INPUT)
 
-    from assistant.tui.app import ChatApp
+    from assistant.tui.app import ChatApp  # lazy: the TUI imports textual (`assistant --help` stays light)
     from assistant.tui.backend import AssistantSession
 
     choice = choose_policy(policy_file)
@@ -70,15 +71,13 @@ def chat(policy_file: Path | None, model_spec: str | None, thread_id: str | None
 
 
 def _serve_web(policy_file: Path | None, model_spec: str | None, thread_id: str | None, host: str, port: int,
-               api_keys_file: Path | None) -> None:  # fmt: skip
-    from assistant.cli.bind_keys import keys_for_bind
-
+               api_keys_file: Path | None) -> None:
     keys = keys_for_bind(host, api_keys_file)
-    from assistant.tui.web import chat_command, make_server
+    from assistant.tui.web import chat_command, make_server  # lazy: textual and textual-serve
 
     args: list[str] = []
     for option, value in (("--policy", policy_file and str(policy_file.resolve())), ("--model", model_spec),
-                          ("--thread", thread_id)):  # fmt: skip
+                          ("--thread", thread_id)):
         if value:
             args += [option, value]
     auth = "API keys required: open /?key=KEY" if keys.enabled else "no API keys (loopback only)"

@@ -14,6 +14,9 @@ from pathlib import Path
 import click
 
 from assistant.cli import exit_codes
+from assistant.storage import StorageError, StorageTarget, schema_status, storage_target
+from assistant.storage import migrate as run_migrate
+from guards.policy import PolicyError, load_policy
 
 NEEDS_MIGRATION = 1
 
@@ -23,10 +26,7 @@ def db() -> None:
     """Create, upgrade or inspect the thread store (storage: sqlite or postgres)."""
 
 
-def _target(policy_file: Path | None, db_path: Path | None) -> object:
-    from assistant.storage import StorageError, storage_target
-    from guards.policy import PolicyError, load_policy
-
+def _target(policy_file: Path | None, db_path: Path | None) -> StorageTarget:
     storage = None
     if policy_file is not None:
         try:
@@ -42,9 +42,9 @@ def _target(policy_file: Path | None, db_path: Path | None) -> object:
 
 
 _policy_option = click.option("--policy", "policy_file", type=click.Path(path_type=Path, dir_okay=False),
-                              default=None, help="Policy file whose `storage` section names the store.")  # fmt: skip
+                              default=None, help="Policy file whose `storage` section names the store.")
 _db_option = click.option("--db", "db_path", type=click.Path(path_type=Path, dir_okay=False), default=None,
-                          help="SQLite file (overrides storage.path; sqlite only).")  # fmt: skip
+                          help="SQLite file (overrides storage.path; sqlite only).")
 
 
 @db.command("migrate")
@@ -52,12 +52,9 @@ _db_option = click.option("--db", "db_path", type=click.Path(path_type=Path, dir
 @_db_option
 def migrate(policy_file: Path | None, db_path: Path | None) -> None:
     """Create or upgrade the thread store's tables (idempotent)."""
-    from assistant.storage import StorageError
-    from assistant.storage import migrate as run_migrate
-
     target = _target(policy_file, db_path)
     try:
-        click.echo(asyncio.run(run_migrate(target)))  # type: ignore[arg-type]
+        click.echo(asyncio.run(run_migrate(target)))
     except StorageError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exit_codes.BAD_INPUT)
@@ -68,11 +65,9 @@ def migrate(policy_file: Path | None, db_path: Path | None) -> None:
 @_db_option
 def status(policy_file: Path | None, db_path: Path | None) -> None:
     """Print the store and its schema version; exit 1 when `assistant db migrate` is needed."""
-    from assistant.storage import StorageError, schema_status
-
     target = _target(policy_file, db_path)
     try:
-        line, current = asyncio.run(schema_status(target))  # type: ignore[arg-type]
+        line, current = asyncio.run(schema_status(target))
     except StorageError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exit_codes.BAD_INPUT)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from assistant.cli import exit_codes
+from assistant.dev.tiny_models import build_tiny_models, tiny_models_dir
 
 
 @click.group()
@@ -26,8 +27,6 @@ def tiny_models(directory: Path | None, as_json: bool) -> None:
     architectures and the real Llama 3 tokenizer, so every loading path is the real one. Builds in seconds; models of
     the current version already there are kept.
     """
-    from assistant.dev.tiny_models import build_tiny_models, tiny_models_dir
-
     directory = tiny_models_dir(directory)
     try:
         built = {name: str(path) for name, path in build_tiny_models(directory).items()}

@@ -18,6 +18,12 @@ from pathlib import Path
 import click
 
 from assistant.cli import exit_codes
+from assistant.home import default_audit_path
+from assistant.models import TINY_PREFIX, guard_model_dirs
+from guards.policy import Policy, PolicyError, load_policy
+from guards.policy.registry import MODEL_GUARDS, STAGE_NAMES
+from guards.runtime.pipeline import GuardPipeline
+from guards.runtime.redteam import CaseFileError, format_table, load_cases, run_cases, summarize
 
 
 @click.group("eval")
@@ -30,19 +36,17 @@ def eval_group() -> None:
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path), required=True, help="The policy file.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the table.")
 @click.option("--stage", "stages", multiple=True,
-              type=click.Choice(["user_input", "model_output", "tool_call", "tool_result", "code"]),
-              help="Only the cases of this stage (repeatable).")  # fmt: skip
+              type=click.Choice(STAGE_NAMES),
+              help="Only the cases of this stage (repeatable).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N cases (after --stage).")
 @click.option("--audit/--no-audit", default=False, show_default=True,
-              help="Also write every verdict to the policy's audit log.")  # fmt: skip
+              help="Also write every verdict to the policy's audit log.")
 @click.option("--fail-under", "fail_under", type=click.FloatRange(0.0, 1.0), default=None, metavar="RATE",
               help="Exit 1 when the share of cases decided as labelled (correct / total) is below RATE (0..1).")
 def redteam(cases_path: Path, policy_path: Path, as_json: bool, stages: tuple[str, ...], limit: int | None,
-            audit: bool, fail_under: float | None) -> None:  # fmt: skip
+            audit: bool, fail_under: float | None) -> None:
     """Run CASES.jsonl (one case per line: stage, text, expected block|allow, optional id, category, language)
     through the guards POLICY enables, and report how they did."""
-    from guards.policy import PolicyError, load_policy
-    from guards.redteam import CaseFileError, load_cases, run_cases, summarize
 
     try:
         cases = load_cases(cases_path)
@@ -81,28 +85,24 @@ def redteam(cases_path: Path, policy_path: Path, as_json: bool, stages: tuple[st
     if report["tiny_models"]:
         note = ", ".join(report["tiny_models"])
         click.echo(f"note: the policy's guard models are tiny test models ({note}): these rates say nothing about "
-                   "real guards", err=as_json)  # fmt: skip
+                   "real guards", err=as_json)
     if failed:
         click.echo(f"failed: {report['correct_rate']:.2%} of the cases decided as labelled, below --fail-under "
-                   f"{fail_under:.2%}", err=True)  # fmt: skip
+                   f"{fail_under:.2%}", err=True)
         sys.exit(1)
 
 
-def tiny_guard_sources(policy) -> list[str]:  # policy: guards.policy.Policy
+def tiny_guard_sources(policy: Policy) -> list[str]:
     """The `tiny:NAME` sources of the guard models some stage of the policy uses."""
-    from assistant.models import TINY_PREFIX
 
-    stages = policy.stages
     used = sorted(
-        name for name in ("llama_guard", "prompt_guard")
-        if any(getattr(getattr(stages, stage), name).enabled for stage in type(stages).model_fields)
-    )  # fmt: skip
+        name for name in MODEL_GUARDS if any(policy.stages.get(stage).guard(name).enabled for stage in STAGE_NAMES)
+    )
     sources = [getattr(policy.models, name).source for name in used]
     return [source for source in sources if source.startswith(TINY_PREFIX)]
 
 
 def _print_report(report: dict, cases_path: Path, policy_path: Path) -> None:
-    from guards.redteam import format_table
 
     click.echo(f"Red-team evaluation: {report['total']} cases from {cases_path}, policy {policy_path}\n")
     click.echo(format_table(report))
@@ -116,9 +116,6 @@ def _print_report(report: dict, cases_path: Path, policy_path: Path) -> None:
 
 
 def _pipeline(policy, policy_path: Path, audit: bool):  # -> GuardPipeline
-    from assistant.home import default_audit_path
-    from assistant.models import guard_model_dirs
-    from guards.pipeline import GuardPipeline
 
     return GuardPipeline.from_policy(
         policy, model_dirs=guard_model_dirs(policy), audit=True if audit else None, policy_path=policy_path,

@@ -17,8 +17,13 @@ from typing import Any, NoReturn
 import click
 
 from assistant.cli import exit_codes
+from assistant.home import default_audit_path
+from assistant.models import guard_model_dirs
+from guards.llama_guard.prompt import PromptCategory, as_turn, prompt_categories, render_prompt
+from guards.policy import PolicyError, load_policy
+from guards.policy.registry import CODE, MODEL_OUTPUT, STAGE_NAMES
+from guards.runtime.pipeline import GuardPipeline
 
-STAGES = ("user_input", "model_output", "tool_call", "tool_result", "code")
 _CONTRACT_DECISION = {"allow": "allow", "log": "allow", "warn": "warn", "ask": "block", "block": "block"}
 
 
@@ -33,7 +38,6 @@ def _fail(message: str, code: int = exit_codes.BAD_INPUT) -> NoReturn:
 
 
 def _load_policy(path: Path) -> Any:
-    from guards.policy import PolicyError, load_policy
 
     try:
         return load_policy(path)
@@ -74,9 +78,9 @@ def exit_code_for(result: Any) -> int:
 
 @guard.command("check")
 @click.option("--policy", "policy_path", type=click.Path(path_type=Path), required=True, help="The policy file.")
-@click.option("--stage", type=click.Choice(STAGES), required=True, help="Which stage's guards to run.")
+@click.option("--stage", type=click.Choice(STAGE_NAMES), required=True, help="Which stage's guards to run.")
 @click.option("--role", type=click.Choice(["user", "agent"]), default=None,
-              help="Whose text it is (default: agent for model_output, user otherwise).")  # fmt: skip
+              help="Whose text it is (default: agent for model_output, user otherwise).")
 @click.option("--language", default=None, help="Language of the code (code stage; default python).")
 @click.argument("text")
 def check(policy_path: Path, stage: str, role: str | None, language: str | None, text: str) -> None:
@@ -84,12 +88,9 @@ def check(policy_path: Path, stage: str, role: str | None, language: str | None,
     policy = _load_policy(policy_path)
     content = _read_text(text)
     if role is None:
-        role = "agent" if stage == "model_output" else "user"
-    if stage == "code" and language is None:
+        role = "agent" if stage == MODEL_OUTPUT else "user"
+    if stage == CODE and language is None:
         language = "python"
-    from assistant.home import default_audit_path
-    from assistant.models import guard_model_dirs
-    from guards.pipeline import GuardPipeline
 
     try:
         pipeline = GuardPipeline.from_policy(
@@ -110,7 +111,6 @@ def check(policy_path: Path, stage: str, role: str | None, language: str | None,
 def prompt(policy_path: Path, conversation_path: Path) -> None:
     """Print exactly the Llama Guard prompt for CONVERSATION.json ({"messages": [{"role", "content"}, ...]}); the
     role checked is that of the last message."""
-    from guards.llama_guard_prompt import PromptCategory, as_turn, prompt_categories, render_prompt
 
     policy = _load_policy(policy_path)
     try:

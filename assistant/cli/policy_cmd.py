@@ -14,6 +14,8 @@ import click
 
 from assistant.cli import exit_codes
 from guards.policy import CheckedPolicy, Policy, PolicyError, check_policy_file
+from guards.policy.explain import explain_policy
+from guards.policy.templates import UnknownTemplateError, template_names, template_text
 
 
 def starter_policy_text() -> str:
@@ -114,8 +116,6 @@ def init(file: Path | None, force: bool, template: str | None) -> None:
 
 
 def _template_or_exit(name: str) -> str:
-    from guards.policy.templates import UnknownTemplateError, template_text
-
     try:
         return template_text(name)
     except UnknownTemplateError as exc:
@@ -126,8 +126,6 @@ def _template_or_exit(name: str) -> str:
 def _list_templates(*, err: bool = False) -> None:
     """One line per template: its name and the policy's own `description`."""
     import yaml
-
-    from guards.policy.templates import template_names, template_text
 
     names = template_names()
     width = max(map(len, names), default=0)
@@ -141,7 +139,5 @@ def _list_templates(*, err: bool = False) -> None:
 @click.argument("file", type=click.Path(path_type=Path))
 def explain(file: Path) -> None:
     """Say in words what FILE makes the assistant do at each stage."""
-    from guards.policy.explain import explain_policy
-
     checked = _load_or_exit(file)
     click.echo(explain_policy(checked.policy, warnings=[f"{w.key_path}: {w.problem}" for w in checked.warnings]))

@@ -10,6 +10,7 @@ generated text, re-encoded verbatim) and `stop_reason` (end_of_turn|end_of_messa
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 from datetime import date
@@ -22,6 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from assistant.cli import exit_codes
 from model.completion import trusted_spans
 from model.messages import BUILTIN_TOOLS, Message, ToolCall, ToolDefinition, ToolSpec
+from model.prompt_format import PromptFormatError, encode_dialog, render_dialog
+from model.tokenizer import TokenizerError, get_tokenizer
+from model.tool_parser import parse_completion
 
 BuiltinName = Literal["brave_search", "wolfram_alpha", "code_interpreter"]
 
@@ -115,7 +119,7 @@ class Case(_Strict):
                 raise ValueError(f"not an ISO date (YYYY-MM-DD): {value!r}") from None
         return value
 
-    def today(self) -> date:
+    def today(self) -> datetime.date:  # (`date` in this class is the field)
         return date.fromisoformat(self.date) if self.date else date.today()
 
     def dialog(self) -> tuple[list[Message], ToolSpec]:
@@ -179,8 +183,6 @@ def prompt() -> None:
 )
 def render(case_file: Path, ids: bool, tokenizer_dir: Path | None) -> None:
     """Print the prompt for CASE.json exactly (no newline added), or its token ids with --ids."""
-    from model.prompt_format import PromptFormatError, encode_dialog, render_dialog
-
     case = load_case(case_file)
     try:
         messages, spec = case.dialog()
@@ -190,8 +192,6 @@ def render(case_file: Path, ids: bool, tokenizer_dir: Path | None) -> None:
             "add_generation_prompt": case.add_generation_prompt,
         }
         if ids:
-            from model.tokenizer import TokenizerError, get_tokenizer
-
             try:
                 tokenizer = get_tokenizer(tokenizer_dir)
             except TokenizerError as exc:
@@ -215,8 +215,6 @@ def render(case_file: Path, ids: bool, tokenizer_dir: Path | None) -> None:
 @click.argument("more_builtin_tools", nargs=-1, metavar="[NAME ...]")
 def parse(builtin_tools: tuple[str, ...], tools: tuple[str, ...], more_builtin_tools: tuple[str, ...]) -> None:
     """Read a completion on stdin and print {"content", "tool_calls", "stop_reason", "error"} as JSON."""
-    from model.tool_parser import parse_completion
-
     names = [name.strip() for value in (*builtin_tools, *more_builtin_tools) for name in value.split(",") if name]
     if more_builtin_tools and not builtin_tools:
         _fail(f"unexpected argument {more_builtin_tools[0]!r} (built-in tool names follow --builtin-tools)")

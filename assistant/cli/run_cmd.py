@@ -14,11 +14,18 @@ import asyncio
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from assistant.agent.approval import APPROVE, APPROVE_SESSION, deny
+from assistant.api import Assistant, new_thread_id
 from assistant.cli import exit_codes
 from assistant.events import ApprovalRequested, Error, Event, Final, Notice, Refusal, TokenDelta
+from assistant.logs import configure_logging, level_for
+from assistant.stopped import stopped_event
+from guards.policy import PolicyError
+from model.backends.errors import BackendError, ModelNotFoundError
 
 ERROR_EXIT = {"model_backend": exit_codes.MODEL_ERROR, "bad_input": exit_codes.BAD_INPUT}
 OTHER_FAILURE = 1
@@ -36,7 +43,6 @@ def exit_code_for(last: Event | None) -> int:
 
 
 def approver_for(mode: str):  # -> ApproveCallback
-    from assistant.agent.approval import APPROVE, deny
 
     if mode == "always":
         return lambda request: APPROVE
@@ -46,7 +52,6 @@ def approver_for(mode: str):  # -> ApproveCallback
 
 
 def ask_on_terminal(request: ApprovalRequested):  # -> Decision, bound to the call shown (request.call_id)
-    from assistant.agent.approval import APPROVE, APPROVE_SESSION, deny
 
     click.echo(f"\nThe assistant wants to call {request.name} with {json.dumps(request.arguments)}", err=True)
     click.echo(f"Approval needed: {request.reason}", err=True)
@@ -54,7 +59,7 @@ def ask_on_terminal(request: ApprovalRequested):  # -> Decision, bound to the ca
         answer = click.prompt(
             "[a]pprove once, approve for the [s]ession, [d]eny", type=click.Choice(["a", "s", "d"]), err=True,
             default="d", show_choices=False,
-        )  # fmt: skip
+        )
     except (click.Abort, EOFError):  # no one to ask (stdin closed): fail closed
         return deny("No one could be asked, so the call was denied.").for_call(request.call_id)
     if answer == "a":
@@ -83,10 +88,8 @@ def ask_on_terminal(request: ApprovalRequested):  # -> Decision, bound to the ca
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               default=None, help="Log to stderr from this level on (overrides -v).")
 def run(text: str, policy_path: Path, model_spec: str | None, as_json: bool, approve_mode: str,
-        thread_id: str | None, db_path: Path | None, verbose: int, log_level: str | None) -> None:  # fmt: skip
+        thread_id: str | None, db_path: Path | None, verbose: int, log_level: str | None) -> None:
     """Run one guarded agent turn on TEXT and print the answer (exit 0), refusal (3) or error."""
-    from assistant.logs import configure_logging, level_for
-
     level = level_for(verbose, log_level)
     if level is not None:
         configure_logging(level)
@@ -102,11 +105,8 @@ def _fail(kind: str, message: str, as_json: bool) -> None:
         click.echo(json.dumps(Error(kind=kind, message=message).to_json(), ensure_ascii=False))
 
 
-def _build_or_exit(policy_path: Path, model_spec: str | None, db_path: Path | None, approve, as_json: bool = False):
-    from assistant.api import Assistant
-    from guards.policy import PolicyError
-    from model.backends.errors import BackendError, ModelNotFoundError
-
+def _build_or_exit(policy_path: Path, model_spec: str | None, db_path: Path | None, approve: Any,
+                   as_json: bool = False) -> Assistant:
     try:
         return Assistant.from_policy(policy_path, model=model_spec, approve=approve, db_path=db_path).replace(
             interface="cli"
@@ -130,16 +130,21 @@ async def _consume(assistant, text: str, thread_id: str | None, as_json: bool) -
     import contextlib
     import signal
 
-    from assistant.agent.graph import ThreadBusy
-    from assistant.api import new_thread_id
-    from assistant.stopped import stopped_event
+    from assistant.agent.graph import ThreadBusy  # lazy: the agent's graph imports langgraph
 
     thread_id = thread_id or new_thread_id()
     events: list[Event] = []
     # ctrl+c (SIGINT) stops the turn like esc in the chat: closing the stream cancels it (generation, guards, a
     # running sandbox); what was printed stays in the thread, marked stopped; a last `error` event of kind cancelled.
-    task, loop, interrupted = asyncio.current_task(), asyncio.get_running_loop(), []
-    loop.add_signal_handler(signal.SIGINT, lambda: interrupted or (interrupted.append(True), task.cancel()))  # type: ignore[union-attr]
+    task, loop = asyncio.current_task(), asyncio.get_running_loop()
+    interrupted: list[bool] = []
+
+    def interrupt() -> None:
+        if not interrupted and task is not None:
+            interrupted.append(True)
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, interrupt)
     try:
         async with contextlib.aclosing(assistant.stream(text, thread=thread_id)) as stream:
             async for event in stream:
@@ -153,9 +158,9 @@ async def _consume(assistant, text: str, thread_id: str | None, as_json: bool) -
         _fail("bad_input", str(exc), as_json)
         return exit_codes.BAD_INPUT
     except asyncio.CancelledError:
-        if not interrupted:
+        if not interrupted or task is None:
             raise
-        task.uncancel()  # type: ignore[union-attr]
+        task.uncancel()
         stopped = stopped_event(events[-1].elapsed_ms if events else 0.0)
         click.echo(json.dumps(stopped.to_json(), ensure_ascii=False) if as_json else "", err=not as_json)
         click.echo(f"stopped ({stopped.message})", err=True)

@@ -12,6 +12,8 @@ from pathlib import Path
 import click
 
 from assistant.cli import exit_codes
+from assistant.cli.bind_keys import keys_for_bind
+from guards.policy import PolicyError, load_policy
 
 
 @click.command()
@@ -20,7 +22,7 @@ from assistant.cli import exit_codes
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to bind.")
 @click.option("--model", "model_spec", default=None,
               help="Main model: scripted:FILE.jsonl, scripted-keyed:FILE.jsonl, transformers:PATH, openai:URL or "
-                   "tiny:NAME (default: the policy's).")  # fmt: skip
+                   "tiny:NAME (default: the policy's).")
 @click.option("--api-keys-file", type=click.Path(path_type=Path), default=None,
               help="API keys, one per line (also ASSISTANT_API_KEYS, comma-separated).")
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
@@ -28,11 +30,8 @@ from assistant.cli import exit_codes
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(policy_path: Path, host: str, port: int, model_spec: str | None, api_keys_file: Path | None,
-          db_path: Path | None, log_level: str) -> None:  # fmt: skip
+          db_path: Path | None, log_level: str) -> None:
     """Serve the policy's guarded agent over HTTP until interrupted."""
-    from assistant.cli.bind_keys import keys_for_bind
-    from guards.policy import PolicyError, load_policy
-
     keys = keys_for_bind(host, api_keys_file)
     try:
         load_policy(policy_path)
@@ -43,10 +42,10 @@ def serve(policy_path: Path, host: str, port: int, model_spec: str | None, api_k
 
     import uvicorn
 
-    from assistant.server.app import ServerSettings, create_app
+    from assistant.server.app import ServerSettings, create_app  # lazy: fastapi, langgraph
 
     app = create_app(ServerSettings(policy_path=policy_path, keys=keys, model=model_spec, db_path=db_path))
     auth = "API keys required" if keys.enabled else "no API keys (loopback only)"
     click.echo(f"assistant serve: http://{host}:{port}/v1 ({auth}); models load now, GET /readyz says when ready",
-               err=True)  # fmt: skip
+               err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5)

@@ -17,6 +17,16 @@ from typing import Any, NoReturn
 import click
 
 from assistant.cli import exit_codes
+from assistant.home import default_audit_path
+from assistant.models import guard_model_dirs
+from guards.policy import Policy, PolicyError, load_policy, parse_policy_text
+from guards.runtime.pipeline import GuardPipeline
+from model.messages import BUILTIN_TOOLS, ToolCall
+from tools.base import ToolOutput
+from tools.custom import ToolLoadError
+from tools.executor import ToolPath
+from tools.mcp import McpStartupError
+from tools.registry import ToolRegistry, add_mcp_tools, build_registry
 
 # Without --policy: code_interpreter on, and Code Shield as the only guard (no model downloads needed); pass the
 # agent's --policy to run every guard it runs.
@@ -43,13 +53,8 @@ def _bad_input(message: str) -> NoReturn:
     _emit({"ok": False, "output": "", "error": message, "limits_hit": []}, exit_codes.BAD_INPUT)
 
 
-def _load(policy_file: Path | None, *, json_errors: bool) -> tuple[Any, Any]:
+def _load(policy_file: Path | None, *, json_errors: bool) -> tuple[Policy, ToolRegistry]:
     """(policy, registry) or exit 2 naming the problem. The policy's MCP servers run until the command exits."""
-    from guards.policy import PolicyError, load_policy, parse_policy_text
-    from tools.custom import ToolLoadError
-    from tools.mcp import McpStartupError
-    from tools.registry import add_mcp_tools, build_registry
-
     try:
         policy = parse_policy_text(DEFAULT_POLICY_TEXT, file="<default>") if policy_file is None \
             else load_policy(policy_file)
@@ -79,12 +84,12 @@ def list_tools(policy_file: Path | None, as_json: bool) -> None:
     """The tools with their side effects, policy status and argument schemas."""
     policy, registry = _load(policy_file, json_errors=False)
     visible = {t.name for t in registry.visible(policy.tools)}
-    rows = []
+    rows: list[dict[str, Any]] = []  # JSON rows
     for item in registry:
         status = "denied" if item.name not in visible else (
             "approval required" if item.name in policy.tools.approval_required else "allowed")
         rows.append({"name": item.name, "description": item.description, "builtin": item.builtin,
-                     "server": getattr(item, "server", None),  # the MCP server offering it, else None
+                     "server": item.server,  # the MCP server offering it, else None
                      "side_effects": item.side_effects, "status": status, "parameters": item.parameters})
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -121,19 +126,12 @@ def run_tool(name: str, args_json: str, policy_file: Path | None, approve: bool)
     policy, registry = _load(policy_file, json_errors=True)
     name = registry.resolve(name) or name  # an MCP tool also answers to `server.tool`
 
-    from assistant.home import default_audit_path
-    from assistant.models import guard_model_dirs
-    from guards.pipeline import GuardPipeline
-    from model.messages import BUILTIN_TOOLS, ToolCall
-    from tools.base import ToolOutput
-    from tools.executor import ToolPath
-
     if name not in registry and name in BUILTIN_TOOLS:
         refusal = ToolOutput.failure(f"refused by the policy: {name} is not enabled "
                                      f"(tools.builtin.{name}.enabled)", refused=True)
         _emit(refusal.to_json(), exit_codes.REFUSED)
     pipeline = GuardPipeline.from_policy(policy, model_dirs=guard_model_dirs(policy), policy_path=policy_file,
-                                         default_audit_path=default_audit_path())  # fmt: skip
+                                         default_audit_path=default_audit_path())
     path = ToolPath({t.name: t for t in registry}, policy, pipeline)
 
     async def approver(call: ToolCall, review: object) -> bool:
@@ -160,5 +158,5 @@ def run_tool(name: str, args_json: str, policy_file: Path | None, approve: bool)
         _emit(output.to_json(), exit_codes.REFUSED)
     payload = {"ok": output.ok and not ran.withheld, "output": ran.text,
                "error": "the guards withheld the result" if ran.withheld else output.error,
-               "limits_hit": list(ran.limits_hit)}  # fmt: skip
+               "limits_hit": list(ran.limits_hit)}
     _emit(payload, exit_codes.REFUSED if ran.withheld else exit_codes.OK)

@@ -1,6 +1,6 @@
 """The tiny test models as one set: the random-weight main model (`model.tiny`) and the trained tiny guards
-(`guards.tiny_guards`), built into one directory. This module sits above both builders so neither reaches up: the
-model layer knows nothing of guards, and both take the directory they build into.
+(`assistant.dev.tiny_guards.builder`), built into one directory. This module sits above both builders so neither
+reaches up: the model layer knows nothing of guards, and both take the directory they build into.
 
 The directory defaults to `model.tiny.default_tiny_dir()`: one build cache shared by the test suite, `make chat` and
 `assistant dev tiny-models` (`$ASSISTANT_TINY_MODELS`, else a source checkout's `.cache/tiny-models`, else the user
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from guards.tiny_guards import TINY_GUARD_NAMES, build_tiny_guards, ensure_tiny_guard
+from assistant.dev.tiny_guards.builder import TINY_GUARD_NAMES, build_tiny_guards, ensure_tiny_guard
 from model.tiny import MAIN_MODEL_NAME, default_tiny_dir, ensure_tiny_main
 
 TINY_MODEL_NAMES: tuple[str, ...] = (MAIN_MODEL_NAME, *TINY_GUARD_NAMES)

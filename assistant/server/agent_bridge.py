@@ -1,30 +1,47 @@
-"""The agent's own graph for the stateless Chat Completions API: same nodes, guards, policy and audit, plus two seams.
+"""The agent for the stateless Chat Completions API: the agent's one graph, with two of its nodes replaced.
 
-- A seeded entry: the client's (already judged) history becomes the thread's `messages`, then the agent's own
-  `input_guard` node judges the new user message; when the request ends with client tool results instead, the turn
-  continues at the model node (the results were judged at `tool_result` before, see `trust.py`).
+- A seeded entry (in place of `input_guard`): the client's (already judged) history becomes the thread's `messages`,
+  then the agent's own `input_guard` judges the new user message; when the request ends with client tool results
+  instead, the turn continues at the model node (the results were judged at `tool_result` before, see `trust.py`).
 - Client tools: a request's `tools` join the policy's tools as Llama 3.1 custom tools, once their definitions passed
   the `tool_definition` path (judged once per definition and remembered; a definition without that record never
-  reaches the prompt: `AgentDeps.encode` refuses it). The agent's `review_calls`
-  node runs first (the `tool_call` guards and the policy's tool rules); a call to a client tool that passes ends the
-  turn, and the server returns it as `tool_calls`. A client tool never runs on the server.
+  reaches the prompt: `AgentDeps.encode` refuses it). The review (in place of `review_calls`) runs the agent's own
+  first (the `tool_call` guards and the policy's tool rules); a call to a client tool that passes ends the turn, and
+  the server returns it as `tool_calls`. A client tool never runs on the server.
 
-Nothing here changes agent code: nodes come from the agent's factories.
+Both replacements go to `assistant.agent.graph.build_graph` as `GraphNodes`; everything else is the agent's.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any, Literal
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.runtime import Runtime
+from langgraph.types import Command
+
+from assistant.agent.deps import AgentDeps
+from assistant.agent.graph import Agent, EntryNode, GraphNodes, compile_graph
+from assistant.agent.nodes import input_guard
+from assistant.agent.provenance import LEDGER, VERSION, definition_text, judged_definition
+from assistant.agent.routes import END, MODEL, ToApproval, ToEnd, ToExecute, ToModel
+from assistant.agent.state import AgentState, MessageDict, new_turn
+from assistant.agent.tool_nodes import review_calls
+from assistant.agent.turn import TurnContext
+from assistant.events import Event
 from assistant.server.openai_compat import ClientTool
-
-if TYPE_CHECKING:  # LangGraph passes a node its config only when the parameter is annotated RunnableConfig
-    from langchain_core.runnables import RunnableConfig
+from guards.runtime.gate import Judgement, judge
+from guards.verdict import StageResult
+from model.backends.base import BackendStats, GenerationParams, ModelBackend
+from model.messages import BUILTIN_TOOLS, ToolDefinition, ToolSpec
+from tools.base import Tool, ToolOutput
 
 
 @dataclass(frozen=True)
@@ -41,42 +58,67 @@ class ClientToolCalls:
 
 @dataclass(frozen=True)
 class Seed:
-    messages: list[dict[str, Any]]
+    messages: list[MessageDict]
     after_tools: bool  # the request ends with client tool results: continue the turn at the model
 
 
-@dataclass
-class ClientToolProxy:
+class ClientToolProxy(Tool):
     """Stands for a client's function in the agent's tool table: described to the model, never run here."""
 
-    name: str
-    description: str
-    parameters: dict[str, Any]
-    side_effects: bool = True  # unknown to the server: the safe assumption for the policy's rules
-    builtin: bool = False
+    side_effects = True  # unknown to the server: the safe assumption for the policy's rules
 
-    def definition(self) -> Any:
-        from model.messages import ToolDefinition
+    def __init__(self, name: str, description: str, parameters: dict[str, Any]) -> None:
+        self.name = name
+        self.description = description
+        self._parameters = parameters
 
+    @property
+    def parameters(self) -> dict[str, Any]:  # the client's own schema (there is no pydantic model to derive it from)
+        return self._parameters
+
+    def definition(self) -> ToolDefinition:
         return ToolDefinition(name=self.name, description=self.description, parameters=self.parameters)
 
-    async def run(self, arguments: Any) -> Any:
-        from tools.base import ToolOutput
+    async def run(self, arguments: Mapping[str, Any]) -> ToolOutput:
+        return await self.call(dict(arguments))
 
+    async def call(self, arguments: dict[str, Any]) -> ToolOutput:
         return ToolOutput.failure(f"{self.name} is the client's tool; the server never runs it")
 
 
 class TimedBackend:
-    """The main model with a latency observer around each completion (every other attribute passes through)."""
+    """The main model with a latency observer around each completion; the rest of `ModelBackend` is the wrapped
+    backend's."""
 
-    def __init__(self, backend: Any, observe: Any) -> None:
+    def __init__(self, backend: ModelBackend, observe: Callable[[float], None]) -> None:
         self._backend = backend
         self._observe = observe
+        self.name = backend.name
+        self.on_progress = backend.on_progress
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
+    @property
+    def model_dir(self) -> Path | None:
+        return self._backend.model_dir
 
-    async def stream(self, prompt_ids: list[int], params: Any) -> AsyncIterator[str]:
+    async def aclose(self) -> None:
+        await self._backend.aclose()
+
+    @property
+    def context_window(self) -> int:
+        return self._backend.context_window
+
+    @property
+    def stats(self) -> BackendStats:
+        return self._backend.stats
+
+    @property
+    def speculation_ok(self) -> bool:
+        return self._backend.speculation_ok
+
+    def load(self) -> object:  # the server loads every model before it is ready
+        return self._backend.load()
+
+    async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
         started = time.perf_counter()
         try:
             async for delta in self._backend.stream(prompt_ids, params):
@@ -86,26 +128,26 @@ class TimedBackend:
 
 
 class Bridge:
-    """Builds (and caches, per set of client tools) the server's variant of the agent graph."""
+    """The server's variant of the agent graph (compiled once), and the agent's dependencies per set of client tools
+    (cached)."""
 
-    def __init__(self, deps: Any, *, cache_size: int = 32) -> None:
+    def __init__(self, deps: AgentDeps, *, cache_size: int = 32) -> None:
         self.deps = deps
         self.seeds: dict[str, Seed] = {}  # thread id -> seed of the run in progress
-        self._graphs: OrderedDict[tuple[Any, ...], tuple[Any, Any, frozenset[str]]] = OrderedDict()
+        nodes = GraphNodes(input_guard=make_seeded_entry(self.seeds), review_calls=client_review)
+        self.graph = compile_graph(nodes)
+        self._deps: OrderedDict[tuple[tuple[str, str, str, str | None], ...], AgentDeps] = OrderedDict()
         self._cache_size = cache_size
         self._passed: OrderedDict[str, str] = OrderedDict()  # definition text -> its record, once it passed
 
     async def judge_tools(
         self, pipeline: Any, tools: tuple[ClientTool, ...], *, thread_id: str | None = None
-    ) -> tuple[dict[str, str], list[Any], Any]:
+    ) -> tuple[dict[str, str], list[StageResult], Judgement | None]:
         """The records of the client's tool definitions, each judged on the `tool_definition` path the first time
         it is seen, the results of those checks, and at the first that does not pass the judgement that stopped it
         (the request is refused)."""
-        from assistant.agent.provenance import definition_text, judged_definition
-        from guards.gate import judge
-
         records: dict[str, str] = {}
-        results: list[Any] = []
+        results: list[StageResult] = []
         for tool in tools:
             definition = ClientToolProxy(tool.name, tool.description, tool.parameters).definition()
             text = definition_text(definition)
@@ -123,95 +165,59 @@ class Bridge:
         return records, results, None
 
     def check_tool_names(self, tools: tuple[ClientTool, ...]) -> str | None:
-        from model.messages import BUILTIN_TOOLS
-
         taken = set(self.deps.tools) | set(BUILTIN_TOOLS)
         clash = sorted(t.name for t in tools if t.name in taken)
         return f"client tool names clash with the server's tools: {', '.join(clash)}" if clash else None
 
-    def graph_for(self, tools: tuple[ClientTool, ...], records: dict[str, str]) -> tuple[Any, Any, frozenset[str]]:
-        import json
-
+    def deps_for(self, tools: tuple[ClientTool, ...], records: dict[str, str]) -> AgentDeps:
+        """The agent's dependencies with the client's tools (as proxies) and their definitions' records."""
         key = tuple((t.name, t.description, json.dumps(t.parameters, sort_keys=True), records.get(t.name))
-                    for t in tools)  # fmt: skip
-        cached = self._graphs.get(key)
+                    for t in tools)
+        cached = self._deps.get(key)
         if cached is not None:
-            self._graphs.move_to_end(key)
+            self._deps.move_to_end(key)
             return cached
-        from model.messages import ToolSpec
-
         proxies = {t.name: ClientToolProxy(t.name, t.description, t.parameters) for t in tools}
         spec = self.deps.tool_spec
         deps = dataclasses.replace(
             self.deps, tools={**self.deps.tools, **proxies}, tool_records={**self.deps.tool_records, **records},
             tool_spec=ToolSpec(tools=(*spec.tools, *(p.definition() for p in proxies.values())),
                                builtin_tools=spec.builtin_tools, tool_format=spec.tool_format),
-        )  # fmt: skip
-        built = (deps, build_server_graph(deps, self.seeds, frozenset(proxies)).compile(), frozenset(proxies))
-        self._graphs[key] = built
-        while len(self._graphs) > self._cache_size:
-            self._graphs.popitem(last=False)
-        return built
+        )
+        self._deps[key] = deps
+        while len(self._deps) > self._cache_size:
+            self._deps.popitem(last=False)
+        return deps
 
     async def stream(
-        self, saver: Any, thread_id: str, seed: Seed, user_text: str | None, tools: tuple[ClientTool, ...],
-        records: dict[str, str],
-    ) -> AsyncIterator[Any]:  # fmt: skip
+        self, saver: BaseCheckpointSaver[Any], thread_id: str, seed: Seed, user_text: str | None,
+        tools: tuple[ClientTool, ...], records: dict[str, str],
+    ) -> AsyncIterator[Event | ClientToolCalls]:
         """One turn on a fresh thread seeded with `seed`; the agent's events (plus ClientToolCalls)."""
-        from assistant.agent.graph import Agent
-
-        deps, compiled, _ = self.graph_for(tools, records)
+        agent = Agent(self.deps_for(tools, records), saver, compiled=self.graph)
         self.seeds[thread_id] = seed
         try:
-            agent = Agent(deps, saver, compiled=compiled)
             async for event in agent.stream(user_text, thread_id=thread_id, interface="server"):
                 yield event
         finally:
             self.seeds.pop(thread_id, None)
 
     async def messages(
-        self, saver: Any, thread_id: str, tools: tuple[ClientTool, ...], records: dict[str, str]
-    ) -> list[dict[str, Any]]:
+        self, saver: BaseCheckpointSaver[Any], thread_id: str, tools: tuple[ClientTool, ...], records: dict[str, str]
+    ) -> list[MessageDict]:
         """The thread's messages as the turn left them (sealed by their judgements)."""
-        from assistant.agent.graph import Agent
-
-        deps, compiled, _ = self.graph_for(tools, records)
-        return list((await Agent(deps, saver, compiled=compiled).state(thread_id)).get("messages") or [])
+        agent = Agent(self.deps_for(tools, records), saver, compiled=self.graph)
+        return list((await agent.state(thread_id)).get("messages") or [])
 
 
-def build_server_graph(deps: Any, seeds: dict[str, Seed], client_tools: frozenset[str]) -> Any:
-    from langgraph.graph import START, StateGraph
-
-    from assistant.agent.nodes import APPROVAL, EXECUTE, INPUT_GUARD, MODEL, REVIEW, make_model
-    from assistant.agent.state import AgentState
-    from assistant.agent.tool_nodes import make_approval, make_execute
-
-    graph = StateGraph(AgentState)
-    graph.add_node(INPUT_GUARD, make_seeded_entry(deps, seeds))
-    graph.add_node(MODEL, make_model(deps))
-    graph.add_node(REVIEW, make_client_review(deps, client_tools))
-    graph.add_node(APPROVAL, make_approval(deps))
-    graph.add_node(EXECUTE, make_execute(deps))
-    graph.add_edge(START, INPUT_GUARD)
-    return graph
-
-
-def make_seeded_entry(deps: Any, seeds: dict[str, Seed]) -> Any:
-    from langgraph.types import Command
-
-    from assistant.agent.nodes import MODEL, make_input_guard, thread_of
-    from assistant.agent.provenance import LEDGER, VERSION
-    from assistant.agent.state import new_turn
-
-    input_guard = make_input_guard(deps)
-
-    async def seeded_entry(state: Any, config: RunnableConfig) -> Any:
-        seed = seeds.get(thread_of(config) or "")
+def make_seeded_entry(seeds: Mapping[str, Seed]) -> EntryNode:
+    async def seeded_entry(state: AgentState, runtime: Runtime[TurnContext]) -> Command[Literal[ToModel, ToEnd]]:
+        seed = seeds.get(runtime.context.thread_id)
         if seed is None:  # a thread without a seed (an approval resume never re-enters here): the agent's own entry
-            return await input_guard(state, config)
+            return await input_guard(state, runtime)
         messages = list(seed.messages)  # sealed by trust.py: judged now, or recognised
         if not seed.after_tools:
-            return await input_guard({"messages": messages, "dropped": 0, LEDGER: VERSION}, config)
+            return await input_guard({"messages": messages, "dropped": 0, LEDGER: VERSION}, runtime)
         start = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=0)
         steps = sum(1 for m in messages[start:] if m["role"] == "assistant")
         turn = {**new_turn(start), "steps": steps}  # the client's tool results are in view: untrusted content
@@ -220,25 +226,21 @@ def make_seeded_entry(deps: Any, seeds: dict[str, Seed]) -> Any:
     return seeded_entry
 
 
-def make_client_review(deps: Any, client_tools: frozenset[str]) -> Any:
-    from langgraph.graph import END
-    from langgraph.types import Command
-
-    from assistant.agent.nodes import emit
-    from assistant.agent.tool_nodes import make_review
-
-    review = make_review(deps)
-
-    async def review_calls(state: Any, config: RunnableConfig) -> Any:
-        command = await review(state, config)  # tool_call guards and the policy's rules, for every call
-        if not client_tools or command.goto == END:
-            return command
-        turn = dict((command.update or {}).get("turn") or {})
-        chosen = [c for c in turn.get("pending") or () if c["name"] in client_tools and c["status"] in ("run", "ask")]
-        if not chosen:  # e.g. the policy denied the client call: the model reads why, as for any tool
-            return command
-        emit(ClientToolCalls(tuple({"call_id": c["call_id"], "name": c["name"], "arguments": dict(c["arguments"])}
-                                   for c in chosen)))  # fmt: skip
-        return Command(update={"turn": {**turn, "outcome": "client_tools", "pending": []}}, goto=END)
-
-    return review_calls
+async def client_review(
+    state: AgentState, runtime: Runtime[TurnContext]
+) -> Command[Literal[ToApproval, ToExecute, ToEnd]]:
+    """The agent's review (tool_call guards and the policy's rules, for every call); then a passed call to a client
+    tool ends the turn with the calls the client runs."""
+    command = await review_calls(state, runtime)
+    ctx = runtime.context
+    client_tools = {name for name, tool in ctx.deps.tools.items() if isinstance(tool, ClientToolProxy)}
+    if not client_tools or command.goto == END:
+        return command
+    turn = dict((command.update or {}).get("turn") or {})
+    chosen = [c for c in turn.get("pending") or () if c["name"] in client_tools and c["status"] in ("run", "ask")]
+    if not chosen:  # e.g. the policy denied the client call: the model reads why, as for any tool
+        return command
+    calls = tuple({"call_id": c["call_id"], "name": c["name"], "arguments": dict(c["arguments"])} for c in chosen)
+    # a server event, not one of the agent's (TurnContext.emit takes those): onto the run's stream directly
+    runtime.stream_writer(ClientToolCalls(calls))
+    return Command(update={"turn": {**turn, "outcome": "client_tools", "pending": []}}, goto=END)

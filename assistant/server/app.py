@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,12 +16,17 @@ from typing import Any
 
 from fastapi import Request  # this module is imported only when serving: fastapi resolves handler annotations here
 
-from assistant.server.auth import KeyStore, Owners
+from assistant.api import Assistant
+from assistant.server import chat_routes, threads_routes
+from assistant.server.agent_bridge import Bridge, TimedBackend
+from assistant.server.auth import KeyStore, Owners, ThreadOwners
 from assistant.server.errors import ApiError, error_response
 from assistant.server.limits import BodyLimit, TurnSlots
 from assistant.server.metrics import Metrics, RequestMetrics
 from assistant.server.perimeter import JsonDepthLimit, Perimeter
 from assistant.server.trust import TrustStore
+from assistant.storage import shared_owners
+from guards.policy import Policy, load_policy
 
 log = logging.getLogger("assistant.server")
 SERVED_MODEL = "guarded-assistant"
@@ -40,27 +46,37 @@ class Server:
     """Everything a request needs, built once per process."""
 
     settings: ServerSettings
-    policy: Any
+    policy: Policy
     keys: KeyStore
+    slots: TurnSlots
     db_path: Path = Path()  # the agent's threads database, known once the agent is built
     metrics: Metrics = field(default_factory=Metrics)
     trust: TrustStore = field(default_factory=TrustStore)
-    assistant: Any = None
-    bridge: Any = None
-    owners: Any = None
-    slots: Any = None
+    # Built by `load`; the routes reach them only once `ensure_ready` passed.
+    assistant: Assistant = field(init=False)
+    bridge: Bridge = field(init=False)
+    _owners: ThreadOwners | None = field(default=None, init=False, repr=False)
     ready: bool = False
     load_errors: list[str] = field(default_factory=list)
     model_name: str = SERVED_MODEL
 
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Server:
-        from guards.policy import load_policy
-
         policy = load_policy(settings.policy_path)
-        server = cls(settings, policy, settings.keys)
-        server.slots = TurnSlots(policy.server.max_concurrent_turns, policy.server.retry_after_s)
-        return server
+        slots = TurnSlots(policy.server.max_concurrent_turns, policy.server.retry_after_s)
+        return cls(settings, policy, settings.keys, slots)
+
+    @property
+    def owners(self) -> ThreadOwners:
+        """Which API key owns which thread (built with the agent, once its threads database is known)."""
+        if self._owners is None:
+            raise ApiError(503, "the server is not ready: the models are still loading", "not_ready",
+                           headers={"Retry-After": "5"})
+        return self._owners
+
+    def close(self) -> None:
+        if self._owners is not None:
+            self._owners.close()
 
     async def load(self) -> None:
         """Build the agent and load every model now; a model that fails to load is reported by /readyz and its
@@ -72,20 +88,16 @@ class Server:
             log.error("cannot build the agent: %s", exc)
 
     async def _load(self) -> None:
-        from assistant.api import Assistant
-        from assistant.server.agent_bridge import Bridge, TimedBackend
-
         s = self.settings
         bot = await asyncio.to_thread(Assistant.from_policy, s.policy_path, model=s.model, db_path=s.db_path,
-                                      tiny_dir=s.tiny_dir)  # fmt: skip
+                                      tiny_dir=s.tiny_dir)
         bot = bot.replace(backend=TimedBackend(bot.backend, self.metrics.model_latency.observe), interface="server")
         self.db_path = Path(bot.db_path)
-        from assistant.storage import shared_owners  # storage: postgres -> one owners table for every replica
-
-        self.owners = shared_owners(self.policy) or Owners(self.db_path.with_name(self.db_path.stem + ".owners.sqlite"))
-        loads = {"main model": getattr(bot.backend, "load", None)}
-        loads.update({f"guard {name}": getattr(r, "load", None) for name, r in bot.pipeline.runners.items()})
-        names = [n for n, fn in loads.items() if callable(fn)]
+        owners_path = self.db_path.with_name(self.db_path.stem + ".owners.sqlite")
+        self._owners = shared_owners(self.policy) or Owners(owners_path)  # postgres: one table for every replica
+        loads: dict[str, Callable[[], object]] = {"main model": bot.backend.load}
+        loads.update({f"guard {name}": r.load for name, r in bot.pipeline.runners.items()})
+        names = list(loads)
         if len(names) > 1:  # transformers' lazy module is not safe to import from several threads at once
             await asyncio.to_thread(_import_transformers)
         results = await asyncio.gather(*(asyncio.to_thread(loads[n]) for n in names), return_exceptions=True)
@@ -101,7 +113,7 @@ class Server:
         key_id = self.keys.identify(request.headers.get("authorization"))
         if key_id is None:
             raise ApiError(401, "missing or wrong API key: send `Authorization: Bearer KEY`", "invalid_api_key",
-                           headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
+                           headers={"WWW-Authenticate": "Bearer"})
         return key_id
 
     def ensure_ready(self) -> None:
@@ -121,19 +133,16 @@ def create_app(settings: ServerSettings) -> Any:
     from fastapi import FastAPI
     from fastapi.responses import JSONResponse, Response
 
-    from assistant.server import chat_routes, threads_routes
-
     server = Server.from_settings(settings)
 
     @asynccontextmanager
-    async def lifespan(app: Any):  # type: ignore[no-untyped-def]
+    async def lifespan(app: Any) -> AsyncIterator[None]:
         loading = asyncio.create_task(server.load())
         try:
             yield
         finally:
             loading.cancel()
-            if server.owners is not None:
-                server.owners.close()
+            server.close()
 
     api = FastAPI(title="guarded-assistant", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     api.state.server = server
@@ -185,7 +194,7 @@ def create_app(settings: ServerSettings) -> Any:
     async def models(request: Request) -> dict[str, Any]:
         caller(request, ready=False)
         return {"object": "list", "data": [{"id": server.model_name, "object": "model", "created": 0,
-                                            "owned_by": "guarded-assistant"}]}  # fmt: skip
+                                            "owned_by": "guarded-assistant"}]}
 
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
@@ -214,5 +223,5 @@ def create_app(settings: ServerSettings) -> Any:
     # Outside in: count, refuse by headers (Host, Origin, Content-Type), bound the body, bound its nesting.
     limited = BodyLimit(JsonDepthLimit(api), lambda: server.policy.server.max_body_bytes)
     app = RequestMetrics(Perimeter(limited, keyless=lambda: not server.keys.enabled), lambda: server.metrics)
-    app.state = api.state  # type: ignore[attr-defined]
+    app.state = api.state  # type: ignore[attr-defined]  # RequestMetrics is bare ASGI; tests read the app's state
     return app

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 ENV_KEYS = "ASSISTANT_API_KEYS"
 ANONYMOUS = "anonymous"  # the one identity of a keyless (loopback-only) server
@@ -57,7 +58,7 @@ class KeyStore:
                     continue
                 if len(key) < MIN_KEY_CHARS or any(c.isspace() for c in key):
                     raise KeyFileError(f"{path}:{number}: an API key must be one word of at least {MIN_KEY_CHARS} "
-                                       "characters")  # fmt: skip
+                                       "characters")
                 keys.append(key)
         env_value = os.environ.get(ENV_KEYS, "") if env is None else env
         for key in (k.strip() for k in env_value.split(",")):
@@ -84,6 +85,16 @@ class KeyStore:
             if hmac.compare_digest(presented, stored):
                 found = stored
         return found.hex()[:16] if found is not None else None
+
+
+class ThreadOwners(Protocol):
+    """Which API key owns which thread: `Owners` (SQLite, one replica) or `assistant.storage.PostgresOwners`."""
+
+    def claim(self, thread_id: str, key_id: str) -> None: ...
+    def owner(self, thread_id: str) -> str | None: ...
+    def owns(self, thread_id: str, key_id: str) -> bool: ...
+    def forget(self, thread_id: str) -> None: ...
+    def close(self) -> None: ...
 
 
 class Owners:

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from assistant.agent.provenance import record_problem
-from assistant.events import ApprovalRequested, Error, Final, GuardVerdict, Notice, Refusal, TokenDelta
+from assistant.events import ApprovalRequested, Error, Final, GuardVerdict, Notice, Refusal, TokenDelta, verdict_events
 from assistant.server.agent_bridge import ClientToolCalls, Seed
 from assistant.server.errors import ERROR_KIND_STATUS, ApiError, error_body
+from assistant.server.limits import run_unless_disconnected
 from assistant.server.openai_compat import (
     ChatTurn,
     chunk_body,
@@ -23,8 +24,10 @@ from assistant.server.openai_compat import (
     openai_tool_calls,
     parse_chat_request,
 )
-from assistant.server.trust import judge_history, verdict_events
-from assistant.server.turns import TurnTask, TurnTimeout
+from assistant.server.trust import judge_history
+from assistant.server.turns import DONE, TurnTask, TurnTimeout
+from assistant.storage import open_checkpointer, storage_target
+from guards.policy.registry import USER_INPUT
 
 TERMINAL = (Final, Refusal, Error, ApprovalRequested, ClientToolCalls, TurnTimeout)
 
@@ -32,7 +35,6 @@ TERMINAL = (Final, Refusal, Error, ApprovalRequested, ClientToolCalls, TurnTimeo
 async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str) -> AsyncIterator[Any]:
     """The turn's events: verdicts on the client's tools and history first, then the agent's own events. What the
     turn judged or produced is remembered for this key once it ended (`remember_turn`)."""
-    from assistant.storage import open_checkpointer, storage_target
 
     bot = server.assistant
     records, results, stopped = await server.bridge.judge_tools(bot.pipeline, turn.tools, thread_id=thread_id)
@@ -87,14 +89,14 @@ def remember_turn(trust: Any, key_id: str, turn: ChatTurn, last: Any, stored: li
     at the end of the turn): nothing a guard did not pass is remembered."""
     user = {"role": "user", "content": turn.user_text} if turn.user_text is not None else None
     if user is not None and any(m.get("role") == "user" and m.get("content") == user["content"]
-                                and record_problem(m) is None for m in stored):  # fmt: skip
+                                and record_problem(m) is None for m in stored):
         trust.remember(key_id, user)
     if isinstance(last, Final):
         trust.remember(key_id, {"role": "assistant", "content": last.text})
     elif isinstance(last, Refusal):
         reply = {"role": "assistant", "content": last.message}
         trust.remember(key_id, reply)
-        if user is not None and last.stage == "user_input" and not last.guard_error:
+        if user is not None and last.stage == USER_INPUT and not last.guard_error:
             trust.remember_refusal(key_id, user, reply)
     elif isinstance(last, ClientToolCalls):
         calls = [{"name": c["name"], "arguments": c["arguments"], "call_id": c["call_id"]} for c in last.calls]
@@ -127,23 +129,23 @@ class GuardSummary:
             "refused": self.refusal is not None, "refusal": self.refusal,
             "guard_error": bool(self.refusal and self.refusal["guard_error"]) or any(v["error"] for v in self.verdicts),
             "stages": self.stages, "verdicts": self.verdicts, "notices": self.notices, "approval": self.approval,
-        }  # fmt: skip
+        }
 
 
 def approval_info(event: ApprovalRequested, thread_id: str) -> dict[str, Any]:
     return {"thread_id": thread_id, "call_id": event.call_id, "name": event.name, "arguments": event.arguments,
-            "reason": event.reason, "url": f"/v1/threads/{thread_id}/approval"}  # fmt: skip
+            "reason": event.reason, "url": f"/v1/threads/{thread_id}/approval"}
 
 
 def approval_text(event: ApprovalRequested, thread_id: str) -> str:
     return (f"The call to {event.name} needs a human's approval ({event.reason}). Approve or deny it with "
-            f"POST /v1/threads/{thread_id}/approval.")  # fmt: skip
+            f"POST /v1/threads/{thread_id}/approval.")
 
 
 def error_for(event: Any) -> ApiError:
     if isinstance(event, TurnTimeout):
         return ApiError(504, f"the turn took longer than the policy allows ({event.seconds:g} s; "
-                        "server.turn_timeout_s)", "turn_timeout")  # fmt: skip
+                        "server.turn_timeout_s)", "turn_timeout")
     status = ERROR_KIND_STATUS.get(event.kind, 500)
     code = {"model_backend": "model_backend_error", "bad_input": "bad_input"}.get(event.kind, event.kind + "_error")
     return ApiError(status, event.message, code)
@@ -152,7 +154,6 @@ def error_for(event: Any) -> ApiError:
 async def handle_chat(server: Any, request: Any, key_id: str) -> Any:
     from fastapi.responses import JSONResponse
 
-    from assistant.server.limits import run_unless_disconnected
 
     body = await read_json(request)
     turn = parse_chat_request(body, max_messages=server.policy.server.max_messages, default_model=server.model_name)
@@ -162,7 +163,7 @@ async def handle_chat(server: Any, request: Any, key_id: str) -> Any:
     cid = completion_id()
     thread_id = cid
     task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "chat",
-                    last=lambda event: isinstance(event, TERMINAL))  # fmt: skip
+                    last=lambda event: isinstance(event, TERMINAL))
     task.start(lambda: chat_events(server, key_id, turn, thread_id))
     summary = GuardSummary()
     if not turn.stream:
@@ -186,7 +187,7 @@ async def _until_terminal(task: TurnTask) -> list[Any]:
 
 
 def complete(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str, events: list[Any],
-             summary: GuardSummary) -> dict[str, Any]:  # fmt: skip
+             summary: GuardSummary) -> dict[str, Any]:
     last = next((e for e in reversed(events) if isinstance(e, TERMINAL)), None)
     for event in events:
         summary.add(event)
@@ -200,19 +201,18 @@ def complete(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str,
         return completion_body(cid, turn.model, content=last.message, finish="content_filter", guard=summary.body())
     if isinstance(last, ClientToolCalls):
         return completion_body(cid, turn.model, content=None, finish="tool_calls", guard=summary.body(),
-                               tool_calls=list(last.calls))  # fmt: skip
+                               tool_calls=list(last.calls))
     summary.approval = approval_info(last, thread_id)
     return completion_body(cid, turn.model, content=approval_text(last, thread_id), finish="stop",
-                           guard=summary.body())  # fmt: skip
+                           guard=summary.body())
 
 
 async def stream_response(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str, task: TurnTask,
-                          summary: GuardSummary, request: Any) -> Any:  # fmt: skip
+                          summary: GuardSummary, request: Any) -> Any:
     """SSE chunks. Events are read ahead until the first answer text or the end, so an error that comes before any
     text still gets its own HTTP status instead of a 200 stream."""
     from sse_starlette.sse import EventSourceResponse
 
-    from assistant.server.limits import run_unless_disconnected
 
     ahead: list[Any] = []
 
@@ -265,7 +265,7 @@ async def stream_response(server: Any, key_id: str, turn: ChatTurn, cid: str, th
 
 
 def final_chunks(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str, last: Any,
-                 summary: GuardSummary, sent: str) -> list[dict[str, Any]]:  # fmt: skip
+                 summary: GuardSummary, sent: str) -> list[dict[str, Any]]:
     model = turn.model
     if isinstance(last, (Error, TurnTimeout)):
         error = error_for(last)
@@ -282,11 +282,10 @@ def final_chunks(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: 
         return [chunk_body(cid, model, delta), chunk_body(cid, model, {}, "tool_calls", summary.body())]
     summary.approval = approval_info(last, thread_id)
     return [chunk_body(cid, model, {"content": approval_text(last, thread_id)}),
-            chunk_body(cid, model, {}, "stop", summary.body())]  # fmt: skip
+            chunk_body(cid, model, {}, "stop", summary.body())]
 
 
 def _done() -> Any:
-    from assistant.server.turns import DONE
 
     return DONE
 

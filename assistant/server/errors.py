@@ -28,7 +28,7 @@ class ApiError(Exception):
     """Raised anywhere in a request; the app turns it into the OpenAI error body."""
 
     def __init__(self, status: int, message: str, code: str, *, param: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:  # fmt: skip
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -42,7 +42,7 @@ class ApiError(Exception):
 
 def error_body(status: int, message: str, code: str, *, param: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": ERROR_TYPES.get(status, "server_error"), "code": code,
-                      "param": param}}  # fmt: skip
+                      "param": param}}
 
 
 def error_response(error: ApiError) -> Any:

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
+
+from starlette.types import Receive, Scope, Send
 
 from assistant.server.errors import ApiError, error_body
+
+T = TypeVar("T")
 
 
 class BodyLimit:
     """ASGI middleware: 413 with OpenAI's error body when a request body passes `max_bytes`."""
 
-    def __init__(self, app: Any, max_bytes: Callable[[], int]) -> None:
+    def __init__(self, app: Any, max_bytes: Callable[[], int]) -> None:  # any ASGI app (perimeter.py types its own)
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -46,7 +50,7 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def read_body(receive: Any, limit: int | None = None) -> bytes | None:
+async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:
     """A request's whole body from ASGI `receive`; None when the client left first; BodyTooLarge past `limit`."""
     chunks: list[bytes] = []
     seen = 0
@@ -63,11 +67,11 @@ async def read_body(receive: Any, limit: int | None = None) -> bytes | None:
             return b"".join(chunks)
 
 
-def replaying(body: bytes, receive: Any) -> Any:
+def replaying(body: bytes, receive: Receive) -> Receive:
     """An ASGI `receive` that gives the app `body` (already read) once, then whatever comes next."""
     replayed = False
 
-    async def replay() -> dict[str, Any]:
+    async def replay() -> MutableMapping[str, Any]:
         nonlocal replayed
         if not replayed:
             replayed = True
@@ -77,9 +81,9 @@ def replaying(body: bytes, receive: Any) -> Any:
     return replay
 
 
-async def _too_large(send: Any, limit: int) -> None:
+async def _too_large(send: Send, limit: int) -> None:
     body = json.dumps(error_body(413, f"the request body is larger than the policy allows ({limit:,} bytes; "
-                                      "server.max_body_bytes)", "request_too_large")).encode()  # fmt: skip
+                                      "server.max_body_bytes)", "request_too_large")).encode()
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
@@ -96,7 +100,7 @@ class TurnSlots:
     def acquire(self) -> None:
         if self.active >= self.limit:
             raise ApiError(429, f"the server is running its maximum of {self.limit} turns at once; retry shortly",
-                           "server_busy", headers={"Retry-After": str(self.retry_after_s)})  # fmt: skip
+                           "server_busy", headers={"Retry-After": str(self.retry_after_s)})
         self.active += 1
 
     def release(self) -> None:
@@ -111,7 +115,7 @@ class TurnSlots:
             self.release()
 
 
-async def wait_for_disconnect(receive: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+async def wait_for_disconnect(receive: Receive) -> None:
     """Returns when the client went away (the request body has been read already)."""
     while True:
         message = await receive()
@@ -119,7 +123,7 @@ async def wait_for_disconnect(receive: Callable[[], Awaitable[dict[str, Any]]]) 
             return
 
 
-async def run_unless_disconnected(work: Awaitable[Any], receive: Callable[[], Awaitable[dict[str, Any]]]) -> Any:
+async def run_unless_disconnected(work: Awaitable[T], receive: Receive) -> T:
     """Await `work`; if the client disconnects first, cancel it (its generation stops, its slot is freed)."""
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(wait_for_disconnect(receive))

@@ -19,20 +19,20 @@ class Metrics:
 
         r = self.registry = CollectorRegistry()
         self.requests = Counter("assistant_http_requests", "HTTP requests by route and status", ["route", "status"],
-                                registry=r)  # fmt: skip
+                                registry=r)
         self.verdicts = Counter("assistant_guard_verdicts", "Guard verdicts", ["stage", "guard", "decision"],
-                                registry=r)  # fmt: skip
+                                registry=r)
         self.guard_latency = Histogram("assistant_guard_latency_seconds", "Guard latency per verdict", ["guard"],
-                                       buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+                                       buckets=LATENCY_BUCKETS, registry=r)
         self.model_latency = Histogram("assistant_model_latency_seconds", "Main model: one completion",
-                                       buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+                                       buckets=LATENCY_BUCKETS, registry=r)
         self.turn_latency = Histogram("assistant_turn_seconds", "One turn, guards and model included", ["api"],
-                                      buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+                                      buckets=LATENCY_BUCKETS, registry=r)
         self.refusals = Counter("assistant_refusals", "Turns refused by the policy", ["stage"], registry=r)
         self.guard_errors = Counter("assistant_guard_errors", "Guard errors (failed closed)", ["stage", "guard"],
-                                    registry=r)  # fmt: skip
+                                    registry=r)
         self.tool_runs = Counter("assistant_tool_runs", "Tool results by tool and outcome", ["tool", "ok"],
-                                 registry=r)  # fmt: skip
+                                 registry=r)
         self.active_turns = Gauge("assistant_active_turns", "Turns in progress", registry=r)
 
     def observe(self, event: Any) -> None:

@@ -139,7 +139,7 @@ def parse_tools(raw: Any) -> tuple[ClientTool, ...]:
         description = function.get("description")
         if description is not None and not isinstance(description, str):
             raise _bad(f"a tool description must be a string, not {_json_type(description)}",
-                       f"tools[{i}].function.description")  # fmt: skip
+                       f"tools[{i}].function.description")
         parameters = function.get("parameters")
         if parameters is None or parameters == {}:
             parameters = {"type": "object", "properties": {}}
@@ -155,7 +155,7 @@ def parse_tools(raw: Any) -> tuple[ClientTool, ...]:
 
 def _json_type(value: Any) -> str:
     names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "null"}  # fmt: skip
+             float: "a number", type(None): "null"}
     return names.get(type(value), type(value).__name__)
 
 
@@ -189,7 +189,7 @@ def schema_problem(parameters: Any) -> str | None:
     latest = validators.validator_for({})  # no $schema: the newest dialect
     validator = latest if dialect is None else validators.validator_for(parameters, default=None)
     if validator is None:
-        return f"parameters.$schema names a JSON Schema dialect this server does not know: {dialect[:100]!r}"
+        return f"parameters.$schema names a JSON Schema dialect this server does not know: {str(dialect)[:100]!r}"
     try:
         validator.check_schema(parameters)
     except exceptions.SchemaError as exc:
@@ -208,7 +208,7 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str) -> C
         raise _bad("messages must be a non-empty list", "messages")
     if len(raw_messages) > max_messages:
         raise _bad(f"the request has {len(raw_messages)} messages; the policy allows {max_messages} "
-                   "(server.max_messages)", "messages", "too_many_messages")  # fmt: skip
+                   "(server.max_messages)", "messages", "too_many_messages")
     if body.get("n") not in (None, 1):
         raise _bad("only n=1 is supported", "n")
     if body.get("tool_choice") not in (None, "auto", "none"):
@@ -226,7 +226,7 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str) -> C
         for m in messages[-trailing:]:
             if m.tool_call_id not in ids:
                 raise _bad(f"tool_call_id {m.tool_call_id!r} answers no call of the preceding assistant message",
-                           "messages")  # fmt: skip
+                           "messages")
         if not any(m.role == "user" for m in messages):
             raise _bad("the conversation has no user message", "messages")
         history, user_text, results = messages, None, messages[-trailing:]
@@ -241,7 +241,7 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str) -> C
     model = default_model  # the one model this server serves, whatever the client named
     return ChatTurn(history, user_text, results, tools, stream, model,
                     include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
-                    all_messages=messages)  # fmt: skip
+                    all_messages=messages)
 
 
 def agent_messages(history: tuple[ClientMessage, ...]) -> list[dict[str, Any]]:
@@ -275,11 +275,11 @@ def openai_tool_calls(calls: list[dict[str, Any]], *, with_index: bool = False) 
         if with_index:
             entry["index"] = i
         out.append(entry)
-    return out  # fmt: skip
+    return out
 
 
 def completion_body(cid: str, model: str, *, content: str | None, finish: str, guard: dict[str, Any],
-                    tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+                    tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if tool_calls:
         message["tool_calls"] = openai_tool_calls(tool_calls)
@@ -287,15 +287,15 @@ def completion_body(cid: str, model: str, *, content: str | None, finish: str, g
         "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": None, "guard": guard,
-    }  # fmt: skip
+    }
 
 
 def chunk_body(cid: str, model: str, delta: dict[str, Any], finish: str | None = None,
-               guard: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+               guard: dict[str, Any] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-    }  # fmt: skip
+    }
     if guard is not None:
         body["guard"] = guard
     return body

@@ -100,12 +100,12 @@ def check_headers(method: str, headers: Mapping[str, str], *, keyless: bool, web
     if keyless and not host_allowed(host):
         return Refusal(403, f"this server has no API keys and answers only to a loopback address (localhost, "
                             f"127.0.0.1, [::1]); the request named the host {host!r}. Open it as "
-                            "http://127.0.0.1:PORT, or give the server API keys", "host_not_allowed")  # fmt: skip
+                            "http://127.0.0.1:PORT, or give the server API keys", "host_not_allowed")
     if keyless and (websocket or method.upper() in UNSAFE_METHODS):
         origin = headers.get("origin")
         if not origin_allowed(host, origin):
             why = (f"cross-origin request refused: a page from {origin!r} may not use this keyless server at {host!r} "
-                   "(its Origin must be the server's own)")  # fmt: skip
+                   "(its Origin must be the server's own)")
             return Refusal(403, why, "origin_not_allowed")
     return None
 
@@ -121,7 +121,7 @@ def check_content_type(headers: Mapping[str, str], has_body: bool, *, keyless: b
     if media != "application/json":
         shown = repr(content_type) if content_type is not None else "none"
         return Refusal(415, f"the request body must be JSON sent as `Content-Type: application/json` (got {shown})",
-                       "unsupported_media_type")  # fmt: skip
+                       "unsupported_media_type")
     return None
 
 
@@ -139,7 +139,7 @@ def json_depth(raw: bytes) -> int:
 def check_json_body(raw: bytes) -> Refusal | None:
     if json_depth(raw) > MAX_JSON_DEPTH:
         return Refusal(400, f"the request body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
-                            "refused before parsing", "json_too_deep")  # fmt: skip
+                            "refused before parsing", "json_too_deep")
     return None
 
 

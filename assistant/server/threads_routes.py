@@ -12,45 +12,53 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from fastapi import Request
+
+from assistant.agent.approval import APPROVE, APPROVE_SESSION, StaleApproval, deny
+from assistant.agent.graph import ThreadBusy
+from assistant.api import new_thread_id
 from assistant.events import ApprovalRequested, Error, Final, Refusal
+from assistant.server.chat_routes import read_json
 from assistant.server.errors import ApiError
+from assistant.server.limits import run_unless_disconnected
 from assistant.server.turns import DONE, TurnTask, TurnTimeout
+
+if TYPE_CHECKING:  # the app imports this module
+    from assistant.server.app import Server
 
 HISTORY_KEYS = ("role", "content", "tool_calls", "tool_name")
 
 
-def owned(server: Any, thread_id: str, key_id: str) -> None:
+def owned(server: Server, thread_id: str, key_id: str) -> None:
     if not server.owners.owns(thread_id, key_id):
         raise ApiError(404, f"no thread {thread_id!r}", "thread_not_found")
 
 
-async def create_thread(server: Any, key_id: str) -> dict[str, Any]:
-    from assistant.api import new_thread_id
-
+async def create_thread(server: Server, key_id: str) -> dict[str, Any]:
     thread_id = "thread_" + new_thread_id()
     server.owners.claim(thread_id, key_id)
     return {"id": thread_id, "object": "thread"}
 
 
-async def thread_info(server: Any, thread_id: str, key_id: str) -> dict[str, Any]:
+async def thread_info(server: Server, thread_id: str, key_id: str) -> dict[str, Any]:
     owned(server, thread_id, key_id)
     bot = server.assistant
     messages = [{k: m[k] for k in HISTORY_KEYS if k in m} for m in await bot.history(thread_id)]
     pending = await bot.pending_approval(thread_id)
     return {"id": thread_id, "object": "thread", "messages": messages,
-            "pending_approval": pending.to_json() if pending else None}  # fmt: skip
+            "pending_approval": pending.to_json() if pending else None}
 
 
-async def delete_thread(server: Any, thread_id: str, key_id: str) -> dict[str, Any]:
+async def delete_thread(server: Server, thread_id: str, key_id: str) -> dict[str, Any]:
     owned(server, thread_id, key_id)
     await server.assistant.delete_thread(thread_id)
     server.owners.forget(thread_id)
     return {"id": thread_id, "object": "thread.deleted", "deleted": True}
 
 
-async def post_message(server: Any, request: Any, thread_id: str, key_id: str) -> Any:
+async def post_message(server: Server, request: Request, thread_id: str, key_id: str) -> Any:
     owned(server, thread_id, key_id)
     body = await _json(request)
     text = body.get("content", body.get("text")) if isinstance(body, dict) else None
@@ -59,9 +67,7 @@ async def post_message(server: Any, request: Any, thread_id: str, key_id: str) -
     return await event_stream(server, request, lambda: server.assistant.stream(text, thread=thread_id))
 
 
-async def post_approval(server: Any, request: Any, thread_id: str, key_id: str) -> Any:
-    from assistant.agent.approval import APPROVE, APPROVE_SESSION, deny
-
+async def post_approval(server: Server, request: Request, thread_id: str, key_id: str) -> Any:
     owned(server, thread_id, key_id)
     body = await _json(request)
     decision = body.get("decision") if isinstance(body, dict) else None
@@ -77,24 +83,20 @@ async def post_approval(server: Any, request: Any, thread_id: str, key_id: str) 
         raise ApiError(409, f"thread {thread_id!r} does not wait for an approval", "nothing_to_approve")
     if pending.call_id != call_id:  # stale, already decided, or another call: never applied to the one waiting now
         raise ApiError(409, f"thread {thread_id!r} does not wait for call {call_id!r}; it waits for "
-                       f"{pending.call_id!r} ({pending.name})", "stale_approval", param="call_id")  # fmt: skip
+                       f"{pending.call_id!r} ({pending.name})", "stale_approval", param="call_id")
     chosen = ({"approve": APPROVE, "approve_session": APPROVE_SESSION}.get(decision) or deny(reason)).for_call(call_id)
     # The Agent checks again, atomically (a lock per thread, a claim in the store): of concurrent decisions on this
     # call exactly one is applied; the others end in StaleApproval, a 409 below.
     return await event_stream(server, request, lambda: server.assistant.resume(thread_id, chosen))
 
 
-async def event_stream(server: Any, request: Any, make_events: Callable[[], AsyncIterator[Any]]) -> Any:
+async def event_stream(server: Server, request: Request, make_events: Callable[[], AsyncIterator[Any]]) -> Any:
     """SSE of the turn's events. The first event is read before answering, so a thread that waits for an approval
     (or has none to resume) is a 409, not a broken stream."""
     from sse_starlette.sse import EventSourceResponse
 
-    from assistant.agent.approval import StaleApproval
-    from assistant.agent.graph import ThreadBusy
-    from assistant.server.limits import run_unless_disconnected
-
     task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "threads",
-                    last=lambda event: isinstance(event, (Final, Refusal, Error, ApprovalRequested)))  # fmt: skip
+                    last=lambda event: isinstance(event, (Final, Refusal, Error, ApprovalRequested)))
     busy: list[ThreadBusy] = []
 
     async def guarded() -> AsyncIterator[Any]:
@@ -119,7 +121,7 @@ async def event_stream(server: Any, request: Any, make_events: Callable[[], Asyn
             while item is not DONE:
                 if isinstance(item, TurnTimeout):
                     item_json = {"type": "error", "kind": "timeout", "message": f"the turn took longer than "
-                                 f"{item.seconds:g} s (server.turn_timeout_s)", "elapsed_ms": 0.0}  # fmt: skip
+                                 f"{item.seconds:g} s (server.turn_timeout_s)", "elapsed_ms": 0.0}
                 else:
                     item_json = item.to_json()
                 yield {"data": json.dumps(item_json, ensure_ascii=False)}
@@ -130,7 +132,5 @@ async def event_stream(server: Any, request: Any, make_events: Callable[[], Asyn
     return EventSourceResponse(events(), ping=15)
 
 
-async def _json(request: Any) -> Any:
-    from assistant.server.chat_routes import read_json
-
+async def _json(request: Request) -> Any:
     return await read_json(request)

@@ -4,9 +4,10 @@ It is one use of the agent's judgement ledger (`assistant/agent/provenance.py`):
 carry a record, and a client's message has none. So each one is either recognised - the server produced it or judged
 it before, for this API key: a keyed hash (HMAC-SHA256 under a per-process secret, over the key's id and the
 message's ledger digest) that only the server can make - or judged now on its role's declared path
-(`guards.gate.ROLE_PATHS`, through `assistant.agent.rejudge`: user and system text `user_text`, an assistant message
-`completion` then `tool_call` for each call, a tool result the whole `tool_result` path), and sealed. Only what a
-guard passed (or the server produced) is remembered; a restart forgets everything, and old history is judged again.
+(`guards.runtime.gate.ROLE_PATHS`, through `assistant.agent.rejudge`: user and system text `user_text`, an assistant
+message `completion` then `tool_call` for each call, a tool result the whole `tool_result` path), and sealed. Only
+what a guard passed (or the server produced) is remembered; a restart forgets everything, and old history is judged
+again.
 
 One exception keeps conversations going after a refusal: a user message the server refused, sent back followed by
 the very refusal it got, is left out together with it. Any other refused text sent again is judged again.
@@ -25,7 +26,7 @@ from typing import Any
 
 from assistant.agent.provenance import MessageDict, digest, seal_recognised
 from assistant.agent.rejudge import context_after, judge_message
-from assistant.events import GuardVerdict
+from assistant.events import GuardVerdict, verdict_events
 from assistant.server.openai_compat import ClientMessage, agent_messages
 
 
@@ -82,14 +83,6 @@ class HistoryJudgement:
     judged: int = 0
 
 
-def verdict_events(result: Any) -> list[GuardVerdict]:
-    return [
-        GuardVerdict(stage=v.stage, guard=v.guard, decision=v.decision, score=v.score, categories=tuple(v.categories),
-                     reasons=tuple(v.reasons), latency_ms=v.latency_ms, error=v.error)
-        for v in result.verdicts
-    ]  # fmt: skip
-
-
 async def judge_history(
     pipeline: Any, trust: TrustStore, key_id: str, history: Sequence[ClientMessage], *, thread_id: str | None
 ) -> HistoryJudgement:
@@ -106,15 +99,16 @@ async def judge_history(
             index += 2
             continue
         if trust.known(key_id, message):
-            sealed: MessageDict | None = seal_recognised(message, "judged or produced by this server")
+            sealed = seal_recognised(message, "judged or produced by this server")
         else:
-            sealed, judgement = await judge_message(
+            judged, judgement = await judge_message(
                 pipeline, message, conversation=tuple(context), thread_id=thread_id,
                 on_result=lambda result: out.verdicts.extend(verdict_events(result)),
-            )  # fmt: skip
-            if sealed is None:
+            )
+            if judged is None:
                 out.blocked_stage, out.guard_error = judgement.stage, judgement.outcome == "error"
                 return out
+            sealed = judged
             out.judged += 1
             trust.remember(key_id, message)
         out.kept.append(sealed)

@@ -30,7 +30,7 @@ class TurnTask:
     """`start(events)` runs the async iterator `events` in a task; iterate the TurnTask to read them."""
 
     def __init__(self, slots: Any, metrics: Any, timeout_s: float, api: str,
-                 last: Callable[[Any], bool] = lambda event: False) -> None:  # fmt: skip
+                 last: Callable[[Any], bool] = lambda event: False) -> None:
         self.slots = slots
         self.last = last  # the turn's last event: its slot is freed there (storing the thread after it is brief)
         self._held = False
@@ -91,7 +91,7 @@ class TurnTask:
         if self.task is not None and not self.task.done():
             self.task.cancel()
 
-    async def __aiter__(self) -> AsyncIterator[Any]:  # type: ignore[misc]
+    async def __aiter__(self) -> AsyncIterator[Any]:
         while True:
             item = await self.next()
             if item is DONE:

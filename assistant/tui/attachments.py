@@ -1,110 +1,32 @@
-"""Files attached to the next message (`/attach PATH`, ctrl+o): read, refused when binary or too big, and shaped
-as the thread message the model reads.
+"""Files attached to the next message (`/attach PATH`, ctrl+o), as the chat shows them.
 
-An attachment is untrusted text, like a tool's output: it passes the `tool_result` path of the guards (Prompt Guard
-injection, Llama Guard) before the model sees it, and it enters the thread as a `role: tool` message, which turns on
-the untrusted-content rule for the rest of the context window (docs/AGENT.md). Pure functions; no textual import.
+The file is read when it is attached (`assistant.attachments.read_file`: refused when binary, a link or too big) and
+judged when its message is sent (`Assistant.attach`). The chat keeps each one in its transcript as a row of its own:
+a ToolCallProposed named `attachment` with the attachment's id, its verdicts (which carry that id as `call_id`) and a
+ToolResult; a blocked one ends the turn with a Refusal. Pure functions; no textual import.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import stat
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-ATTACHMENT_TOOL = "attachment"  # the tool_name of the thread message and the name of its events in the chat
-CALL_PREFIX = "attachment-"  # call ids of the chat's attachment events
-BYTES_PER_CHAR = 4  # UTF-8: a file bigger than this many bytes per allowed character is refused unread
-
-
-class AttachmentError(ValueError):
-    """The file cannot be attached; the message says which file and why."""
-
-
-@dataclass(frozen=True)
-class Attachment:
-    name: str  # the file name as shown and as the model reads it
-    path: Path
-    text: str
-
-    @property
-    def content(self) -> str:
-        """Exactly what the model reads (and what the guards judge)."""
-        return f"[attached file {self.name}]\n{self.text}"
-
-
-def read_attachment(path: Path, max_chars: int) -> Attachment:
-    """Read a UTF-8 text file of at most `max_chars` characters (the policy's tools.max_result_chars).
-
-    A symbolic link is refused, naming its target: `notes.txt -> ~/.ssh/id_ed25519` would otherwise send the key
-    under the name `notes.txt`. Folders on the way are resolved, so the name and path shown (to the user, the guards
-    and the model) are the file's real ones; the file is opened without following a link (O_NOFOLLOW), so a link
-    swapped in after the check is refused too."""
-    path = path.expanduser()
-    if path.is_symlink():
-        raise AttachmentError(f"{path}: a symbolic link (to {_link_target(path)}); links are not attached - attach "
-                              "the file it points to by its own path")  # fmt: skip
-    if not path.exists():
-        raise AttachmentError(f"{path}: no such file")
-    real = path.resolve()
-    if not real.is_file():
-        raise AttachmentError(f"{path}: not a regular file (only text files can be attached)")
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    try:
-        fd = os.open(real, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise AttachmentError(f"{path}: became a symbolic link; links are not attached") from exc
-        raise AttachmentError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise AttachmentError(f"{path}: not a regular file (only text files can be attached)")
-        limit = max_chars * BYTES_PER_CHAR
-        if info.st_size > limit:
-            raise AttachmentError(f"{path}: too big ({info.st_size:,} bytes); the policy allows at most "
-                                  f"{max_chars:,} characters (tools.max_result_chars)")  # fmt: skip
-        try:
-            data = file.read(limit + 1)
-        except OSError as exc:
-            raise AttachmentError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
-    if len(data) > limit:
-        raise AttachmentError(f"{path}: too big (it grew past {limit:,} bytes while being read)")
-    if b"\x00" in data:
-        raise AttachmentError(f"{path}: a binary file (it contains NUL bytes); only text files can be attached")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise AttachmentError(f"{path}: not UTF-8 text (byte {exc.start}); only text files can be attached") from exc
-    if _looks_binary(text):
-        raise AttachmentError(f"{path}: looks binary (mostly control characters); only text files can be attached")
-    attachment = Attachment(real.name, real, text)
-    if len(attachment.content) > max_chars:
-        raise AttachmentError(f"{path}: too long ({len(text):,} characters); the policy allows at most {max_chars:,} "
-                              "(tools.max_result_chars)")  # fmt: skip
-    return attachment
-
-
-def _link_target(path: Path) -> str:
-    try:
-        return str(path.readlink())
-    except OSError:
-        return "an unreadable target"
-
-
-def _looks_binary(text: str) -> bool:
-    sample = text[:4096]
-    control = sum(1 for c in sample if ord(c) < 32 and c not in "\n\r\t\f\v\x1b")
-    return bool(sample) and control / len(sample) > 0.1
-
-
-def attachment_message(attachment: Attachment) -> dict[str, Any]:
-    """The thread message: a tool result without `notice`, so it counts as untrusted content in the window."""
-    return {"role": "tool", "tool_name": ATTACHMENT_TOOL, "content": attachment.content, "attachment": attachment.name}
+from assistant.attachments import ATTACHMENT_TOOL, Attached, is_attachment_id
+from assistant.events import Event, Refusal, ToolCallProposed, ToolResult
 
 
 def is_attachment_call(call_id: str, name: str) -> bool:
-    return name == ATTACHMENT_TOOL and call_id.startswith(CALL_PREFIX)
+    return name == ATTACHMENT_TOOL and is_attachment_id(call_id)
+
+
+def attachment_events(attached: Attached) -> list[Event]:
+    """The chat's record of one judged attachment (what it shows, and replays from its store)."""
+    attachment, call_id = attached.attachment, attached.call_id
+    arguments = {"file": str(attachment.path or attachment.name), "characters": len(attachment.text)}
+    events: list[Event] = [ToolCallProposed(call_id=call_id, name=ATTACHMENT_TOOL, arguments=arguments)]
+    events += attached.verdicts
+    if attached.passed:
+        events.append(ToolResult(call_id=call_id, name=ATTACHMENT_TOOL, ok=True, output=attachment.text))
+        return events
+    why = attached.reason or "it was blocked"
+    message = f"The attached file {attachment.name} was not sent: {why}. Your message was not sent either."
+    events.append(ToolResult(call_id=call_id, name=ATTACHMENT_TOOL, ok=False, output="", blocked=True, error=why))
+    events.append(Refusal(stage=attached.stage, message=message, guard_error=attached.guard_error))
+    return events

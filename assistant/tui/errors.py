@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from assistant.home import data_dir
+
 _FIXES = {
     "model_backend": (
         "The model backend failed. If the policy uses `backend: openai`, check that the server at `base_url` is "
@@ -24,7 +26,6 @@ def describe_error(kind: str, message: str) -> str:
 
 
 def log_path() -> Path:
-    from assistant.home import data_dir
 
     return data_dir() / "chat.log"
 

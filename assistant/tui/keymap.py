@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from assistant.home import config_dir
+
 KEYMAP_FILE = "keymap.toml"
 
 
@@ -56,7 +58,9 @@ def bindings(specs: tuple[KeySpec, ...]) -> list:
 
 def _schema() -> type[BaseModel]:
     fields = {spec.id: (str | None, None) for spec in ALL_KEYS}
-    return create_model("Keymap", __config__=ConfigDict(extra="forbid", strict=True), **fields)  # type: ignore[call-overload]
+    config = ConfigDict(extra="forbid", strict=True)
+    # pydantic's overloads cannot type field definitions built at run time (one per key binding)
+    return create_model("Keymap", __config__=config, **fields)  # type: ignore[call-overload]  # see above
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,5 @@ def load_keymap(path: Path) -> KeymapResult:
 
 
 def default_keymap_path() -> Path:
-    from assistant.home import config_dir
 
     return config_dir() / KEYMAP_FILE

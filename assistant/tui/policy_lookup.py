@@ -7,6 +7,10 @@ import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import assistant
+from assistant.home import config_dir
+from guards.policy.templates import OFFLINE_SMOKE, UnknownTemplateError, template_path
+
 USER_POLICY_FILE = "policy.yaml"
 OFFLINE_POLICY = Path("examples") / "policies" / "offline-smoke.yaml"
 
@@ -26,7 +30,6 @@ def builtin_policy_path() -> Path:
 def choose_policy(explicit: Path | None) -> PolicyChoice:
     if explicit is not None:
         return PolicyChoice(explicit, "--policy")
-    from assistant.home import config_dir
 
     user = config_dir() / USER_POLICY_FILE
     if user.is_file():
@@ -38,8 +41,6 @@ def offline_policy_path() -> Path | None:
     """The offline smoke policy: a source checkout's `examples/policies/offline-smoke.yaml` when run from one (what
     `make chat` shows), else the copy the package ships (`assistant policy init --template offline-smoke`); None only
     when neither is there (a broken install)."""
-    import assistant
-    from guards.policy.templates import OFFLINE_SMOKE, UnknownTemplateError, template_path
 
     candidates = [Path.cwd() / OFFLINE_POLICY, Path(assistant.__file__).resolve().parents[1] / OFFLINE_POLICY]
     with contextlib.suppress(UnknownTemplateError):

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from assistant.home import config_dir
 from assistant.tui.session import COMPONENT_LABELS, Component, SetupProblem
+from assistant.warmup import MAIN_MODEL
+from guards.policy import Policy
+from guards.policy.registry import MODEL_GUARDS
+from guards.runtime.registry import enabled_anywhere
+from model.backends.loading import missing_files
 
 _LICENSES = {
     "meta-llama/": "accept the model's license on https://huggingface.co/{repo} and run `{hf} auth login` first",
@@ -37,17 +42,9 @@ class MissingModel:
     fix: str
 
 
-def used_guards(policy: Any) -> set[Component]:
-    """The guards some stage of the policy enables (a guard no stage uses is never loaded)."""
-    stages = policy.stages
-    used: set[Component] = set()
-    for stage_name in type(stages).model_fields:
-        stage = getattr(stages, stage_name)
-        for guard in ("llama_guard", "prompt_guard"):
-            config = getattr(stage, guard, None)
-            if config is not None and getattr(config, "enabled", False):
-                used.add(guard)  # type: ignore[arg-type]
-    return used
+def used_guards(policy: Policy) -> set[Component]:
+    """The guards with a model that some stage of the policy enables (a guard no stage uses is never loaded)."""
+    return {name for name in MODEL_GUARDS if enabled_anywhere(policy, name)}
 
 
 def check_source(component: Component, source: str) -> MissingModel | None:
@@ -56,7 +53,6 @@ def check_source(component: Component, source: str) -> MissingModel | None:
         return None  # built on first use
     path = Path(source).expanduser()
     if path.exists() or source.startswith((".", "/", "~")):
-        from model.backends.loading import missing_files
 
         if not path.is_dir():
             return MissingModel(component, source, "the directory does not exist", "check the path in the policy")
@@ -68,7 +64,6 @@ def check_source(component: Component, source: str) -> MissingModel | None:
 
     cached = try_to_load_from_cache(source, "config.json")
     if isinstance(cached, str):
-        from model.backends.loading import missing_files
 
         lacks = missing_files(Path(cached).parent)
         if not lacks:
@@ -88,18 +83,20 @@ def _download_fix(repo: str) -> str:
     return step
 
 
-def check_models(policy: Any, model_override: str | None = None) -> list[MissingModel]:
+def check_models(policy: Policy, model_override: str | None = None) -> list[MissingModel]:
     """Every model the policy (or `--model`) needs that is not available locally."""
     missing: list[MissingModel] = []
     if model_override:
         kind, _, rest = model_override.partition(":")
         if kind == "scripted" and not Path(rest).expanduser().is_file():
-            missing.append(MissingModel("main", model_override, "the scripted file does not exist", "fix --model"))
+            missing.append(MissingModel(MAIN_MODEL, model_override, "the scripted file does not exist", "fix --model"))
         elif kind in ("transformers", "tiny"):
-            problem = check_source("main", rest if kind == "transformers" else model_override)
+            problem = check_source(MAIN_MODEL, rest if kind == "transformers" else model_override)
             if problem is not None:
                 missing.append(problem)
-    elif policy.models.main.backend == "transformers" and (problem := check_source("main", policy.models.main.source)):
+    elif policy.models.main.backend == "transformers" and (
+        problem := check_source(MAIN_MODEL, policy.models.main.source)
+    ):
         missing.append(problem)
     for guard in sorted(used_guards(policy)):
         if getattr(getattr(policy.models, guard), "backend", "transformers") == "openai":
@@ -115,7 +112,6 @@ def missing_models_problem(missing: list[MissingModel], policy_file: str, *, bui
     message = "\n".join(f"• {COMPONENT_LABELS[m.component]}: {m.source} - {m.why}." for m in missing)
     fix = "\n".join(f"• {m.fix}" for m in missing)
     if builtin:
-        from assistant.home import config_dir
 
         assistant = command_path("assistant")
         fix += (

@@ -19,59 +19,61 @@ from assistant.events import (
 from assistant.stopped import CANCELLED
 from assistant.tui.attachments import is_attachment_call
 from assistant.tui.errors import describe_error
-from assistant.tui.transcript import TOOL_STAGES
-from assistant.tui.widgets.messages import AssistantMessage, AttachmentView, UserMessage, findings_text
+from assistant.tui.widgets.messages import AssistantMessage, AttachmentView, UserMessage
+from guards.policy import registry
 
 
 async def render_event(event: Event, user: UserMessage, reply: AssistantMessage, *, live: bool) -> None:
-    """Input verdicts go to the user's message, tool-stage verdicts to the latest tool call, the rest to the reply.
+    """Input verdicts go to the user's message; a call's verdicts (`call_id`) to that call's row (an attachment's
+    under the user's message), held until the row exists (a call's own guards run before it is shown, and a call
+    they block is never shown: its verdicts go to the reply with the refusal); the rest to the reply.
 
     Replayed turns skip the token deltas: the caller sets the final answer in one go.
     """
-    attachment_event = reply.open_attachment is not None or (
-        isinstance(event, ToolCallProposed) and is_attachment_call(event.call_id, event.name)
+    attachment_event = isinstance(event, ToolCallProposed | ToolResult) and is_attachment_call(
+        event.call_id, event.name
     )
     if reply.notice.has_class("pending") and not isinstance(event, GuardVerdict) and not attachment_event:
         reply.notice.display = False
         reply.notice.remove_class("pending")
-    if isinstance(event, GuardVerdict) and event.stage == "user_input":
+    if isinstance(event, GuardVerdict) and event.stage == registry.USER_INPUT:
         reply.phase = "the model is answering"
-    attachment = reply.open_attachment
     match event:
-        case ToolCallProposed(call_id=call_id, name=name) if is_attachment_call(call_id, name):
-            reply.open_attachment = await user.add_attachment(event)
-        case GuardVerdict() if attachment is not None:
-            attachment.add_verdict(event)
-        case ToolResult(call_id=call_id) if attachment is not None and call_id == attachment.call.call_id:
-            attachment.show_result(event)
-            reply.open_attachment = None
+        case ToolCallProposed(call_id=call_id) if attachment_event:
+            reply.attachment_views[call_id] = await user.add_attachment(event)
+            reply.release_held(call_id)
+        case GuardVerdict(call_id=str() as call_id) if (view := reply.call_view(call_id)) is not None:
+            view.add_verdict(event)
+        case GuardVerdict(call_id=str() as call_id):
+            reply.held.setdefault(call_id, []).append(event)
+        case ToolResult(call_id=call_id) if call_id in reply.attachment_views:
+            reply.attachment_views[call_id].show_result(event)
         case TokenDelta(text=text) if live:
             await reply.append(text)
-        case GuardVerdict(stage="user_input"):
+        case GuardVerdict(stage=registry.USER_INPUT):
             user.badge.add(event)
-        case GuardVerdict(stage=stage) if stage in TOOL_STAGES and (tool := reply.latest_tool()) is not None:
-            tool.add_verdict(event)
         case GuardVerdict():
-            reply.badge.add(event)
-            if (findings := findings_text(event)) is not None:
-                reply.findings.update(findings)
-                reply.findings.display = True
+            reply.add_verdict(event)
         case ToolCallProposed():
             await reply.add_tool_call(event)
+            reply.release_held(event.call_id)
         case ApprovalRequested(call_id=call_id) if call_id in reply.tool_views:
             reply.tool_views[call_id].approval_requested(event)
         case ToolResult(call_id=call_id) if call_id in reply.tool_views:
             reply.tool_views[call_id].show_result(event)
         case Refusal(stage=stage, message=message, guard_error=guard_error):
+            reply.release_held()
             why = "a guard failed, so the policy blocked it" if guard_error else f"blocked at {stage}"
             reply.show_notice(f"{message}  ({why})", "refusal")
         case Notice(message=message):
             await reply.add_info(message)
         case Error(kind=kind) if kind == CANCELLED:
+            reply.release_held()
             for view in reply.tool_views.values():
                 view.stop()
             reply.show_notice("■ stopped - the answer is kept as far as it was shown", "stopped")
         case Error(kind=kind, message=message):
+            reply.release_held()
             text = message if kind in ("internal", "setup") else describe_error(kind, message)
             reply.show_notice(text, "error")
 

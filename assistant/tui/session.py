@@ -7,16 +7,22 @@ the agent's state per thread.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from assistant.attachments import Attachment
 from assistant.events import ApprovalRequested, Event
-from assistant.tui.attachments import Attachment
+from assistant.warmup import MAIN_MODEL
+from guards.policy.registry import MODEL_GUARDS, guard_label
 
-Component = Literal["main", "llama_guard", "prompt_guard"]
+Component = str  # MAIN_MODEL or a model guard's name (guards.policy.registry.MODEL_GUARDS)
 LoadState = Literal["pending", "loading", "ready", "disabled", "failed"]
-COMPONENT_LABELS: dict[Component, str] = {"main": "Model", "llama_guard": "Llama Guard", "prompt_guard": "Prompt Guard"}
+# The loading panel's rows, in this order: the main model, then each guard with a model.
+COMPONENT_LABELS: dict[Component, str] = {
+    MAIN_MODEL: "Model",
+    **{name: guard_label(name) for name in sorted(MODEL_GUARDS)},
+}
 
 
 @dataclass(frozen=True)
@@ -93,10 +99,11 @@ class ChatSession(Protocol):
 
     def stream(
         self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = ()
-    ) -> AsyncIterator[Event]:
-        """Run one guarded turn on a thread, yielding the agent's events. Attachments are judged on the tool_result
-        path first (their events: ToolCallProposed, verdicts, ToolResult named `attachment`); a blocked one ends the
-        turn with a Refusal before the message is sent."""
+    ) -> AsyncGenerator[Event, None]:
+        """Run one guarded turn on a thread, yielding the agent's events. Verdicts on a tool call carry its
+        `call_id`. Attachments are judged first (`Assistant.attach`), each shown as a ToolCallProposed named
+        `attachment`, its verdicts (carrying that call_id) and a ToolResult; a blocked one ends the turn with a
+        Refusal before the message is sent."""
         ...
 
     async def keep_stopped(self, thread_id: str, text: str, events: Sequence[Event]) -> None:
@@ -107,12 +114,15 @@ class ChatSession(Protocol):
         """A tool call of this thread still waiting for a decision (e.g. the app was closed on the dialog)."""
         ...
 
-    def resume(self, thread_id: str, decision: ApprovalDecision, *, approve: Approver) -> AsyncIterator[Event]:
+    def resume(
+        self, thread_id: str, decision: ApprovalDecision, *, approve: Approver
+    ) -> AsyncGenerator[Event, None]:
         """Continue a thread that waits for an approval, with the decision."""
         ...
 
     async def known_threads(self) -> list[str]:
-        """Thread ids in the agent's own store (also those `assistant run` or the Python API started)."""
+        """Thread ids in the agent's own store, SQLite or PostgreSQL (also those `assistant run`, the Python API or
+        `assistant serve` started)."""
         ...
 
     async def history(self, thread_id: str) -> list[tuple[str, str]]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assistant.events import Event
-from assistant.tui.transcript import event_from_json
+from assistant.home import data_dir
+from assistant.tui.transcript import event_from_json, visible_texts
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -55,7 +56,6 @@ def title_from(text: str, limit: int = 40) -> str:
 
 
 def default_store_path() -> Path:
-    from assistant.home import data_dir
 
     return data_dir() / "chat.sqlite"
 
@@ -140,7 +140,6 @@ class ChatStore:
     def search(self, query: str, *, limit: int = 50) -> list[SearchHit]:
         """Conversations whose visible text (title, messages, answers, refusals, attachments and tool results as
         shown) contains `query`, case-insensitively; newest first, one hit per conversation with a snippet."""
-        from assistant.tui.transcript import visible_texts
 
         needle = " ".join(query.split()).casefold()
         if not needle:

@@ -1,7 +1,9 @@
 """Pure functions over the agent's events: folding a turn into a record, verdict summaries, markdown export.
 
 The chat store keeps each turn as its user text plus the events it produced (`Event.to_json()`), so a resumed
-conversation is rebuilt by replaying exactly what the user saw, guard verdicts included.
+conversation is rebuilt by replaying exactly what the user saw, guard verdicts included. A verdict on a tool call or
+an attachment names it (`GuardVerdict.call_id`); turns stored before verdicts did get their call ids on reading
+(`with_call_ids`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from assistant.events import (
 )
 from assistant.stopped import CANCELLED
 from assistant.tui.attachments import is_attachment_call
+from guards.policy import registry
+from guards.policy.categories import LLAMA_GUARD_CATEGORIES
 
 Summary = Literal["passed", "warned", "blocked", "none"]
 
@@ -40,7 +44,7 @@ _EVENT_TYPES: dict[str, type] = {
     "notice": Notice,
 }
 _TUPLE_FIELDS = {"categories", "reasons", "limits_hit"}
-TOOL_STAGES = frozenset({"tool_call", "tool_result", "code"})
+LEGACY_CALL_STAGES = frozenset({registry.TOOL_CALL, registry.TOOL_RESULT, registry.CODE})
 
 
 def event_from_json(data: dict[str, Any]) -> Event:
@@ -50,7 +54,27 @@ def event_from_json(data: dict[str, Any]) -> Event:
     if cls is None:
         raise ValueError(f"unknown event type {kind!r}")
     kwargs = {k: tuple(v) if k in _TUPLE_FIELDS and isinstance(v, list) else v for k, v in data.items() if k != "type"}
-    return cls(**kwargs)
+    event: Event = cls(**kwargs)
+    return event
+
+
+def with_call_ids(events: Sequence[Event]) -> list[Event]:
+    """A turn stored before verdicts named their call, with the call ids the chat showed them under then: a verdict
+    between an attachment and its result is the attachment's; one of a tool stage the latest call's."""
+    out: list[Event] = []
+    latest: str | None = None
+    attaching: str | None = None
+    for event in events:
+        if isinstance(event, ToolCallProposed):
+            latest = event.call_id
+            attaching = event.call_id if is_attachment_call(event.call_id, event.name) else None
+        elif isinstance(event, ToolResult):
+            attaching = None
+        elif isinstance(event, GuardVerdict) and event.call_id is None:
+            owner = attaching or (latest if event.stage in LEGACY_CALL_STAGES else None)
+            event = replace(event, call_id=owner) if owner else event
+        out.append(event)
+    return out
 
 
 def summarize(verdicts: Iterable[GuardVerdict]) -> Summary:
@@ -72,10 +96,9 @@ def verdict_line(verdict: GuardVerdict) -> str:
     if verdict.score is not None:
         parts.append(f"score {verdict.score:.2f}")
     if verdict.categories:
-        from guards.categories import LLAMA_GUARD_CATEGORIES
 
         named = [f"{code} {LLAMA_GUARD_CATEGORIES[code]}" if code in LLAMA_GUARD_CATEGORIES else code
-                 for code in verdict.categories]  # fmt: skip
+                 for code in verdict.categories]
         parts.append("categories " + ", ".join(named))
     parts.append(f"{verdict.latency_ms:.0f} ms")
     if verdict.error:
@@ -106,7 +129,8 @@ class TurnRecord:
 
 
 def fold_turn(user_text: str, events: Sequence[Event]) -> TurnRecord:
-    """Fold one turn's events into a record. Tool-stage verdicts belong to the latest proposed tool call."""
+    """Fold one turn's events into a record. A verdict with a `call_id` belongs to that call (one whose call was
+    never shown - its guards blocked it - to the answer's)."""
     answer: list[str] = []
     final: str | None = None
     inputs: list[GuardVerdict] = []
@@ -114,27 +138,25 @@ def fold_turn(user_text: str, events: Sequence[Event]) -> TurnRecord:
     calls: list[ToolCallRecord] = []
     refusal: Refusal | None = None
     error: Error | None = None
-    attaching = False  # verdicts between an attachment and its result are the attachment's
+    events = with_call_ids(events)  # a turn stored before verdicts named their call
+    shown = {event.call_id for event in events if isinstance(event, ToolCallProposed)}
+    by_call: dict[str, list[GuardVerdict]] = {}
     for event in events:
         match event:
             case TokenDelta(text=text):
                 answer.append(text)
-            case GuardVerdict() if attaching:
-                calls[-1] = _replace(calls[-1], verdicts=(*calls[-1].verdicts, event))
-            case GuardVerdict(stage=stage) if stage in TOOL_STAGES and calls:
-                calls[-1] = _replace(calls[-1], verdicts=(*calls[-1].verdicts, event))
-            case GuardVerdict(stage="user_input"):
+            case GuardVerdict(call_id=str() as call_id) if call_id in shown:
+                by_call.setdefault(call_id, []).append(event)
+            case GuardVerdict(stage=registry.USER_INPUT):
                 inputs.append(event)
             case GuardVerdict():
                 outputs.append(event)
             case ToolCallProposed():
                 calls.append(ToolCallRecord(call=event))
-                attaching = is_attachment_call(event.call_id, event.name)
             case ApprovalRequested(call_id=call_id):
                 _update_call(calls, call_id, approval=event)
             case ToolResult(call_id=call_id):
                 _update_call(calls, call_id, result=event)
-                attaching = False
             case Refusal():
                 refusal = event
             case Final(text=text):
@@ -146,7 +168,7 @@ def fold_turn(user_text: str, events: Sequence[Event]) -> TurnRecord:
         answer=final if final is not None else "".join(answer),
         input_verdicts=tuple(inputs),
         output_verdicts=tuple(outputs),
-        tool_calls=tuple(calls),
+        tool_calls=tuple(_replace(call, verdicts=tuple(by_call.get(call.call.call_id, ()))) for call in calls),
         refusal=refusal,
         error=error,
     )

@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from assistant.server.perimeter import check_headers
+
 COOKIE = "assistant_chat_session"
 
 
@@ -30,7 +32,6 @@ def make_server(command: str, host: str, port: int, keys: Any, public_url: str |
     from aiohttp import web
     from textual_serve.server import Server
 
-    from assistant.server.perimeter import check_headers
 
     sessions: set[str] = set()
     servers: list[Any] = []
@@ -64,7 +65,7 @@ def make_server(command: str, host: str, port: int, keys: Any, public_url: str |
         response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
         return response
 
-    class ChatServer(Server):  # type: ignore[misc]
+    class ChatServer(Server):
         async def _make_app(self) -> web.Application:
             app = await super()._make_app()
             app.middlewares.extend((perimeter, require_key))

@@ -1,6 +1,6 @@
 """The deployer's policy file: schema, loader and warnings (see docs/POLICY_SPEC.md)."""
 
-from guards.policy.base import STAGE_NAMES, Action, CodeShieldAction, OnError, StageName
+from guards.policy.base import Action, CodeShieldAction, OnError
 from guards.policy.loader import (
     CheckedPolicy,
     PolicyError,
@@ -10,14 +10,17 @@ from guards.policy.loader import (
     load_policy,
     parse_policy_text,
 )
+from guards.policy.registry import GUARD_NAMES, STAGE_NAMES, GuardName, StageName
 from guards.policy.schema import Policy
 from guards.policy.warnings import PolicyWarning, policy_warning_items, policy_warnings
 
 __all__ = [
+    "GUARD_NAMES",
     "STAGE_NAMES",
     "Action",
     "CheckedPolicy",
     "CodeShieldAction",
+    "GuardName",
     "OnError",
     "Policy",
     "PolicyError",

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from guards.categories import CATEGORY_CODE_PATTERN
+from guards.policy.categories import CATEGORY_CODE_PATTERN
 
 
 class PolicyModel(BaseModel):
@@ -22,8 +22,6 @@ Action = Literal["block", "warn", "log", "ask"]
 CodeShieldAction = Literal["block", "warn", "log", "ask", "allow"]
 # What happens when a guard itself fails (exception, timeout, unparseable output). Fail-open only when written.
 OnError = Literal["block", "allow"]
-StageName = Literal["user_input", "model_output", "tool_call", "tool_result", "code"]
-STAGE_NAMES: tuple[StageName, ...] = ("user_input", "model_output", "tool_call", "tool_result", "code")
 
 # Strict scalars: YAML `enabled: "no"` or `max_steps: "8"` is a mistake worth reporting, not coercing.
 Flag = Annotated[bool, Field(strict=True)]

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from guards.categories import categories_for_variant, code_number, last_code_number
+from guards.policy.categories import categories_for_variant, code_number, last_code_number
+from guards.policy.guards_config import LlamaGuardConfig
+from guards.policy.registry import LLAMA_GUARD, STAGE_NAMES
 
 if TYPE_CHECKING:
     from guards.policy.schema import Policy
@@ -20,7 +22,7 @@ def consistency_problems(policy: Policy) -> list[tuple[Loc, str]]:
 
 
 def _category_problems(policy: Policy) -> list[tuple[Loc, str]]:
-    lg = policy.llama_guard
+    lg = policy.guard_settings(LLAMA_GUARD, LlamaGuardConfig)
     variant = policy.models.llama_guard.variant
     builtin = categories_for_variant(variant)
     last = last_code_number(variant)
@@ -33,7 +35,7 @@ def _category_problems(policy: Policy) -> list[tuple[Loc, str]]:
     highest_allowed = last + len(new_codes)
     missing = [f"S{n}" for n in range(last + 1, highest_allowed + 1) if f"S{n}" not in new_codes]
     for i, custom in enumerate(lg.custom):
-        loc: Loc = ("llama_guard", "custom", i, "code")
+        loc: Loc = (LLAMA_GUARD, "custom", i, "code")
         if custom.code in custom_codes:
             problems.append((loc, f"{custom.code} is defined twice in custom"))
             continue
@@ -61,14 +63,14 @@ def _category_problems(policy: Policy) -> list[tuple[Loc, str]]:
     seen: set[str] = set()
     for i, code in enumerate(lg.categories or ()):
         if code not in known:
-            problems.append((("llama_guard", "categories", i), unknown(code)))
+            problems.append(((LLAMA_GUARD, "categories", i), unknown(code)))
         elif code in seen:
-            problems.append((("llama_guard", "categories", i), f"{code} is listed twice"))
+            problems.append(((LLAMA_GUARD, "categories", i), f"{code} is listed twice"))
         seen.add(code)
 
     seen = set()
     for i, code in enumerate(lg.excluded):
-        loc = ("llama_guard", "excluded", i)
+        loc = (LLAMA_GUARD, "excluded", i)
         if code not in known:
             problems.append((loc, unknown(code)))
         elif code in seen:
@@ -79,18 +81,17 @@ def _category_problems(policy: Policy) -> list[tuple[Loc, str]]:
 
     for code in lg.category_actions:
         if code not in known:
-            problems.append((("llama_guard", "category_actions", code), unknown(code)))
+            problems.append(((LLAMA_GUARD, "category_actions", code), unknown(code)))
 
     if not problems and not policy.enabled_categories() and _llama_guard_runs(policy):
         problems.append(
-            (("llama_guard", "excluded"), "no category is left enabled, yet Llama Guard runs on some stage")
+            ((LLAMA_GUARD, "excluded"), "no category is left enabled, yet Llama Guard runs on some stage")
         )
     return problems
 
 
 def _llama_guard_runs(policy: Policy) -> bool:
-    stages = policy.stages
-    return any(stages.get(name).llama_guard.enabled for name in type(stages).model_fields)
+    return any(policy.stages.get(stage).guard(LLAMA_GUARD).enabled for stage in STAGE_NAMES)
 
 
 def format_loc(loc: Loc) -> str:

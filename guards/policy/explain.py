@@ -4,15 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from guards.policy.base import STAGE_NAMES, StageName
+from guards.policy.guard_stages import PromptGuardStage
+from guards.policy.guards_config import CodeShieldConfig, GuardSettings, LlamaGuardConfig, PromptGuardConfig
+from guards.policy.registry import (
+    CODE,
+    CODE_SHIELD,
+    GUARD_NAMES,
+    LLAMA_GUARD,
+    MODEL_OUTPUT,
+    PROMPT_GUARD,
+    STAGE_NAMES,
+    TOOL_CALL,
+    TOOL_RESULT,
+    USER_INPUT,
+    StageName,
+    guard_label,
+)
 from guards.policy.schema import Policy
 
 STAGE_MEANINGS: dict[StageName, str] = {
-    "user_input": "what the user types",
-    "model_output": "what the model answers",
-    "tool_call": "the arguments of a tool call the model proposes",
-    "tool_result": "what a tool returns (third-party text)",
-    "code": "code that code_interpreter is about to run",
+    USER_INPUT: "what the user types",
+    MODEL_OUTPUT: "what the model answers",
+    TOOL_CALL: "the arguments of a tool call the model proposes",
+    TOOL_RESULT: "what a tool returns (third-party text)",
+    CODE: "code that code_interpreter is about to run",
 }
 _ACTION_WORDS = {
     "block": "block and refuse",
@@ -23,11 +38,11 @@ _ACTION_WORDS = {
 }
 # A block on a tool's result does not end the turn: the agent withholds the result and the model reads a notice.
 _TOOL_RESULT_BLOCK = "withhold the result (the model sees a notice instead of it) and the turn goes on"
-_LLAMA_GUARD_ROLE = {"user_input": "User", "tool_result": "User"}
+_LLAMA_GUARD_ROLE: dict[StageName, str] = {USER_INPUT: "User", TOOL_RESULT: "User"}
 
 
 def _action(stage: StageName, action: str) -> str:
-    if stage == "tool_result" and action == "block":
+    if stage == TOOL_RESULT and action == "block":
         return _TOOL_RESULT_BLOCK
     return _ACTION_WORDS[action]
 
@@ -50,7 +65,7 @@ def explain_policy(policy: Policy, *, warnings: Sequence[str] = ()) -> str:
         lines += [f"{stage}: {STAGE_MEANINGS[stage]}", *_stage_lines(policy, stage), ""]
     lines += _tool_lines(policy)
     lines += ["", f"Audit log: {policy.audit.path or 'audit.jsonl in the data directory'}, texts stored as "
-              f"{policy.audit.texts}"]  # fmt: skip
+              f"{policy.audit.texts}"]
     if warnings:
         lines += ["", "Warnings:", *(f"  - {w}" for w in warnings)]
     return "\n".join(lines)
@@ -65,34 +80,40 @@ def _stage_lines(policy: Policy, stage: StageName) -> list[str]:
     config = policy.stages.get(stage)
     refusal = policy.refusals.for_stage(stage)
     lines: list[str] = []
-    if config.llama_guard.enabled:
-        lg = policy.llama_guard
+    if config.guard(LLAMA_GUARD).enabled:
+        lg = policy.guard_settings(LLAMA_GUARD, LlamaGuardConfig)
         role = _LLAMA_GUARD_ROLE.get(stage, "Agent")
         lines.append(
-            f"  - Llama Guard (as the {role} turn): unsafe when P(unsafe) >= {lg.threshold:g} -> "
+            f"  - {guard_label(LLAMA_GUARD)} (as the {role} turn): unsafe when P(unsafe) >= {lg.threshold:g} -> "
             f"{_action(stage, lg.action)}"
         )
         for code, action in sorted(lg.category_actions.items()):
             lines.append(f"      {code}: {_action(stage, action)}")
         lines.append(f"      {_on_error(lg.on_error, lg.timeout_s)}")
-    if config.prompt_guard.enabled:
-        pg, settings = config.prompt_guard, policy.prompt_guard
+    pg = config.guard(PROMPT_GUARD, PromptGuardStage)
+    if pg.enabled:
+        settings = policy.guard_settings(PROMPT_GUARD, PromptGuardConfig)
         lines.append(
-            f"  - Prompt Guard ({pg.score} score, {settings.window_tokens}-token windows every "
+            f"  - {guard_label(PROMPT_GUARD)} ({pg.score} score, {settings.window_tokens}-token windows every "
             f"{settings.stride_tokens} tokens): score >= {pg.threshold:g} -> {_action(stage, pg.action)}"
         )
         lines.append(f"      {_on_error(settings.on_error, settings.timeout_s)}")
-    if config.code_shield.enabled:
-        cs = policy.code_shield
+    if config.guard(CODE_SHIELD).enabled:
+        cs = policy.guard_settings(CODE_SHIELD, CodeShieldConfig)
         languages = ", ".join(cs.languages) if cs.languages is not None else "every language it knows"
-        lines.append(f"  - Code Shield ({languages}):")
+        lines.append(f"  - {guard_label(CODE_SHIELD)} ({languages}):")
         for treatment in ("block", "warn", "ignore"):
             action = getattr(cs.actions, treatment)
             lines.append(f"      findings it recommends to {treatment}: {_action(stage, action)}")
         lines.append(f"      {_on_error(cs.on_error, cs.timeout_s)}")
+    for guard in GUARD_NAMES:  # a guard without a description of its own above: its label and failure handling
+        if guard not in (LLAMA_GUARD, PROMPT_GUARD, CODE_SHIELD) and config.guard(guard).enabled:
+            own = policy.guard_settings(guard, GuardSettings)
+            lines.append(f"  - {guard_label(guard)}: its verdict is the action")
+            lines.append(f"      {_on_error(own.on_error, own.timeout_s)}")
     if not lines:
         return ["  - nothing checks this stage"]
-    label = "notice the model sees instead of a withheld result" if stage == "tool_result" else "refusal message"
+    label = "notice the model sees instead of a withheld result" if stage == TOOL_RESULT else "refusal message"
     lines.append(f'  {label}: "{refusal}"')
     return lines
 

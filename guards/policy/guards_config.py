@@ -39,7 +39,14 @@ class CustomCategory(PolicyModel):
         return self
 
 
-class LlamaGuardConfig(PolicyModel):
+class GuardSettings(PolicyModel):
+    """What every guard's own section (`<guard>:`) has: what its failure leads to, and how long a check may take."""
+
+    on_error: OnError = "block"
+    timeout_s: Seconds = 30.0
+
+
+class LlamaGuardConfig(GuardSettings):
     categories: tuple[CategoryCode, ...] | None = None  # enabled codes; None = every category of the variant
     excluded: tuple[CategoryCode, ...] = ()
     custom: tuple[CustomCategory, ...] = ()
@@ -62,10 +69,10 @@ class LlamaGuardConfig(PolicyModel):
 ACTION_SEVERITY: dict[str, int] = {"allow": 0, "log": 1, "warn": 2, "ask": 3, "block": 4}
 
 
-class PromptGuardConfig(PolicyModel):
+class PromptGuardConfig(GuardSettings):
     window_tokens: int = Field(default=512, strict=True, gt=0, le=512)  # the model's maximum input length
     stride_tokens: PositiveInt = 256  # step between window starts (window - stride tokens overlap)
-    # windows per forward pass; null: 2 on the CPU, 16 on an accelerator (guards.prompt_guard.default_batch_size)
+    # windows per forward pass; null: 2 on the CPU, 16 on an accelerator (guards.prompt_guard.guard.default_batch_size)
     batch_size: PositiveInt | None = None
     on_error: OnError = "block"
     timeout_s: Seconds = 10.0
@@ -92,10 +99,10 @@ class CodeShieldActions(PolicyModel):
 CodeShieldLanguage = Literal[
     "c", "cpp", "csharp", "hack", "java", "javascript", "kotlin", "objective_c", "objective_cpp", "php", "python",
     "ruby", "rust", "swift", "xml",
-]  # fmt: skip
+]
 
 
-class CodeShieldConfig(PolicyModel):
+class CodeShieldConfig(GuardSettings):
     actions: CodeShieldActions = CodeShieldActions()
     languages: tuple[CodeShieldLanguage, ...] | None = None  # None = every language Code Shield knows
     on_error: OnError = "block"

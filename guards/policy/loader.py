@@ -22,6 +22,7 @@ from guards.policy.base import PATTERN_MEANINGS
 from guards.policy.checks import Loc, consistency_problems, format_loc
 from guards.policy.schema import DEFER_CONSISTENCY_CHECKS, Policy
 from guards.policy.warnings import policy_warning_items
+from guards.policy.yaml_errors import describe
 
 _STR_TAG = "tag:yaml.org,2002:str"
 _NOT_TEXT = "a key must be text (YAML reads unquoted yes/no/on/off as booleans and digits as numbers); quote it"
@@ -152,7 +153,6 @@ def _compose(text: str, file: str) -> tuple[MappingNode, Any]:
         problem = f"invalid YAML: nested too deeply (max {MAX_DEPTH} levels)"
         raise PolicyError([PolicyIssue(file, 1, "", problem)]) from None
     except yaml.MarkedYAMLError as exc:
-        from guards.policy.yaml_errors import describe
 
         found = describe(text, exc)  # the line and column of the mistake, and what it probably is
         if found is None:

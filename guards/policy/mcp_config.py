@@ -30,13 +30,13 @@ def _matching(pattern: re.Pattern[str], meaning: str):  # -> validator for After
 
 ServerName = Annotated[NonEmptyStr, AfterValidator(_matching(
     _SERVER_NAME, "a server name (letters, digits, _ and -, not starting with a digit; no dots: `server.tool` "
-    "names one server's tool)"))]  # fmt: skip
+    "names one server's tool)"))]
 EnvName = Annotated[NonEmptyStr, AfterValidator(_matching(
     _ENV_NAME, "the NAME of an environment variable (letters, digits, _); its value is read when the server "
-    "starts, so no secret is written in the policy"))]  # fmt: skip
+    "starts, so no secret is written in the policy"))]
 HeaderName = Annotated[NonEmptyStr, AfterValidator(_matching(_HEADER_NAME, "an HTTP header name"))]
 McpToolName = Annotated[NonEmptyStr, AfterValidator(_matching(
-    _TOOL_NAME, "the server's own name of a tool (letters, digits, _ . -)"))]  # fmt: skip
+    _TOOL_NAME, "the server's own name of a tool (letters, digits, _ . -)"))]
 
 
 class HeaderFromEnv(PolicyModel):

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from guards.categories import LlamaGuardVariant
 from guards.policy.base import Device, DType, Flag, NonEmptyStr, PolicyModel, PositiveInt, Seconds
+from guards.policy.categories import LlamaGuardVariant
 
 # `source` is a Hugging Face hub id, a local directory, or `tiny:NAME` (random-weight test models built by
 # `assistant dev tiny-models`).
@@ -52,7 +52,7 @@ class LlamaGuardModelConfig(PolicyModel):
 
     source: NonEmptyStr = "meta-llama/Llama-Guard-3-8B"  # with backend: openai, the model name the server serves
     variant: LlamaGuardVariant = "8b"
-    # `openai`: a remote OpenAI-compatible server (vLLM) scores the prompt (guards/llama_guard_remote.py).
+    # `openai`: a remote OpenAI-compatible server (vLLM) scores the prompt (guards/llama_guard/remote.py).
     backend: Literal["transformers", "openai"] = "transformers"
     base_url: NonEmptyStr | None = None  # the server, for backend: openai (http://guard-host:8001/v1)
     api_key_env: NonEmptyStr | None = None  # name of the environment variable holding the server's key

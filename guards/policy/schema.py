@@ -5,16 +5,17 @@ Every default is the fail-closed choice, so `version: 1` alone is a complete, sa
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
-from pydantic import ValidationInfo, model_validator
+from pydantic import ValidationInfo, create_model, model_validator
 
-from guards.categories import LlamaGuardCategory, categories_for_variant, code_number
 from guards.policy.agent_config import AgentConfig
 from guards.policy.base import NonEmptyStr, PolicyModel
+from guards.policy.categories import LlamaGuardCategory, categories_for_variant, code_number
 from guards.policy.checks import consistency_problems, format_loc
-from guards.policy.guards_config import CodeShieldConfig, CustomCategory, LlamaGuardConfig, PromptGuardConfig
+from guards.policy.guards_config import CustomCategory, GuardSettings, LlamaGuardConfig
 from guards.policy.models import ModelsConfig
+from guards.policy.registry import GUARDS, LLAMA_GUARD
 from guards.policy.server_config import ServerConfig
 from guards.policy.stages import AuditConfig, RefusalsConfig, StagesConfig
 from guards.policy.storage_config import StorageConfig
@@ -24,13 +25,33 @@ from guards.policy.tools_config import ToolsConfig
 DEFER_CONSISTENCY_CHECKS = "defer_consistency_checks"
 
 
-class Policy(PolicyModel):
+SettingsT = TypeVar("SettingsT", bound=GuardSettings)
+
+
+class PolicyHead(PolicyModel):
+    """The sections before the guards' own (`<guard>:`, one per declared guard, made from the registry)."""
+
     version: Literal[1] = 1
     description: NonEmptyStr | None = None  # free text for the deployer's own notes
     models: ModelsConfig = ModelsConfig()
-    llama_guard: LlamaGuardConfig = LlamaGuardConfig()
-    prompt_guard: PromptGuardConfig = PromptGuardConfig()
-    code_shield: CodeShieldConfig = CodeShieldConfig()
+
+    def guard_settings(self, name: str, kind: type[SettingsT]) -> SettingsT:
+        """The guard's own section, as the settings class its declaration names (`kind`, for the type checker)."""
+        section = getattr(self, name)
+        if not isinstance(section, kind):
+            raise TypeError(f"the {name} section is a {type(section).__name__}, not a {kind.__name__}")
+        return section
+
+
+if TYPE_CHECKING:  # the type checker sees the head; the guard sections are made from the declarations at import
+    WithGuardSections = PolicyHead
+else:
+    WithGuardSections = create_model(
+        "PolicyWithGuardSections", __base__=PolicyHead, **{g.name: (g.settings, g.settings()) for g in GUARDS}
+    )
+
+
+class Policy(WithGuardSections):
     stages: StagesConfig = StagesConfig()
     refusals: RefusalsConfig = RefusalsConfig()
     audit: AuditConfig = AuditConfig()
@@ -51,8 +72,8 @@ class Policy(PolicyModel):
     def enabled_categories(self) -> tuple[LlamaGuardCategory, ...]:
         """The enabled categories in prompt order: the variant's built-in ones in code order (customised ones carrying
         the deployer's name and description), then the new custom codes by number. Built-in names are the model
-        card's; the Llama Guard prompt spells a few differently (guards.categories.LLAMA_GUARD_PROMPT_NAMES)."""
-        lg = self.llama_guard
+        card's; the Llama Guard prompt spells a few differently (guards.policy.categories.LLAMA_GUARD_PROMPT_NAMES)."""
+        lg = self.guard_settings(LLAMA_GUARD, LlamaGuardConfig)
         builtin = categories_for_variant(self.models.llama_guard.variant)
         custom = {c.code: c for c in lg.custom}
         chosen = set(builtin if lg.categories is None else lg.categories) - set(lg.excluded)

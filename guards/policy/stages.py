@@ -1,105 +1,82 @@
-"""`stages`, `refusals` and `audit`: which guards run where, what a refused user reads, and what is recorded."""
+"""`stages`, `refusals` and `audit`: which guards run where, what a refused user reads, and what is recorded.
+
+`stages` and `refusals` follow from the declarations in `guards.policy.registry`: a section per stage, and in each a
+sub-section per guard with that guard's default there. Every stage carries every guard so that consumers never test
+for None; a stage written without a guard's key keeps that guard's default (fail-closed), it does not switch it off.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from guards.policy.base import Action, Flag, NonEmptyStr, PolicyModel, Probability, StageName
+from pydantic import create_model
 
+from guards.policy.base import Flag, NonEmptyStr, PolicyModel
+from guards.policy.guard_stages import GuardStage
+from guards.policy.registry import GUARDS, STAGES, GuardName, StageName
 
-class LlamaGuardStage(PolicyModel):
-    enabled: Flag = True
-
-
-class PromptGuardStage(PolicyModel):
-    enabled: Flag = True
-    # jailbreak: P(JAILBREAK) (v1) / P(malicious) (v2). injection: P(INJECTION) + P(JAILBREAK) (v1) / P(malicious) (v2):
-    # third-party text should contain no instructions at all, so either label counts.
-    score: Literal["jailbreak", "injection"] = "injection"
-    threshold: Probability = 0.5
-    action: Action = "block"
+SectionT = TypeVar("SectionT", bound=GuardStage)
 
 
-class UserPromptGuardStage(PromptGuardStage):
-    """Prompt Guard on the user's own text: jailbreak attempts matter there, instructions are expected."""
+class StageConfig(PolicyModel):
+    """One stage's section: a sub-section per guard (fields made from the guard declarations)."""
 
-    score: Literal["jailbreak", "injection"] = "jailbreak"
+    @overload
+    def guard(self, name: GuardName | str) -> GuardStage: ...
+    @overload
+    def guard(self, name: GuardName | str, kind: type[SectionT]) -> SectionT: ...
 
-
-class CodeShieldStage(PolicyModel):
-    enabled: Flag = True
-    # The project's own semgrep rules (guards/rules: shell calls, ctypes, unpickling, eval/exec and names built at
-    # run time) in the same semgrep run as Code Shield's; on by default where code is about to run (`code`).
-    project_rules: Flag = False
-
-
-class CodeStageCodeShield(CodeShieldStage):
-    project_rules: Flag = True
-
-
-_OFF_LG = LlamaGuardStage(enabled=False)
-_OFF_PG = PromptGuardStage(enabled=False)
-_OFF_CS = CodeShieldStage(enabled=False)
+    def guard(self, name: GuardName | str, kind: type[GuardStage] = GuardStage) -> GuardStage:
+        """The guard's section on this stage; `kind` (its declaration's `stage_section`) types its own keys
+        (`stage.guard(PROMPT_GUARD, PromptGuardStage).threshold`) and is checked."""
+        section = getattr(self, name)
+        if not isinstance(section, kind):
+            raise TypeError(f"stages.*.{name} is a {type(section).__name__}, not a {kind.__name__}")
+        return section
 
 
-# Every stage carries all three guards so that consumers never test for None; the defaults differ per stage, and a
-# stage written without a guard's key keeps that guard's default (fail-closed), it does not switch it off.
-class UserInputStage(PolicyModel):
-    llama_guard: LlamaGuardStage = LlamaGuardStage()
-    prompt_guard: UserPromptGuardStage = UserPromptGuardStage()
-    code_shield: CodeShieldStage = _OFF_CS
+class StagesBase(PolicyModel):
+    """The `stages` section: one `StageConfig` per declared stage."""
+
+    def get(self, stage: StageName | str) -> StageConfig:
+        section: StageConfig = getattr(self, stage)
+        return section
 
 
-class ModelOutputStage(PolicyModel):
-    llama_guard: LlamaGuardStage = LlamaGuardStage()
-    prompt_guard: PromptGuardStage = _OFF_PG
-    code_shield: CodeShieldStage = CodeShieldStage()
-
-
-class ToolCallStage(PolicyModel):
-    llama_guard: LlamaGuardStage = _OFF_LG
-    prompt_guard: PromptGuardStage = _OFF_PG
-    code_shield: CodeShieldStage = _OFF_CS
-
-
-class ToolResultStage(PolicyModel):
-    llama_guard: LlamaGuardStage = _OFF_LG
-    prompt_guard: PromptGuardStage = PromptGuardStage()
-    code_shield: CodeShieldStage = _OFF_CS
-
-
-class CodeStage(PolicyModel):
-    llama_guard: LlamaGuardStage = _OFF_LG
-    prompt_guard: PromptGuardStage = _OFF_PG
-    code_shield: CodeStageCodeShield = CodeStageCodeShield()
-
-
-StageConfig = UserInputStage | ModelOutputStage | ToolCallStage | ToolResultStage | CodeStage
-
-
-class StagesConfig(PolicyModel):
-    user_input: UserInputStage = UserInputStage()
-    model_output: ModelOutputStage = ModelOutputStage()
-    tool_call: ToolCallStage = ToolCallStage()
-    tool_result: ToolResultStage = ToolResultStage()
-    code: CodeStage = CodeStage()
-
-    def get(self, stage: StageName) -> StageConfig:
-        return getattr(self, stage)
-
-
-class RefusalsConfig(PolicyModel):
+class RefusalsBase(PolicyModel):
     """The message shown when a stage blocks; `guard_error` when a guard failed and the policy failed closed."""
 
-    user_input: NonEmptyStr = "I can't help with that request."
-    model_output: NonEmptyStr = "I can't share that response."
-    tool_call: NonEmptyStr = "That tool call was blocked by the policy."
-    tool_result: NonEmptyStr = "A tool returned content that was blocked by the policy."
-    code: NonEmptyStr = "The generated code was blocked by the policy."
     guard_error: NonEmptyStr = "A safety check failed, so this was blocked."
 
-    def for_stage(self, stage: StageName) -> str:
-        return getattr(self, stage)
+    def for_stage(self, stage: StageName | str) -> str:
+        message: str = getattr(self, stage)
+        return message
+
+
+def _stage_model(stage: StageName) -> type[StageConfig]:
+    fields: dict[str, Any] = {}
+    for guard in GUARDS:
+        default = guard.on_by_default.get(stage) or guard.stage_section(enabled=False)
+        fields[guard.name] = (type(default), default)
+    return create_model(_class_name(stage), __base__=StageConfig, **fields)
+
+
+def _class_name(stage: str) -> str:
+    return "".join(part.title() for part in stage.split("_")) + "Stage"
+
+
+STAGE_MODELS: dict[str, type[StageConfig]] = {stage.name: _stage_model(stage.name) for stage in STAGES}
+
+if TYPE_CHECKING:  # the type checker sees the bases; the fields are made from the declarations at import
+    StagesConfig = StagesBase
+    RefusalsConfig = RefusalsBase
+else:
+    StagesConfig = create_model(
+        "StagesConfig", __base__=StagesBase, **{name: (model, model()) for name, model in STAGE_MODELS.items()}
+    )
+    RefusalsConfig = create_model(
+        "RefusalsConfig", __base__=RefusalsBase, **{stage.name: (NonEmptyStr, stage.refusal) for stage in STAGES}
+    )
 
 
 class AuditConfig(PolicyModel):
@@ -108,3 +85,6 @@ class AuditConfig(PolicyModel):
     # After every record the chain head (seq, hash) is written beside the log (`<log>.head`); this also sends it to
     # syslog (facility AUTH), an outside copy that deleting the log's end together with its head file cannot undo.
     head_syslog: Flag = False
+
+
+__all__ = ["AuditConfig", "RefusalsConfig", "StageConfig", "StagesConfig"]

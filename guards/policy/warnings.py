@@ -5,9 +5,31 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from guards.policy.base import STAGE_NAMES
 from guards.policy.checks import Loc, format_loc
+from guards.policy.guard_stages import PromptGuardStage
+from guards.policy.guards_config import CodeShieldConfig, LlamaGuardConfig
+from guards.policy.registry import (
+    CODE,
+    CODE_SHIELD,
+    GUARD_NAMES,
+    LLAMA_GUARD,
+    MODEL_OUTPUT,
+    PROMPT_GUARD,
+    STAGE_NAMES,
+    TOOL_RESULT,
+    USER_INPUT,
+    GuardName,
+    StageName,
+)
 from guards.policy.schema import Policy
+
+# A guard switched off on a stage where it matters: (stage, guard, warning).
+_GUARD_OFF: tuple[tuple[StageName, GuardName, str], ...] = (
+    (USER_INPUT, LLAMA_GUARD, "Llama Guard does not check user input"),
+    (USER_INPUT, PROMPT_GUARD, "Prompt Guard does not check user input"),
+    (MODEL_OUTPUT, LLAMA_GUARD, "Llama Guard does not check the model's output"),
+    (TOOL_RESULT, PROMPT_GUARD, "tool results enter the context unchecked for prompt injection"),
+)
 
 
 @dataclass(frozen=True)
@@ -34,67 +56,62 @@ def policy_warning_items(policy: Policy) -> list[PolicyWarning]:
     def warn(loc: Loc, message: str) -> None:
         found.append(PolicyWarning(loc, message))
 
-    for guard in ("llama_guard", "prompt_guard", "code_shield"):
+    for guard in GUARD_NAMES:  # each guard's own section (`llama_guard:`, ...)
         if getattr(policy, guard).on_error == "allow":
             warn((guard, "on_error"), "fail-open: when this guard fails or times out, the text passes unchecked")
 
     stages = policy.stages
-    if not stages.user_input.llama_guard.enabled:
-        warn(("stages", "user_input", "llama_guard", "enabled"), "Llama Guard does not check user input")
-    if not stages.user_input.prompt_guard.enabled:
-        warn(("stages", "user_input", "prompt_guard", "enabled"), "Prompt Guard does not check user input")
-    if not stages.model_output.llama_guard.enabled:
-        warn(("stages", "model_output", "llama_guard", "enabled"), "Llama Guard does not check the model's output")
-    if not stages.tool_result.prompt_guard.enabled:
-        warn(
-            ("stages", "tool_result", "prompt_guard", "enabled"),
-            "tool results enter the context unchecked for prompt injection",
-        )
+    for stage, guard, message in _GUARD_OFF:
+        if not stages.get(stage).guard(guard).enabled:
+            warn(("stages", stage, guard, "enabled"), message)
+    code_shield = policy.guard_settings(CODE_SHIELD, CodeShieldConfig)
+    llama_guard = policy.guard_settings(LLAMA_GUARD, LlamaGuardConfig)
     code_interpreter = policy.tools.builtin.code_interpreter.enabled
-    if code_interpreter and not stages.code.code_shield.enabled:
-        warn(("stages", "code", "code_shield", "enabled"), "code_interpreter runs model-written code unscanned")
-    if code_interpreter and stages.code.code_shield.enabled and policy.code_shield.actions.warn not in ("block", "ask"):
+    code_scanned = stages.get(CODE).guard(CODE_SHIELD).enabled
+    if code_interpreter and not code_scanned:
+        warn(("stages", CODE, CODE_SHIELD, "enabled"), "code_interpreter runs model-written code unscanned")
+    if code_interpreter and code_scanned and code_shield.actions.warn not in ("block", "ask"):
         warn(
-            ("code_shield", "actions", "warn"),
+            (CODE_SHIELD, "actions", "warn"),
             "every Python rule of Code Shield is of severity warning, so no finding stops code_interpreter code; "
             "set it to block (or ask)",
         )
-    if policy.code_shield.actions.block != "block":
-        warn(("code_shield", "actions", "block"), "code Code Shield recommends blocking is not blocked")
+    if code_shield.actions.block != "block":
+        warn((CODE_SHIELD, "actions", "block"), "code Code Shield recommends blocking is not blocked")
 
     # Prompt Guard 2 has one malicious label, so `injection` and `jailbreak` read the same score there.
     pg_v1 = "prompt-guard-2" not in policy.models.prompt_guard.source.lower()
     for stage in STAGE_NAMES:
-        pg = stages.get(stage).prompt_guard
+        pg = stages.get(stage).guard(PROMPT_GUARD, PromptGuardStage)
         if pg.enabled:
-            _threshold_warnings(warn, ("stages", stage, "prompt_guard", "threshold"), pg.threshold)
-            if pg.action in ("log", "warn") and stage in ("user_input", "tool_result"):
-                warn(("stages", stage, "prompt_guard", "action"), f"a detected attack is only {pg.action}ged")
-        if stage in ("user_input", "model_output") and pg.enabled and pg.score == "injection" and pg_v1:
+            _threshold_warnings(warn, ("stages", stage, PROMPT_GUARD, "threshold"), pg.threshold)
+            if pg.action in ("log", "warn") and stage in (USER_INPUT, TOOL_RESULT):
+                warn(("stages", stage, PROMPT_GUARD, "action"), f"a detected attack is only {pg.action}ged")
+        if stage in (USER_INPUT, MODEL_OUTPUT) and pg.enabled and pg.score == "injection" and pg_v1:
             warn(
-                ("stages", stage, "prompt_guard", "score"),
+                ("stages", stage, PROMPT_GUARD, "score"),
                 "Prompt Guard v1's injection label is meant for third-party text (tool results, documents), not for "
                 "direct user dialogue or model output (its model card): it flags ordinary requests; use `jailbreak`"
-                + (" for user input" if stage == "user_input" else ", or leave Prompt Guard off the model's output"),
+                + (" for user input" if stage == USER_INPUT else ", or leave Prompt Guard off the model's output"),
             )
-        if stage == "tool_result" and pg.enabled and pg.score == "jailbreak":
+        if stage == TOOL_RESULT and pg.enabled and pg.score == "jailbreak":
             warn(
-                ("stages", stage, "prompt_guard", "score"),
+                ("stages", stage, PROMPT_GUARD, "score"),
                 "tool results are third-party text: score `injection` also catches embedded instructions",
             )
-    _threshold_warnings(warn, ("llama_guard", "threshold"), policy.llama_guard.threshold)
-    if policy.llama_guard.action in ("log", "warn"):
-        warn(("llama_guard", "action"), f"unsafe content is only {policy.llama_guard.action}ged, never blocked")
+    _threshold_warnings(warn, (LLAMA_GUARD, "threshold"), llama_guard.threshold)
+    if llama_guard.action in ("log", "warn"):
+        warn((LLAMA_GUARD, "action"), f"unsafe content is only {llama_guard.action}ged, never blocked")
 
     lg_model = policy.models.llama_guard
     if "1b" in lg_model.source.lower() and lg_model.variant == "8b":
-        warn(("models", "llama_guard", "variant"), "the source looks like Llama Guard 3 1B but variant is 8b")
+        warn(("models", LLAMA_GUARD, "variant"), "the source looks like Llama Guard 3 1B but variant is 8b")
     if "8b" in lg_model.source.lower() and lg_model.variant == "1b":
-        warn(("models", "llama_guard", "variant"), "the source looks like Llama Guard 3 8B but variant is 1b")
-    for code, action in policy.llama_guard.category_actions.items():
-        if code in policy.llama_guard.excluded:
+        warn(("models", LLAMA_GUARD, "variant"), "the source looks like Llama Guard 3 8B but variant is 1b")
+    for code, action in llama_guard.category_actions.items():
+        if code in llama_guard.excluded:
             warn(
-                ("llama_guard", "category_actions", code), f"{code} is excluded, so its action ({action}) never applies"
+                (LLAMA_GUARD, "category_actions", code), f"{code} is excluded, so its action ({action}) never applies"
             )
 
     tools = policy.tools

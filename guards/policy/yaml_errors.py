@@ -58,7 +58,7 @@ def _tab(lines: list[str], line: int) -> YamlProblem | None:
             leading = text[: len(text) - len(text.lstrip(" \t"))]
             if "\t" in leading:
                 return YamlProblem(index + 1, leading.index("\t") + 1,
-                                   "a tab in the indentation: YAML indents with spaces only")  # fmt: skip
+                                   "a tab in the indentation: YAML indents with spaces only")
     return None
 
 
@@ -109,7 +109,7 @@ def _missing_colon(lines: list[str], line: int, raw: str) -> YamlProblem | None:
 
 def _indentation(lines: list[str], line: int, raw: str) -> YamlProblem | None:
     signals = ("mapping values are not allowed", "expected <block end>", "did not find expected key",
-               "did not find expected '-'", "could not find expected ':'")  # fmt: skip
+               "did not find expected '-'", "could not find expected ':'")
     if not any(signal in raw for signal in signals) or not (0 <= line < len(lines)) or not _content(lines, line):
         return None
     here = _indent(lines[line])
@@ -117,7 +117,7 @@ def _indentation(lines: list[str], line: int, raw: str) -> YamlProblem | None:
     if before is None:
         return None
     # The nearest earlier key at or above this depth: the sibling (or parent) this line should line up with.
-    index = before
+    index: int | None = before
     while index is not None and _indent(lines[index]) > here:
         index = _previous(lines, index)
     sibling = index if index is not None else before
@@ -135,4 +135,4 @@ def _indentation(lines: list[str], line: int, raw: str) -> YamlProblem | None:
         line + 1, here + 1,
         f"indentation: this line is indented {here} spaces, but {where}; keys of one mapping must line up (and a "
         "nested block goes under a `key:` that ends its line)",
-    )  # fmt: skip
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 
@@ -81,13 +82,77 @@ class ModelBackend(Protocol):
     Deltas concatenate to exactly what the model generated, special tokens written as their strings
     (`<|python_tag|>`). A special token the model generated as its id is a delta of its own of type
     `model.completion.SpecialToken`; a plain `str` is text even when it spells a special token (only the former is a
-    control token: issue 12.9). The stream ends after a stop token (`<|eot_id|>`, `<|eom_id|>`, `<|end_of_text|>`),
-    which is included, or when `max_new_tokens` is reached (then no stop token); consumers drop anything a backend
-    yields after the first stop token (`model.completion.CompletionBuilder`). The backends here also have
-    `name` and `async aclose()` (releases connections / the KV cache); callers should not require them of fakes.
+    control token, so a user or a document that spells `<|eot_id|>` cannot end or steer the model's turn). The
+    stream ends after a stop token (`<|eot_id|>`, `<|eom_id|>`, `<|end_of_text|>`), which is included, or when
+    `max_new_tokens` is reached (then no stop token); consumers drop anything a backend yields after the first stop
+    token (`model.completion.CompletionBuilder`).
+
+    Every member is declared here and every backend has it, with a trivial value where it means nothing for that
+    backend (a remote server has no `model_dir` and nothing to `load`): callers use them directly. `BackendDefaults`
+    supplies those trivial values to a backend or a test double.
     """
 
+    name: str  # for messages: `transformers:PATH`, `openai:URL#model`, ...
     context_window: int
     stats: BackendStats
+    on_progress: ProgressCallback | None  # receives `LoadEvent`s while `load` runs (set before the first load)
+
+    @property
+    def speculation_ok(self) -> bool:
+        """A generation started ahead of the guards and then discarded is cheap and harmless (the agent's
+        speculative generation is on by default only then; see assistant/agent/deps.py)."""
+        ...
+
+    @property
+    def model_dir(self) -> Path | None:
+        """The local checkpoint directory (its tokenizer files tokenize the prompts); None when there is none."""
+        ...
+
+    def load(self) -> object:
+        """Load the model now (blocking; idempotent); the first `stream` does it otherwise. A no-op without weights."""
+        ...
 
     def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None:
+        """Release connections / the KV cache."""
+        ...
+
+
+class BackendDefaults:
+    """The trivial values of the optional `ModelBackend` members, for backends (and test doubles) without weights:
+    no speculation, no local directory, nothing to load or close."""
+
+    name: str = "backend"
+    on_progress: ProgressCallback | None = None
+    speculation_ok: bool = False
+
+    @property
+    def model_dir(self) -> Path | None:
+        return None
+
+    def load(self) -> object:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class MainModelSpec(Protocol):
+    """What `load_backend` reads of a policy's `models.main` (guards.policy.models.MainModelConfig satisfies it; this
+    layer sits below the policy, so it names the fields instead of importing the class)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def api_key_env(self) -> str | None: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def context_window(self) -> int: ...

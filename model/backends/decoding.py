@@ -34,7 +34,7 @@ def decode_one(model: Any, cache_arg: str, token: int, cache: Any) -> Any:
 
     device = model.get_input_embeddings().weight.device
     return model(input_ids=torch.tensor([[token]], device=device), use_cache=True, logits_to_keep=1,
-                 **{cache_arg: cache})  # fmt: skip
+                 **{cache_arg: cache})
 
 
 def output_cache(out: Any) -> Any:

@@ -16,9 +16,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.backends.base import BackendStats, GenerationParams
+from model.backends.base import BackendDefaults, BackendStats, GenerationParams
 from model.backends.errors import BackendError
 from model.backends.scripted import json_lines, split_deltas
+from model.tokenizer import get_tokenizer
 
 _LAST_MESSAGE = re.compile(r"<\|start_header_id\|>(?:user|ipython)<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S)
 
@@ -70,14 +71,12 @@ def answer_for(lines: list[KeyedLine], text: str, path: Path) -> tuple[str, floa
     raise BackendError(f"{path}: no line matches the last message {text[:80]!r}")
 
 
-class KeyedScriptedBackend:
+class KeyedScriptedBackend(BackendDefaults):
     """Stateless: every `stream` call answers from the prompt's last user/tool message."""
 
     speculation_ok = True  # a discarded generation consumes nothing (unlike `scripted:`, whose lines it would use)
 
     def __init__(self, path: Path, *, context_window: int = 131_072) -> None:
-        from model.tokenizer import get_tokenizer
-
         self.path = Path(path)
         self.name = f"scripted-keyed:{self.path}"
         self.context_window = context_window
@@ -92,6 +91,3 @@ class KeyedScriptedBackend:
             if delay:
                 await asyncio.sleep(delay)
             yield delta
-
-    async def aclose(self) -> None:
-        return None

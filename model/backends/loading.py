@@ -6,7 +6,6 @@ of printing, so the TUI can show them; the model is then loaded from the local s
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections.abc import Iterator
@@ -82,7 +81,7 @@ def resolve_model_source(
     emit = on_progress or (lambda event: None)
     emit(LoadEvent("resolve", f"looking for {source}"))
     if source.startswith("tiny:"):
-        from model.tiny import ensure_tiny_model
+        from model.tiny import ensure_tiny_model  # lazy: model.tiny imports model.backends, this package
 
         name = source.removeprefix("tiny:")
         try:
@@ -193,7 +192,7 @@ def _progress_class(emit: ProgressCallback) -> type:
     """A tqdm stand-in that forwards progress to `emit` and prints nothing."""
     from tqdm.auto import tqdm
 
-    class _EventProgress(tqdm):  # type: ignore[misc]
+    class _EventProgress(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = True
             super().__init__(*args, **kwargs)
@@ -207,15 +206,3 @@ def _progress_class(emit: ProgressCallback) -> type:
             return None
 
     return _EventProgress
-
-
-@contextlib.contextmanager
-def quiet_hf_progress() -> Iterator[None]:
-    """Silence transformers' own progress bars and warnings (they would write over the TUI and into `assistant run
-    --json`). Not restored afterwards: guard models load on other threads at the same time, and re-enabling the
-    global switch would let their bars through; our own LoadEvents report progress instead."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    yield

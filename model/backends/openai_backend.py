@@ -10,7 +10,7 @@ server's tokenizer turn special-token text typed by a user (`<|eot_id|>`) into c
 - `prompt_as="auto"` (default): ids first; if the server rejects a non-string prompt (e.g. `transformers serve`:
   "prompt must be a string"), fall back to the guarded text form for the rest of the session.
 
-Which special tokens the model generated as ids (issue 12.9: only those are control tokens) is known from the ids:
+Which special tokens the model generated as ids (only those are control tokens) is known from the ids:
 vLLM (>= 0.10.2) is asked for them (`return_token_ids: true`) and then the deltas are decoded here from the ids, a
 special id becoming a `SpecialToken` delta. A server that sends text only cannot tell `<|python_tag|>` generated as
 its id from the same string spelled in ordinary tokens, so all its text is plain: no `<|python_tag|>` call comes
@@ -29,12 +29,13 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
-from model.backends.base import BackendStats, GenerationParams
+from model.backends.base import BackendDefaults, BackendStats, GenerationParams
 from model.backends.errors import BackendError
 from model.completion import SpecialToken
+from model.tokenizer import get_tokenizer
 
 logger = logging.getLogger(__name__)
 BOS_ID = 128_000
@@ -89,17 +90,12 @@ def prompt_text_for_server(prompt_ids: list[int], tokenizer: Any) -> str:
 
 
 def _default_tokenizer() -> Any:
-    try:
-        from model.tokenizer import get_tokenizer
-    except ImportError:
-        from llama_models.llama3.tokenizer import Tokenizer
-
-        return Tokenizer.get_instance()
     return get_tokenizer()
 
 
-class OpenAIBackend:
-    """Streams `/v1/completions` over server-sent events with httpx."""
+class OpenAIBackend(BackendDefaults):
+    """Streams `/v1/completions` over server-sent events with httpx. Nothing to load, no local directory, and no
+    speculation (a discarded generation costs the server's time)."""
 
     def __init__(
         self,
@@ -231,7 +227,7 @@ class OpenAIBackend:
             raise BackendError(f"{self.base_url}/completions answered HTTP {status}: {detail[:500]}")
         raise BackendError(f"{self.base_url}/completions kept rejecting the request")
 
-    async def _request(self, body: dict[str, Any], prompt_ids_len: int) -> AsyncIterator[tuple[str, Any]]:
+    async def _request(self, body: dict[str, Any], prompt_ids_len: int) -> AsyncGenerator[tuple[str, Any], None]:
         """Yield ("delta", text) items, or one ("rejected", (status, detail)) for a 4xx answer before streaming."""
         import httpx
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.backends.base import BackendStats, GenerationParams
+from model.backends.base import BackendDefaults, BackendStats, GenerationParams
 from model.backends.errors import BackendError
 from model.completion import SpecialToken
 
@@ -65,8 +65,9 @@ def split_deltas(text: str) -> list[str]:
     return [SpecialToken(piece) if _SPECIAL_ONLY.fullmatch(piece) else piece for piece in pieces]
 
 
-class ScriptedBackend:
-    """Each `stream` call yields the next completion of the file in several deltas."""
+class ScriptedBackend(BackendDefaults):
+    """Each `stream` call yields the next completion of the file in several deltas. No speculation: a discarded
+    generation would use up a line of the script."""
 
     def __init__(self, path: Path, *, context_window: int = 131_072) -> None:
         self.path = Path(path)
@@ -91,6 +92,3 @@ class ScriptedBackend:
         self.stats.record(prompt=len(prompt_ids), cached=0, generated=0)
         for delta in split_deltas(line.completion):
             yield delta
-
-    async def aclose(self) -> None:
-        return None

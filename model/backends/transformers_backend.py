@@ -23,7 +23,8 @@ from model.backends.base import BackendStats, GenerationParams, LoadEvent, Progr
 from model.backends.construction import from_pretrained
 from model.backends.decoding import IncrementalDecoder, TokenChooser, decode_one, prefill, sampler
 from model.backends.errors import BackendError, ModelNotFoundError
-from model.backends.loading import quiet_hf_progress, resolve_model_source
+from model.backends.loading import resolve_model_source
+from model.hf_import import quiet_hf_progress, transformers_names
 
 logger = logging.getLogger(__name__)
 LLAMA_STOP_IDS = (128_001, 128_008, 128_009)  # <|end_of_text|>, <|eom_id|>, <|eot_id|>
@@ -73,8 +74,6 @@ def _load_uncached(
 ) -> LoadedModel:
     import torch
 
-    from model.hf_import import transformers_names
-
     AutoModelForCausalLM, AutoTokenizer = transformers_names("AutoModelForCausalLM", "AutoTokenizer")
 
     started = time.perf_counter()
@@ -101,7 +100,7 @@ def _load_uncached(
     eos_ids = {eos} if isinstance(eos, int) else set(eos or ())
     emit(LoadEvent("ready", f"loaded {source} in {time.perf_counter() - started:.1f}s", 1.0))
     logger.info("loaded %s from %s in %.1f s (dtype=%s, device=%s)", source, directory, time.perf_counter() - started,
-                dtype, device)  # fmt: skip
+                dtype, device)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,

@@ -1,6 +1,7 @@
 """Fixtures for end-to-end agent tests: the real graph, a scripted main model, the tiny trained guards.
 
-The tiny guards (guards.tiny_guards) are real Llama Guard / Prompt Guard architectures whose verdicts the tests steer
+The tiny guards (assistant.dev.tiny_guards.builder) are real Llama Guard / Prompt Guard architectures whose verdicts
+the tests steer
 with trigger words: `zyxtrigger` in the checked message -> Llama Guard `unsafe\\nS9`, `zyxgarble` -> a malformed
 answer, `jbtrigger` -> Prompt Guard JAILBREAK, `injtrigger` -> INJECTION. They are built once into the git-ignored
 `.cache/` (versioned, atomic) and loaded once per process.
@@ -49,12 +50,12 @@ agent:
 
 
 def write_policy(directory: Path, *, code_interpreter: bool = False, max_tool_retries: int = 2,
-                 context_window: int = 8192, extra: str = "") -> Path:  # fmt: skip
+                 context_window: int = 8192, extra: str = "") -> Path:
     path = directory / "policy.yaml"
     text = GUARDED_POLICY.format(
         code_interpreter=str(code_interpreter).lower(), max_tool_retries=max_tool_retries,
         context_window=context_window,
-    )  # fmt: skip
+    )
     path.write_text(text + extra, encoding="utf-8")
     return path
 
@@ -130,7 +131,7 @@ def make_assistant(tmp_path: Path, app_tools: list[Any]) -> Callable[..., Assist
 def stored_bytes(directory: Path) -> bytes:
     """Everything the assistant persisted under `directory`: thread database (and journals) and audit log."""
     return b"".join(p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file() and p.suffix != ".yaml"
-                    and p.name != "model.jsonl")  # fmt: skip
+                    and p.name != "model.jsonl")
 
 
 def event_dump(events: Any) -> str:

@@ -82,7 +82,7 @@ async def test_code_shield_blocks_code_before_it_runs(make_assistant, tmp_path: 
 
 async def test_safe_code_runs_in_the_sandbox_and_its_output_reaches_the_model(make_assistant, tmp_path: Path) -> None:
     bot = make_assistant("<|python_tag|>print(6 * 7)<|eom_id|>", "It is 42.<|eot_id|>",
-                         policy=write_policy(tmp_path, code_interpreter=True))  # fmt: skip
+                         policy=write_policy(tmp_path, code_interpreter=True))
     result = await bot.arun("What is six times seven?", thread="t-code-ok")
     assert result.text == "It is 42."
     ran = [e for e in result.events if isinstance(e, ToolResult)]
@@ -137,7 +137,7 @@ async def test_denied_approval_reaches_the_model_with_its_reason(make_assistant,
     from assistant.agent.approval import deny
 
     bot = make_assistant(CALL_FETCH_NEWS, CALL_EMAIL, "OK, I did not send it.<|eot_id|>",
-                         approve=lambda request: deny("not today"))  # fmt: skip
+                         approve=lambda request: deny("not today"))
     result = await bot.arun("Read the news and email Bob", thread="t-deny")
     assert result.text == "OK, I did not send it."
     assert [name for name, _ in tool_log.calls] == ["fetch_page"]
@@ -164,7 +164,7 @@ async def test_malformed_guard_answer_fails_closed_as_guard_error(make_assistant
 
 
 async def test_crashing_guard_fails_closed(make_assistant, monkeypatch) -> None:
-    from guards import stage_runners
+    from guards.prompt_guard import runner as stage_runners
 
     async def crash(self, item):
         raise RuntimeError("guard process died")

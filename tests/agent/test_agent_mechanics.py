@@ -63,7 +63,7 @@ async def test_approval_for_the_session_is_not_asked_again(make_assistant, tmp_p
         return APPROVE_SESSION
 
     bot = make_assistant(CALL_EMAIL, "one<|eot_id|>", CALL_EMAIL, "two<|eot_id|>", policy=unguarded(tmp_path),
-                         approve=approve)  # fmt: skip
+                         approve=approve)
     assert (await bot.arun("email", thread="p4")).text == "one"
     assert (await bot.arun("again", thread="p4")).text == "two"
     assert asked == ["send_email"]
@@ -73,7 +73,7 @@ async def test_approval_for_the_session_is_not_asked_again(make_assistant, tmp_p
 async def test_tool_error_goes_back_to_the_model(make_assistant, tmp_path) -> None:
     bad_args = '<|python_tag|>{"name": "send_email", "parameters": {"to": 5}}<|eom_id|>'
     bot = make_assistant(bad_args, "I could not send it.<|eot_id|>", policy=unguarded(tmp_path),
-                         approve=lambda r: True)  # fmt: skip
+                         approve=lambda r: True)
     result = await bot.arun("email", thread="p5")
     assert result.text == "I could not send it."
     failed = [e for e in result.events if isinstance(e, ToolResult)]

@@ -73,7 +73,7 @@ async def test_resume_names_the_call_it_decides(make_assistant, tmp_path, tool_l
 
 async def test_a_repeated_approval_does_not_approve_the_next_call(make_assistant, tmp_path, tool_log) -> None:
     bot = make_assistant(email("bob@example.test"), email("eve@example.test"), "Both sent.<|eot_id|>",
-                         policy=unguarded(tmp_path))  # fmt: skip
+                         policy=unguarded(tmp_path))
     first = (await bot.arun("email bob, then eve", thread="b2")).pending_approval
     second = (await bot.aresume("b2", APPROVE, call_id=first.call_id)).pending_approval
     assert second is not None and second.call_id != first.call_id and second.arguments["to"] == "eve@example.test"
@@ -170,7 +170,7 @@ def test_a_decision_made_while_another_process_decided_is_refused(make_assistant
         return APPROVE.for_call(request.call_id)
 
     bot = make_assistant(email("bob@example.test"), email("eve@example.test"), policy=unguarded(tmp_path), db=db,
-                         tools=[_instant(runs)], approve=human)  # fmt: skip
+                         tools=[_instant(runs)], approve=human)
     with pytest.raises(StaleApproval, match="no longer waits"):
         asyncio.run(bot.arun("email bob", thread="c3"))
     assert runs == ["bob@example.test"]  # once, by the other process; the late approval ran nothing
@@ -211,7 +211,7 @@ async def test_store_claims_let_one_claimant_win(tmp_path, monkeypatch) -> None:
 async def test_a_deny_reason_the_guards_block_never_reaches_the_model(make_assistant, tmp_path, tool_log) -> None:
     call = email("bob@example.test")
     bot = make_assistant(FETCH, call, "OK, not sent.<|eot_id|>", FETCH, call, "OK, not sent.<|eot_id|>",
-                         policy=write_policy(tmp_path))  # fmt: skip
+                         policy=write_policy(tmp_path))
     paused = (await bot.arun("Read the news and email Bob", thread="r1")).pending_approval
     result = await bot.aresume("r1", deny("zyxtrigger do what I said earlier"), call_id=paused.call_id)
     assert result.text == "OK, not sent." and sent_to(tool_log) == []
@@ -252,7 +252,7 @@ async def test_approval_and_tool_run_records_carry_the_arguments(make_assistant,
     expected = {"storage": "full", "chars": len(canonical), "text": canonical} if texts == "full" else {
         "storage": "hash", "chars": len(canonical), "sha256": hashlib.sha256(canonical.encode()).hexdigest()}
     records = {r["kind"]: r for r in audit_records(tmp_path) if r["kind"] in ("approval_request", "approval_decision",
-                                                                              "tool_run")}  # fmt: skip
+                                                                              "tool_run")}
     assert set(records) == {"approval_request", "approval_decision", "tool_run"}
     for record in records.values():
         assert record["arguments"] == expected, record
@@ -261,7 +261,7 @@ async def test_approval_and_tool_run_records_carry_the_arguments(make_assistant,
 
 async def test_a_withheld_reason_is_recorded_as_withheld(make_assistant, tmp_path) -> None:
     bot = make_assistant(FETCH, email("bob@example.test"), "OK.<|eot_id|>", policy=write_policy(tmp_path),
-                         approve=lambda request: deny("zyxtrigger"))  # fmt: skip
+                         approve=lambda request: deny("zyxtrigger"))
     assert (await bot.arun("Read the news and email Bob", thread="a2")).text == "OK."
     [decision] = [r for r in audit_records(tmp_path) if r["kind"] == "approval_decision"]
     assert decision["reason_withheld"] is True and decision["decision"] == "deny"

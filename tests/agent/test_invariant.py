@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from assistant.agent.approval import APPROVE_SESSION
 from assistant.events import ApprovalRequested, Final, Notice, TokenDelta, ToolCallProposed, ToolResult
-from guards.stage_runners import default_runners
+from guards.runtime.registry import build_runners as default_runners
 from guards.verdict import Verdict
 from tests.agent.conftest import TINY_DIR, event_dump
 from tools.base import Tool, ToolOutput
@@ -51,11 +51,11 @@ agent:
 
 
 def policy(tmp_path: Path, *, llama_guard: str = "", output_lg: bool = True, call_lg: bool = False,
-           approval: str = "", chunk: int = 400, untrusted: str = "ask") -> Path:  # fmt: skip
+           approval: str = "", chunk: int = 400, untrusted: str = "ask") -> Path:
     path = tmp_path / "invariant-policy.yaml"
     path.write_text(POLICY.format(llama_guard=llama_guard, output_lg=str(output_lg).lower(),
                                   call_lg=str(call_lg).lower(), approval=approval, chunk=chunk,
-                                  untrusted=untrusted), encoding="utf-8")  # fmt: skip
+                                  untrusted=untrusted), encoding="utf-8")
     return path
 
 
@@ -85,13 +85,13 @@ async def test_side_effect_call_in_a_thread_without_tool_results_runs(make_assis
 # --- 2. a session approval never overrides a guard's `ask` --------------------------------------------------------
 
 FLAGGED_EMAIL = ('<|python_tag|>{"name": "send_email", "parameters": {"to": "bob@example.test", '
-                 '"body": "zyxtrigger"}}<|eom_id|>')  # fmt: skip
+                 '"body": "zyxtrigger"}}<|eom_id|>')
 
 
 def ask_policy(tmp_path: Path) -> Path:
     # untrusted_content: allow - only approval_required and the guard ask here
     return policy(tmp_path, llama_guard=", category_actions: {S9: ask}", output_lg=False, call_lg=True,
-                  approval="send_email", untrusted="allow")  # fmt: skip
+                  approval="send_email", untrusted="allow")
 
 
 async def test_guard_ask_is_asked_even_after_a_session_approval(make_assistant, tmp_path, tool_log) -> None:
@@ -102,7 +102,7 @@ async def test_guard_ask_is_asked_even_after_a_session_approval(make_assistant, 
         return APPROVE_SESSION
 
     bot = make_assistant(CALL_EMAIL, "Sent.<|eot_id|>", FLAGGED_EMAIL, "Sent again.<|eot_id|>",
-                         policy=ask_policy(tmp_path), approve=approve)  # fmt: skip
+                         policy=ask_policy(tmp_path), approve=approve)
     assert (await bot.arun("Email Bob", thread="s1")).text == "Sent."
     assert len(asked) == 1  # approval_required, approved for the session
     assert (await bot.arun("Email Bob again", thread="s1")).text == "Sent again."
@@ -119,7 +119,7 @@ async def test_session_approval_still_covers_approval_required(make_assistant, t
         return APPROVE_SESSION
 
     bot = make_assistant(CALL_EMAIL, "one<|eot_id|>", CALL_EMAIL, "two<|eot_id|>", policy=ask_policy(tmp_path),
-                         approve=approve)  # fmt: skip
+                         approve=approve)
     assert (await bot.arun("email", thread="s2")).text == "one"
     assert (await bot.arun("again", thread="s2")).text == "two"
     assert asked == ["send_email"]
@@ -130,7 +130,7 @@ async def test_session_approval_still_covers_approval_required(make_assistant, t
 
 async def test_code_printing_unsafe_text_is_judged_as_model_output(make_assistant, tmp_path) -> None:
     bot = make_assistant('<|python_tag|>print("zyxtrigger step one, mix the secret ingredients")<|eom_id|>',
-                         "Done.<|eot_id|>", policy=policy(tmp_path))  # fmt: skip
+                         "Done.<|eot_id|>", policy=policy(tmp_path))
     result = await bot.arun("Run it", thread="m1")
     assert result.refused and result.refusal.stage == "model_output"
     assert not any(isinstance(e, ToolCallProposed | ToolResult) for e in result.events)
@@ -151,7 +151,7 @@ async def test_unsafe_tool_result_is_not_shown(make_assistant, tmp_path, app_too
 
     bad = '<|python_tag|>{"name": "fetch_page", "parameters": {"name": "bad"}}<|eom_id|>'
     bot = make_assistant(bad, "I could not show that page.<|eot_id|>", CALL_NEWS, "Markets are calm.<|eot_id|>",
-                         policy=policy(tmp_path), tools=[fetch_page, app_tools[1]])  # fmt: skip
+                         policy=policy(tmp_path), tools=[fetch_page, app_tools[1]])
     result = await bot.arun("Show the bad page", thread="m2")
     assert result.text == "I could not show that page."
     shown = [e for e in result.events if isinstance(e, ToolResult)]
@@ -184,7 +184,7 @@ class FailingFetch(Tool):
 async def test_failed_run_is_judged_on_its_output_not_only_its_error(make_assistant, tmp_path, app_tools) -> None:
     fetch = '<|python_tag|>{"name": "fetch_page", "parameters": {"name": "evil"}}<|eom_id|>'
     bot = make_assistant(fetch, "It failed.<|eot_id|>", policy=policy(tmp_path, output_lg=False),
-                         tools=[FailingFetch(), app_tools[1]])  # fmt: skip
+                         tools=[FailingFetch(), app_tools[1]])
     result = await bot.arun("Fetch it", thread="f1")
     shown = [e for e in result.events if isinstance(e, ToolResult)]
     assert len(shown) == 1 and shown[0].blocked
@@ -194,7 +194,7 @@ async def test_failed_run_is_judged_on_its_output_not_only_its_error(make_assist
 
 async def test_failed_run_shows_exactly_what_the_model_reads(make_assistant, tmp_path) -> None:
     bot = make_assistant('<|python_tag|>print("partial")\nraise SystemExit(3)<|eom_id|>', "It failed.<|eot_id|>",
-                         policy=policy(tmp_path, output_lg=False))  # fmt: skip
+                         policy=policy(tmp_path, output_lg=False))
     result = await bot.arun("Run it", thread="f2")
     assert result.text == "It failed."
     shown = [e for e in result.events if isinstance(e, ToolResult)]
@@ -288,7 +288,7 @@ def conversation_roles(prompt_tail: str) -> list[str]:
 
 
 async def test_llama_guard_sees_the_request_and_alternating_turns(make_assistant, tmp_path, monkeypatch) -> None:
-    import guards.llama_guard_prompt as lgp
+    import guards.llama_guard.prompt as lgp
 
     tails: list[str] = []
     original = lgp.prompt_tail
@@ -317,10 +317,10 @@ async def test_llama_guard_sees_the_request_and_alternating_turns(make_assistant
 
 
 def test_shape_turns_merges_context_and_keeps_the_checked_text() -> None:
-    from guards.llama_guard_prompt import Turn, shape_turns
+    from guards.llama_guard.prompt import Turn, shape_turns
 
     shaped = shape_turns([Turn("agent", "hi"), Turn("user", "a"), Turn("user", "b"), Turn("agent", "c"),
-                          Turn("agent", "checked")])  # fmt: skip
+                          Turn("agent", "checked")])
     assert shaped == (Turn("user", "a\n\nb"), Turn("agent", "checked"))
     assert shape_turns([Turn("agent", "alone")]) == (Turn("user", ""), Turn("agent", "alone"))
 
@@ -339,10 +339,12 @@ async def test_text_after_the_stop_token_is_dropped_with_a_notice(make_assistant
 
 async def test_a_python_tag_spelled_in_plain_tokens_is_text(make_assistant, tmp_path) -> None:
     """A model that repeats `<|python_tag|>` as ordinary tokens (e.g. echoing the user) makes no code call."""
+    from model.backends import BackendDefaults, BackendStats
     from model.completion import SpecialToken
 
-    class Echo:
+    class Echo(BackendDefaults):  # the optional ModelBackend members from BackendDefaults
         context_window = 8192
+        stats = BackendStats()
 
         async def stream(self, prompt_ids: list[int], params: Any) -> Any:
             for piece in ("<|python_tag|>", "print('hi')"):
@@ -361,7 +363,7 @@ async def test_runs_approvals_tool_runs_and_refusals_are_audited(make_assistant,
     import json
 
     bot = make_assistant(CALL_NEWS, CALL_EMAIL, "Sent.<|eot_id|>", "Sure: zyxtrigger step one.<|eot_id|>",
-                         policy=policy(tmp_path), approve=lambda request: APPROVE_SESSION)  # fmt: skip
+                         policy=policy(tmp_path), approve=lambda request: APPROVE_SESSION)
     assert (await bot.arun("Read the news and email Bob", thread="a1")).text == "Sent."
     assert (await bot.arun("Tell me", thread="a1")).refused
     records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text(encoding="utf-8").splitlines()]

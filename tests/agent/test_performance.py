@@ -58,12 +58,12 @@ class SlowScripted(ScriptedBackend):
 
 
 def make_bot(tmp_path: Path, app_tools: list[Any], *completions: str, guarded: bool = True, streaming: bool = True,
-             speculative: bool | None = None) -> Assistant:  # fmt: skip
+             speculative: bool | None = None) -> Assistant:
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.format(guarded=str(guarded).lower(), streaming=str(streaming).lower()), encoding="utf-8")
     script = write_script(tmp_path, *completions)
     bot = Assistant.from_policy(policy, tools=app_tools, model=f"scripted:{script}", db_path=tmp_path / "t.sqlite",
-                                tiny_dir=TINY_DIR)  # fmt: skip
+                                tiny_dir=TINY_DIR)
     return bot.replace(backend=SlowScripted(script), performance=Performance(speculative=speculative))
 
 

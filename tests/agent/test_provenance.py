@@ -138,7 +138,7 @@ async def test_a_failed_tools_error_is_shown_as_judged_never_whole(make_assistan
     policy = write_policy(tmp_path)
     policy.write_text(policy.read_text().replace("tools:\n", "tools:\n  max_result_chars: 300\n", 1))
     bot = make_assistant('<|python_tag|>{"name": "flaky", "parameters": {"name": "a"}}<|eom_id|>',
-                         "It failed.<|eot_id|>", policy=policy, tools=[flaky])  # fmt: skip
+                         "It failed.<|eot_id|>", policy=policy, tools=[flaky])
     result = await bot.arun("try it", thread="t")
     ran = [e for e in result.events if isinstance(e, ToolResult)]
     assert len(ran) == 1 and not ran[0].ok

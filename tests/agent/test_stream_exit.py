@@ -82,7 +82,7 @@ def test_leaving_the_stream_early_ends_the_turn_and_the_process_exits(tmp_path: 
         capture_output=True, text=True, timeout=120, cwd=REPO,
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ASSISTANT_HOME": str(tmp_path / "home"),
              "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "already running" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert "ANSWER " in done.stdout  # a new turn on the same thread ran to its end

@@ -16,7 +16,7 @@ MESSAGES = [
     {"role": "user", "content": "a" * 10}, {"role": "assistant", "content": "b" * 10},
     {"role": "user", "content": "c" * 10}, {"role": "tool", "content": "d" * 10},
     {"role": "user", "content": "e" * 10},
-]  # fmt: skip
+]
 
 
 def test_window_keeps_everything_that_fits() -> None:

@@ -34,7 +34,7 @@ async def test_forced_backend_emits_the_script_and_reuses_the_cache(bench_models
     # The next step's prompt re-encodes the completion verbatim, then adds a tool result.
     generated = completion_ids(call, tokenizer)
     follow = [*prompt, *generated, *header("ipython"), *tokenizer.encode("tool result text"), 128009,
-              *header("assistant")]  # fmt: skip
+              *header("assistant")]
     assert await _complete(backend, follow) == answer
     assert await _complete(backend, prompt) == call  # the step, not the call count, picks the completion
     first, second, _ = backend.calls
@@ -75,10 +75,10 @@ def test_checkpoints_collapse_streamed_chunks_and_count_errors_as_blocks() -> No
         _verdict("tool_result", "allow", error="boom"),
         _verdict("model_output", "allow"), TokenDelta(text="a"), _verdict("model_output", "warn"), TokenDelta(text="b"),
         Final(text="ab"),
-    ]  # fmt: skip
+    ]
     assert checkpoints_of(events) == [
         ("user_input", "allow"), ("tool_result", "allow"), ("tool_result", "allow"), ("model_output", "warn"),
-    ]  # fmt: skip
+    ]
     events[5] = _verdict("tool_result", "block", error="boom")
     assert checkpoints_of(events)[2] == ("tool_result", "block")
 
@@ -89,16 +89,16 @@ def _record(mode: str, turn: int, points: list[tuple[str, str]], outcome: str = 
         ttft_shown_s=kw.get("shown", kw.get("ttft_s", 1.0)), main_prompt=100, main_prefill=int(kw.get("prefill", 100)),
         main_generated=10, llama_guard_tokens=0, prompt_guard_tokens=0, checkpoints=points, outcome=outcome, shown="",
         leaked=False,
-    )  # fmt: skip
+    )
 
 
 def test_agreement_and_ratios() -> None:
     stack = [_record("llama-stack", 0, [("user_input", "allow"), ("model_output", "allow")], turn_s=4.0, ttft_s=4.0,
-                     shown=1.0)]  # fmt: skip
+                     shown=1.0)]
     firewall = [_record("llamafirewall", 0, [("user_input", "allow"), ("tool_result", "allow"),
-                                              ("model_output", "allow")], turn_s=2.0, ttft_s=2.0)]  # fmt: skip
+                                              ("model_output", "allow")], turn_s=2.0, ttft_s=2.0)]
     ours = [_record("ours", 0, [("user_input", "allow"), ("tool_result", "allow"), ("model_output", "allow")],
-                    turn_s=1.1, ttft_s=1.0)]  # fmt: skip
+                    turn_s=1.1, ttft_s=1.0)]
     unguarded = [_record("unguarded", 0, [], turn_s=1.0, ttft_s=0.5)]
     summary = summarize(stack + firewall + ours + unguarded)
     # Llama Stack checks no tool result: only the stages both modes check are compared.
@@ -126,6 +126,6 @@ def test_throughput_ratio() -> None:
 def test_guard_isolation_decodes_with_the_installed_transformers(bench_models) -> None:
     """`bench/guard_isolation.py`'s decoding loop (run whole by `make bench`) on the tiny main model."""
     from bench.guard_isolation import decode_s
-    from guards.llama_guard import load_causal_lm
+    from guards.llama_guard.guard import load_causal_lm
 
     assert decode_s(load_causal_lm(str(bench_models.main)), 3) > 0

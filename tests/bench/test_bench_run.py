@@ -15,7 +15,7 @@ from bench.scenario import Sizes, build_scenario
 KEYS = ("turn_vs_unguarded", "ttft_checked_vs_unguarded", "turn_vs_llama_stack", "ttft_checked_vs_llama_stack",
         "concurrent8_throughput_vs_unguarded", "verdict_agreement",
         # the first performance issue's keys (CONTRACTS.md: `bench/turn.py --json`)
-        "ttft_optimized_vs_reference", "turn_optimized_vs_unguarded", "prefill_optimized_vs_reference")  # fmt: skip
+        "ttft_optimized_vs_reference", "turn_optimized_vs_unguarded", "prefill_optimized_vs_reference")
 GUARDED = ("llama-stack", "llamafirewall", "ours")
 
 
@@ -28,7 +28,7 @@ def run(tiny_models_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     out = io.StringIO()
     with redirect_stdout(out):
         code = turn.main(["--json", "--small", "--repeats", "1", "--no-firewall", "--models", str(tiny_models_cache),
-                          "--concurrent", "8", "--concurrent-turns", "2:3", "--chart", str(chart)])  # fmt: skip
+                          "--concurrent", "8", "--concurrent-turns", "2:3", "--chart", str(chart)])
     assert code == 0
     return json.loads(out.getvalue()), chart
 

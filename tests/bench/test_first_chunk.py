@@ -7,17 +7,31 @@ import asyncio
 import itertools
 
 from assistant.agent.answer_stream import AnswerStream
+from guards.runtime.gate import Judgement
+
+
+class Gate:
+    """An AnswerGate that passes everything and remembers what it checked."""
+
+    def __init__(self) -> None:
+        self.checked: list[str] = []
+
+    async def check(self, text: str) -> Judgement:
+        self.checked.append(text)
+        return Judgement("completion", text, "pass", ())
+
+    def on_judgement(self, judgement: Judgement) -> None:
+        pass
+
+    def release(self, text: str) -> None:
+        pass
 
 
 async def test_first_chunk_is_smaller_then_chunk_chars_apart() -> None:
-    checked: list[str] = []
-
-    async def check(text: str) -> object:
-        checked.append(text)
-        return type("J", (), {"passed": True, "results": ()})()
-
-    stream = AnswerStream(check, lambda event: None, lambda judgement: None, moderated=True, streaming=True,
-                          code_shield=False, chunk_chars=40, first_chunk_chars=12)  # fmt: skip
+    gate = Gate()
+    checked = gate.checked
+    stream = AnswerStream(gate, moderated=True, streaming=True, code_shield=False, chunk_chars=40,
+                          first_chunk_chars=12)
     text = " ".join(["word"] * 30)  # 149 characters
     stream._advance(text, final=False)
     await asyncio.sleep(0)
@@ -28,6 +42,5 @@ async def test_first_chunk_is_smaller_then_chunk_chars_apart() -> None:
 
 
 def test_first_chunk_defaults_to_chunk_chars() -> None:
-    stream = AnswerStream(lambda text: None, lambda e: None, lambda j: None, moderated=True, streaming=True,  # type: ignore[arg-type,return-value]
-                          code_shield=False, chunk_chars=40)  # fmt: skip
+    stream = AnswerStream(Gate(), moderated=True, streaming=True, code_shield=False, chunk_chars=40)
     assert stream.first_chunk_chars == 40

@@ -14,8 +14,8 @@ from bench.scenario import UNSAFE, words
 
 @pytest.mark.parametrize("unsafe", [False, True])
 def test_generated_verdict_matches_the_forward_check(bench_models, unsafe: bool) -> None:
-    from guards.llama_guard import LlamaGuard
-    from guards.llama_guard_prompt import as_turn
+    from guards.llama_guard.guard import LlamaGuard
+    from guards.llama_guard.prompt import as_turn
 
     guard = LlamaGuard.load(str(bench_models.llama_guard))
     answer = words(random.Random(4), 20) + (f" {UNSAFE}" if unsafe else "")
@@ -28,7 +28,7 @@ def test_generated_verdict_matches_the_forward_check(bench_models, unsafe: bool)
 
 def test_firewall_prompt_guard_reads_the_first_512_tokens_only(bench_models) -> None:
     from bench.firewall import long_text
-    from guards.prompt_guard import PromptGuard
+    from guards.prompt_guard.guard import PromptGuard
 
     guard = PromptGuard.load(str(bench_models.prompt_guard), device="cpu")
     text = long_text(600)  # a jailbreak trigger at 90% of a text longer than one window
@@ -41,6 +41,9 @@ class _Runner:
     def __init__(self, name: str, decision: str, log: list[str]) -> None:
         self.name, self.decision, self.log = name, decision, log
         self.timeout_s, self.on_error = 5.0, "block"
+
+    def load(self) -> None:
+        """Nothing to load."""
 
     async def check(self, item):  # a schedule test: what runs, in which order (the guards are tested above)
         from guards.verdict import Verdict
@@ -55,7 +58,7 @@ def _pipeline(cls, log: list[str]):
     from guards.policy import Policy
 
     policy = Policy.model_validate({"version": 1, "stages": {"user_input": {
-        "llama_guard": {"enabled": True}, "prompt_guard": {"enabled": True}}}})  # fmt: skip
+        "llama_guard": {"enabled": True}, "prompt_guard": {"enabled": True}}}})
     runners = {name: _Runner(name, decision, log) for name, decision in (("llama_guard", "block"),
                                                                          ("prompt_guard", "allow"))}
     return cls(policy, runners, audit=lambda verdict, item: None)

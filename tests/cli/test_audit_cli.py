@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from assistant.cli.main import cli
-from guards.audit import AuditLog
+from guards.audit.log import AuditLog
 
 
 def _log(path: Path, count: int = 3) -> None:

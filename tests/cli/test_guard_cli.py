@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from assistant.cli.main import cli
-from guards.llama_guard_prompt import as_turn, prompt_categories, render_prompt
+from guards.llama_guard.prompt import as_turn, prompt_categories, render_prompt
 
 
 def _policy(tmp_path: Path, guard_dirs: dict[str, Path], extra: str = "") -> Path:

@@ -55,7 +55,7 @@ def files(tmp_path: Path, *completions: str, name: str = "model.jsonl") -> tuple
 
 def run(policy: Path, script: Path, stdin: str, *extra: str) -> tuple[int, list[dict]]:
     result = CliRunner().invoke(cli, ["run", "notify me", "--policy", str(policy), "--model", f"scripted:{script}",
-                                      "--json", "--approve", "ask", *extra], input=stdin)  # fmt: skip
+                                      "--json", "--approve", "ask", *extra], input=stdin)
     return result.exit_code, [json.loads(line) for line in result.stdout.splitlines()]
 
 

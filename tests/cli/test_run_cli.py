@@ -101,7 +101,7 @@ def test_approval_modes(tmp_path: Path, mode: str, stdin: str | None, ran: bool)
     run_cli_tools.SENT.clear()
     policy, script = files(tmp_path, UNGUARDED, NOTIFY, "Done.<|eot_id|>")
     result = invoke("notify me", "--policy", str(policy), "--model", f"scripted:{script}", "--json",
-                    "--approve", mode, stdin=stdin)  # fmt: skip
+                    "--approve", mode, stdin=stdin)
     assert result.exit_code == 0, result.output
     events = [json.loads(line) for line in result.stdout.splitlines()]
     assert [e["type"] for e in events if e["type"] in ("approval", "tool_result")] == ["approval", "tool_result"]
@@ -138,7 +138,7 @@ def test_thread_continues_in_a_new_process(tmp_path: Path) -> None:
             [sys.executable, "-m", "assistant.cli", "run", text, "--policy", str(policy),
              "--model", f"scripted:{model}", "--thread", "proc", "--db", str(db), "--json"],
             capture_output=True, text=True, env=env, cwd=REPO, timeout=120,
-        )  # fmt: skip
+        )
 
     assert run("remember 42", script).returncode == 0
     second = run("what number?", second_script)
@@ -149,4 +149,4 @@ def test_thread_continues_in_a_new_process(tmp_path: Path) -> None:
     history = asyncio.run(reader.history("proc"))
     assert [(m["role"], m["content"]) for m in history] == [
         ("user", "remember 42"), ("assistant", "First."), ("user", "what number?"), ("assistant", "Second."),
-    ]  # fmt: skip
+    ]

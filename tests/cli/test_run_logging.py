@@ -45,8 +45,8 @@ def files(tmp_path: Path) -> tuple[Path, Path]:
 def test_library_loggers_print_nothing_by_default() -> None:
     """Without configuration Python prints warnings of loggers that have no handler ('last resort'); ours have one."""
     code = (
-        "import logging, assistant, tools, guards.pipeline, model.backends.transformers_backend\n"
-        "for name in ('assistant.agent', 'tools.executor', 'guards.pipeline', 'model.backends'):\n"
+        "import logging, assistant, tools, guards.runtime.pipeline, model.backends.transformers_backend\n"
+        "for name in ('assistant.agent', 'tools.executor', 'guards.runtime.pipeline', 'model.backends'):\n"
         "    logging.getLogger(name).error('should not print')\n"
         "logging.getLogger('elsewhere').error('an unconfigured logger prints')\n"
     )
@@ -66,7 +66,7 @@ def test_internal_error_is_logged_with_its_traceback_when_logging_is_on(
     monkeypatch.setattr(nodes, "prompt_window", broken)
     policy, script = files(tmp_path)
     result = CliRunner().invoke(cli, ["run", *flags, "--policy", str(policy), "--model", f"scripted:{script}",
-                                      "--json", "hi"])  # fmt: skip
+                                      "--json", "hi"])
     last = json.loads(result.stdout.strip().splitlines()[-1])
     assert last["type"] == "error" and last["kind"] == "internal" and result.exit_code == 1
     if flags:
@@ -81,9 +81,9 @@ def test_debug_logging_shows_the_guard_stages(tmp_path: Path) -> None:
     policy, script = files(tmp_path)
     env = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home")}
     command = [sys.executable, "-m", "assistant.cli", "run", "-vv", "--policy", str(policy), "--model",
-               f"scripted:{script}", "hi"]  # fmt: skip
+               f"scripted:{script}", "hi"]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "Hello.", done.stderr
-    assert "DEBUG guards.pipeline: user_input: allow (no guard)" in done.stderr
+    assert "DEBUG guards.runtime.pipeline: user_input: allow (no guard)" in done.stderr
     quiet = subprocess.run(command[:4] + command[5:], capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
     assert quiet.returncode == 0 and quiet.stderr == ""

@@ -98,7 +98,7 @@ def test_run_takes_the_agents_tool_path_code_shield_included() -> None:
     """Issue 11.6: the same path as the agent - Code Shield on the code before it runs - with the smoke policy."""
     smoke = Path(__file__).resolve().parents[2] / "examples" / "policies" / "offline-smoke.yaml"
     code, out = assistant("run", "code_interpreter", "--args", '{"code": "import os; os.system(\\"id\\")"}',
-                          "--policy", str(smoke))  # fmt: skip
+                          "--policy", str(smoke))
     payload = json.loads(out)
     assert code == 3 and payload["ok"] is False and "code stage" in payload["error"]
     assert "uid=" not in payload["output"]
@@ -111,9 +111,9 @@ def test_approve_flag_lets_an_approval_required_call_run(policy: Path, tmp_path:
         pytest.fail("bubblewrap is required for this test")
     asking = tmp_path / "asking.yaml"
     asking.write_text(policy.read_text().replace("approval_required: [brave_search]",
-                                                 "approval_required: [code_interpreter]"))  # fmt: skip
+                                                 "approval_required: [code_interpreter]"))
     code, out = assistant("run", "code_interpreter", "--args", '{"code": "print(7)"}', "--policy", str(asking))
     assert code == 3 and "needs approval" in json.loads(out)["error"]
     code, out = assistant("run", "code_interpreter", "--args", '{"code": "print(7)"}', "--policy", str(asking),
-                          "--approve")  # fmt: skip
+                          "--approve")
     assert code == 0 and json.loads(out)["output"] == "completed\n[stdout]7\n[/stdout]"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from guards.audit import (
+from guards.audit.log import (
     GENESIS_HASH,
     AuditLog,
     AuditLogTampered,
@@ -76,7 +76,7 @@ def test_text_storage(tmp_path: Path, storage: str, expected: dict[str, object])
     assert record["text"] == expected
     assert (record["kind"], record["stage"], record["thread_id"], record["verdict"]["guard"]) == (
         "verdict", "user_input", "t", "llama_guard"
-    )  # fmt: skip
+    )
     if storage != "full":
         assert "héllo" not in path.read_text()
 
@@ -212,7 +212,7 @@ def test_processes_share_one_chain(tmp_path: Path) -> None:
 KILLED_WRITER = """
 import sys
 from pathlib import Path
-from guards.audit import AuditLog
+from guards.audit.log import AuditLog
 log = AuditLog(Path(sys.argv[1]), texts="full").open()
 n = 0
 while True:
@@ -239,8 +239,8 @@ def test_kill_minus_nine_keeps_everything_written_verifiable(tmp_path: Path) -> 
 
 
 async def test_pipeline_record_writes_other_kinds_into_the_verdict_chain(tmp_path: Path) -> None:
-    from guards.pipeline import GuardPipeline
     from guards.policy import parse_policy_text
+    from guards.runtime.pipeline import GuardPipeline
 
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text("version: 1\naudit: {path: audit.jsonl, texts: hash}\n")
@@ -252,7 +252,7 @@ async def test_pipeline_record_writes_other_kinds_into_the_verdict_chain(tmp_pat
     assert [r["kind"] for r in records] == ["run_start", "tool_run"]
     assert records[0]["policy_hash"] == "ab" * 32 and records[1]["thread_id"] == "t1"
     assert records[1]["text"] == {"storage": "hash", "chars": 8,
-                                  "sha256": hashlib.sha256(b"print(1)").hexdigest()}  # fmt: skip
+                                  "sha256": hashlib.sha256(b"print(1)").hexdigest()}
     assert verify_audit_log(tmp_path / "audit.jsonl").intact
     with pytest.raises(ValueError, match="reserved"):
         pipe.record("error", seq=3)
@@ -408,22 +408,22 @@ def test_report_counts_records_per_kind(tmp_path: Path) -> None:
 def test_policy_can_send_every_head_to_syslog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import syslog
 
-    from guards.pipeline import GuardPipeline
     from guards.policy import parse_policy_text
+    from guards.runtime.pipeline import GuardPipeline
 
     sent: list[tuple[int, str]] = []
     monkeypatch.setattr(syslog, "syslog", lambda priority, message: sent.append((priority, message)))
     policy_file = tmp_path / "policy.yaml"
     policy_file.write_text("version: 1\naudit: {path: audit.jsonl, head_syslog: true}\n")
     pipe = GuardPipeline.from_policy(parse_policy_text(policy_file.read_text()), runners={}, audit=True,
-                                     policy_path=policy_file)  # fmt: skip
+                                     policy_path=policy_file)
     pipe.record("run_start", policy_hash="0" * 64)
     (record,) = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert sent == [(syslog.LOG_INFO, f"audit head log={tmp_path / 'audit.jsonl'} seq=0 hash={record['hash']}")]
 
 
 def test_a_head_that_cannot_be_written_stops_the_next_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import guards.audit as audit_module
+    import guards.audit.log as audit_module
 
     def full_disk(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from guards.code_shield import CodeShieldGuard, CodeShieldResult, Finding, decide, to_verdict, treatment_of
+from guards.code_shield.guard import CodeShieldGuard, CodeShieldResult, Finding, decide, to_verdict, treatment_of
 
 PICKLE = "import pickle\nobj = pickle.loads(payload)\n"
 SHELL = "import subprocess\nsubprocess.run(user_command, shell=True)\n"
@@ -189,7 +189,7 @@ async def test_semgrep_failing_after_a_good_canary_blocks_that_scan(tmp_path: Pa
 
 
 async def test_unverified_codeshield_version_is_a_guard_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import guards.codeshield_adapter as adapter
+    import guards.code_shield.adapter as adapter
 
     monkeypatch.setattr(adapter, "_loaded", None)
     monkeypatch.setattr(adapter, "VERIFIED_CODESHIELD_VERSIONS", ("0.0.0",))
@@ -199,7 +199,7 @@ async def test_unverified_codeshield_version_is_a_guard_error(monkeypatch: pytes
 
 def test_the_installed_codeshield_alone_misses_semgrep_findings() -> None:
     """Why the adapter exists: codeshield 1.0.1's own scan calls pickle.loads secure. If this starts failing,
-    codeshield or semgrep fixed `--project-root /`; re-check guards/codeshield_adapter.py."""
+    codeshield or semgrep fixed `--project-root /`; re-check guards/code_shield/adapter.py."""
     import asyncio
 
     from codeshield.cs import CodeShield

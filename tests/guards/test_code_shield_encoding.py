@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from guards.code_shield import CodeShieldGuard, to_verdict
-from guards.source_encoding import python_source_encoding_problem
+from guards.code_shield.guard import CodeShieldGuard, to_verdict
+from guards.code_shield.source_encoding import python_source_encoding_problem
 
 # Python decodes `+AG0AZAA1-` under UTF-7 as `md5`: the scanner sees no hashlib.md5, Python runs it (and an eval).
 UTF7_MD5 = "# coding: utf-7\nimport hashlib\nprint(hashlib.+AG0AZAA1-(b'x').hexdigest())\neval('1')\n"

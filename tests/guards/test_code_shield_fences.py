@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from guards.code_fences import CODESHIELD_LANGUAGES, CodeBlock, extract_code_blocks, normalize_language
+from guards.code_shield.fences import CODESHIELD_LANGUAGES, CodeBlock, extract_code_blocks, normalize_language
 
 
 @pytest.mark.parametrize(
@@ -14,7 +14,7 @@ from guards.code_fences import CODESHIELD_LANGUAGES, CodeBlock, extract_code_blo
         ("c++", "cpp"), ("C#", "csharp"), ("objective-c", "objective_c"), ("rs", "rust"), ("kt", "kotlin"),
         ("language-py", "python"), ("{.python}", "python"), ("bash", None), ("", None), (None, None),
     ],
-)  # fmt: skip
+)
 def test_language_aliases(tag: str | None, language: str | None) -> None:
     assert normalize_language(tag) == language
 

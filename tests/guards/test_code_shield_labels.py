@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from guards.codeshield_adapter import analyze_many
+from guards.code_shield.adapter import analyze_many
 from tests.data_paths import data_file
 
 CASES_FILE = data_file("codeshield", "icd_unit_test_cases.json")

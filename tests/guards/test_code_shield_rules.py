@@ -1,4 +1,5 @@
-"""The project's own semgrep rules (guards/rules/python.yaml), run with Code Shield's in one semgrep process.
+"""The project's own semgrep rules (guards/code_shield/rules/python.yaml), run with Code Shield's in one semgrep
+process.
 
 Code Shield 1.0.1 flags none of: os.popen with a constant, ctypes, pickle.load, names built at run time
 (`getattr(hashlib, "md" + "5")`), `__import__`/`importlib.import_module` with computed names, and only some
@@ -14,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-import guards.codeshield_adapter as adapter
-from guards.code_shield import CodeShieldGuard, treatment_of
-from guards.pipeline import GuardPipeline
+import guards.code_shield.adapter as adapter
+from guards.code_shield.guard import CodeShieldGuard, treatment_of
 from guards.policy import parse_policy_text
+from guards.runtime.pipeline import GuardPipeline
 
 CASES_FILE = Path(__file__).parent / "fixtures" / "python_rules_cases.jsonl"
 CASES = [json.loads(line) for line in CASES_FILE.read_text().splitlines()]
@@ -30,10 +31,10 @@ def guard() -> CodeShieldGuard:
 
 
 def test_the_rules_ship_with_the_package() -> None:
-    rules = importlib.resources.files("guards.rules").joinpath("python.yaml")
+    rules = importlib.resources.files("guards.code_shield.rules").joinpath("python.yaml")
     assert rules.is_file()
     pyproject = (Path(__file__).parents[2] / "pyproject.toml").read_text()
-    assert '"*" = ["*.yaml"' in pyproject  # package data of every package, guards.rules included
+    assert '"*" = ["*.yaml"' in pyproject  # package data of every package, guards.code_shield.rules included
 
 
 @pytest.mark.parametrize(
@@ -66,17 +67,17 @@ async def test_the_issue_example_passed_code_shield_alone(guard: CodeShieldGuard
     with_rules = await guard.scan_code(MD5, "python", project_rules=True)
     (finding,) = with_rules.findings
     assert (finding.pattern_id, finding.severity, finding.cwe_id, finding.line) == ("ga-computed-name", "error",
-                                                                                     "CWE-470", 2)  # fmt: skip
+                                                                                     "CWE-470", 2)
 
 
 async def test_labelled_cases_one_semgrep_process() -> None:
     """Every insecure case is flagged; no secure case is blocked; the secure ones warned about are named."""
     codes = [case["text"] for case in CASES]
     issues = await adapter.analyze_many("python", codes, project_rules=True)
-    from guards.code_shield import _finding
+    from guards.code_shield.guard import _finding
 
     treatments = {case["id"]: treatment_of([_finding(i, "python", 0) for i in found])
-                  for case, found in zip(CASES, issues, strict=True)}  # fmt: skip
+                  for case, found in zip(CASES, issues, strict=True)}
     insecure = [c["id"] for c in CASES if c["expected"] == "block"]
     secure = [c["id"] for c in CASES if c["expected"] == "allow"]
     assert (len(insecure), len(secure)) == (34, 30)
@@ -88,7 +89,7 @@ async def test_labelled_cases_one_semgrep_process() -> None:
 
 @pytest.mark.parametrize("warm", [True, False], ids=["warm-server", "process-per-scan"])
 async def test_code_without_any_rule_word_is_not_sent_to_semgrep(warm: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    from guards.semgrep_server import SemgrepServer
+    from guards.code_shield.semgrep_server import SemgrepServer
 
     monkeypatch.setenv(adapter.WARM_ENV, "1" if warm else "0")
     sent: list[int] = []
@@ -136,7 +137,7 @@ async def test_on_by_default_for_the_code_stage_and_a_policy_key_turns_them_off(
 
 
 async def test_broken_project_rules_fail_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import guards.project_rules as project_rules
+    import guards.code_shield.project_rules as project_rules
 
     (tmp_path / "python.yaml").write_text(
         "rules:\n  - id: ga-broken\n    languages: [python]\n    severity: ERROR\n    message: x\n"

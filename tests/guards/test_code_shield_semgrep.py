@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from guards.codeshield_adapter import load_codeshield, semgrep_config
-from guards.semgrep_runner import SemgrepError, check_semgrep_output, parse_semgrep_output, run_semgrep
+from guards.code_shield.adapter import load_codeshield, semgrep_config
+from guards.code_shield.semgrep_runner import SemgrepError, check_semgrep_output, parse_semgrep_output, run_semgrep
 
 PICKLE = "import pickle\nobj = pickle.loads(payload)\n"
 
@@ -26,7 +26,7 @@ async def test_one_run_scans_many_files(tmp_path: Path) -> None:
     run = await run_semgrep(command, config, tmp_path, targets, timeout_s=30)
     assert [[r["check_id"] for r in run.results[str(t)]] for t in targets] == [
         ["unsafe-pickle-use"], [], ["insecure-eval-use"]
-    ]  # fmt: skip
+    ]
     assert run.semgrep_version != "?"
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import guards.codeshield_adapter as adapter
-from guards import semgrep_server
-from guards.codeshield_adapter import load_codeshield, semgrep_config
-from guards.project_rules import rules_file
-from guards.semgrep_runner import SemgrepError
+import guards.code_shield.adapter as adapter
+from guards.code_shield import semgrep_server
+from guards.code_shield.adapter import load_codeshield, semgrep_config
+from guards.code_shield.project_rules import rules_file
+from guards.code_shield.semgrep_runner import SemgrepError
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "fixtures" / "python_rules_cases.jsonl").open()]
 ICD = json.loads((Path(__file__).parents[1] / "data" / "codeshield" / "icd_unit_test_cases.json").read_text())

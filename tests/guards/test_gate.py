@@ -1,4 +1,4 @@
-"""`guards.gate.judge`: stages decided in their row's order; the tool-result path's two stages run together, the
+"""`guards.runtime.gate.judge`: stages decided in their row's order; the tool-result path's two stages run together, the
 tool-call path's one after the other."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from guards.gate import judge
+from guards.runtime.gate import judge
 from guards.verdict import StageResult, Verdict
 
 

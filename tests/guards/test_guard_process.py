@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from guards.guard_process import GuardProcess
-from guards.pipeline import GuardPipeline
+from guards.llama_guard.runner import LlamaGuardRunner
 from guards.policy import parse_policy_text
-from guards.stage_runners import LlamaGuardRunner, PromptGuardRunner
+from guards.prompt_guard.runner import PromptGuardRunner
+from guards.runtime.pipeline import GuardPipeline
+from guards.runtime.process import GuardProcess
 
 POLICY = """\
 version: 1
@@ -118,7 +119,7 @@ def test_a_model_that_cannot_load_fails_closed_with_its_reason(tmp_path: Path) -
 
 
 def test_the_child_writes_nothing_to_the_terminal(policy: object, capfd: pytest.CaptureFixture[str]) -> None:
-    process = GuardProcess("guards.guard_process:resolve", {"ref": "builtins:print"}, name="printer")
+    process = GuardProcess("guards.runtime.process:resolve", {"ref": "builtins:print"}, name="printer")
     try:
         process.call("__call__", "this must not reach the terminal")  # print() in the child
     finally:
@@ -154,7 +155,7 @@ def test_a_child_that_crashes_while_starting_says_why() -> None:
 def test_large_texts_from_many_threads_each_get_their_own_answer() -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    process = GuardProcess("guards.guard_process:resolve", {"ref": "builtins:len"}, name="length")
+    process = GuardProcess("guards.runtime.process:resolve", {"ref": "builtins:len"}, name="length")
     try:  # each text is far larger than a pipe's buffer: writes wait while the child answers earlier calls
         with ThreadPoolExecutor(4) as pool:
             sizes = list(pool.map(lambda n: process.call("__call__", "x" * n), [3_000_000 + i for i in range(8)]))

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from guards.errors import GuardModelNotFoundError, GuardOutputError
-from guards.llama_guard import LlamaGuard
-from guards.llama_guard_prompt import Turn
+from guards.llama_guard.guard import LlamaGuard
+from guards.llama_guard.prompt import Turn
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from guards.llama_guard import LlamaGuard
+from guards.llama_guard.guard import LlamaGuard
 
 A = [("user", "please write a story about the garden"), ("assistant", "The garden is green and the water is warm.")]
 B = [("user", "tell me about the house near the road"), ("assistant", "The house is old and the road is long.")]
@@ -23,7 +23,7 @@ def scratch(tiny_guard_dirs: dict[str, Path]) -> LlamaGuard:
 @pytest.mark.parametrize("kept", [1, 2])
 def test_interleaved_conversations_reuse_their_own_cache(scratch: LlamaGuard, kept: int) -> None:
     guard = LlamaGuard(scratch.model, tokenizer=scratch.tokenizer, categories=scratch.categories,
-                       cached_conversations=kept)  # fmt: skip
+                       cached_conversations=kept)
     head = len(guard._prefixes["agent"].ids)
     for index in range(len(CHUNKS)):
         for conversation in (A, B):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from guards.llama_guard_prompt import (
+from guards.llama_guard.prompt import (
     PromptCategory,
     Turn,
     as_turn,

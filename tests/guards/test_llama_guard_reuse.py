@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from guards.llama_guard import LlamaGuard
+from guards.llama_guard.guard import LlamaGuard
 
 CONVERSATION = [("user", "please write a story about the garden"), ("assistant", "The garden is green."),
-                ("user", "and the water near the house?")]  # fmt: skip
+                ("user", "and the water near the house?")]
 CHUNKS = [
     "The water is warm and the house is near.",
     "near. We can walk there after the meeting.",
@@ -54,12 +54,12 @@ def test_a_different_conversation_falls_back_to_the_head(guards: tuple[LlamaGuar
 
 
 def _turn(role: str, text: str):
-    from guards.llama_guard_prompt import as_turn
+    from guards.llama_guard.prompt import as_turn
 
     return as_turn(role, text)
 
 
 def _tail(text: str):
-    from guards.llama_guard_prompt import tail_segments
+    from guards.llama_guard.prompt import tail_segments
 
     return tail_segments([_turn("user", text)])

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from guards.errors import GuardOutputError
-from guards.llama_guard import LlamaGuard
-from guards.llama_guard_prompt import Turn, prompt_categories
+from guards.llama_guard.guard import LlamaGuard
+from guards.llama_guard.prompt import Turn, prompt_categories
 
 SAFE_USER = [Turn("user", "How do I grow tomatoes in a small garden?")]
 UNSAFE_USER = [Turn("user", "Tell me about zyxtrigger please.")]

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from guards.audit import verify_audit_log
-from guards.pipeline import CheckInput, GuardPipeline
+from guards.audit.log import verify_audit_log
 from guards.policy import parse_policy_text
+from guards.runtime.pipeline import GuardPipeline
+from guards.runtime.runner import CheckInput
 from guards.verdict import Verdict
 
 POLICY = """\
@@ -26,10 +27,13 @@ stages:
 
 class Runner:
     def __init__(self, name: str, decision: str = "allow", delay: float = 0.0, *, error: Exception | None = None,
-                 timeout_s: float = 5.0, on_error: str = "block", result: object = None) -> None:  # fmt: skip
+                 timeout_s: float = 5.0, on_error: str = "block", result: object = None) -> None:
         self.name, self.decision, self.delay, self.error = name, decision, delay, error
         self.timeout_s, self.on_error, self.result = timeout_s, on_error, result
         self.finished = False
+
+    def load(self) -> None:
+        """Nothing to load (the GuardRunner protocol's warm-up)."""
 
     async def check(self, item: CheckInput) -> Verdict:
         await asyncio.sleep(self.delay)
@@ -97,11 +101,11 @@ async def test_disabled_stage_allows_without_verdicts() -> None:
 
 
 async def test_every_verdict_is_written_to_a_valid_audit_chain(tmp_path: Path) -> None:
-    from guards.audit import AuditLog
+    from guards.audit.log import AuditLog
 
     log = AuditLog(tmp_path / "audit.jsonl", texts="hash")
     pipe = pipeline(Runner("prompt_guard"), Runner("llama_guard", "warn"),
-                    audit=lambda v, item: log.append_verdict(v, thread_id=item.thread_id, text=item.text))  # fmt: skip
+                    audit=lambda v, item: log.append_verdict(v, thread_id=item.thread_id, text=item.text))
     await pipe.check("user_input", "first", thread_id="t1")
     await pipe.check("user_input", "second", thread_id="t1")
     report = verify_audit_log(tmp_path / "audit.jsonl")
@@ -176,14 +180,14 @@ async def test_plain_text_is_checked_once_and_benign_lookalikes_pass(real_pipeli
 
 async def test_the_sequential_schedule_runs_one_guard_at_a_time_and_stops_at_a_block() -> None:
     """The benchmark's reference mode reuses `GuardPipeline.check` with this schedule (issue 14.6)."""
-    from guards.pipeline import run_sequentially
+    from guards.runtime.pipeline import run_sequentially
 
     slow_block, later = Runner("prompt_guard", "block", delay=0.05), Runner("llama_guard")
     pipe = GuardPipeline(parse_policy_text(POLICY), {r.name: r for r in (slow_block, later)}, schedule=run_sequentially)
     result = await pipe.check("user_input", "x")
     assert result.blocked and [v.guard for v in result.verdicts] == ["prompt_guard"] and not later.finished
     allowed = GuardPipeline(parse_policy_text(POLICY), {"prompt_guard": Runner("prompt_guard", delay=0.05),
-                            "llama_guard": Runner("llama_guard", delay=0.05)}, schedule=run_sequentially)  # fmt: skip
+                            "llama_guard": Runner("llama_guard", delay=0.05)}, schedule=run_sequentially)
     started = time.perf_counter()
     assert not (await allowed.check("user_input", "x")).blocked
     assert time.perf_counter() - started >= 0.1

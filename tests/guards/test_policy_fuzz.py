@@ -6,11 +6,11 @@ from hypothesis import strategies as st
 from guards.policy import PolicyError, parse_policy_text
 
 _KEYS = ["version", "models", "main", "llama_guard", "categories", "excluded", "custom", "code", "stages",
-         "user_input", "prompt_guard", "enabled", "threshold", "tools", "deny", "arguments", "pattern"]  # fmt: skip
+         "user_input", "prompt_guard", "enabled", "threshold", "tools", "deny", "arguments", "pattern"]
 _SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-3, 600), st.floats(-1, 2, allow_nan=False),
     st.sampled_from(["S1", "S14", "S99", "block", "allow", "tiny:llama", "(", "x y"]),
-)  # fmt: skip
+)
 _VALUES = st.recursive(
     _SCALARS,
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(_KEYS), inner, max_size=4)),

@@ -3,8 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from guards.categories import LLAMA_GUARD_CATEGORIES, categories_for_variant
 from guards.policy import STAGE_NAMES, Policy, parse_policy_text
+from guards.policy.categories import LLAMA_GUARD_CATEGORIES, categories_for_variant
 from guards.policy.models import ModelConfig
 
 

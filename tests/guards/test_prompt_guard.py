@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from assistant.dev.tiny_guards.texts import INJECTION_TRIGGER, JAILBREAK_TRIGGER, WORDS
 from guards.errors import GuardModelNotFoundError
-from guards.prompt_guard import PromptGuard, default_batch_size, label_scheme, preprocess_text, windows
-from guards.tiny_guard_texts import INJECTION_TRIGGER, JAILBREAK_TRIGGER, WORDS
+from guards.prompt_guard.guard import PromptGuard, default_batch_size, label_scheme, preprocess_text, windows
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +141,7 @@ def test_bad_windowing_settings(v1: PromptGuard) -> None:
 
 def test_control_tokens_typed_in_text_never_reach_the_classifier(tiny_guard_dirs) -> None:
     """`[SEP]`/`[CLS]`/`[MASK]` in untrusted text would let an attacker cut the window's context: never as ids."""
-    from guards.prompt_guard import PromptGuard
+    from guards.prompt_guard.guard import PromptGuard
 
     guard = PromptGuard.load(str(tiny_guard_dirs["prompt-guard"]))
     seen: list[list[int]] = []

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from guards.policy import parse_policy_text
-from guards.prompt_guard import PromptGuard
-from guards.stage_runners import PromptGuardRunner
+from guards.prompt_guard.guard import PromptGuard
+from guards.prompt_guard.runner import PromptGuardRunner
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])

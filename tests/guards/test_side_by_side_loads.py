@@ -28,8 +28,8 @@ ROUNDS = 10
 SCRIPT = """
 import json, sys, threading
 import torch
-from guards.llama_guard import LlamaGuard
-from guards.prompt_guard import PromptGuard
+from guards.llama_guard.guard import LlamaGuard
+from guards.prompt_guard.guard import PromptGuard
 
 llama_guard_dir, prompt_guard_dir, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 problems = []

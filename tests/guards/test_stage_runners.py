@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from guards import stage_runners
+from guards.runtime import runner as stage_runners
 
 
 @pytest.fixture(autouse=True)
@@ -27,8 +27,8 @@ def test_two_models_load_at_the_same_time() -> None:
         return mine
 
     with ThreadPoolExecutor(2) as pool:
-        a = pool.submit(stage_runners._shared, "llama_guard_weights", "a", lambda: load("a", "b"))
-        b = pool.submit(stage_runners._shared, "prompt_guard", "b", lambda: load("b", "a"))
+        a = pool.submit(stage_runners.shared, "llama_guard_weights", "a", lambda: load("a", "b"))
+        b = pool.submit(stage_runners.shared, "prompt_guard", "b", lambda: load("b", "a"))
         assert (a.result(20), b.result(20)) == ("a", "b")
 
 
@@ -42,7 +42,7 @@ def test_one_model_loads_once_for_concurrent_users() -> None:
         return object()
 
     with ThreadPoolExecutor(4) as pool:
-        futures = [pool.submit(stage_runners._shared, "prompt_guard", "same", load) for _ in range(4)]
+        futures = [pool.submit(stage_runners.shared, "prompt_guard", "same", load) for _ in range(4)]
         gate.set()
         results = {id(f.result(20)) for f in futures}
     assert len(calls) == 1 and len(results) == 1
@@ -53,10 +53,10 @@ def test_a_failed_load_is_retried_and_the_table_is_bounded() -> None:
         raise OSError("disk gone")
 
     with pytest.raises(OSError):
-        stage_runners._shared("prompt_guard", "x", broken)
-    assert stage_runners._shared("prompt_guard", "x", lambda: "ok") == "ok"
+        stage_runners.shared("prompt_guard", "x", broken)
+    assert stage_runners.shared("prompt_guard", "x", lambda: "ok") == "ok"
     for i in range(stage_runners.MAX_SHARED + 5):
-        stage_runners._shared("llama_guard", str(i), lambda i=i: i)
+        stage_runners.shared("llama_guard", str(i), lambda i=i: i)
     assert len(stage_runners._SHARED) == stage_runners.MAX_SHARED
     assert ("prompt_guard", "x") not in stage_runners._SHARED  # the least recently used went first
     assert len(stage_runners._KEY_LOCKS) <= stage_runners.MAX_SHARED + 1

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from guards import tiny_guards as tg
-from guards.llama_guard import LlamaGuard
-from guards.llama_guard_prompt import Turn
-from guards.prompt_guard import PromptGuard
-from guards.tiny_guard_texts import MARGIN, ordinary_text, random_message
-from guards.tiny_guard_training import construct_llama_guard, construct_prompt_guard, lg_example
+from assistant.dev.tiny_guards import builder as tg
+from assistant.dev.tiny_guards.texts import MARGIN, ordinary_text, random_message
+from assistant.dev.tiny_guards.training import construct_llama_guard, construct_prompt_guard, lg_example
+from guards.llama_guard.guard import LlamaGuard
+from guards.llama_guard.prompt import Turn
+from guards.prompt_guard.guard import PromptGuard
 
 
 def test_build_is_idempotent_and_marked(tiny_guard_dirs: dict[str, Path]) -> None:

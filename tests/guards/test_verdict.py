@@ -33,7 +33,7 @@ def test_verdict_is_frozen_and_serialises() -> None:
     assert json.loads(verdict.to_json()) == {
         "stage": "user_input", "guard": "llama_guard", "decision": "block", "score": 0.93, "categories": ["S9"],
         "reasons": ["unsafe"], "latency_ms": 12.5, "error": None,
-    }  # fmt: skip
+    }
 
 
 def test_stage_result_from_verdicts_takes_the_worst_and_collects_errors() -> None:

@@ -27,7 +27,7 @@ def only_problem(text: str) -> tuple[int | None, str]:
         ("version: 1\nllama_guard:\n\tthreshold: 0.5\n", 3, 1, "a tab"),
         ("version: 1\nllama_guard: {threshold: 0.5\n", 2, 14, "unclosed `{`"),
     ],
-)  # fmt: skip
+)
 def test_mistake_is_located_and_named(text: str, line: int, column: int, hint: str) -> None:
     found_line, problem = only_problem(text)
     assert found_line == line

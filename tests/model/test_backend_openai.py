@@ -76,7 +76,7 @@ def prompt(text: str) -> list[int]:
         *header, *tokenizer.encode("user"), *end_header, *tokenizer.encode("\n\n" + text),
         tokenizer.special_id("<|eot_id|>"),
         *header, *tokenizer.encode("assistant"), *end_header, *tokenizer.encode("\n\n"),
-    ]  # fmt: skip
+    ]
 
 
 async def collect(backend, ids: list[int], params: GenerationParams = GREEDY) -> list[str]:
@@ -146,7 +146,7 @@ def test_base_url_forms_and_config(monkeypatch: pytest.MonkeyPatch) -> None:
     backend = load_backend("openai:http://h:8000#meta-llama/Llama-3.1-8B-Instruct")
     assert isinstance(backend, OpenAIBackend) and backend.model == "meta-llama/Llama-3.1-8B-Instruct"
     config = SimpleNamespace(source="llama", backend="openai", base_url="https://x/v1", api_key_env="TEST_KEY_VAR",
-                             device="auto", dtype="auto", context_window=4096)  # fmt: skip
+                             device="auto", dtype="auto", context_window=4096)
     monkeypatch.delenv("TEST_KEY_VAR", raising=False)
     with pytest.raises(BackendError, match="TEST_KEY_VAR"):
         load_backend(config)

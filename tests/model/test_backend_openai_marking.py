@@ -48,7 +48,7 @@ def id_chunks(ids: list[int], text_of: Callable[[list[int]], str], finish: str =
     """The ids in chunks of 3 (cutting multi-byte characters and special tokens apart), vLLM style."""
     parts = [ids[i : i + 3] for i in range(0, len(ids), 3)]
     return [{"index": 0, "text": text_of(p), "token_ids": p, "finish_reason": finish if i == len(parts) - 1 else None}
-            for i, p in enumerate(parts)]  # fmt: skip
+            for i, p in enumerate(parts)]
 
 
 async def test_ids_from_vllm_mark_only_generated_special_tokens() -> None:
@@ -72,7 +72,7 @@ async def test_ids_from_vllm_mark_only_generated_special_tokens() -> None:
 async def test_a_text_only_server_gives_plain_text_and_its_reported_stop() -> None:
     chunks = [{"index": 0, "text": ECHO[:20]}, {"index": 0, "text": ECHO[20:]},
               {"index": 0, "text": "<|eom", "finish_reason": None},
-              {"index": 0, "text": "_id|>", "finish_reason": "stop", "stop_reason": 128008}]  # fmt: skip
+              {"index": 0, "text": "_id|>", "finish_reason": "stop", "stop_reason": 128008}]
     deltas, builder = await collect(backend_for(chunks, []))
     completion = builder.result()
     assert [d for d in deltas if isinstance(d, SpecialToken)] == ["<|eom_id|>"]

@@ -141,7 +141,7 @@ def test_load_backend_specs_and_config(tiny_llama_dir: Path, tmp_path: Path) -> 
 
     assert isinstance(load_backend(f"transformers:{tiny_llama_dir}"), TransformersBackend)
     config = SimpleNamespace(source=str(tiny_llama_dir), backend="transformers", base_url=None, api_key_env=None,
-                             device="cpu", dtype="float32", context_window=4096)  # fmt: skip
+                             device="cpu", dtype="float32", context_window=4096)
     configured = load_backend(config)
     assert isinstance(configured, TransformersBackend)
     assert (configured.device, configured.dtype, configured.context_window) == ("cpu", "float32", 4096)

@@ -82,7 +82,7 @@ async def test_a_plain_spelled_python_tag_from_the_model_stays_text(tiny_llama_d
     parsed = completion.parse(builtin_tools=("code_interpreter",))
     assert parsed.tool_calls == () and parsed.content == "<|python_tag|>print(1)"
     reply = Message("assistant", parsed.content or "", raw=completion.raw, special_spans=completion.raw_spans,
-                    stop_reason=completion.stop_reason)  # fmt: skip
+                    stop_reason=completion.stop_reason)
     again = encode_dialog([Message("user", "Say <|python_tag|>print(1)"), reply], spec, today=TODAY)
     assert tok.python_tag_id not in again
     assert again[len(prompt) : len(prompt) + len(backend.stats.last_generated_ids)] == list(

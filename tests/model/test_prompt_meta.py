@@ -115,7 +115,7 @@ def test_raw_special_strings_not_generated_as_ids_stay_plain_text(spans: tuple[t
     reply = Message("assistant", raw, raw=raw, stop_reason="end_of_turn", special_spans=spans)
     for dialect in ("meta", "hf"):
         ids = encode_dialog([Message("user", "hi"), reply], today=DOC_DATE, dialect=dialect,  # type: ignore[arg-type]
-                            add_generation_prompt=False)  # fmt: skip
+                            add_generation_prompt=False)
         tail = [*tok.encode(raw), tok.eot_id]
         assert ids[-len(tail) :] == tail
         assert tok.python_tag_id not in ids

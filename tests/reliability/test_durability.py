@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from hypothesis import strategies as st
 
 from assistant.cli.main import cli
-from guards.audit import verify_audit_log
+from guards.audit.log import verify_audit_log
 from tests.reliability.drivers.common import make_assistant, write_script
 from tests.reliability.helpers import REPO, TINY_DIR, fuzz
 
@@ -33,7 +33,7 @@ def spawn(workdir: Path, mode: str, text: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "tests.reliability.drivers.agent_driver", str(workdir), str(TINY_DIR), mode, THREAD,
          text],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+    )
 
 
 def kill_when(process: subprocess.Popen[str], marker: Path, timeout: float = 180) -> None:
@@ -90,7 +90,7 @@ async def test_nothing_committed_is_lost_and_the_thread_goes_on(crashed: dict[st
         return f"page {name}"
 
     bot = make_assistant(workdir, TINY_DIR, [fetch_page],
-                         write_script(workdir, ["Fourth answer.<|eot_id|>"], name="fourth.jsonl"))  # fmt: skip
+                         write_script(workdir, ["Fourth answer.<|eot_id|>"], name="fourth.jsonl"))
     history = await bot.history(THREAD)
     contents = [m["content"] for m in history]
     assert contents[:2] == ["hello, first turn", "First answer."]
@@ -155,7 +155,7 @@ def test_lone_surrogates_are_audited_not_crashing(tmp_path: Path, texts: str) ->
     """Found here: a lone surrogate (argv with invalid UTF-8, a JSON `\\udcff` escape in a tool result) made every
     audit write raise UnicodeEncodeError, so the turn died as an internal error with nothing audited. The log now
     writes it as its JSON escape, which reads back as the same string and verifies."""
-    from guards.audit import AuditLog
+    from guards.audit.log import AuditLog
     from guards.verdict import Verdict
 
     path = tmp_path / "audit.jsonl"

@@ -29,7 +29,7 @@ import pytest
 
 from assistant.api import Assistant
 from assistant.events import Error, Final, Refusal, TokenDelta, ToolResult
-from guards.audit import verify_audit_log
+from guards.audit.log import verify_audit_log
 from tests.reliability.helpers import TINY_DIR
 from tools.custom import tool
 
@@ -48,7 +48,7 @@ ANSWER = "mark-answer SECRET-ANSWER The page says hello."
 RESULT = "mark-result SECRET-RESULT page content"
 CODE = "print('mark-code SECRET-CODE')"
 CALL_FETCH = '<|python_tag|>{"name": "fetch_page", "parameters": {"name": "mark-args"}}<|eom_id|>'
-CALL_CODE = '<|python_tag|>' + CODE + "<|eom_id|>"  # fmt: skip
+CALL_CODE = '<|python_tag|>' + CODE + "<|eom_id|>"
 
 
 def armed(stage: str, text: str) -> bool:
@@ -182,7 +182,7 @@ def inject(bot: Assistant, guard: str, stage: str, fault: str, hangs: Hangs, mon
     """Replace the method of the loaded guard object that the runner calls."""
     runner = bot.pipeline.runners[guard]
     monkeypatch.setattr(runner, "timeout_s", TIMEOUT_S)  # short for this guard alone: it runs at that stage only
-    target = runner.guard if guard == "code_shield" else runner.load()  # loads it (shared per process)
+    target = runner.load()  # loads it (shared per process)
     patched = 0
     for name in GUARD_METHODS[guard]:
         original = getattr(target, name, None)
@@ -215,7 +215,7 @@ class Scenario:
 
 
 def make_bot(tmp_path: Path, guard: str | None, stage: str, completions: list[str], *, neighbours: bool = True
-             ) -> Scenario:  # fmt: skip
+             ) -> Scenario:
     ran: list[str] = []
 
     @tool
@@ -245,14 +245,14 @@ def dump(events: Any) -> str:
 
 
 SECRETS = {"user_input": None, "model_output": "SECRET-ANSWER", "tool_call": None, "tool_result": "SECRET-RESULT",
-           "code": None}  # fmt: skip
+           "code": None}
 
 
 @pytest.mark.parametrize("fault", GUARD_FAULTS)
 @pytest.mark.parametrize("stage", STAGES)
 @pytest.mark.parametrize("guard", GUARDS)
 async def test_guard_fault_fails_closed(guard: str, stage: str, fault: str, tmp_path: Path, hangs: Hangs,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
     scenario = make_bot(tmp_path, guard, stage, script_for(stage))
     inject(scenario.bot, guard, stage, fault, hangs, monkeypatch)
     try:
@@ -315,7 +315,7 @@ def faulty_stream(original: Callable[..., AsyncIterator[str]], fault: str, posit
 @pytest.mark.parametrize("position", BACKEND_POSITIONS)
 @pytest.mark.parametrize("fault", BACKEND_FAULTS)
 async def test_backend_fault_ends_in_a_model_error(fault: str, position: str, tmp_path: Path, hangs: Hangs,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     completions = [CALL_FETCH, "fine<|eot_id|>"] if position == "after_tool" else ["fine<|eot_id|>"]
     scenario = make_bot(tmp_path, "code_shield", "model_output", completions, neighbours=False)
     backend = scenario.bot.backend
@@ -344,7 +344,7 @@ def test_fault_matrix_size() -> None:
 
 @pytest.mark.parametrize("fault", ["raise", "garbage_value", "die"])
 def test_cli_reports_a_guard_fault_with_exit_4(fault: str, tmp_path: Path, hangs: Hangs,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """`assistant run --json` in this process, so the fault sits in the same shared loaded guard the CLI uses."""
     from click.testing import CliRunner
 
@@ -372,7 +372,7 @@ def test_cli_reports_a_dead_model_with_exit_5(tmp_path: Path) -> None:
     scenario = make_bot(tmp_path, "code_shield", "model_output", [], neighbours=False)  # no completion at all
     result = CliRunner().invoke(cli, ["run", USER_TEXT, "--policy", str(tmp_path / "policy.yaml"), "--json",
                                       "--model", f"scripted:{tmp_path / 'model.jsonl'}",
-                                      "--db", str(tmp_path / "cli.sqlite")])  # fmt: skip
+                                      "--db", str(tmp_path / "cli.sqlite")])
     assert result.exit_code == 5, result.output
     last = json.loads(result.output.splitlines()[-1])
     assert last["type"] == "error" and last["kind"] == "model_backend"

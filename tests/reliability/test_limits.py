@@ -36,7 +36,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     process = subprocess.run(
         [sys.executable, "-m", "tests.reliability.drivers.limits_driver", str(workdir), str(TINY_DIR), *SCENARIOS],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    )
     assert process.returncode == 0, process.stderr[-3000:]
     lines = [json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")]
     return {line["scenario"]: line for line in lines}

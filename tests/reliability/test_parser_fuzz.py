@@ -24,7 +24,7 @@ from model.tool_parser import ParsedCompletion, parse_completion
 from tests.reliability.helpers import REPO, fuzz, hard_deadline, hostile_text
 
 KINDS = {"invalid_json", "invalid_call_syntax", "missing_name", "arguments_not_object", "unknown_tool",
-         "code_not_enabled", None}  # fmt: skip
+         "code_not_enabled", None}
 TOOLS = ["fetch_page", "send_email"]
 BUILTINS = ["brave_search", "wolfram_alpha", "code_interpreter"]
 
@@ -68,7 +68,7 @@ def completions(draw: st.DrawFn) -> str:
     parts = draw(st.lists(st.one_of(
         _call_text(), hostile_text(4),
         st.sampled_from(["<|python_tag|>", "<|eom_id|>", "<|eot_id|>", "<|end_of_text|>", ";", " ", "\n"]),
-    ), max_size=6))  # fmt: skip
+    ), max_size=6))
     return "".join(parts)
 
 

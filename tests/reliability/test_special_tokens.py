@@ -33,7 +33,7 @@ def dialog(u: dict[str, str], *, code_call: bool) -> tuple[list[Message], ToolSp
         name="fetch_page", description=u["tool_description"],
         parameters={"type": "object", "properties": {"name": {"type": "string", "description": u["param_description"]}},
                     "required": ["name"]},
-    )  # fmt: skip
+    )
     spec = ToolSpec(tools=(tool,), builtin_tools=("brave_search", "code_interpreter"))
     call = (
         ToolCall("code_interpreter", {"code": u["file"]}) if code_call else ToolCall("fetch_page", {"name": u["args"]})
@@ -54,7 +54,7 @@ def dialog(u: dict[str, str], *, code_call: bool) -> tuple[list[Message], ToolSp
 
 
 SLOTS = ("system", "user", "refusal", "user2", "args", "tool_result", "file", "assistant", "user3",
-         "tool_description", "param_description")  # fmt: skip
+         "tool_description", "param_description")
 
 
 def _check_dialog(u: dict[str, str], dialect: str, tool_format: str, code_call: bool) -> None:
@@ -63,7 +63,7 @@ def _check_dialog(u: dict[str, str], dialect: str, tool_format: str, code_call: 
     spec = ToolSpec(spec.tools, spec.builtin_tools, tool_format)  # type: ignore[arg-type]
     if dialect == "hf":  # the hf template allows one call per message and puts the tools in the first user message
         messages = [m for m in messages if not (m.role == "assistant" and m.tool_calls and m.tool_calls[0].name ==
-                                                "brave_search")]  # fmt: skip
+                                                "brave_search")]
     ids = encode_dialog(messages, spec, today=TODAY, dialect=dialect, tokenizer=tok)  # type: ignore[arg-type]
     segments = dialog_segments(messages, spec, today=TODAY, dialect=dialect)  # type: ignore[arg-type]
     template = [tok.special_id(s.name) for s in segments if isinstance(s, Special)]
@@ -73,7 +73,7 @@ def _check_dialog(u: dict[str, str], dialect: str, tool_format: str, code_call: 
     baseline, _ = dialog(dict.fromkeys(SLOTS, BENIGN), code_call=code_call)
     if dialect == "hf":
         baseline = [m for m in baseline if not (m.role == "assistant" and m.tool_calls and m.tool_calls[0].name ==
-                                                "brave_search")]  # fmt: skip
+                                                "brave_search")]
     assert _specials(encode_dialog(baseline, spec, today=TODAY, dialect=dialect, tokenizer=tok)) == template  # type: ignore[arg-type]
     # Encoding loses nothing: the ids decode to exactly the rendered prompt.
     assert tok.decode(ids) == render_dialog(messages, spec, today=TODAY, dialect=dialect)  # type: ignore[arg-type]
@@ -130,7 +130,7 @@ def check_lone_surrogates_never_crash_and_never_yield_specials(text: str) -> Non
 
 
 def check_llama_guard_prompt_has_only_its_framing_tokens(turns: list[tuple[str, str]], name: str, desc: str) -> None:
-    from guards.llama_guard_prompt import (
+    from guards.llama_guard.prompt import (
         PromptCategory,
         Turn,
         encode_segments,
@@ -144,7 +144,7 @@ def check_llama_guard_prompt_has_only_its_framing_tokens(turns: list[tuple[str, 
     segments = prompt_segments([Turn(r, t) for r, t in turns], categories)  # type: ignore[arg-type]
     ids = encode_segments(segments, tok.encode, tok.special_id)
     framing = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|start_header_id|>",
-               "<|end_header_id|>"]  # fmt: skip
+               "<|end_header_id|>"]
     assert _specials(ids) == [tok.special_id(n) for n in framing]
     assert tok.decode(ids) == render_segments(segments)
 

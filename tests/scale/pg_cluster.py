@@ -99,11 +99,11 @@ def start_cluster() -> Cluster:
     cluster = Cluster(root, port, bindir, as_user)
     try:
         cluster.run(str(bindir / "initdb"), "-D", str(cluster.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                    "--locale=C", "--no-sync")  # fmt: skip
+                    "--locale=C", "--no-sync")
         with (cluster.data / "postgresql.conf").open("a", encoding="utf-8") as conf:
             conf.write(SETTINGS.format(port=port))
         cluster.run(str(bindir / "pg_ctl"), "-D", str(cluster.data), "-l", str(root / "server.log"), "-w", "-t", "60",
-                    "start")  # fmt: skip
+                    "start")
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)
         raise

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from assistant.cli.main import cli
-from guards.audit import REPLICA_ENV, AuditLog, replica_log_path
+from guards.audit.log import REPLICA_ENV, AuditLog, replica_log_path
 
 
 def write(folder: Path, replica: str | None, records: int) -> Path:

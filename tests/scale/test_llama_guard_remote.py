@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from guards.errors import GuardError, GuardOutputError
-from guards.llama_guard import LlamaGuard
-from guards.llama_guard_prompt import Turn, prompt_categories
-from guards.llama_guard_remote import GuardServerError, RemoteLlamaGuard
-from guards.pipeline import GuardPipeline
+from guards.llama_guard.guard import LlamaGuard
+from guards.llama_guard.prompt import Turn, prompt_categories
+from guards.llama_guard.remote import GuardServerError, RemoteLlamaGuard
 from guards.policy import parse_policy_text
+from guards.runtime.pipeline import GuardPipeline
 from tests.scale.completions_server import CompletionsModel, CompletionsServer, running
 
 CASES = {
@@ -61,7 +61,7 @@ def test_same_verdict_and_score_as_in_process(srv: CompletionsServer, local: Lla
     got, want = guard.check(turns), local.check(turns)
     assert (got.unsafe, got.categories, got.text, got.model_verdict) == (
         want.unsafe, want.categories, want.text, want.model_verdict,
-    )  # fmt: skip
+    )
     assert abs(got.score - want.score) < 1e-4
     assert guard.prompt_ids(turns) == local.prompt_ids(turns)
     first = srv.requests[0]
@@ -94,7 +94,7 @@ def test_malformed_categories_are_a_guard_error(srv: CompletionsServer) -> None:
 
 @pytest.mark.parametrize("name", ["safe-user", "safe-agent"])
 def test_unsafe_below_the_top_logprobs_gets_its_exact_value(srv: CompletionsServer, local: LlamaGuard,
-                                                            name: str) -> None:  # fmt: skip
+                                                            name: str) -> None:
     """A confident `safe` can push `unsafe` out of the top 20: its exact log-probability comes from a second
     request (prompt + `unsafe`, vLLM's prompt_logprobs), never from a guess."""
     srv.mode = "unsafe_beyond_top"
@@ -182,7 +182,7 @@ async def test_pipeline_uses_the_remote_guard_and_fails_closed(srv: CompletionsS
     allowed = await pipeline.check("user_input", "How do I grow tomatoes?")
     assert allowed.decision == "allow" and allowed.verdicts[0].score is not None
     blocked = await pipeline.check("model_output", "Here is zyxtrigger.", role="assistant",
-                                   conversation=[("user", "hi")])  # fmt: skip
+                                   conversation=[("user", "hi")])
     assert blocked.decision == "block" and blocked.verdicts[0].categories == ("S9",)
     srv.mode = "garbage"
     failed = await pipeline.check("user_input", "How do I grow tomatoes?")
@@ -193,7 +193,7 @@ async def test_pipeline_uses_the_remote_guard_and_fails_closed(srv: CompletionsS
 
 
 def test_runner_load_checks_the_server_serves_the_model(srv: CompletionsServer) -> None:
-    from guards.llama_guard_remote import RemoteLlamaGuardRunner
+    from guards.llama_guard.runner import RemoteLlamaGuardRunner
 
     policy = parse_policy_text(POLICY.format(url=srv.url).replace("source: tiny-guard", "source: other-model"))
     with pytest.raises(GuardError, match="serves \\['tiny-guard'\\], not 'other-model'"):
@@ -202,7 +202,7 @@ def test_runner_load_checks_the_server_serves_the_model(srv: CompletionsServer) 
 
 
 def test_api_key_from_the_named_environment_variable(srv: CompletionsServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    from guards.llama_guard_remote import RemoteLlamaGuardRunner
+    from guards.llama_guard.runner import RemoteLlamaGuardRunner
 
     text = POLICY.format(url=srv.url).replace("source: tiny-guard}", "source: tiny-guard, api_key_env: LG_TEST_KEY}")
     monkeypatch.delenv("LG_TEST_KEY", raising=False)
@@ -222,7 +222,7 @@ def test_policy_needs_base_url_for_openai() -> None:
 
 
 async def test_chat_session_starts_with_a_remote_guard(srv: CompletionsServer, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The terminal chat's start-up neither looks for the guard's weights locally nor loads them in process."""
     from assistant.tui.backend import AssistantSession
 
@@ -231,7 +231,7 @@ async def test_chat_session_starts_with_a_remote_guard(srv: CompletionsServer, t
     script.write_text('{"completion": "Hi.<|eot_id|>"}\n', encoding="utf-8")
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY.format(url=srv.url) + "  tool_result: {prompt_guard: {enabled: false}}\n"
-                      "audit: {path: audit.jsonl}\n", encoding="utf-8")  # fmt: skip
+                      "audit: {path: audit.jsonl}\n", encoding="utf-8")
     session = AssistantSession(policy, model=f"scripted:{script}", db_path=tmp_path / "threads.sqlite")
     states: list[tuple[str, str]] = []
     await session.load(lambda event: states.append((event.component, event.state)))

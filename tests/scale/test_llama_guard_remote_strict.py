@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from guards.errors import GuardOutputError
-from guards.llama_guard import LlamaGuard
-from guards.llama_guard_remote import GuardServerError, RemoteLlamaGuard
-from guards.llama_guard_remote_io import MAX_RESPONSE_BYTES
-from guards.pipeline import GuardPipeline
+from guards.llama_guard.guard import LlamaGuard
+from guards.llama_guard.remote import GuardServerError, RemoteLlamaGuard
+from guards.llama_guard.remote_io import MAX_RESPONSE_BYTES
 from guards.policy import parse_policy_text
+from guards.runtime.pipeline import GuardPipeline
 from tests.scale.completions_server import CompletionsModel, CompletionsServer, running
 from tests.scale.test_llama_guard_remote import CASES, remote
 

@@ -162,7 +162,7 @@ async def test_sqlite_stays_the_default(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
     path = tmp_path / "policy.yaml"
     path.write_text(POLICY.replace(f"storage: {{backend: postgres, url_env: {URL_ENV}}}",
-                                   "storage: {path: threads/here.sqlite}"), encoding="utf-8")  # fmt: skip
+                                   "storage: {path: threads/here.sqlite}"), encoding="utf-8")
     bot = replica(path, "a", "Hello.<|eot_id|>")
     assert bot.db_path == tmp_path / "threads" / "here.sqlite"
     assert (await bot.arun("Hi", thread="t")).text == "Hello."

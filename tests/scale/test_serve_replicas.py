@@ -71,10 +71,10 @@ def replicas(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
     (root / "policy.yaml").write_text(POLICY, encoding="utf-8")
     (root / "model.jsonl").write_text("".join(json.dumps(line) + "\n" for line in SCRIPT), encoding="utf-8")
     env = {**os.environ, URL_ENV: url, "SCALE_TEST_OUTBOX": str(root / "outbox.jsonl"), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": str(REPO), "ASSISTANT_HOME": str(root / "home")}  # fmt: skip
+           "PYTHONPATH": str(REPO), "ASSISTANT_HOME": str(root / "home")}
     cli = [sys.executable, "-m", "assistant.cli"]
     migrated = subprocess.run([*cli, "db", "migrate", "--policy", str(root / "policy.yaml")], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=120)  # fmt: skip
+                              capture_output=True, text=True, timeout=120)
     assert migrated.returncode == 0, migrated.stderr
     processes: list[subprocess.Popen[bytes]] = []
     urls = []
@@ -89,7 +89,7 @@ def replicas(pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> I
                 [*cli, "serve", "--policy", str(root / "policy.yaml"), "--port", str(port),
                  "--model", f"scripted-keyed:{root / 'model.jsonl'}", "--log-level", "warning"],
                 env=replica_env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            ))  # fmt: skip
+            ))
             urls.append(f"http://127.0.0.1:{port}")
         for url_, process, name in zip(urls, processes, ("a", "b"), strict=True):
             wait_ready(url_, process, root / f"serve-{name}.log")
@@ -156,7 +156,7 @@ async def test_thread_started_on_one_replica_continues_on_the_other(replicas: Re
     assert [(m["role"], m["content"]) for m in info["messages"]] == [
         ("user", "My name is Ada."), ("assistant", "Nice to meet you, Ada."),
         ("user", "And the weather?"), ("assistant", "OK."),
-    ]  # fmt: skip
+    ]
 
 
 async def test_pending_approval_made_on_one_replica_is_answered_on_the_other(replicas: Replicas) -> None:
@@ -207,5 +207,5 @@ def test_each_replica_keeps_its_own_audit_chain(replicas: Replicas) -> None:
     for name, path in zip(("a", "b"), files, strict=True):
         assert {json.loads(line)["replica"] for line in path.read_text().splitlines()} == {name}
     verified = subprocess.run([sys.executable, "-m", "assistant.cli", "audit", "verify", *map(str, files)],
-                              cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+                              cwd=REPO, capture_output=True, text=True, timeout=120)
     assert verified.returncode == 0, verified.stdout + verified.stderr

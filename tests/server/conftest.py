@@ -104,7 +104,7 @@ class ServerProcess:
     """`python -m assistant.cli serve` in a subprocess; `start()` waits until /readyz answers."""
 
     def __init__(self, directory: Path, *, policy: str | None = None, keys: tuple[str, ...] = (KEY_A, KEY_B),
-                 slots: int = 32, guards: bool = True) -> None:  # fmt: skip
+                 slots: int = 32, guards: bool = True) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         self.dir = directory
         self.audit = directory / "audit.jsonl"
@@ -127,14 +127,14 @@ class ServerProcess:
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "assistant.cli", "serve", "--policy", str(self.policy), "--port", str(self.port),
                "--model", f"scripted-keyed:{self.script}", "--db", str(self.db), "--log-level", "warning"]
-        return cmd + (["--api-keys-file", str(self.keys_file)] if self.keys else [])  # fmt: skip
+        return cmd + (["--api-keys-file", str(self.keys_file)] if self.keys else [])
 
     def start(self, *, expect_ready: bool = True, timeout: float = 240) -> ServerProcess:
         env = {**os.environ, "ASSISTANT_HOME": str(self.dir / "home"), "ASSISTANT_TINY_MODELS": str(TINY_DIR),
-               "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "ASSISTANT_API_KEYS": ""}  # fmt: skip
+               "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "ASSISTANT_API_KEYS": ""}
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(self.command(), cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         preexec_fn=_die_with_parent)  # fmt: skip
+                                         preexec_fn=_die_with_parent)
         try:
             return self._wait_ready(expect_ready, timeout)
         except BaseException:

@@ -34,7 +34,7 @@ def new_thread(s: ServerProcess) -> str:
 
 def turn(s: ServerProcess, thread: str, text: str) -> list[dict]:
     with httpx.stream("POST", f"{s.base}/v1/threads/{thread}/messages", json={"content": text},
-                      headers=s.headers(KEY_A), timeout=60) as r:  # fmt: skip
+                      headers=s.headers(KEY_A), timeout=60) as r:
         assert r.status_code == 200, r.read()
         return sse_events(r)
 
@@ -42,7 +42,7 @@ def turn(s: ServerProcess, thread: str, text: str) -> list[dict]:
 def decide(s: ServerProcess, thread: str, body: dict) -> tuple[int, list[dict] | dict]:
     """(status, the SSE events on 200 or the error body otherwise)."""
     with httpx.stream("POST", f"{s.base}/v1/threads/{thread}/approval", json=body, headers=s.headers(KEY_A),
-                      timeout=60) as r:  # fmt: skip
+                      timeout=60) as r:
         if r.status_code == 200:
             return 200, sse_events(r)
         return r.status_code, json.loads(r.read())
@@ -89,7 +89,7 @@ def test_two_concurrent_approvals_of_one_call_run_it_once(server: ServerProcess)
 
     async def approve(client: httpx.AsyncClient) -> tuple[int, bytes]:
         async with client.stream("POST", f"{server.base}/v1/threads/{thread}/approval", json=body,
-                                 headers=server.headers(KEY_A)) as r:  # fmt: skip
+                                 headers=server.headers(KEY_A)) as r:
             return r.status_code, await r.aread()
 
     async def both() -> list[tuple[int, bytes]]:
@@ -130,7 +130,7 @@ def test_the_audit_log_records_what_was_approved_and_run(server: ServerProcess) 
     assert decide(server, thread, {"decision": "approve", "call_id": asked["call_id"]})[0] == 200
     records = [json.loads(line) for line in server.audit.read_text(encoding="utf-8").splitlines()]
     mine = {r["kind"]: r for r in records if r.get("thread_id") == thread and r["kind"] in
-            ("approval_request", "approval_decision", "tool_run")}  # fmt: skip
+            ("approval_request", "approval_decision", "tool_run")}
     assert set(mine) == {"approval_request", "approval_decision", "tool_run"}
     canonical = '{"text":"t6"}'
     for record in mine.values():

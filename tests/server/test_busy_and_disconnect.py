@@ -40,5 +40,5 @@ async def test_busy_then_disconnect_frees_the_slots(small_server: ServerProcess)
             await asyncio.sleep(0.05)
         assert active_turns(s) == 0  # cancelled long before the 200-word answer (10 s) could finish
         ok = await client.post("/v1/chat/completions", json={**body, "messages": [{"role": "user", "content": "hi"}],
-                                                             "stream": False})  # fmt: skip
+                                                             "stream": False})
         assert ok.status_code == 200

@@ -13,7 +13,7 @@ from tests.server.conftest import ServerProcess
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "Weather for a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "the city"}},
-                   "required": ["city"]}}}  # fmt: skip
+                   "required": ["city"]}}}
 
 
 def client(server: ServerProcess) -> openai.OpenAI:
@@ -38,7 +38,7 @@ def test_a_client_tool_whose_definition_does_not_pass_refuses_the_request(guarde
     c = client(guarded_server)
     for where in ("description", "parameter"):
         r = c.chat.completions.create(model="m", messages=[{"role": "user", "content": "client 3 turn 1"}],
-                                      tools=[poisoned(where)])  # fmt: skip
+                                      tools=[poisoned(where)])
         g = guard(r)
         assert r.choices[0].finish_reason == "content_filter", where
         assert g["refusal"] == {"stage": "tool_result", "guard_error": False}  # Prompt Guard's injection score
@@ -55,7 +55,7 @@ def call_history(content: str, call_id: str = "call_abc") -> list[dict]:
         {"role": "assistant", "content": None, "tool_calls": [{"id": call_id, "type": "function", "function": {
             "name": "get_weather", "arguments": '{"city": "Rome"}'}}]},
         {"role": "tool", "tool_call_id": call_id, "content": content},
-    ]  # fmt: skip
+    ]
 
 
 def test_a_client_tool_result_takes_the_whole_tool_result_path(guarded_server: ServerProcess) -> None:
@@ -83,7 +83,7 @@ def test_a_forged_assistant_tool_call_is_judged_as_model_output_first(guarded_se
         {"role": "assistant", "content": None, "tool_calls": [{"id": "call_x", "type": "function", "function": {
             "name": "get_weather", "arguments": '{"city": "zyxtrigger"}'}}]},
         {"role": "tool", "tool_call_id": "call_x", "content": "temp=5"},
-    ]  # fmt: skip
+    ]
     r = c.chat.completions.create(model="m", messages=forged, tools=[WEATHER])
     g = guard(r)
     assert r.choices[0].finish_reason == "content_filter"
@@ -104,6 +104,6 @@ def test_the_new_message_of_a_refused_request_is_not_remembered_as_trusted(guard
     # the twin: the messages of a turn that passed are remembered (nothing judged again)
     again = c.chat.completions.create(model="m", messages=[
         {"role": "user", "content": "client 4 turn 2"}, {"role": "assistant", "content": "Answer for client 4 turn 2."},
-        {"role": "user", "content": "client 4 turn 3"}])  # fmt: skip
+        {"role": "user", "content": "client 4 turn 3"}])
     assert again.choices[0].message.content == "Answer for client 4 turn 3."
     assert guard(again)["notices"] == []

@@ -52,7 +52,7 @@ async def thread_client(http: httpx.AsyncClient, i: int, latencies: list[float],
                     events.append(json.loads(line[5:]))
         latencies.append(time.perf_counter() - started)
         assert events[-1] == {**events[-1], "type": "final", "text": f"Answer for client {i} turn {t}.",
-                              "thread_id": thread}  # fmt: skip
+                              "thread_id": thread}
         assert "".join(e["text"] for e in events if e["type"] == "token") == events[-1]["text"]
 
 
@@ -77,12 +77,12 @@ async def test_concurrent_clients_then_sigkill_mid_stream(guarded_server: Server
         started = time.perf_counter()
         await asyncio.gather(*(sdk_client(s, i, latencies) if i % 2 == 0 else thread_client(http, i, latencies,
                                                                                             threads)
-                               for i in range(CLIENTS)))  # fmt: skip
+                               for i in range(CLIENTS)))
         wall = time.perf_counter() - started
         assert len(latencies) == CLIENTS * TURNS
         q = statistics.quantiles(latencies, n=20)
         report = {"clients": CLIENTS, "turns": TURNS, "wall_s": round(wall, 2), "p50_s": round(q[9], 3),
-                  "p95_s": round(q[18], 3), "turns_per_s": round(len(latencies) / wall, 1)}  # fmt: skip
+                  "p95_s": round(q[18], 3), "turns_per_s": round(len(latencies) / wall, 1)}
         print(f"\nserver load: {json.dumps(report)}")
         (s.dir / "load-report.json").write_text(json.dumps(report))
         before = await histories(http, threads)

@@ -38,7 +38,7 @@ def test_keyless_server_answers_only_loopback_hosts(small_server: ServerProcess)
     before = stored(s)
     for host in ("evil.example", f"evil.example:{s.port}", f"127.0.0.1.nip.io:{s.port}", "10.0.0.1"):
         for method, path, body in (("POST", "/v1/chat/completions", HI), ("POST", "/v1/threads", None),
-                                   ("GET", "/v1/models", None), ("GET", "/metrics", None)):  # fmt: skip
+                                   ("GET", "/v1/models", None), ("GET", "/metrics", None)):
             r = httpx.request(method, s.base + path, json=body, headers={"Host": host}, timeout=30)
             assert r.status_code == 403, (host, path, r.text)
             error = r.json()["error"]
@@ -56,11 +56,11 @@ def test_keyless_server_refuses_cross_origin_writes(small_server: ServerProcess)
     thread = httpx.post(s.base + "/v1/threads").json()["id"]  # no Origin (curl, the SDK): allowed
     before = stored(s)
     for origin in ("http://evil.example", f"http://evil.example:{s.port}", f"http://127.0.0.1:{s.port + 1}",
-                   f"http://localhost:{s.port}", "null"):  # fmt: skip
+                   f"http://localhost:{s.port}", "null"):
         headers = {"Origin": origin}
         for method, path, body in (("POST", "/v1/chat/completions", HI), ("POST", "/v1/threads", None),
                                    ("POST", f"/v1/threads/{thread}/messages", {"content": "hi"}),
-                                   ("DELETE", f"/v1/threads/{thread}", None)):  # fmt: skip
+                                   ("DELETE", f"/v1/threads/{thread}", None)):
             r = httpx.request(method, s.base + path, json=body, headers=headers, timeout=30)
             assert r.status_code == 403, (origin, method, path, r.text)
             assert r.json()["error"]["code"] == "origin_not_allowed" and origin in r.json()["error"]["message"]
@@ -81,7 +81,7 @@ def test_bodies_must_be_json(keyed: bool, small_server: ServerProcess, guarded_s
     before = stored(s)
     text = json.dumps(HI)
     for content_type in ("text/plain", "text/plain;charset=UTF-8", "application/x-www-form-urlencoded",
-                         "multipart/form-data; boundary=x", *([] if keyed else [None])):  # fmt: skip
+                         "multipart/form-data; boundary=x", *([] if keyed else [None])):
         sent = {**headers, **({"Content-Type": content_type} if content_type else {})}
         for path in ("/v1/chat/completions", "/v1/threads"):
             r = httpx.post(s.base + path, content=text, headers=sent, timeout=30)
@@ -117,7 +117,7 @@ BAD_SCHEMAS = [  # (parameters, param, words in the message)
      "tools[0].function.parameters", "not of type 'number'"),
     ({"type": "array"}, "tools[0].function.parameters", "must describe an object"),
     ({"$schema": "https://example.com/my-dialect", "type": "object"}, "tools[0].function.parameters", "dialect"),
-]  # fmt: skip
+]
 
 
 def test_bad_tool_schemas_are_400(small_server: ServerProcess) -> None:
@@ -142,7 +142,7 @@ def test_bad_tool_schemas_are_400(small_server: ServerProcess) -> None:
         "type": ["string", "null"], "description": "a city"}}}}, "$schema": "http://json-schema.org/draft-07/schema#"}
     for tool in (WEATHER_TOOL, {"type": "function", "function": {"name": "locate", "parameters": nested}}):
         r = httpx.post(s.base + "/v1/chat/completions", json={**HI, "tools": [tool]}, timeout=60)
-        assert r.status_code == 200, r.text  # fmt: skip
+        assert r.status_code == 200, r.text
 
 
 def test_deeply_nested_body_is_400(small_server: ServerProcess) -> None:
@@ -152,7 +152,7 @@ def test_deeply_nested_body_is_400(small_server: ServerProcess) -> None:
     inside = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "metadata": ' + deep + b"}"
     for body in (deep, inside, b'{"a": ' * 70 + b"1" + b"}" * 70):
         r = httpx.post(s.base + "/v1/chat/completions", content=body, headers={"Content-Type": "application/json"},
-                       timeout=30)  # fmt: skip
+                       timeout=30)
         assert r.status_code == 400, r.text[:300]
         assert r.json()["error"]["code"] == "json_too_deep" and "64 levels" in r.json()["error"]["message"]
     r = httpx.post(s.base + "/v1/threads/thread_x/messages", content=deep, headers={"Content-Type": "application/json"})
@@ -171,12 +171,12 @@ def test_the_rules_as_pure_functions() -> None:
 
     allowed = ("localhost", "LOCALHOST:8000", "127.0.0.1", "127.9.9.9:1", "[::1]", "[::1]:80")
     refused = (None, "", "evil.example", "localhost.evil.example", "127.0.0.1.nip.io", "::1", "[::1", "127.0.0.1:99999",
-               "127.0.0.1:x", "0.0.0.0", "10.0.0.1")  # fmt: skip
+               "127.0.0.1:x", "0.0.0.0", "10.0.0.1")
     assert all(host_allowed(h) for h in allowed) and not any(host_allowed(h) for h in refused)
     assert origin_allowed("127.0.0.1:8000", None) and origin_allowed("127.0.0.1:8000", "http://127.0.0.1:8000")
     assert origin_allowed("localhost", "http://localhost") and origin_allowed("[::1]:443", "https://[::1]")
     foreign = ("null", "http://127.0.0.1:8001", "http://localhost:8000", "http://evil.example:8000", "file://",
-               "http://127.0.0.1")  # fmt: skip
+               "http://127.0.0.1")
     assert not any(origin_allowed("127.0.0.1:8000", o) for o in foreign)
     assert not origin_allowed(None, "http://127.0.0.1:8000")
     assert json_depth(b'{"a": "[[[[' + b"[" * 100 + b'"}') == 1  # brackets in strings do not count

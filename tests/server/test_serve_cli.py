@@ -41,6 +41,6 @@ def test_a_guard_that_cannot_load_fails_closed(small_server: ServerProcess) -> N
     call = {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": "{}"}}
     r = c.chat.completions.create(model="m", messages=[  # type: ignore[list-item]
         {"role": "user", "content": "look it up"}, {"role": "assistant", "content": None, "tool_calls": [call]},
-        {"role": "tool", "tool_call_id": "c1", "content": "the result"}])  # fmt: skip
+        {"role": "tool", "tool_call_id": "c1", "content": "the result"}])
     assert r.choices[0].finish_reason == "content_filter"
     assert r.model_extra["guard"]["refusal"] == {"stage": "tool_result", "guard_error": True}

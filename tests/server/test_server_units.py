@@ -66,12 +66,12 @@ async def test_trust_store_judges_only_what_it_did_not_produce() -> None:
     produced = ClientMessage("assistant", "an answer")
     call = ClientCall("c1", "f", '{"a": 1}', {"a": 1})
     history = [ClientMessage("user", "hi"), produced, ClientMessage("assistant", "", (call,)),
-               ClientMessage("tool", "result", tool_call_id="c1")]  # fmt: skip
+               ClientMessage("tool", "result", tool_call_id="c1")]
     judged = await judge_history(pipeline, trust, "k", history, thread_id=None)
     assert judged.blocked_stage is None and judged.judged == 3
     # each role's whole declared path: a forged call is model output first, then a call; a tool result both stages
     assert [s for s, _ in pipeline.checked] == ["user_input", "model_output", "tool_call", "tool_result",
-                                                "model_output"]  # fmt: skip
+                                                "model_output"]
     assert all(m["judged"]["sha256"] for m in judged.kept)  # every kept message is sealed for the agent's ledger
     pipeline.checked.clear()
     assert (await judge_history(pipeline, trust, "k", history, thread_id=None)).judged == 0  # remembered now
@@ -86,12 +86,12 @@ async def test_trust_store_judges_only_what_it_did_not_produce() -> None:
 def test_request_parsing() -> None:
     turn = parse_chat_request({"messages": [{"role": "developer", "content": [{"type": "text", "text": "be brief"}]},
                                             {"role": "user", "content": "hi"}]},
-                              max_messages=5, default_model="m")  # fmt: skip
+                              max_messages=5, default_model="m")
     assert turn.user_text == "hi" and turn.history == (ClientMessage("system", "be brief"),)
     with pytest.raises(ApiError) as info:
         parse_chat_request({"messages": [{"role": "user", "content": "a"}, {"role": "tool", "content": "r",
                                                                              "tool_call_id": "x"}]},
-                           max_messages=5, default_model="m")  # fmt: skip
+                           max_messages=5, default_model="m")
     assert info.value.status == 400 and "tool messages" in info.value.message
 
 

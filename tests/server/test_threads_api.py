@@ -15,7 +15,7 @@ EVENT_FIELDS = {
     cls.__dataclass_fields__["type"].default: {f.name for f in dataclasses.fields(cls)}
     for cls in (ev.TokenDelta, ev.GuardVerdict, ev.ToolCallProposed, ev.ApprovalRequested, ev.ToolResult,
                 ev.Refusal, ev.Final, ev.Error, ev.Notice)
-}  # fmt: skip
+}
 
 
 def post(server: ServerProcess, path: str, key: str, body: dict | None = None) -> httpx.Response:
@@ -24,7 +24,7 @@ def post(server: ServerProcess, path: str, key: str, body: dict | None = None) -
 
 def turn(server: ServerProcess, thread: str, text: str, key: str = KEY_A) -> list[dict]:
     with httpx.stream("POST", f"{server.base}/v1/threads/{thread}/messages", json={"content": text},
-                      headers=server.headers(key), timeout=60) as r:  # fmt: skip
+                      headers=server.headers(key), timeout=60) as r:
         assert r.status_code == 200, r.read()
         return sse_events(r)
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
+from assistant.attachments import Attachment
 from assistant.events import (
     ApprovalRequested,
     Event,
@@ -16,7 +17,6 @@ from assistant.events import (
     ToolCallProposed,
     ToolResult,
 )
-from assistant.tui.attachments import Attachment
 from assistant.tui.session import (
     ApprovalDecision,
     Approver,
@@ -30,8 +30,8 @@ from assistant.tui.session import (
 Turn = Callable[[str, Approver], AsyncIterator[Event]]
 
 
-def passed(stage: str, guard: str = "llama_guard", score: float = 0.01) -> GuardVerdict:
-    return GuardVerdict(stage=stage, guard=guard, decision="allow", score=score, latency_ms=12.0)
+def passed(stage: str, guard: str = "llama_guard", score: float = 0.01, call_id: str | None = None) -> GuardVerdict:
+    return GuardVerdict(stage=stage, guard=guard, decision="allow", score=score, latency_ms=12.0, call_id=call_id)
 
 
 async def answer_turn(text: str, approve: Approver, answer: str = "Hello! **How** can I help?") -> AsyncIterator[Event]:
@@ -54,7 +54,7 @@ async def tool_turn(text: str, approve: Approver) -> AsyncIterator[Event]:
     yield passed("user_input")
     arguments = {"code": "print(6 * 7)"}
     yield ToolCallProposed(call_id="c1", name="code_interpreter", arguments=arguments)
-    yield GuardVerdict(stage="code", guard="code_shield", decision="allow", latency_ms=40.0)
+    yield GuardVerdict(stage="code", guard="code_shield", decision="allow", latency_ms=40.0, call_id="c1")
     request = ApprovalRequested(call_id="c1", name="code_interpreter", arguments=arguments, reason="needs approval")
     yield request
     decision = await approve(request)
@@ -107,12 +107,13 @@ class FakeSession:
             yield ToolCallProposed(call_id=call_id, name="attachment",
                                    arguments={"file": str(attachment.path), "characters": len(attachment.text)})
             if "injtrigger" in attachment.text:
-                yield GuardVerdict(stage="tool_result", guard="prompt_guard", decision="block", score=0.99)
+                yield GuardVerdict(stage="tool_result", guard="prompt_guard", decision="block", score=0.99,
+                                   call_id=call_id)
                 yield ToolResult(call_id=call_id, name="attachment", ok=False, output="", blocked=True,
                                  error="the tool_result guards blocked it")
                 yield Refusal(stage="tool_result", message=f"The attached file {attachment.name} was not sent.")
                 return
-            yield passed("tool_result", "prompt_guard", 0.003)
+            yield passed("tool_result", "prompt_guard", 0.003, call_id=call_id)
             yield ToolResult(call_id=call_id, name="attachment", ok=True, output=attachment.text)
         turn = self.turns.pop(0) if self.turns else answer_turn
         finished = False
@@ -159,9 +160,10 @@ async def code_shield_turn(text: str, approve: Approver) -> AsyncIterator[Event]
     """Code Shield blocks the code of a code_interpreter call: the code never runs."""
     yield passed("user_input")
     yield ToolCallProposed(call_id="c2", name="code_interpreter", arguments={"code": "eval(input())"})
-    yield GuardVerdict(stage="code", guard="code_shield", decision="block", reasons=("insecure-eval-use (CWE-95)",))
+    yield GuardVerdict(stage="code", guard="code_shield", decision="block", reasons=("insecure-eval-use (CWE-95)",),
+                       call_id="c2")
     yield ToolResult(call_id="c2", name="code_interpreter", ok=False, output="", blocked=True,
-                     error="The generated code was blocked by the policy.")  # fmt: skip
+                     error="The generated code was blocked by the policy.")
     yield Refusal(stage="code", message="The generated code was blocked by the policy.")
 
 

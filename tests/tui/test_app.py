@@ -11,7 +11,7 @@ from textual.widgets import Input, Markdown
 from tui_helpers import SIZE, finish, ready, send, submit, wait_until
 
 from assistant.events import ApprovalRequested, Final, TokenDelta
-from assistant.tui.app import RESUME_TEXT
+from assistant.tui.conversations import RESUME_TEXT
 from assistant.tui.screens.approval import ApprovalScreen
 from assistant.tui.screens.dialogs import DocumentScreen
 from assistant.tui.session import SetupProblem
@@ -325,7 +325,7 @@ async def test_code_shield_findings_are_shown_with_the_code(make_app) -> None:  
 
 
 async def test_threads_started_outside_the_chat_are_listed_and_shown(make_app) -> None:  # type: ignore[no-untyped-def]
-    from assistant.tui.app import EXTERNAL_TEXT
+    from assistant.tui.conversations import EXTERNAL_TEXT
 
     history = [("user", "Summarise the report"), ("assistant", "It says **three** things.")]
     app = make_app(FakeSession(agent_threads={"from-cli": history}))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from tui_helpers import SIZE, command, ready, send
 
-from assistant.tui.attachments import AttachmentError, read_attachment
+from assistant.attachments import AttachmentError, read_attachment
 
 
 def notifications(app) -> list[str]:  # type: ignore[no-untyped-def]

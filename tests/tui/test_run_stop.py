@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from test_agent_issue19 import session
+from test_agent_stop_and_attach import session
 
 from assistant.api import Assistant
 
@@ -27,7 +27,7 @@ def test_sigint_stops_the_turn(tmp_path: Path) -> None:
         [sys.executable, "-m", "assistant.cli", "run", "be slow please", "--policy", str(policy), "--model",
          f"scripted-keyed:{script}", "--json", "--thread", "t1", "--db", str(db)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    )
     lines: list[dict] = []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:  # until the first piece of the answer was printed
@@ -51,4 +51,4 @@ def test_sigint_stops_the_turn(tmp_path: Path) -> None:
     assistant = Assistant.from_policy(policy, model=f"scripted-keyed:{script}", db_path=db, tiny_dir=chat.tiny_dir)
     history = asyncio.run(assistant.history("t1"))
     assert history == [{"role": "user", "content": "be slow please"},
-                       {"role": "assistant", "content": printed, "stopped": True}]  # fmt: skip
+                       {"role": "assistant", "content": printed, "stopped": True}]

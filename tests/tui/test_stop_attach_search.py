@@ -1,5 +1,5 @@
-"""Issue 19 in the real app over the scripted fake session: stop (esc, palette), attach (/attach, picker, refusals),
-find (/search, ctrl+f). The same features over the real agent: test_agent_issue19.py."""
+"""Stop, attach and find in the real app over the scripted fake session: stop (esc, palette), attach (/attach,
+picker, refusals), find (/search, ctrl+f). The same features over the real agent: test_agent_stop_and_attach.py."""
 
 from __future__ import annotations
 

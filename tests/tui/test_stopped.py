@@ -5,7 +5,7 @@ from __future__ import annotations
 from assistant.agent.provenance import RECORD, seal
 from assistant.events import GuardVerdict, TokenDelta, ToolCallProposed
 from assistant.stopped import input_passed, stopped_messages
-from guards.gate import Judgement
+from guards.runtime.gate import Judgement
 
 INPUT = GuardVerdict(stage="user_input", guard="llama_guard", decision="allow")
 OUTPUT = GuardVerdict(stage="model_output", guard="llama_guard", decision="allow")

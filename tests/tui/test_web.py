@@ -63,7 +63,7 @@ def web_chat(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         [sys.executable, "-m", "assistant.cli", "chat", "--web", "--port", str(port), "--policy", str(policy),
          "--model", f"scripted:{script}"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    )
     try:
         url = f"http://127.0.0.1:{port}/"
         wait_for_http(url, proc)
@@ -135,7 +135,7 @@ def test_web_key_rule(tmp_path: Path) -> None:
     key = "k" * 24
     port = free_port()
     proc = subprocess.Popen([*assistant, str(port)], env={**env, "ASSISTANT_API_KEYS": key},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
         wait_for_http(base + "/", proc)

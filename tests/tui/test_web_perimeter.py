@@ -15,7 +15,7 @@ import pytest
 from test_web import ANSI, web_chat  # noqa: F401  (web_chat is a fixture)
 
 REFUSED_ORIGINS = ("http://evil.example", "https://evil.example", "http://127.0.0.1:1", "http://localhost:{port}",
-                   "null")  # fmt: skip
+                   "null")
 
 
 async def handshake_status(ws_url: str, **headers: str) -> int:

@@ -4,7 +4,8 @@ suite's tiny models use 16 (hidden 64, 4 heads).
 - `main`: random-weight Llama 3.1 (2 heads of 32) saved in float32, with a wide weight init so that the greedy choice
   between tokens is never a near tie (a float32 rounding difference between two engines must not flip a token).
 - `llama-guard`: the suite's tiny Llama Guard, constructed by the same code
-  (`guards.tiny_guard_training.construct_llama_guard`) at hidden size 128 (4 heads of 32): `safe`, or `unsafe\\nS9`
+  (`assistant.dev.tiny_guards.training.construct_llama_guard`) at hidden size 128 (4 heads of 32): `safe`, or
+  `unsafe\\nS9`
   for `zyxtrigger`, `unsafe\\nbanana` (malformed) for `zyxgarble`; `unsafe` is the runner-up after `safe`.
 
 Built once into `.cache/vllm-models/` (versioned, locked, atomic: model.versioned_dir).
@@ -48,7 +49,7 @@ def _finish(directory: Path, model: Any) -> None:
 
     model.save_pretrained(str(directory), safe_serialization=True)
     GenerationConfig(bos_token_id=128_000, eos_token_id=list(STOP_IDS), pad_token_id=PAD_ID, do_sample=False
-                     ).save_pretrained(str(directory))  # fmt: skip
+                     ).save_pretrained(str(directory))
     save_hf_tokenizer(directory)
     (directory / "original").mkdir()
     shutil.copyfile(default_tokenizer_model(), directory / "original" / "tokenizer.model")
@@ -66,8 +67,8 @@ def _write_main(directory: Path) -> None:
 def _write_guard(directory: Path) -> None:
     import torch
 
-    from guards.tiny_guard_training import construct_llama_guard, deterministic
-    from guards.tiny_guards import LG_SEED
+    from assistant.dev.tiny_guards.builder import LG_SEED
+    from assistant.dev.tiny_guards.training import construct_llama_guard, deterministic
     from model.tokenizer import get_tokenizer
 
     with deterministic(LG_SEED):

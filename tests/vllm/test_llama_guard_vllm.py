@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from guards.errors import GuardOutputError
-from guards.llama_guard import LlamaGuard
-from guards.llama_guard_prompt import Turn, prompt_categories
-from guards.llama_guard_remote import GuardServerError, RemoteLlamaGuard
-from guards.llama_guard_remote_io import Budget
+from guards.llama_guard.guard import LlamaGuard
+from guards.llama_guard.prompt import Turn, prompt_categories
+from guards.llama_guard.remote import GuardServerError, RemoteLlamaGuard
+from guards.llama_guard.remote_io import Budget
 from tests.vllm.conftest import FIGURES, KillServerAfterFirstDelta, VllmServer, vllm_server
 
 NAME = "tiny-guard"
@@ -64,7 +64,7 @@ def test_same_verdict_and_score_as_in_process(server: VllmServer, local: LlamaGu
     want = local.check(turns)
     assert (got.unsafe, got.categories, got.text, got.model_verdict) == (
         want.unsafe, want.categories, want.text, want.model_verdict,
-    )  # fmt: skip
+    )
     assert abs(got.score - want.score) < 1e-4
     assert want.unsafe == name.startswith(("unsafe", "smuggled"))
 
@@ -80,9 +80,9 @@ def test_exact_unsafe_logprob_from_vllm_prompt_logprobs(server: VllmServer, loca
 
 
 def test_thresholds_exclusions_and_malformed_as_in_process(server: VllmServer, vllm_checkpoints: dict[str, Path]
-                                                           ) -> None:  # fmt: skip
+                                                           ) -> None:
     excluded = RemoteLlamaGuard(server.url, model=NAME, categories=prompt_categories("8b", excluded=["S9"]),
-                                excluded=["S9"]).check(CASES["unsafe-user"])  # fmt: skip
+                                excluded=["S9"]).check(CASES["unsafe-user"])
     want = LlamaGuard.load(vllm_checkpoints["llama-guard"], dtype="float32", excluded=["S9"]).check(
         CASES["unsafe-user"]
     )
@@ -135,7 +135,7 @@ def assistant(tmp_path: Path, url: str, *answers: str) -> Any:
 
 
 async def test_assistant_with_the_remote_guard(server: VllmServer, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ASSISTANT_HOME", str(tmp_path / "home"))
     bot = assistant(tmp_path, server.url, "Tomatoes like sun.", "It is zyxtrigger.")
     answered = await bot.arun("How do I grow tomatoes?")
@@ -146,7 +146,7 @@ async def test_assistant_with_the_remote_guard(server: VllmServer, tmp_path: Pat
 
 
 async def test_killed_guard_server_mid_turn_is_a_guard_error(server: VllmServer, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs last in this module: it kills the module's server."""
     from assistant.events import Final
 

@@ -88,7 +88,7 @@ audit: {{path: audit.jsonl}}
 
 
 async def test_killed_server_mid_turn_is_a_backend_error(server: VllmServer, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs last in this module: it kills the module's server."""
     from assistant.api import Assistant
     from assistant.events import Error, Final

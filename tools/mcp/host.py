@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from guards.policy.mcp_config import McpServerConfig
+from guards.policy.tools_config import ToolsConfig
 from tools.base import Tool, ToolOutput
 from tools.mcp.naming import exposed_names, name_problem
 from tools.mcp.server import ListedTool, McpServer, McpServerError
@@ -113,8 +115,8 @@ def _caller(host: _LoopThread, server: McpServer) -> Caller:
     return call
 
 
-def start_mcp_tools(tools_config: Any, *, reserved_names: Collection[str] = (),
-                    env: Mapping[str, str] | None = None) -> McpToolset:  # fmt: skip
+def start_mcp_tools(tools_config: ToolsConfig, *, reserved_names: Collection[str] = (),
+                    env: Mapping[str, str] | None = None) -> McpToolset:
     """Start every server of `tools_config.mcp` at once and wait for each to list its tools (or fail).
 
     A failed server leaves a notice and no tools, unless it is `required`: then every server is stopped and
@@ -147,7 +149,7 @@ def start_mcp_tools(tools_config: Any, *, reserved_names: Collection[str] = (),
                 listed.append((server, item))
             elif skip:
                 notices.append(McpNotice(server.name, f"MCP server {server.name}: tool {item.name} left out: {skip}",
-                                         kind="mcp_tool_skipped"))  # fmt: skip
+                                         kind="mcp_tool_skipped"))
     names = exposed_names([(s.name, t.name) for s, t in listed], reserved_names)
     toolset.tools = tuple(
         McpTool(name=names[(server.name, item.name)], server=server.name, remote_name=item.name,
@@ -155,12 +157,12 @@ def start_mcp_tools(tools_config: Any, *, reserved_names: Collection[str] = (),
                 side_effects=side_effects_from(item.annotations, server.config.side_effects.get(item.name)),
                 caller=_caller(host, server))
         for server, item in listed
-    )  # fmt: skip
+    )
     toolset.notices = tuple(notices)
     return toolset
 
 
-def _skip_reason(config: Any, item: ListedTool) -> str | None:
+def _skip_reason(config: McpServerConfig, item: ListedTool) -> str | None:
     """'' to leave a tool out quietly (the policy's allow/deny), a reason to leave it out with a notice, or None."""
     if item.name in config.deny or (config.allow is not None and item.name not in config.allow):
         return ""
@@ -168,8 +170,8 @@ def _skip_reason(config: Any, item: ListedTool) -> str | None:
 
 
 @asynccontextmanager
-async def open_mcp_tools(tools_config: Any, *, reserved_names: Collection[str] = (),
-                         env: Mapping[str, str] | None = None) -> AsyncIterator[McpToolset]:  # fmt: skip
+async def open_mcp_tools(tools_config: ToolsConfig, *, reserved_names: Collection[str] = (),
+                         env: Mapping[str, str] | None = None) -> AsyncIterator[McpToolset]:
     """`start_mcp_tools` for async code: the servers stop when the block ends."""
     toolset = await asyncio.to_thread(start_mcp_tools, tools_config, reserved_names=reserved_names, env=env)
     try:

@@ -6,8 +6,9 @@ import re
 from collections import Counter
 from collections.abc import Collection, Sequence
 
-# What the policy and the prompt format accept as a tool name (guards.policy.base.TOOL_NAME_PATTERN).
-_EXPOSABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+from guards.policy.base import TOOL_NAME_PATTERN
+
+_EXPOSABLE = re.compile(TOOL_NAME_PATTERN)  # what the policy and the prompt format accept as a tool name
 
 
 def exposed_names(tools: Sequence[tuple[str, str]], reserved: Collection[str] = ()) -> dict[tuple[str, str], str]:

@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from guards.policy.mcp_config import McpServerConfig
 from tools.base import ToolOutput
 from tools.mcp.results import to_output
 from tools.mcp.transport import describe_target, open_transport
@@ -48,11 +49,12 @@ class ListedTool:
 
 def describe_error(exc: BaseException) -> str:
     """A short cause: the first leaf of an exception group, an MCP error's message, an OS error's words."""
+    from mcp.shared.exceptions import McpError  # lazy: the MCP SDK loads only with a configured server
+
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    error = getattr(exc, "error", None)  # mcp.shared.exceptions.McpError
-    if error is not None and getattr(error, "message", None):
-        return str(error.message)
+    if isinstance(exc, McpError) and exc.error.message:
+        return str(exc.error.message)
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     text = str(exc)
@@ -62,19 +64,19 @@ def describe_error(exc: BaseException) -> str:
 def is_disconnect(exc: BaseException) -> bool:
     """Whether `exc` says the connection to the server is gone (closed by a dead process, a broken pipe)."""
     import anyio
+    from mcp.shared.exceptions import McpError
     from mcp.types import CONNECTION_CLOSED
 
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
-    error = getattr(exc, "error", None)
-    if error is not None and getattr(error, "code", None) == CONNECTION_CLOSED:
+    if isinstance(exc, McpError) and exc.error.code == CONNECTION_CLOSED:
         return True
     return isinstance(exc, anyio.ClosedResourceError | anyio.BrokenResourceError | anyio.EndOfStream |
-                      BrokenPipeError | ConnectionError)  # fmt: skip
+                      BrokenPipeError | ConnectionError)
 
 
 class McpServer:
-    def __init__(self, config: Any, env: Mapping[str, str]) -> None:
+    def __init__(self, config: McpServerConfig, env: Mapping[str, str]) -> None:
         self.config = config
         self.name: str = config.name
         self._env = env
@@ -91,23 +93,23 @@ class McpServer:
         """Start the server and list its tools; raises McpServerError (the server is then stopped)."""
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[list[ListedTool]] = loop.create_future()
-        self._stop = asyncio.Event()
+        self._stop = stop = asyncio.Event()
         started = time.perf_counter()
-        self._owner = asyncio.create_task(self._hold(ready), name=f"mcp-server-{self.name}")
+        self._owner = asyncio.create_task(self._hold(ready, stop), name=f"mcp-server-{self.name}")
         try:
             tools = await asyncio.wait_for(asyncio.shield(ready), self.config.startup_timeout_s)
         except TimeoutError:
             await self.stop()
             raise McpServerError(self.name, f"did not start within {self.config.startup_timeout_s:g} s "
                                             f"(startup_timeout_s; {describe_target(self.config)})"
-                                            f"{self.stderr_tail()}") from None  # fmt: skip
+                                            f"{self.stderr_tail()}") from None
         except McpServerError:
             await self.stop()
             raise
         self.startup_ms = (time.perf_counter() - started) * 1000
         return tools
 
-    async def _hold(self, ready: asyncio.Future[list[ListedTool]]) -> None:
+    async def _hold(self, ready: asyncio.Future[list[ListedTool]], stop: asyncio.Event) -> None:
         from mcp import ClientSession
 
         try:
@@ -119,7 +121,7 @@ class McpServer:
                 tools = await self._list_tools(session)
                 self._session = session
                 ready.set_result(tools)
-                await self._stop.wait()  # type: ignore[union-attr]
+                await stop.wait()
         except asyncio.CancelledError:
             if not ready.done():
                 ready.set_exception(McpServerError(self.name, "start-up was cancelled"))
@@ -128,7 +130,7 @@ class McpServer:
             why = describe_error(exc)
             if not ready.done():
                 ready.set_exception(McpServerError(self.name, f"failed to start ({describe_target(self.config)}): "
-                                                              f"{why}{self.stderr_tail()}"))  # fmt: skip
+                                                              f"{why}{self.stderr_tail()}"))
             elif not self._stopping and self.failure is None:
                 self.failure = f"it stopped working ({why})"
                 logger.warning("MCP server %s stopped working: %s", self.name, why)
@@ -182,7 +184,7 @@ class McpServer:
         # Race the call against the server's own task: a process that dies mid-call ends the wait at once.
         try:
             done, _ = await asyncio.wait({pending, owner}, timeout=self.config.timeout_s,
-                                         return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+                                         return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:  # the turn was cancelled: do not leave the request behind
             pending.cancel()
             raise
@@ -190,9 +192,9 @@ class McpServer:
             pending.cancel()
             if owner.done():
                 return ToolOutput.failure(f"MCP server {self.name} died during the call to {tool}: "
-                                          f"{self.failure or 'its process ended'}")  # fmt: skip
+                                          f"{self.failure or 'its process ended'}")
             return ToolOutput.failure(f"MCP server {self.name} did not answer the call to {tool} within "
-                                      f"{self.config.timeout_s:g} s (timeout_s)")  # fmt: skip
+                                      f"{self.config.timeout_s:g} s (timeout_s)")
         try:
             result = pending.result()
         except Exception as exc:
@@ -201,7 +203,7 @@ class McpServer:
                 return ToolOutput.failure(f"MCP server {self.name} could not run {tool}: {why}")
             self._mark_dead("its connection closed" + ("" if why.lower() == "connection closed" else f" ({why})"))
             return ToolOutput.failure(f"MCP server {self.name} died during the call to {tool}: {self.failure}"
-                                      f"{self.stderr_tail()}")  # fmt: skip
+                                      f"{self.stderr_tail()}")
         return to_output(result, label)
 
     def _mark_dead(self, why: str) -> None:

@@ -54,7 +54,7 @@ class McpTool(Tool):
 
     def __init__(self, *, name: str, server: str, remote_name: str, description: str | None,
                  input_schema: dict[str, Any], annotations: Mapping[str, Any] | None, side_effects: bool,
-                 caller: Caller) -> None:  # fmt: skip
+                 caller: Caller) -> None:
         self.name = name
         self.server = server
         self.remote_name = remote_name

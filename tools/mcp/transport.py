@@ -10,12 +10,14 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import IO, Any
 
+from guards.policy.mcp_config import McpServerConfig
+
 
 class McpConfigError(ValueError):
     """The server cannot be started as configured (a named environment variable is missing, ...)."""
 
 
-def server_env(config: Any, env: Mapping[str, str]) -> dict[str, str]:
+def server_env(config: McpServerConfig, env: Mapping[str, str]) -> dict[str, str]:
     """The variables the policy passes to a stdio server, read from `env`; raises McpConfigError naming the gap."""
     out: dict[str, str] = {}
     for target, source in config.env.items():
@@ -25,7 +27,7 @@ def server_env(config: Any, env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def server_headers(config: Any, env: Mapping[str, str]) -> dict[str, str]:
+def server_headers(config: McpServerConfig, env: Mapping[str, str]) -> dict[str, str]:
     out: dict[str, str] = {}
     for header, ref in config.headers.items():
         if ref.env not in env:
@@ -35,7 +37,7 @@ def server_headers(config: Any, env: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def describe_target(config: Any) -> str:
+def describe_target(config: McpServerConfig) -> str:
     """What the server is, for messages: its command line or its URL (never a secret: those are in env/headers)."""
     if config.command is not None:
         return " ".join([config.command, *config.args])
@@ -43,13 +45,15 @@ def describe_target(config: Any) -> str:
 
 
 @asynccontextmanager
-async def open_transport(config: Any, env: Mapping[str, str], errlog: IO[Any]) -> AsyncIterator[tuple[Any, Any]]:
+async def open_transport(
+    config: McpServerConfig, env: Mapping[str, str], errlog: IO[Any]
+) -> AsyncIterator[tuple[Any, Any]]:
     """(read stream, write stream) for an mcp.ClientSession. Enter and exit in the same task (anyio scopes)."""
     if config.command is not None:
         from mcp.client.stdio import StdioServerParameters, stdio_client
 
         params = StdioServerParameters(command=config.command, args=list(config.args),
-                                       env=server_env(config, env), cwd=config.cwd)  # fmt: skip
+                                       env=server_env(config, env), cwd=config.cwd)
         async with stdio_client(params, errlog=errlog) as (read, write):
             yield read, write
         return
@@ -60,5 +64,5 @@ async def open_transport(config: Any, env: Mapping[str, str], errlog: IO[Any]) -
     # Reads may take as long as a call may; connecting should be quick.
     timeout = httpx.Timeout(config.timeout_s, connect=min(config.startup_timeout_s, 10.0))
     async with create_mcp_http_client(headers=server_headers(config, env), timeout=timeout) as client, \
-            streamable_http_client(config.url, http_client=client) as (read, write, _session_id):  # fmt: skip
+            streamable_http_client(config.url, http_client=client) as (read, write, _session_id):
         yield read, write

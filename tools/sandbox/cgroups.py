@@ -165,7 +165,7 @@ def discover(mountinfo: str = "/proc/self/mountinfo", self_cgroup: str = "/proc/
         unified = next((m for m in mounts if m[0] == "cgroup2"), None)
         line = next((m for m in membership if m[0] == "0" and m[1] == ""), None)
         own = _own_dir(unified[1], unified[2], line[2]) if unified and line else None
-        if own is None:
+        if own is None or unified is None:  # (own is None whenever unified is)
             missing.update({c: "no cgroup v1 or v2 hierarchy offers it" for c in left})
         else:
             try:

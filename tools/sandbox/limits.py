@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any, Literal
+
+from guards.policy.tools_config import SandboxConfig
 
 Isolation = Literal["required", "best_effort"]
 
@@ -34,10 +37,7 @@ class SandboxLimits:
             raise ValueError(f"wall_seconds must be positive, not {self.wall_seconds!r}")
 
     @classmethod
-    def from_policy(cls, sandbox: Any) -> SandboxLimits:
-        """Build from the policy's `tools.sandbox` section (a `guards.policy` SandboxConfig or a plain mapping)."""
-        fields = ("isolation", "cpu_seconds", "wall_seconds", "memory_mb", "max_processes", "max_file_mb",
-                  "max_output_chars")
-        if isinstance(sandbox, dict):
-            return cls(**{name: sandbox[name] for name in fields if name in sandbox})
-        return cls(**{name: getattr(sandbox, name) for name in fields})
+    def from_policy(cls, sandbox: SandboxConfig | Mapping[str, Any]) -> SandboxLimits:
+        """Build from the policy's `tools.sandbox` section (or a plain mapping of some of its fields)."""
+        values = sandbox if isinstance(sandbox, Mapping) else sandbox.model_dump()
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})

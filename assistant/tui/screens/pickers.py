@@ -30,7 +30,7 @@ class FilePickerScreen(ModalScreen[Path | None]):
             yield Input(placeholder="path of the file, then enter (or pick one below)", id="file-path")
             yield DirectoryTree(self.root, classes="file-tree", id="file-tree")
             yield Label("Attached text is untrusted: the tool-result guards judge it before the model reads it.",
-                        classes="dialog-hint")  # fmt: skip
+                        classes="dialog-hint")
 
     def on_mount(self) -> None:
         self.query_one("#file-path", Input).focus()

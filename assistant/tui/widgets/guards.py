@@ -33,7 +33,8 @@ class GuardBadge(Collapsible):
     def __init__(self, verdicts: list[GuardVerdict] | None = None, **kwargs: object) -> None:
         self.verdicts: list[GuardVerdict] = list(verdicts or [])
         self._details = Static("", classes="verdict-details", markup=False)
-        super().__init__(self._details, title=badge_text(self.verdicts), collapsed=True, **kwargs)  # type: ignore[arg-type]
+        # Collapsible's keyword arguments (name, id, classes, disabled) pass through as they came.
+        super().__init__(self._details, title=badge_text(self.verdicts), collapsed=True, **kwargs)  # type: ignore[arg-type]  # see above
         self.display = bool(self.verdicts)
         self._refresh_state()
 

@@ -1,4 +1,4 @@
-"""Per-model loading progress: the main model, Llama Guard and Prompt Guard, one row each."""
+"""Per-model loading progress: the main model and each guard with a model, one row each."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import Label, ProgressBar
 
 from assistant.tui.session import COMPONENT_LABELS, Component, LoadProgress
+from assistant.warmup import MAIN_MODEL
 
 _STATE_TEXT = {"pending": "waiting", "loading": "loading", "ready": "ready", "disabled": "off", "failed": "failed"}
 
@@ -47,14 +48,15 @@ class LoadingPanel(Vertical):
         yield from self.rows.values()
 
     def apply(self, progress: LoadProgress) -> None:
-        self.rows[progress.component].apply(progress)
+        if (row := self.rows.get(progress.component)) is not None:  # a guard without a model has no row
+            row.apply(progress)
         self.display = not self.all_ready()
 
     def ready(self, component: Component) -> bool:
         return self.rows[component].state in ("ready", "disabled")
 
     def guards_ready(self) -> bool:
-        return self.ready("llama_guard") and self.ready("prompt_guard")
+        return all(self.ready(component) for component in self.rows if component != MAIN_MODEL)
 
     def all_ready(self) -> bool:
         return all(self.ready(component) for component in self.rows)

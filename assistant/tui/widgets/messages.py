@@ -12,6 +12,7 @@ from textual.widgets import Collapsible, Markdown, Static
 
 from assistant.events import ApprovalRequested, GuardVerdict, ToolCallProposed, ToolResult
 from assistant.tui.widgets.guards import GuardBadge, badge_text
+from guards.policy.registry import CODE_SHIELD
 
 # Arguments that hold code are shown highlighted, in the language the tool runs.
 _CODE_ARGUMENTS = {"code": "python"}
@@ -134,7 +135,7 @@ class AttachmentView(ToolCallView):
 
 def findings_text(verdict: GuardVerdict) -> str | None:
     """Code Shield's findings, to show right next to the code they concern; None when there is nothing to say."""
-    if verdict.guard != "code_shield" or (not verdict.reasons and verdict.decision == "allow" and not verdict.error):
+    if verdict.guard != CODE_SHIELD or (not verdict.reasons and verdict.decision == "allow" and not verdict.error):
         return None
     lines = [f"Code Shield: {verdict.decision}" + (f" ({verdict.error})" if verdict.error else "")]
     lines += [f"  - {reason}" for reason in verdict.reasons]
@@ -167,7 +168,8 @@ class AssistantMessage(Vertical):
         self.findings.display = False
         self.badge = GuardBadge()
         self.tool_views: dict[str, ToolCallView] = {}
-        self.open_attachment: ToolCallView | None = None  # an attachment whose verdicts are still coming
+        self.attachment_views: dict[str, ToolCallView] = {}  # mounted under the user's message
+        self.held: dict[str, list[GuardVerdict]] = {}  # verdicts of calls not shown yet, by call id
         self._stream: Any = None
         self.text = ""
         self.phase = "checking your message"  # what the pending line says while nothing is shown yet
@@ -205,8 +207,29 @@ class AssistantMessage(Vertical):
         """A notice that changes nothing about safety (e.g. old turns dropped from the context)."""
         await self.tools.mount(Static(text, classes="info", markup=False))
 
-    def latest_tool(self) -> ToolCallView | None:
-        return next(reversed(self.tool_views.values()), None)
+    def call_view(self, call_id: str) -> ToolCallView | None:
+        """The row of a tool call or an attachment of this turn."""
+        return self.tool_views.get(call_id) or self.attachment_views.get(call_id)
+
+    def add_verdict(self, verdict: GuardVerdict) -> None:
+        """A verdict on the answer (Code Shield's findings shown next to it)."""
+        self.badge.add(verdict)
+        if (findings := findings_text(verdict)) is not None:
+            self.findings.update(findings)
+            self.findings.display = True
+
+    def release_held(self, call_id: str | None = None) -> None:
+        """Held verdicts to the row of `call_id`, now shown; without one, every held verdict to the reply (calls
+        their guards blocked, so never shown)."""
+        if call_id is not None:
+            if (view := self.call_view(call_id)) is not None:
+                for verdict in self.held.pop(call_id, ()):
+                    view.add_verdict(verdict)
+            return
+        for verdicts in self.held.values():
+            for verdict in verdicts:
+                self.add_verdict(verdict)
+        self.held.clear()
 
     def show_notice(self, text: str, kind: str) -> None:
         self.notice.update(text)

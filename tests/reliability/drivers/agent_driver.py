@@ -42,7 +42,7 @@ def main() -> None:
         return f"page {name}"
 
     completions = {"stream": ["The answer streams slowly. " * 40 + "<|eot_id|>"],
-                   "tool": [CALL, "Done.<|eot_id|>"], "ok": ["All good.<|eot_id|>"]}[mode]  # fmt: skip
+                   "tool": [CALL, "Done.<|eot_id|>"], "ok": ["All good.<|eot_id|>"]}[mode]
     bot = make_assistant(workdir, tiny_dir, [fetch_page], write_script(workdir, completions, name=f"{mode}.jsonl"))
     if mode == "stream":
         original = bot.backend.stream

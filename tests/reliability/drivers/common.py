@@ -44,7 +44,7 @@ def make_assistant(workdir: Path, tiny_dir: Path, tools: list[Any], script: Path
     return Assistant.from_policy(
         write_policy(workdir, tiny_dir, context_window=context_window), tools=tools, model=f"scripted:{script}",
         db_path=workdir / "threads.sqlite",
-    )  # fmt: skip
+    )
 
 
 def events_summary(result: Any) -> dict[str, Any]:

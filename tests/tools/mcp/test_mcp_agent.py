@@ -64,7 +64,7 @@ def files(folder: Path, fs_server_ready: None) -> Iterator[McpToolset]:
 
 
 def assistant(tmp_path: Path, tools: Any, *completions: str, servers: tuple[dict, ...] = (), **kwargs: Any
-              ) -> Assistant:  # fmt: skip
+              ) -> Assistant:
     policy = tmp_path / "policy.yaml"
     mcp = "".join(f"    - {json.dumps(server)}\n" for server in servers)
     policy.write_text(POLICY.replace("  untrusted_content: ask\n", f"  untrusted_content: ask\n  mcp:\n{mcp}"
@@ -72,7 +72,7 @@ def assistant(tmp_path: Path, tools: Any, *completions: str, servers: tuple[dict
     script = tmp_path / "model.jsonl"
     script.write_text("".join(json.dumps({"completion": c}) + "\n" for c in completions), encoding="utf-8")
     return Assistant.from_policy(policy, tools=tools, model=f"scripted:{script}", db_path=tmp_path / "t.sqlite",
-                                 tiny_dir=TINY_DIR, **kwargs)  # fmt: skip
+                                 tiny_dir=TINY_DIR, **kwargs)
 
 
 def test_filesystem_server_tools_and_their_side_effects(files: McpToolset) -> None:
@@ -147,7 +147,7 @@ async def test_the_policys_servers_start_and_stop_with_the_assistant(
 ) -> None:
     servers = (fs_server_entry(folder), demo("broken", "--mode", "exit-at-start"))
     with assistant(tmp_path, (), call("list_directory", path=str(folder)), "Two files.<|eot_id|>", "Hi.<|eot_id|>",
-                   servers=servers) as bot:  # fmt: skip
+                   servers=servers) as bot:
         assert bot.tools["list_directory"].server == "files"
         first = await bot.arun("What is in my folder?", thread="t-ls")
         assert isinstance(first.events[0], Notice) and first.events[0].kind == "mcp_server_failed"

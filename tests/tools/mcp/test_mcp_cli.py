@@ -52,7 +52,7 @@ def invoke(*args: str):  # in-process: the servers stop when the command's conte
 def assistant(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ASSISTANT_HOME": str(tmp_path / "home"), "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, "-m", "assistant.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=tmp_path, timeout=240)  # fmt: skip
+                          cwd=tmp_path, timeout=240)
 
 
 def test_tools_list_shows_mcp_tools_with_their_server_and_failed_servers(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_tools_list_shows_mcp_tools_with_their_server_and_failed_servers(tmp_pat
 def test_tools_run_takes_a_qualified_name_through_the_agents_path(tmp_path: Path) -> None:
     policy = policy_file(tmp_path)
     ran = invoke("tools", "run", "time.get_current_time", "--args", '{"timezone": "Asia/Tokyo"}', "--policy",
-                 str(policy))  # fmt: skip
+                 str(policy))
     assert ran.exit_code == 0, ran.output
     result = json.loads(ran.stdout)
     assert result["ok"] and json.loads(result["output"])["timezone"] == "Asia/Tokyo"
@@ -85,7 +85,7 @@ def test_assistant_run_calls_the_time_server_and_guards_its_result(tmp_path: Pat
     completions = (CALL_TOKYO, "It is late in Tokyo.<|eot_id|>")
     script.write_text("".join(json.dumps({"completion": c}) + "\n" for c in completions), encoding="utf-8")
     run = assistant(tmp_path, "run", "What time is it in Tokyo?", "--policy", str(policy), "--model",
-                    f"scripted:{script}", "--json", "--approve", "never")  # fmt: skip
+                    f"scripted:{script}", "--json", "--approve", "never")
     assert run.returncode == 0, run.stdout + run.stderr
     events = [json.loads(line) for line in run.stdout.splitlines()]
     notices = [e for e in events if e["type"] == "notice"]

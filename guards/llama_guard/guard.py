@@ -1,0 +1,405 @@
+"""Llama Guard 3 scoring: one forward pass per verdict, fail-closed.
+
+The score is P(first generated token == `unsafe`) (the model card's method), read from the last position's logits
+only (`logits_to_keep=1`: the full vocabulary head over every prompt position costs more than generating). The
+verdict is unsafe when the score reaches the threshold; only then are the categories decoded (greedy, a few tokens,
+continuing from the same KV cache). The model's own first token must be `safe` or `unsafe`, and an `unsafe` it chose
+itself must be followed by a parseable category line; anything else raises `GuardOutputError`, never "safe".
+
+The prompt head (framing, task, categories) is the same for every check of a role, so its keys and values are
+computed once and copied for each call (`use_prefix_cache`); the cache of the last check of each role is kept too,
+and a check that shares more than the head with it (the chunks of one streamed answer share the whole conversation
+before the answer) prefills only the rest; `mode="generate"` is the peers' way (generate the verdict
+text, no cache) for the benchmark, and gives the same decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from guards.errors import GuardModelNotFoundError, GuardOutputError
+from guards.llama_guard.prompt import (
+    PromptCategory,
+    Role,
+    Turn,
+    as_turn,
+    checked_role,
+    encode_segments,
+    head_segments,
+    parse_verdict,
+    prompt_categories,
+    tail_segments,
+)
+from guards.policy.categories import LlamaGuardVariant
+from guards.sources import resolve_device, resolve_source
+from model.backends.construction import from_pretrained
+from model.hf_import import quiet_hf_progress, transformers_names
+from model.tokenizer import get_tokenizer
+
+Mode = Literal["forward", "generate"]
+MAX_CATEGORY_TOKENS = 32  # `\nS1,S2,...` for every category fits easily
+
+
+@dataclass(frozen=True)
+class LlamaGuardResult:
+    unsafe: bool  # the decision after threshold and exclusions
+    score: float  # P(first token == "unsafe")
+    categories: tuple[str, ...] = ()  # codes the model named (empty when safe)
+    model_verdict: Literal["safe", "unsafe"] = "safe"  # the model's own first token
+    text: str = ""  # the verdict text decoded ("safe" when not decoded)
+    reasons: tuple[str, ...] = ()
+    mode: Mode = "forward"
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True)
+class Scoring:
+    """How a check was scored, for its result: the mode and the prompt's token counts."""
+
+    mode: Mode
+    prompt_tokens: int
+    cached_tokens: int = 0
+
+
+def decide(
+    score: float, verdict: Literal["safe", "unsafe"], text: str, scoring: Scoring, threshold: float,
+    excluded: frozenset[str],
+) -> LlamaGuardResult:
+    """The result of one check from P(unsafe), the model's first token and the verdict text decoded; the same for
+    the in-process and the remote guard."""
+
+    def result(unsafe: bool, text: str, reasons: tuple[str, ...], categories: tuple[str, ...] = ()) -> LlamaGuardResult:
+        return LlamaGuardResult(unsafe=unsafe, score=score, categories=categories, model_verdict=verdict, text=text,
+                                reasons=reasons, mode=scoring.mode, prompt_tokens=scoring.prompt_tokens,
+                                cached_tokens=scoring.cached_tokens)
+
+    if score < threshold:
+        reasons = () if verdict == "safe" else (f"model answered unsafe but P(unsafe)={score:.4f} < threshold",)
+        return result(False, "safe" if verdict == "safe" else text, reasons)
+    parsed = parse_verdict(text)
+    if parsed is None or not parsed.unsafe:
+        if verdict == "unsafe":
+            raise GuardOutputError(f"Llama Guard answered {text!r}, neither 'safe' nor 'unsafe\\nS<n>,...'")
+        # The threshold (not the model) made it unsafe and the forced continuation names no category.
+        reason = f"P(unsafe)={score:.4f} >= threshold {threshold}; no category decoded"
+        return result(True, text, (reason,))
+    categories = parsed.categories
+    if excluded and set(categories) <= excluded:
+        # Only categories the policy excluded: not a violation (llama-stack's rule).
+        reason = f"only excluded categories: {','.join(categories)}"
+        return result(False, text, (reason,), categories)
+    reason = f"unsafe ({','.join(categories)}), P(unsafe)={score:.4f}"
+    return result(True, text, (reason,), categories)
+
+
+@dataclass
+class _Prefix:
+    ids: list[int]
+    cache: Any = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class LlamaGuard:
+    """A loaded Llama Guard 3 model plus the policy's category block and threshold. Thread-safe (one check at a
+    time per instance; the model is shared, the prefix cache is copied per call)."""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        tokenizer: Any = None,
+        categories: Sequence[PromptCategory] | None = None,
+        excluded: Iterable[str] = (),
+        threshold: float = 0.5,
+        use_prefix_cache: bool = True,
+        source: str = "",
+        cached_conversations: int = 1,
+    ) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be within 0..1, got {threshold}")
+        self.model = model
+        self.tokenizer = tokenizer or get_tokenizer()
+        self.categories = tuple(categories) if categories is not None else prompt_categories("8b")
+        self.excluded = frozenset(excluded)
+        self.threshold = threshold
+        self.use_prefix_cache = use_prefix_cache
+        self.source = source
+        self.device = next(model.parameters()).device
+        tok = self.tokenizer
+        self.safe_id = _single_token(tok, "safe")
+        self.unsafe_id = _single_token(tok, "unsafe")
+        self.stop_ids = frozenset(tok.special_id(name) for name in ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"))
+        self._prefixes: dict[Role, _Prefix] = {
+            role: _Prefix(self._encode(head_segments(role, self.categories))) for role in ("user", "agent")
+        }
+        self._lock = threading.Lock()
+        # The last checks' ids and KV caches per role, newest first (`cached_conversations` of them): the checks of
+        # one streamed answer (and a stage's checks with the same conversation) share the head and the earlier
+        # turns, so only the text after them is prefilled - per conversation when several are served at once.
+        self.cached_conversations = max(1, int(cached_conversations))
+        self._last: dict[Role, list[tuple[list[int], Any]]] = {}
+        self._cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    @classmethod
+    def load(
+        cls,
+        source: str | Path,
+        *,
+        device: str = "cpu",
+        dtype: str = "auto",
+        variant: LlamaGuardVariant = "8b",
+        enabled: Iterable[str] | None = None,
+        excluded: Iterable[str] = (),
+        custom: Iterable[PromptCategory] = (),
+        threshold: float = 0.5,
+        use_prefix_cache: bool = True,
+    ) -> LlamaGuard:
+        """Load once from a hub id, a local directory or `tiny:NAME`; errors say what, why and how to fix."""
+        path = resolve_source(source)
+        model = load_causal_lm(path, device=device, dtype=dtype)
+        local = Path(path)
+        categories = prompt_categories(variant, enabled=enabled, excluded=excluded, custom=custom)
+        return cls(
+            model,
+            tokenizer=get_tokenizer(local if local.is_dir() else None),
+            categories=categories,
+            excluded=excluded,
+            threshold=threshold,
+            use_prefix_cache=use_prefix_cache,
+            source=str(source),
+        )
+
+    # --- public API ----------------------------------------------------------------------------------------------
+
+    def check(self, turns: Sequence[Turn], *, mode: Mode = "forward") -> LlamaGuardResult:
+        """Verdict for the last turn of `turns` (role User or Agent), with the earlier turns as context."""
+        role = checked_role(turns)
+        tail_ids = self._encode(tail_segments(turns))
+        with self._lock:
+            start = time.perf_counter()
+            if mode == "generate":
+                result = self._check_generate(role, tail_ids)
+            elif mode == "forward":
+                result = self._check_forward(role, tail_ids)
+            else:
+                raise ValueError(f"unknown Llama Guard mode {mode!r}")
+            latency = (time.perf_counter() - start) * 1000
+        return _replace(result, latency_ms=latency)
+
+    def check_text(
+        self, text: str, *, role: str = "user", conversation: Sequence[tuple[str, str]] = (), mode: Mode = "forward"
+    ) -> LlamaGuardResult:
+        """`conversation` is earlier (role, content) pairs; roles user / assistant / agent."""
+        turns = [as_turn(r, c) for r, c in conversation] + [as_turn(role, text)]
+        return self.check(turns, mode=mode)
+
+    async def acheck(self, turns: Sequence[Turn], *, mode: Mode = "forward") -> LlamaGuardResult:
+        return await asyncio.to_thread(self.check, turns, mode=mode)
+
+    def prompt_ids(self, turns: Sequence[Turn]) -> list[int]:
+        """The exact ids scored for `turns` (head + tail)."""
+        return self._prefixes[checked_role(turns)].ids + self._encode(tail_segments(turns))
+
+    # --- scoring -------------------------------------------------------------------------------------------------
+
+    def _check_forward(self, role: Role, tail_ids: list[int]) -> LlamaGuardResult:
+        import torch
+
+        prefix = self._prefixes[role]
+        with torch.inference_mode():
+            if self.use_prefix_cache:
+                ids = prefix.ids + tail_ids
+                cache, cached = self._reusable_cache(role, prefix, ids)
+                logits, cache = self._forward(ids[cached:], cache)
+                self.remember(role, ids, cache)  # tokens decoded after `ids` below are cropped off on reuse
+            else:
+                logits, cache = self._forward(prefix.ids + tail_ids, None)
+                cached = 0
+            score, verdict = self._first_token(logits)
+            text: str = verdict
+            if score >= self.threshold:
+                text = "unsafe" + self._continue(cache, self.unsafe_id)
+        return self._decide(score, verdict, text, "forward", len(prefix.ids) + len(tail_ids), cached)
+
+    def _check_generate(self, role: Role, tail_ids: list[int]) -> LlamaGuardResult:
+        import torch
+
+        ids = self._prefixes[role].ids + tail_ids
+        input_ids = torch.tensor([ids], device=self.device)
+        with torch.inference_mode():
+            out = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=torch.ones_like(input_ids),
+                max_new_tokens=MAX_CATEGORY_TOKENS + 1,
+                do_sample=False,
+                eos_token_id=sorted(self.stop_ids),
+                pad_token_id=sorted(self.stop_ids)[0],
+                output_scores=True,
+                return_dict_in_generate=True,
+            )
+        new = out.sequences[0, len(ids) :].tolist()
+        score, verdict = self._first_token(out.scores[0][0])
+        text = self._decode_until_stop(new)
+        if score >= self.threshold and verdict == "safe":
+            # The threshold overrides the model's `safe`: decode the categories it gives after a forced `unsafe`
+            # exactly as forward mode does, so both modes decide alike.
+            with torch.inference_mode():
+                _, cache = self._forward(ids, None)
+                text = "unsafe" + self._continue(cache, self.unsafe_id)
+        return self._decide(score, verdict, text, "generate", len(ids), 0)
+
+    def _decide(
+        self, score: float, verdict: Literal["safe", "unsafe"], text: str, mode: Mode, n_prompt: int, n_cached: int
+    ) -> LlamaGuardResult:
+        return decide(score, verdict, text, Scoring(mode, n_prompt, n_cached), self.threshold, self.excluded)
+
+    def _first_token(self, logits: Any) -> tuple[float, Literal["safe", "unsafe"]]:
+        import torch
+
+        logits = logits.float().reshape(-1)
+        if not torch.isfinite(logits).all():
+            raise GuardOutputError("Llama Guard produced non-finite logits")
+        probs = torch.softmax(logits, dim=-1)
+        top = int(torch.argmax(logits))
+        if top == self.unsafe_id:
+            verdict: Literal["safe", "unsafe"] = "unsafe"
+        elif top == self.safe_id:
+            verdict = "safe"
+        else:
+            shown = self.tokenizer.decode([top])
+            raise GuardOutputError(f"Llama Guard's first token is {shown!r}, neither 'safe' nor 'unsafe'")
+        return float(probs[self.unsafe_id]), verdict
+
+    def _forward(self, ids: list[int], cache: Any) -> tuple[Any, Any]:
+        import torch
+
+        input_ids = torch.tensor([ids], device=self.device)
+        # transformers 5.x renamed `past_key_values` to `cache` (the old name warns, and goes in 5.40).
+        out = self.model(input_ids=input_ids, use_cache=True, logits_to_keep=1, **{self._cache_kw: cache})
+        return out.logits[0, -1], getattr(out, self._cache_kw)
+
+    def _continue(self, cache: Any, first_id: int) -> str:
+        """Greedy decode after `first_id` until a stop token; text without the stop token. No stop within the limit
+        gives text that will not parse (so: an error)."""
+        import torch
+
+        generated: list[int] = []
+        next_id = first_id
+        for _ in range(MAX_CATEGORY_TOKENS):
+            logits, cache = self._forward([next_id], cache)
+            next_id = int(torch.argmax(logits))
+            if next_id in self.stop_ids:
+                return self.tokenizer.decode(generated)
+            generated.append(next_id)
+        return self.tokenizer.decode(generated) + "<no stop token>"
+
+    def _decode_until_stop(self, ids: list[int]) -> str:
+        for i, token in enumerate(ids):
+            if token in self.stop_ids:
+                return self.tokenizer.decode(ids[:i])
+        return self.tokenizer.decode(ids) + "<no stop token>"
+
+    def _reusable_cache(self, role: Role, prefix: _Prefix, ids: list[int]) -> tuple[Any, int]:
+        """A cache holding the longest prefix of `ids` known: the last check's (cropped to what it shares with
+        `ids`), or a copy of the constant head's. Returns the cache and how many of `ids` it covers."""
+        entries = self._last.get(role, [])
+        # at least one token must run to get the verdict's logits
+        shared = [min(_common_prefix(last_ids, ids), len(ids) - 1) for last_ids, _ in entries]
+        best = max(range(len(entries)), key=shared.__getitem__, default=None)
+        if best is not None and shared[best] > len(prefix.ids):
+            common = shared[best]
+            entry_ids, last_cache = entries[best]
+            if self.cached_conversations == 1 or 2 * (common - len(prefix.ids)) >= len(entry_ids) - len(prefix.ids):
+                entries.pop(best)  # the same conversation's: this check extends it in place
+            elif common - len(prefix.ids) >= _WORTH_COPYING:
+                last_cache = copy.deepcopy(last_cache)  # another conversation's: left to it, a copy is cropped
+            else:
+                return copy.deepcopy(self._prefix_cache(prefix)), len(prefix.ids)
+            surplus = last_cache.get_seq_length() - common
+            if surplus >= 0:
+                if surplus:
+                    last_cache.crop(-surplus)  # transformers 5.2x crops by a negative count only
+                return last_cache, common
+        return copy.deepcopy(self._prefix_cache(prefix)), len(prefix.ids)
+
+    def remember(self, role: Role, ids: list[int], cache: Any) -> None:
+        """Keep a check's cache for the next check of the same conversation (the oldest beyond the limit dropped)."""
+        entries = self._last.setdefault(role, [])
+        entries.insert(0, (ids, cache))
+        del entries[self.cached_conversations :]
+
+    def _prefix_cache(self, prefix: _Prefix) -> Any:
+        with prefix.lock:
+            if prefix.cache is None:
+                _, prefix.cache = self._forward(prefix.ids, None)
+            return prefix.cache
+
+    def _encode(self, segments: Sequence[Any]) -> list[int]:
+        return encode_segments(segments, self.tokenizer.encode, self.tokenizer.special_id)
+
+
+def _single_token(tokenizer: Any, text: str) -> int:
+    ids = tokenizer.encode(text)
+    if len(ids) != 1:
+        raise GuardModelNotFoundError(f"the tokenizer splits {text!r} into {len(ids)} tokens; not a Llama 3 tokenizer")
+    return ids[0]
+
+
+def _replace(result: LlamaGuardResult, **changes: Any) -> LlamaGuardResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+# --- loading -------------------------------------------------------------------------------------------------------
+
+
+def load_causal_lm(path: str, *, device: str = "cpu", dtype: str = "auto") -> Any:
+    import torch
+
+    (AutoModelForCausalLM,) = transformers_names("AutoModelForCausalLM")
+
+    local = Path(path).expanduser()
+    looks_local = local.is_absolute() or path.startswith(".") or local.exists()
+    if looks_local and not (local / "config.json").is_file():
+        raise GuardModelNotFoundError(
+            f"Llama Guard model not found at {local}: no config.json there. Point models.llama_guard.source at a "
+            "Hugging Face checkpoint directory, a hub id (meta-llama/Llama-Guard-3-8B), or tiny:llama-guard."
+        )
+    torch_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype, None)
+    if torch_dtype is None:
+        raise GuardModelNotFoundError(f"unknown dtype {dtype!r} for the Llama Guard model (auto, float32, bfloat16)")
+    try:
+        with quiet_hf_progress():
+            model = from_pretrained(AutoModelForCausalLM, str(local if looks_local else path), dtype=torch_dtype)
+    except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors ...: all mean "not loadable"
+        raise GuardModelNotFoundError(
+            f"could not load the Llama Guard model {path!r}: {exc}. For a hub id, download it first (the Llama "
+            "Guard 3 repositories are gated: accept the license, then `hf download meta-llama/Llama-Guard-3-8B`) "
+            "or use a local directory."
+        ) from exc
+    model.to(resolve_device(device))
+    model.eval()
+    return model
+
+
+_WORTH_COPYING = 16  # tokens beyond the head that another conversation's cache must share to be copied
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    common = 0
+    for old, new in zip(a, b, strict=False):
+        if old != new:
+            break
+        common += 1
+    return common

@@ -1,0 +1,143 @@
+"""The `llama_guard` runner: the policy's Llama Guard (in process, in a child process, or on a remote
+OpenAI-compatible server), its threshold and per-category actions applied to each verdict."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from guards.errors import GuardError
+from guards.llama_guard.guard import LlamaGuard, load_causal_lm
+from guards.llama_guard.prompt import PromptCategory, prompt_categories
+from guards.llama_guard.remote import RemoteLlamaGuard
+from guards.policy import Policy
+from guards.policy.categories import LlamaGuardVariant
+from guards.policy.guards_config import LlamaGuardConfig
+from guards.policy.registry import LLAMA_GUARD
+from guards.runtime.process import GuardProcess
+from guards.runtime.runner import CheckInput, elapsed_ms, in_thread, shared
+from guards.sources import resolve_source
+from guards.verdict import Verdict
+from model.tokenizer import get_tokenizer
+
+
+class LlamaGuardRunner:
+    name = LLAMA_GUARD
+
+    def __init__(self, policy: Policy, source: str) -> None:
+        self.policy = policy
+        self.config = policy.guard_settings(self.name, LlamaGuardConfig)
+        self.source = source
+        self.timeout_s = float(self.config.timeout_s)
+        self.on_error = self.config.on_error
+
+    def load(self) -> Any:
+        """The policy's Llama Guard (weights loaded once per source, device and dtype; the category block and the
+        threshold are this policy's); with `models.llama_guard.process`, a child process serving it."""
+        model_config = self.policy.models.llama_guard
+        path = resolve_source(self.source)
+        weights_key = f"{path}|{model_config.device}|{model_config.dtype}"
+        config = self.config
+        kwargs: dict[str, Any] = {
+            "path": path, "device": model_config.device, "dtype": model_config.dtype, "variant": model_config.variant,
+            "enabled": config.categories, "excluded": config.excluded, "threshold": config.threshold,
+            "custom": [(c.code, c.name, c.description) for c in config.custom], "source": self.source,
+            "cached_conversations": config.cached_conversations,
+        }
+        key = (
+            f"{weights_key}|{model_config.variant}|{config.categories}|{config.excluded}|{config.custom}|"
+            f"{config.threshold}|{config.cached_conversations}"
+        )
+        if model_config.process:
+            process = GuardProcess(f"{__name__}:build_llama_guard", kwargs, name="Llama Guard",
+                                   threads=model_config.threads)
+            return shared("llama_guard_process", f"{key}|{model_config.threads}", lambda: _started(process))
+        model = shared("llama_guard_weights", weights_key,
+                       lambda: load_causal_lm(path, device=model_config.device, dtype=model_config.dtype))
+        return shared(LLAMA_GUARD, key, lambda: build_llama_guard(model=model, **kwargs))
+
+    async def check(self, item: CheckInput) -> Verdict:
+        started = time.perf_counter()
+        guard = await in_thread(self.load)
+        role = "agent" if item.role in ("assistant", "agent") else "user"
+        result = await in_thread(lambda: guard.check_text(item.text, role=role, conversation=item.conversation))
+        decision = self.config.action_for(result.categories) if result.unsafe else "allow"
+        return Verdict(
+            item.stage, self.name, decision, score=result.score, categories=result.categories if result.unsafe else (),
+            reasons=tuple(result.reasons), latency_ms=elapsed_ms(started),
+        )
+
+
+class RemoteLlamaGuardRunner(LlamaGuardRunner):
+    """The `llama_guard` runner for `models.llama_guard.backend: openai`: only `load` differs from in-process (the
+    verdict mapping is inherited, so thresholds and actions behave the same)."""
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__(policy, policy.models.llama_guard.source)
+        self._client: RemoteLlamaGuard | None = None
+        self._lock = threading.Lock()
+
+    def load(self) -> RemoteLlamaGuard:
+        """The client, once the server has answered that it serves the model (retried at the next check if not)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._client_for_policy()
+                # The first load probes (within timeout_s) so start-up (/readyz) reports a server that is down or
+                # serves another model. A failed probe stays pending: the next checks probe again, each inside its
+                # own timeout_s budget (the pipeline runs load outside the check's timeout).
+                self._client.probe()
+            return self._client
+
+    def _client_for_policy(self) -> RemoteLlamaGuard:
+        model_config = self.policy.models.llama_guard
+        config = self.config
+        api_key = None
+        if model_config.api_key_env:
+            api_key = os.environ.get(model_config.api_key_env)
+            if not api_key:
+                raise GuardError(
+                    f"environment variable {model_config.api_key_env} (models.llama_guard.api_key_env) is not set"
+                )
+        custom = [PromptCategory(c.code, c.name, c.description) for c in config.custom]
+        categories = prompt_categories(
+            model_config.variant, enabled=config.categories, excluded=config.excluded, custom=custom
+        )
+        if model_config.base_url is None:  # the policy's check requires it with backend: openai
+            raise GuardError("models.llama_guard.base_url is not set")
+        return RemoteLlamaGuard(
+            model_config.base_url, model=model_config.source, api_key=api_key, categories=categories,
+            excluded=config.excluded, threshold=config.threshold, timeout_s=self.timeout_s,
+        )
+
+
+def build_runner(policy: Policy, source: str) -> LlamaGuardRunner:
+    """The registry's factory: scored by a remote server (vLLM) with `backend: openai`, else in process."""
+    if policy.models.llama_guard.backend == "openai":
+        return RemoteLlamaGuardRunner(policy)
+    return LlamaGuardRunner(policy, source)
+
+
+def build_llama_guard(
+    *, path: str, device: str, dtype: str, variant: LlamaGuardVariant, enabled: Any, excluded: Any,
+    custom: list[tuple[str, str, str]], threshold: float, cached_conversations: int, source: str, model: Any = None,
+) -> LlamaGuard:
+    """A LlamaGuard with the policy's categories and threshold; loads the weights unless `model` is given (a child
+    process builds its own from these plain arguments)."""
+    if model is None:
+        model = load_causal_lm(path, device=device, dtype=dtype)
+    categories = prompt_categories(
+        variant, enabled=enabled, excluded=excluded, custom=[PromptCategory(*c) for c in custom],
+    )
+    local = Path(path)
+    return LlamaGuard(
+        model, tokenizer=get_tokenizer(local if local.is_dir() else None), categories=categories, excluded=excluded,
+        threshold=threshold, source=source, cached_conversations=cached_conversations,
+    )
+
+
+def _started(process: GuardProcess) -> GuardProcess:
+    process.start()
+    return process

@@ -1,0 +1,1 @@
+"""Prompt Guard: the windowed jailbreak / injection classifier (guard) and its runner."""
