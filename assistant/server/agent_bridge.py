@@ -192,9 +192,14 @@ class Bridge:
     async def stream(
         self, saver: BaseCheckpointSaver[Any], thread_id: str, seed: Seed, user_text: str | None,
         tools: tuple[ClientTool, ...], records: dict[str, str],
+        backend: Callable[[ModelBackend], ModelBackend] | None = None,
     ) -> AsyncIterator[Event | ClientToolCalls]:
-        """One turn on a fresh thread seeded with `seed`; the agent's events (plus ClientToolCalls)."""
-        agent = Agent(self.deps_for(tools, records), saver, compiled=self.graph)
+        """One turn on a fresh thread seeded with `seed`; the agent's events (plus ClientToolCalls). `backend`
+        wraps the main model for this turn only (the request's settings and usage: `sampling.RequestBackend`)."""
+        deps = self.deps_for(tools, records)
+        if backend is not None:
+            deps = dataclasses.replace(deps, backend=backend(deps.backend))
+        agent = Agent(deps, saver, compiled=self.graph)
         self.seeds[thread_id] = seed
         try:
             async for event in agent.stream(user_text, thread_id=thread_id, interface="server"):

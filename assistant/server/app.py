@@ -18,10 +18,11 @@ from fastapi import Request  # this module is imported only when serving: fastap
 
 from assistant.api import Assistant
 from assistant.server import chat_routes, threads_routes
+from assistant.server.admission import Admission
 from assistant.server.agent_bridge import Bridge, TimedBackend
 from assistant.server.auth import KeyStore, Owners, ThreadOwners
 from assistant.server.errors import ApiError, error_response
-from assistant.server.limits import BodyLimit, TurnSlots
+from assistant.server.limits import BodyLimit
 from assistant.server.metrics import Metrics, RequestMetrics
 from assistant.server.perimeter import JsonDepthLimit, Perimeter
 from assistant.server.trust import TrustStore
@@ -48,7 +49,7 @@ class Server:
     settings: ServerSettings
     policy: Policy
     keys: KeyStore
-    slots: TurnSlots
+    slots: Admission
     db_path: Path = Path()  # the agent's threads database, known once the agent is built
     metrics: Metrics = field(default_factory=Metrics)
     trust: TrustStore = field(default_factory=TrustStore)
@@ -63,8 +64,10 @@ class Server:
     @classmethod
     def from_settings(cls, settings: ServerSettings) -> Server:
         policy = load_policy(settings.policy_path)
-        slots = TurnSlots(policy.server.max_concurrent_turns, policy.server.retry_after_s)
-        return cls(settings, policy, settings.keys, slots)
+        limits, metrics = policy.server, Metrics()
+        slots = Admission(limits.max_concurrent_turns, queue_size=limits.queue_size, timeout_s=limits.queue_timeout_s,
+                          retry_after_s=limits.retry_after_s, metrics=metrics)
+        return cls(settings, policy, settings.keys, slots, metrics=metrics)
 
     @property
     def owners(self) -> ThreadOwners:

@@ -24,6 +24,7 @@ from assistant.server.openai_compat import (
     openai_tool_calls,
     parse_chat_request,
 )
+from assistant.server.sampling import RequestBackend, Usage, counter
 from assistant.server.trust import judge_history
 from assistant.server.turns import DONE, TurnTask, TurnTimeout
 from assistant.storage import open_checkpointer, storage_target
@@ -32,9 +33,11 @@ from guards.policy.registry import USER_INPUT
 TERMINAL = (Final, Refusal, Error, ApprovalRequested, ClientToolCalls, TurnTimeout)
 
 
-async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str) -> AsyncIterator[Any]:
+async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str,
+                      usage: Usage | None = None) -> AsyncIterator[Any]:
     """The turn's events: verdicts on the client's tools and history first, then the agent's own events. What the
-    turn judged or produced is remembered for this key once it ended (`remember_turn`)."""
+    turn judged or produced is remembered for this key once it ended (`remember_turn`). The main model runs with the
+    request's settings and counts its tokens into `usage` (`sampling.RequestBackend`)."""
 
     bot = server.assistant
     records, results, stopped = await server.bridge.judge_tools(bot.pipeline, turn.tools, thread_id=thread_id)
@@ -54,7 +57,13 @@ async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str) 
     async with open_checkpointer(target) as saver:
         keep, last = False, None
         try:
-            async for event in server.bridge.stream(saver, thread_id, seed, turn.user_text, turn.tools, records):
+            count, counted = counter(bot.deps.tokenizer), usage if usage is not None else Usage()
+
+            def wrap(backend: Any) -> Any:
+                return RequestBackend(backend, turn.sampling, counted, count)
+
+            async for event in server.bridge.stream(saver, thread_id, seed, turn.user_text, turn.tools, records,
+                                                    backend=wrap):
                 if isinstance(event, ApprovalRequested):
                     keep = True
                     server.owners.claim(thread_id, key_id)
@@ -106,7 +115,8 @@ def remember_turn(trust: Any, key_id: str, turn: ChatTurn, last: Any, stored: li
 class GuardSummary:
     """The `guard` extension object every response carries."""
 
-    def __init__(self) -> None:
+    def __init__(self, usage: Usage | None = None) -> None:
+        self.usage = usage if usage is not None else Usage()  # the main model's tokens (`usage` of the response)
         self.verdicts: list[dict[str, Any]] = []
         self.stages: dict[str, str] = {}
         self.notices: list[dict[str, str]] = []
@@ -156,7 +166,8 @@ async def handle_chat(server: Any, request: Any, key_id: str) -> Any:
 
 
     body = await read_json(request)
-    turn = parse_chat_request(body, max_messages=server.policy.server.max_messages, default_model=server.model_name)
+    turn = parse_chat_request(body, max_messages=server.policy.server.max_messages, default_model=server.model_name,
+                              max_new_tokens=server.policy.models.main.max_new_tokens)
     clash = server.bridge.check_tool_names(turn.tools)
     if clash:
         raise ApiError(400, clash, "tool_name_clash", param="tools")
@@ -164,8 +175,9 @@ async def handle_chat(server: Any, request: Any, key_id: str) -> Any:
     thread_id = cid
     task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "chat",
                     last=lambda event: isinstance(event, TERMINAL))
-    task.start(lambda: chat_events(server, key_id, turn, thread_id))
-    summary = GuardSummary()
+    usage = Usage()
+    await task.start_queued(lambda: chat_events(server, key_id, turn, thread_id, usage), request.receive)
+    summary = GuardSummary(usage)
     if not turn.stream:
         try:
             events = await run_unless_disconnected(_until_terminal(task), request.receive)
@@ -195,16 +207,24 @@ def complete(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str,
         raise ApiError(500, "the turn ended without an answer", "internal_error")
     if isinstance(last, (Error, TurnTimeout)):
         raise error_for(last)
+    usage = summary.usage.body()
     if isinstance(last, Final):
-        return completion_body(cid, turn.model, content=last.text, finish="stop", guard=summary.body())
+        return completion_body(cid, turn.model, content=last.text, finish=answer_finish(summary), guard=summary.body(),
+                               usage=usage)
     if isinstance(last, Refusal):
-        return completion_body(cid, turn.model, content=last.message, finish="content_filter", guard=summary.body())
+        return completion_body(cid, turn.model, content=None, refusal=last.message, finish="content_filter",
+                               guard=summary.body(), usage=usage)
     if isinstance(last, ClientToolCalls):
         return completion_body(cid, turn.model, content=None, finish="tool_calls", guard=summary.body(),
-                               tool_calls=list(last.calls))
+                               tool_calls=list(last.calls), usage=usage)
     summary.approval = approval_info(last, thread_id)
     return completion_body(cid, turn.model, content=approval_text(last, thread_id), finish="stop",
-                           guard=summary.body())
+                           guard=summary.body(), usage=usage)
+
+
+def answer_finish(summary: GuardSummary) -> str:
+    """`length` when the answer's model call ended at `max_tokens` instead of its end-of-turn token."""
+    return "length" if summary.usage.calls and summary.usage.last_hit_limit else "stop"
 
 
 async def stream_response(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: str, task: TurnTask,
@@ -254,6 +274,8 @@ async def stream_response(server: Any, key_id: str, turn: ChatTurn, cid: str, th
                 elif isinstance(event, TERMINAL):
                     for body in final_chunks(server, key_id, turn, cid, thread_id, event, summary, sent):
                         yield data(body)
+                    if turn.include_usage and not isinstance(event, (Error, TurnTimeout)):
+                        yield data({**chunk_body(cid, turn.model, {}), "choices": [], "usage": summary.usage.body()})
                     break
             yield {"data": "[DONE]"}
             finished = True
@@ -273,10 +295,10 @@ def final_chunks(server: Any, key_id: str, turn: ChatTurn, cid: str, thread_id: 
     if isinstance(last, Final):
         rest = last.text[len(sent):] if last.text.startswith(sent) else ""
         out = [chunk_body(cid, model, {"content": rest})] if rest else []
-        return [*out, chunk_body(cid, model, {}, "stop", summary.body())]
-    if isinstance(last, Refusal):
-        text = ("\n\n" if sent else "") + last.message
-        return [chunk_body(cid, model, {"content": text}), chunk_body(cid, model, {}, "content_filter", summary.body())]
+        return [*out, chunk_body(cid, model, {}, answer_finish(summary), summary.body())]
+    if isinstance(last, Refusal):  # after any text already sent (which passed): OpenAI's refusal delta
+        return [chunk_body(cid, model, {"refusal": last.message}),
+                chunk_body(cid, model, {}, "content_filter", summary.body())]
     if isinstance(last, ClientToolCalls):
         delta = {"tool_calls": openai_tool_calls(list(last.calls), with_index=True)}
         return [chunk_body(cid, model, delta), chunk_body(cid, model, {}, "tool_calls", summary.body())]

@@ -1,4 +1,4 @@
-"""Limits that protect the process: request body size, concurrent turns, the per-turn timeout, client disconnects.
+"""Limits that protect the process: request body size, client disconnects (concurrent turns: admission.py).
 
 The body limit is a small ASGI middleware, so an oversized body is refused (413) before anything parses it, whether
 it declares its length or streams it chunked.
@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
-from assistant.server.errors import ApiError, error_body
+from assistant.server.errors import error_body
 
 T = TypeVar("T")
 
@@ -87,32 +86,6 @@ async def _too_large(send: Send, limit: int) -> None:
     await send({"type": "http.response.start", "status": 413,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
-
-
-class TurnSlots:
-    """At most `limit` turns at once across all clients; past it the caller gets 429 with Retry-After."""
-
-    def __init__(self, limit: int, retry_after_s: int) -> None:
-        self.limit = limit
-        self.retry_after_s = retry_after_s
-        self.active = 0
-
-    def acquire(self) -> None:
-        if self.active >= self.limit:
-            raise ApiError(429, f"the server is running its maximum of {self.limit} turns at once; retry shortly",
-                           "server_busy", headers={"Retry-After": str(self.retry_after_s)})
-        self.active += 1
-
-    def release(self) -> None:
-        self.active = max(0, self.active - 1)
-
-    @asynccontextmanager
-    async def hold(self) -> AsyncIterator[None]:
-        self.acquire()
-        try:
-            yield
-        finally:
-            self.release()
 
 
 async def wait_for_disconnect(receive: Receive) -> None:

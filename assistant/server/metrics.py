@@ -1,7 +1,8 @@
 """Prometheus metrics (`GET /metrics`, text format via prometheus-client), one registry per app.
 
 requests by route and status; guard verdicts by stage, guard and decision; guard, model and turn latency
-histograms; refusals by stage; guard errors; tool runs; turns in progress.
+histograms; refusals by stage; guard errors; tool runs; turns in progress; admission: requests waiting for a turn
+slot, their waits by outcome, and the 429s by reason (admission.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ class Metrics:
         self.tool_runs = Counter("assistant_tool_runs", "Tool results by tool and outcome", ["tool", "ok"],
                                  registry=r)
         self.active_turns = Gauge("assistant_active_turns", "Turns in progress", registry=r)
+        self.queue_depth = Gauge("assistant_queue_depth", "Requests waiting for a turn slot", registry=r)
+        self.queue_wait = Histogram("assistant_queue_wait_seconds", "Time a request waited for a turn slot, by "
+                                    "outcome (admitted, timeout, cancelled)", ["outcome"], buckets=LATENCY_BUCKETS,
+                                    registry=r)
+        self.queue_rejections = Counter("assistant_queue_rejections", "Requests answered 429 by admission, by reason "
+                                        "(full: the queue was full; timeout: no slot before server.queue_timeout_s)",
+                                        ["reason"], registry=r)
 
     def observe(self, event: Any) -> None:
         if isinstance(event, GuardVerdict):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from assistant.server.errors import ApiError
+from assistant.server.sampling import Sampling, parse_sampling
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -58,6 +59,7 @@ class ChatTurn:
     model: str
     include_usage: bool = False
     all_messages: tuple[ClientMessage, ...] = field(default=())
+    sampling: Sampling = field(default=Sampling())
 
 
 def _bad(message: str, param: str, code: str = "invalid_request") -> ApiError:
@@ -102,6 +104,9 @@ def parse_message(raw: Any, index: int) -> ClientMessage:
     content = text_of(raw.get("content"), f"{param}.content")
     if role == "developer":
         role = "system"
+    refusal = raw.get("refusal")
+    if role == "assistant" and not content and isinstance(refusal, str):
+        content = refusal  # a refusal this server sent (`message.refusal`), sent back as the SDK keeps it
     calls: list[ClientCall] = []
     if role == "assistant" and raw.get("tool_calls"):
         if not isinstance(raw["tool_calls"], list):
@@ -118,7 +123,7 @@ def parse_message(raw: Any, index: int) -> ClientMessage:
         tool_call_id = raw.get("tool_call_id")
         if not isinstance(tool_call_id, str) or not tool_call_id:
             raise _bad("a tool message needs its tool_call_id", f"{param}.tool_call_id")
-    elif role != "assistant" and not content:
+    elif role not in ("assistant", "system") and not content:
         raise _bad("message content is empty", f"{param}.content")
     return ClientMessage(role, content, tuple(calls), tool_call_id)
 
@@ -200,7 +205,7 @@ def schema_problem(parameters: Any) -> str | None:
     return None
 
 
-def parse_chat_request(body: Any, *, max_messages: int, default_model: str) -> ChatTurn:
+def parse_chat_request(body: Any, *, max_messages: int, default_model: str, max_new_tokens: int = 1024) -> ChatTurn:
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object", "body")
     raw_messages = body.get("messages")
@@ -213,7 +218,11 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str) -> C
         raise _bad("only n=1 is supported", "n")
     if body.get("tool_choice") not in (None, "auto", "none"):
         raise _bad('tool_choice may be "auto" or "none"', "tool_choice")
-    messages = tuple(parse_message(m, i) for i, m in enumerate(raw_messages))
+    sampling = parse_sampling(body, max_new_tokens=max_new_tokens)
+    parsed = (parse_message(m, i) for i, m in enumerate(raw_messages))
+    messages = tuple(m for m in parsed if m.role != "system" or m.content)  # an empty system message says nothing
+    if not messages:
+        raise _bad("the conversation has no user message", "messages")
     tools = () if body.get("tool_choice") == "none" else parse_tools(body.get("tools"))
     trailing = 0
     while trailing < len(messages) and messages[-1 - trailing].role == "tool":
@@ -232,6 +241,9 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str) -> C
         history, user_text, results = messages, None, messages[-trailing:]
     elif messages[-1].role == "user":
         history, user_text, results = messages[:-1], messages[-1].content, ()
+    elif messages[-1].role == "assistant":
+        raise _bad("a conversation ending in an assistant message (a continuation) is not supported: end it with a "
+                   "user message or tool results", "messages", "continuation_not_supported")
     else:
         raise _bad("the last message must be a user message or tool results", "messages")
     stream = body.get("stream", False)
@@ -241,7 +253,7 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str) -> C
     model = default_model  # the one model this server serves, whatever the client named
     return ChatTurn(history, user_text, results, tools, stream, model,
                     include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
-                    all_messages=messages)
+                    all_messages=messages, sampling=sampling)
 
 
 def agent_messages(history: tuple[ClientMessage, ...]) -> list[dict[str, Any]]:
@@ -279,14 +291,16 @@ def openai_tool_calls(calls: list[dict[str, Any]], *, with_index: bool = False) 
 
 
 def completion_body(cid: str, model: str, *, content: str | None, finish: str, guard: dict[str, Any],
-                    tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+                    tool_calls: list[dict[str, Any]] | None = None, refusal: str | None = None,
+                    usage: dict[str, int] | None = None) -> dict[str, Any]:
+    """A refusal is OpenAI's: `message.refusal` carries its text, `content` is null."""
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": refusal}
     if tool_calls:
         message["tool_calls"] = openai_tool_calls(tool_calls)
     return {
         "id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
-        "usage": None, "guard": guard,
+        "usage": usage, "guard": guard,
     }
 
 

@@ -106,7 +106,7 @@ async def event_stream(server: Server, request: Request, make_events: Callable[[
         except ThreadBusy as exc:  # StaleApproval included
             busy.append(exc)
 
-    task.start(guarded)
+    await task.start_queued(guarded, request.receive)  # waits in the admission queue (429 past it)
     try:
         first = await run_unless_disconnected(task.next(), request.receive)
     except BaseException:

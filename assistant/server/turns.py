@@ -1,4 +1,5 @@
-"""Running one turn for a request: inside a concurrency slot, under the policy's turn timeout, as a task of its own.
+"""Running one turn for a request: inside a concurrency slot (admission.py), under the policy's turn timeout, as a
+task of its own.
 
 The turn is a producer task that puts events on a queue; the HTTP side (JSON or SSE) only reads the queue. Cancelling
 the task (client gone, timeout) stops the generation and frees the slot in one place.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assistant.events import Error
+from assistant.server.limits import run_unless_disconnected
 
 DONE = object()
 
@@ -34,16 +36,25 @@ class TurnTask:
         self.slots = slots
         self.last = last  # the turn's last event: its slot is freed there (storing the thread after it is brief)
         self._held = False
+        self._held_since = 0.0
         self.metrics = metrics
         self.timeout_s = timeout_s
         self.api = api
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
 
+    async def start_queued(self, make_events: Callable[[], AsyncIterator[Any]], receive: Any) -> TurnTask:
+        """Waits for a slot (the admission queue: 429 when it is full or past its deadline), unless the client
+        disconnects first (then it leaves the queue), and starts the turn."""
+        await run_unless_disconnected(self.slots.acquire(), receive)
+        self._took_slot()
+        return self.start(make_events)
+
     def start(self, make_events: Callable[[], AsyncIterator[Any]]) -> TurnTask:
-        """Takes a slot now (429 when none is free) and starts the turn."""
-        self.slots.acquire()
-        self._held = True
+        """Starts the turn in the slot `start_queued` took, or takes one now (429 when none is free)."""
+        if not self._held:
+            self.slots.acquire_now()
+            self._took_slot()
         try:
             self.task = asyncio.ensure_future(self._produce(make_events))
         except BaseException:
@@ -53,10 +64,14 @@ class TurnTask:
         self.task.add_done_callback(lambda _: self._release())
         return self
 
+    def _took_slot(self) -> None:
+        self._held = True
+        self._held_since = time.monotonic()
+
     def _release(self) -> None:
         if self._held:
             self._held = False
-            self.slots.release()
+            self.slots.release(time.monotonic() - self._held_since)
 
     async def _produce(self, make_events: Callable[[], AsyncIterator[Any]]) -> None:
         started = time.perf_counter()

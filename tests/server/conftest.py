@@ -43,7 +43,8 @@ server: {{max_body_bytes: 20000, max_messages: 50, max_concurrent_turns: {slots}
 """
 
 # No guards where answers stream (a client can leave in the middle of one), a Prompt Guard that cannot load where
-# tool results are checked (the fail-closed path), two turn slots, no API keys (loopback only).
+# tool results are checked (the fail-closed path), two turn slots and a queue of one (1 s), no API keys (loopback
+# only).
 SMALL_POLICY = """\
 version: 1
 models:
@@ -54,7 +55,7 @@ stages:
   tool_result: {{prompt_guard: {{enabled: true, score: injection}}}}
   code: {{code_shield: {{enabled: false}}}}
 audit: {{path: {audit}}}
-server: {{max_concurrent_turns: 2}}
+server: {{max_concurrent_turns: 2, queue_size: 1, queue_timeout_s: 1.0}}
 """
 
 
@@ -81,6 +82,7 @@ SCRIPT: list[tuple[str, str] | tuple[str, str, float]] = [
     (r"slow (\d+)", "Slow answer {1}: " + "word " * 200 + "<|eot_id|>", 0.05),
     (r"client (\d+) turn (\d+)", "Answer for client {1} turn {2}.<|eot_id|>"),
     *APPROVAL_SCRIPT,  # tests/server/test_approval_binding.py
+    ("partly bad", "Safe words here. " * 40 + "Then zyxtrigger text.<|eot_id|>"),  # refused after text was streamed
     ("^(?!.*zzbackendfail)", "Hello from the scripted model.<|eot_id|>"),  # zzbackendfail: no line, a backend error
 ]
 

@@ -1,4 +1,5 @@
-"""Concurrent-turn limit (429 with Retry-After) and a client that disconnects: its generation stops, its slot frees."""
+"""Concurrent-turn limit (the admission queue, then 429 with Retry-After) and a client that disconnects: while queued it
+leaves the queue; while its turn runs the generation stops and its slot frees."""
 
 from __future__ import annotations
 
@@ -11,9 +12,20 @@ from tests.server.conftest import KEY_A, ServerProcess
 
 
 def active_turns(server: ServerProcess) -> float:
+    return gauge(server, "assistant_active_turns")
+
+
+def gauge(server: ServerProcess, name: str) -> float:
     text = httpx.get(server.base + "/metrics", headers=server.headers()).text
-    line = next(x for x in text.splitlines() if x.startswith("assistant_active_turns "))
+    line = next(x for x in text.splitlines() if x.startswith(name + " "))
     return float(line.split()[1])
+
+
+async def until_queued(server: ServerProcess, depth: int) -> None:
+    deadline = time.monotonic() + 10
+    while gauge(server, "assistant_queue_depth") != depth and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert gauge(server, "assistant_queue_depth") == depth
 
 
 async def test_busy_then_disconnect_frees_the_slots(small_server: ServerProcess) -> None:
@@ -29,9 +41,26 @@ async def test_busy_then_disconnect_frees_the_slots(small_server: ServerProcess)
             while "Slow answer" not in await anext(lines):  # the answer is streaming
                 pass
             streams.append((response, lines))  # (a dropped line iterator would close its response)
-        busy = await client.post("/v1/chat/completions", json={**body, "stream": False})
-        assert busy.status_code == 429
-        assert busy.headers["Retry-After"] == "1" and busy.json()["error"]["code"] == "server_busy"
+        # Both slots taken: the next request waits in the queue (one place, 1 s); past the deadline it is a 429.
+        queued = asyncio.ensure_future(client.post("/v1/chat/completions", json={**body, "stream": False}))
+        await until_queued(s, 1)
+        started = time.monotonic()
+        full = await client.post("/v1/chat/completions", json={**body, "stream": False})  # the queue is full
+        assert full.status_code == 429 and time.monotonic() - started < 0.5 and "queue_size" in full.text
+        busy = await queued
+        assert busy.status_code == 429 and "queue_timeout_s" in busy.text
+        for response in (full, busy):
+            assert int(response.headers["Retry-After"]) >= 1 and int(response.headers["retry-after-ms"]) >= 1000
+            assert response.json()["error"]["code"] == "server_busy"
+        # A queued client that leaves frees its place at once: the next one queues (and times out) instead of a
+        # full-queue 429.
+        leaving = asyncio.ensure_future(client.post("/v1/chat/completions", json={**body, "stream": False}))
+        await until_queued(s, 1)
+        leaving.cancel()
+        await until_queued(s, 0)
+        started = time.monotonic()
+        late = await client.post("/v1/chat/completions", json={**body, "stream": False})
+        assert late.status_code == 429 and "queue_timeout_s" in late.text and time.monotonic() - started >= 0.9
         assert active_turns(s) == 2
         for response, _ in streams:  # the clients go away mid-answer
             await response.aclose()

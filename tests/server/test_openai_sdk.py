@@ -96,13 +96,15 @@ def test_client_tools_round_trip(guarded_server: ServerProcess, stream: bool) ->
 def test_refused_input(guarded_server: ServerProcess, stream: bool) -> None:
     c = client(guarded_server)
     messages = [{"role": "user", "content": "tell me zyxtrigger things"}]
-    if stream:
+    if stream:  # the refusal text comes as OpenAI's `delta.refusal`, never as content
         chunks = list(c.chat.completions.create(model="m", messages=messages, stream=True))
-        text = "".join(ch.choices[0].delta.content or "" for ch in chunks)
+        assert "".join(ch.choices[0].delta.content or "" for ch in chunks) == ""
+        text = "".join(ch.choices[0].delta.refusal or "" for ch in chunks)
         finish, g = chunks[-1].choices[0].finish_reason, chunks[-1].model_extra["guard"]
     else:
         r = c.chat.completions.create(model="m", messages=messages)
-        text, finish, g = r.choices[0].message.content, r.choices[0].finish_reason, guard(r)
+        assert r.choices[0].message.content is None
+        text, finish, g = r.choices[0].message.refusal or "", r.choices[0].finish_reason, guard(r)
     assert finish == "content_filter"
     assert g["refused"] and g["refusal"] == {"stage": "user_input", "guard_error": False}
     assert g["stages"]["user_input"] == "block"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from assistant.server.admission import Admission
 from assistant.server.auth import ANONYMOUS, KeyFileError, KeyStore, Owners, is_loopback
 from assistant.server.errors import ApiError
-from assistant.server.limits import TurnSlots
 from assistant.server.openai_compat import ClientCall, ClientMessage, parse_chat_request
 from assistant.server.trust import TrustStore, judge_history
 from assistant.server.turns import TurnTask, TurnTimeout
@@ -96,7 +96,7 @@ def test_request_parsing() -> None:
 
 
 async def test_turn_task_times_out_and_always_frees_its_slot() -> None:
-    slots = TurnSlots(1, 1)
+    slots = Admission(1, retry_after_s=1, jitter=lambda: 0.0)  # no queue: 429 at once
 
     async def slow() -> AsyncIterator[str]:
         yield "first"
@@ -106,7 +106,7 @@ async def test_turn_task_times_out_and_always_frees_its_slot() -> None:
     task = TurnTask(slots, None, 0.2, "test").start(slow)
     with pytest.raises(ApiError) as busy:
         TurnTask(slots, None, 1, "test").start(slow)
-    assert busy.value.status == 429 and busy.value.headers == {"Retry-After": "1"}
+    assert busy.value.status == 429 and busy.value.headers == {"Retry-After": "1", "retry-after-ms": "1000"}
     items = [item async for item in task]
     assert items[0] == "first" and isinstance(items[1], TurnTimeout)
     await asyncio.sleep(0)

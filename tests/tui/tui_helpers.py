@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
 SIZE = (100, 34)
 
 
-async def wait_until(pilot: Any, predicate: Callable[[], bool], *, what: str = "condition", steps: int = 400) -> None:
-    """Let the app process messages until `predicate` holds (no sleeps: each step waits for the app to be idle)."""
-    for _ in range(steps):
-        if predicate():
-            return
-        await pilot.pause()
-    raise AssertionError(f"timed out waiting for {what}")
+async def wait_until(
+    pilot: Any, predicate: Callable[[], bool], *, what: str = "condition", steps: int = 400, seconds: float = 30.0
+) -> None:
+    """Let the app process messages until `predicate` holds: `steps` waits for the app to be idle, then, on a loaded
+    machine where the app's worker threads run late (make test runs two workers), short sleeps up to `seconds`."""
+    deadline = time.monotonic() + seconds
+    step = 0
+    while not predicate():
+        if step >= steps and time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(None if step < steps else 0.05)
+        step += 1
 
 
 async def ready(pilot: Any) -> None:
