@@ -28,7 +28,7 @@ from assistant.agent.approval import ApproveCallback, Decision, coerce_decision
 from assistant.agent.deps import AgentDeps, Performance
 from assistant.agent.graph import Agent, ThreadBusy, compile_graph
 from assistant.agent.nodes import MODEL
-from assistant.agent.provenance import RECORD, admit, deployer_definition
+from assistant.agent.provenance import RECORD, admit, deployer_definition, judged_definition
 from assistant.agent.state import new_turn
 from assistant.attachments import Attached, Attachment, judge_attachment, read_attachment
 from assistant.events import (
@@ -53,6 +53,8 @@ from guards.runtime.pipeline import GuardPipeline
 from model.backends import load_backend
 from model.messages import ToolSpec
 from model.tokenizer import get_tokenizer
+from tools.mcp.tool import McpTool
+from tools.mcp.vetting import Vetting, vetting_for
 from tools.registry import add_mcp_tools, build_registry
 
 if TYPE_CHECKING:
@@ -126,6 +128,7 @@ class Assistant:
     mcp: Any = None  # tools.mcp.McpToolset: the policy's MCP servers, started by from_policy, stopped by close()
     # thread -> the user's message of its last run as the input guard sealed it (for keep_stopped)
     _admitted: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _deps: dict[int, AgentDeps] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def replace(self, **changes: Any) -> Assistant:
         return dataclasses.replace(self, **changes)
@@ -162,7 +165,7 @@ class Assistant:
             db_path=Path(db_path) if db_path else default_db_path(policy, path),
             approve=approve,
             today=today or date.today,
-            **build_tools_and_mcp(policy, tools),  # last: the MCP servers start only when all else loaded
+            **build_tools_and_mcp(policy, tools, vetting=vetting_for(pipeline, path)),  # last: all else loaded
         )
 
     def close(self) -> None:
@@ -182,15 +185,26 @@ class Assistant:
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.to_thread(self.close)
 
-    @cached_property
+    @property
     def deps(self) -> AgentDeps:
+        """Built once, and again after an MCP server's list changed what the model may see (`McpToolset.version`)."""
+        version = self.mcp.version if self.mcp is not None else 0
+        cached = self._deps.get(version)
+        if cached is None:
+            self._deps.clear()
+            cached = self._deps[version] = self._build_deps()
+        return cached
 
-        builtin = tuple(name for name, t in self.tools.items() if t.builtin)
-        custom = tuple(t.definition() for t in self.tools.values() if not t.builtin)
-        spec = ToolSpec(tools=custom, builtin_tools=builtin, tool_format=self.policy.agent.tool_format)
-        records = {definition.name: deployer_definition(definition) for definition in custom}  # the policy's
-        return AgentDeps(self.policy, self.backend, self.tokenizer, self.pipeline, self.tools, spec, self.today,
-                         performance=self.performance, tool_records=records)
+    def _build_deps(self) -> AgentDeps:
+        # an MCP tool withheld mid-session (a rug pull, a removal) drops out of the prompt and the tool map
+        tools = {name: t for name, t in self.tools.items() if not getattr(t, "withheld", None)}
+        builtin = tuple(name for name, t in tools.items() if t.builtin)
+        custom = tuple(t for t in tools.values() if not t.builtin)
+        spec = ToolSpec(tools=tuple(t.definition() for t in custom), builtin_tools=builtin,
+                        tool_format=self.policy.agent.tool_format)
+        records = {t.name: tool_record(t) for t in custom}
+        return AgentDeps(self.policy, self.backend, self.tokenizer, self.pipeline, tools, spec, self.today,
+                         performance=self.performance, tool_records={k: v for k, v in records.items() if v})
 
     @cached_property
     def _compiled(self) -> Graph:
@@ -395,10 +409,20 @@ def build_tools(policy: Any, extra: Iterable[Any]) -> dict[str, Any]:
     return {t.name: t for t in registry.visible(policy.tools)}
 
 
-def build_tools_and_mcp(policy: Any, extra: Iterable[Any]) -> dict[str, Any]:
+def tool_record(tool: Any) -> str | None:
+    """The provenance record of a tool's definition: the judged definition of an MCP tool (None when it was never
+    judged: the prompt then refuses it), the deployer's for the policy's and the application's own tools."""
+    definition = tool.definition()
+    if isinstance(tool, McpTool):
+        return judged_definition(definition, tool.judgement) if tool.judgement is not None else None
+    return deployer_definition(definition)
+
+
+def build_tools_and_mcp(policy: Any, extra: Iterable[Any], *, vetting: Vetting | None = None) -> dict[str, Any]:
     """{"tools": ..., "mcp": ...}: `build_tools` plus the tools of the policy's MCP servers, which start here
-    (tools.mcp; raises McpStartupError, a ValueError, when a `required` server fails)."""
+    (tools.mcp; raises McpStartupError, a ValueError, when a `required` server fails); `vetting` judges and
+    pin-checks their definitions (without it, the prompt refuses them: no judgement on record)."""
 
     registry = build_registry(policy.tools, extra=list(extra))
-    mcp = add_mcp_tools(registry, policy.tools)
+    mcp = add_mcp_tools(registry, policy.tools, vetting=vetting)
     return {"tools": {t.name: t for t in registry.visible(policy.tools)}, "mcp": mcp}

@@ -11,6 +11,7 @@ from tools.brave_search import BraveSearch
 from tools.code_interpreter import CodeInterpreter
 from tools.custom import load_custom
 from tools.mcp import McpToolset, start_mcp_tools
+from tools.mcp.vetting import Vetting
 from tools.sandbox import SandboxLimits
 from tools.wolfram_alpha import WolframAlpha
 
@@ -92,13 +93,14 @@ def build_registry(tools_config: ToolsConfig, *, extra: Iterable[Tool] = (), env
 
 
 def add_mcp_tools(registry: ToolRegistry, tools_config: ToolsConfig, *,
-                  env: Mapping[str, str] | None = None) -> McpToolset:
+                  env: Mapping[str, str] | None = None, vetting: Vetting | None = None) -> McpToolset:
     """Start the policy's `tools.mcp` servers and add their tools (an MCP tool whose name is taken becomes
     `server.tool`). Returns the tools.mcp.McpToolset: close it to stop the servers (at exit at the latest).
 
     Raises tools.mcp.McpStartupError when a `required` server fails; any other failure is in the toolset's notices.
+    `vetting`: judge and pin-check each definition (tools.mcp.vetting); a withheld tool is not added.
     """
-    toolset = start_mcp_tools(tools_config, reserved_names=registry.names(), env=env)
+    toolset = start_mcp_tools(tools_config, reserved_names=registry.names(), env=env, vetting=vetting)
     for item in toolset.tools:
         registry.add(item)
     return toolset

@@ -140,8 +140,12 @@ def deployer_definition(definition: Any) -> str:
 
 
 def judged_definition(definition: Any, judgement: Judgement) -> str:
-    """The record of a definition a client sent, once the `tool_definition` path passed it."""
-    if not judgement.passed or judgement.path != "tool_definition" or judgement.text != definition_text(definition):
+    """The record of a definition a client or an MCP server sent, once the `tool_definition` path passed it: on
+    exactly the text the model reads, or on that text followed by a line with the rest of the definition (an MCP
+    tool's title, annotations and raw input schema: tools.mcp.vetting.definition_text)."""
+    seen = definition_text(definition)
+    covered = judgement.text == seen or judgement.text.startswith(seen + "\n")
+    if not judgement.passed or judgement.path != "tool_definition" or not covered:
         raise ValueError(f"no passed tool_definition judgement of the tool {definition.name!r}")
     return definition_digest(definition, "judged")
 

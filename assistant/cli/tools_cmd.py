@@ -25,7 +25,8 @@ from model.messages import BUILTIN_TOOLS, ToolCall
 from tools.base import ToolOutput
 from tools.custom import ToolLoadError
 from tools.executor import ToolPath
-from tools.mcp import McpStartupError
+from tools.mcp import McpStartupError, McpToolset, start_mcp_tools
+from tools.mcp.vetting import LockFileError, lock_path, pin_status, pins_text, read_pins, vetting_for
 from tools.registry import ToolRegistry, add_mcp_tools, build_registry
 
 # Without --policy: code_interpreter on, and Code Shield as the only guard (no model downloads needed); pass the
@@ -53,22 +54,31 @@ def _bad_input(message: str) -> NoReturn:
     _emit({"ok": False, "output": "", "error": message, "limits_hit": []}, exit_codes.BAD_INPUT)
 
 
-def _load(policy_file: Path | None, *, json_errors: bool) -> tuple[Policy, ToolRegistry]:
-    """(policy, registry) or exit 2 naming the problem. The policy's MCP servers run until the command exits."""
+def _pipeline(policy: Policy, policy_file: Path | None) -> GuardPipeline:
+    return GuardPipeline.from_policy(policy, model_dirs=guard_model_dirs(policy), policy_path=policy_file,
+                                     default_audit_path=default_audit_path())
+
+
+def _load(policy_file: Path | None, *, json_errors: bool) -> tuple[Policy, ToolRegistry, McpToolset]:
+    """(policy, registry, MCP toolset) or exit 2 naming the problem. The policy's MCP servers run until the command
+    exits; their definitions are vetted as the agent vets them (judged, checked against POLICY.tools.lock)."""
     try:
         policy = parse_policy_text(DEFAULT_POLICY_TEXT, file="<default>") if policy_file is None \
             else load_policy(policy_file)
         registry = build_registry(policy.tools)
-        mcp = add_mcp_tools(registry, policy.tools)
+        vetting = None if policy_file is None or not policy.tools.mcp else vetting_for(
+            _pipeline(policy, policy_file), policy_file)
+        mcp = add_mcp_tools(registry, policy.tools, vetting=vetting)
         click.get_current_context().call_on_close(mcp.close)  # whichever way the command ends (sys.exit too)
-    except (PolicyError, ToolLoadError, McpStartupError) as exc:
+    except (PolicyError, ToolLoadError, McpStartupError, LockFileError) as exc:
         if json_errors:
             _bad_input(str(exc))
         click.echo(str(exc), err=True)
         sys.exit(exit_codes.BAD_INPUT)
     for notice in mcp.notices:
-        click.echo(f"note: {notice}", err=True)
-    return policy, registry
+        if notice.kind != "mcp_tool_withheld":  # `tools list` shows those as rows
+            click.echo(f"note: {notice}", err=True)
+    return policy, registry, mcp
 
 
 @click.group()
@@ -82,7 +92,7 @@ def tools() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
 def list_tools(policy_file: Path | None, as_json: bool) -> None:
     """The tools with their side effects, policy status and argument schemas."""
-    policy, registry = _load(policy_file, json_errors=False)
+    policy, registry, mcp = _load(policy_file, json_errors=False)
     visible = {t.name for t in registry.visible(policy.tools)}
     rows: list[dict[str, Any]] = []  # JSON rows
     for item in registry:
@@ -91,6 +101,10 @@ def list_tools(policy_file: Path | None, as_json: bool) -> None:
         rows.append({"name": item.name, "description": item.description, "builtin": item.builtin,
                      "server": item.server,  # the MCP server offering it, else None
                      "side_effects": item.side_effects, "status": status, "parameters": item.parameters})
+    for withheld in mcp.withheld:  # never offered to the model: the definition's verdict, or its pin
+        rows.append({"name": f"{withheld.server}.{withheld.tool}", "description": withheld.reason, "builtin": False,
+                     "server": withheld.server, "side_effects": None, "status": "blocked",
+                     "reason": withheld.reason, "verdict": withheld.verdict, "parameters": None})
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -98,6 +112,10 @@ def list_tools(policy_file: Path | None, as_json: bool) -> None:
         click.echo("no tools enabled by this policy")
     for row in rows:
         kind = "built-in" if row["builtin"] else f"MCP server {row['server']}" if row["server"] else "custom"
+        if row["status"] == "blocked":
+            click.echo(f"{row['name']}  ({kind}, blocked: not offered to the model)")
+            click.echo(f"    {row['reason']}")
+            continue
         effects = "side effects" if row["side_effects"] else "no side effects"
         click.echo(f"{row['name']}  ({kind}, {effects}, {row['status']})")
         click.echo(f"    {row['description'].splitlines()[0]}")
@@ -123,15 +141,14 @@ def run_tool(name: str, args_json: str, policy_file: Path | None, approve: bool)
         _bad_input(f"--args is not valid JSON: {exc}")
     if not isinstance(arguments, dict):
         _bad_input(f"--args must be a JSON object, not {type(arguments).__name__}")
-    policy, registry = _load(policy_file, json_errors=True)
+    policy, registry, _ = _load(policy_file, json_errors=True)
     name = registry.resolve(name) or name  # an MCP tool also answers to `server.tool`
 
     if name not in registry and name in BUILTIN_TOOLS:
         refusal = ToolOutput.failure(f"refused by the policy: {name} is not enabled "
                                      f"(tools.builtin.{name}.enabled)", refused=True)
         _emit(refusal.to_json(), exit_codes.REFUSED)
-    pipeline = GuardPipeline.from_policy(policy, model_dirs=guard_model_dirs(policy), policy_path=policy_file,
-                                         default_audit_path=default_audit_path())
+    pipeline = _pipeline(policy, policy_file)
     path = ToolPath({t.name: t for t in registry}, policy, pipeline)
 
     async def approver(call: ToolCall, review: object) -> bool:
@@ -160,3 +177,42 @@ def run_tool(name: str, args_json: str, policy_file: Path | None, approve: bool)
                "error": "the guards withheld the result" if ran.withheld else output.error,
                "limits_hit": list(ran.limits_hit)}
     _emit(payload, exit_codes.REFUSED if ran.withheld else exit_codes.OK)
+
+
+@tools.command("pin")
+@click.option("--policy", "policy_file", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Policy file; the pins go to FILE.tools.lock beside it.")
+def pin_tools(policy_file: Path) -> None:
+    """Start every MCP server of the policy and record the sha256 of each tool definition it lists in
+    POLICY.tools.lock (sorted JSON: review the diff, commit it beside the policy). A definition that later differs
+    from its pin, or a tool never pinned, follows the server's `on_change` (default: withheld until re-pinned).
+    A server that fails to start keeps its old pins (exit 1)."""
+    try:
+        policy = load_policy(policy_file)
+        lock = lock_path(policy_file)
+        old = read_pins(lock)
+        toolset = start_mcp_tools(policy.tools)
+    except (PolicyError, McpStartupError, LockFileError) as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(exit_codes.BAD_INPUT)
+    with toolset:
+        pins: dict[str, dict[str, str]] = {}
+        for config in policy.tools.mcp:
+            listed = toolset.listed.get(config.name)
+            if listed is None:  # it failed to start: its notice says why
+                if config.name in old:
+                    pins[config.name] = dict(old[config.name])
+                continue
+            pins[config.name] = {item.name: item.sha256 for item in listed}
+            for item in listed:
+                status = pin_status(old, config.name, item)
+                if status != "pinned":
+                    click.echo(f"{config.name}.{item.name}: {status}, pinned")
+            for gone in sorted(set(old.get(config.name, {})) - {item.name for item in listed}):
+                click.echo(f"{config.name}.{gone}: removed from the pins")
+        lock.write_text(pins_text(pins), encoding="utf-8")
+        click.echo(f"pinned {sum(len(t) for t in pins.values())} tool definitions of {len(pins)} server(s) in {lock}")
+        for notice in toolset.notices:
+            click.echo(f"note: {notice}", err=True)
+        if any(notice.kind == "mcp_server_failed" for notice in toolset.notices):
+            sys.exit(1)

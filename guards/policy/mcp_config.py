@@ -7,7 +7,7 @@ variables of the assistant's own process, read when the server starts.
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -74,6 +74,9 @@ class McpServerConfig(PolicyModel):
     timeout_s: Seconds = 30.0  # one tool call
     startup_timeout_s: Seconds = 30.0  # start, initialize and list the tools
     required: Flag = False  # true: the agent does not start without this server
+    # A tool definition that is new or changed since `assistant tools pin` (POLICY.tools.lock): withheld until
+    # re-pinned (block), asked (ask: withheld like block where no human is asked), or only judged (allow).
+    on_change: Literal["block", "ask", "allow"] = "block"
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:

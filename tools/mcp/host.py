@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 
 from guards.policy.mcp_config import McpServerConfig
 from guards.policy.tools_config import ToolsConfig
+from model.messages import BUILTIN_TOOLS
 from tools.base import Tool, ToolOutput
 from tools.mcp.naming import exposed_names, name_problem
 from tools.mcp.server import ListedTool, McpServer, McpServerError
 from tools.mcp.tool import Caller, McpTool, schema_problem, side_effects_from
+from tools.mcp.vetting import Vetting, Withheld
 
 T = TypeVar("T")
 
@@ -35,7 +37,7 @@ class McpNotice:
 
     server: str
     message: str
-    kind: str = "mcp_server_failed"  # or mcp_tool_skipped
+    kind: str = "mcp_server_failed"  # or mcp_tool_skipped, mcp_tool_withheld
 
     def __str__(self) -> str:
         return self.message
@@ -69,15 +71,27 @@ class McpToolset:
     notices: tuple[McpNotice, ...] = ()
     startup_ms: dict[str, float] = field(default_factory=dict)  # server -> start, initialize and list, in ms
     servers: dict[str, McpServer] = field(default_factory=dict, repr=False)
+    withheld: tuple[Withheld, ...] = ()  # tools the model does not see (judged, pinned: tools.mcp.vetting)
+    listed: dict[str, list[ListedTool]] = field(default_factory=dict)  # server -> every tool it listed (the pins)
+    version: int = 0  # bumped whenever a server's list changed what the model may see
+    reserved: frozenset[str] = frozenset()  # the built-in, custom and application tools' names
     _host: _LoopThread | None = field(default=None, repr=False)
-    _told: bool = field(default=False, repr=False)
+    _told: int = field(default=0, repr=False)
 
     def take_notices(self) -> tuple[McpNotice, ...]:
-        """The notices, the first time only: an agent reports its failed servers once, not on every turn."""
-        if self._told:
-            return ()
-        self._told = True
-        return self.notices
+        """The notices not taken yet: an agent reports a failed server once, and a list change when it comes."""
+        fresh, self._told = self.notices[self._told:], len(self.notices)
+        return fresh
+
+    @property
+    def offered(self) -> tuple[Tool, ...]:
+        """The tools the model may see now (a tool withheld mid-session drops out)."""
+        return tuple(t for t in self.tools if not getattr(t, "withheld", None))
+
+    def withhold(self, item: Withheld) -> None:
+        self.withheld = (*(w for w in self.withheld if (w.server, w.tool) != (item.server, item.tool)), item)
+        self.notices = (*self.notices, McpNotice(item.server, f"MCP server {item.server}: tool {item.tool} "
+                                                              f"withheld: {item.reason}", kind="mcp_tool_withheld"))
 
     def close(self) -> None:
         host, self._host = self._host, None
@@ -116,19 +130,21 @@ def _caller(host: _LoopThread, server: McpServer) -> Caller:
 
 
 def start_mcp_tools(tools_config: ToolsConfig, *, reserved_names: Collection[str] = (),
-                    env: Mapping[str, str] | None = None) -> McpToolset:
+                    env: Mapping[str, str] | None = None, vetting: Vetting | None = None) -> McpToolset:
     """Start every server of `tools_config.mcp` at once and wait for each to list its tools (or fail).
 
     A failed server leaves a notice and no tools, unless it is `required`: then every server is stopped and
     McpStartupError names it. `reserved_names`: the other tools' names (an MCP tool with one of them becomes
     `server.tool`). `env`: where secrets named in the policy are read (default: this process's environment).
+    `vetting`: judge and pin-check every definition, at start and on `list_changed` (None: offered unjudged, and the
+    agent's prompt refuses them - for tests of the transport and for `assistant tools pin`).
     """
     configs = tuple(tools_config.mcp)
     if not configs:
         return McpToolset()
     host = _LoopThread()
     servers = [McpServer(config, os.environ if env is None else env) for config in configs]
-    toolset = McpToolset(servers={s.name: s for s in servers}, _host=host)
+    toolset = McpToolset(servers={s.name: s for s in servers}, reserved=frozenset(reserved_names), _host=host)
     atexit.register(toolset.close)  # a script that forgets close() must not leave servers behind
     outcomes = host.run(_start_all(servers))
     notices: list[McpNotice] = []
@@ -143,6 +159,7 @@ def start_mcp_tools(tools_config: ToolsConfig, *, reserved_names: Collection[str
             notices.append(McpNotice(server.name, f"{message}; the agent goes on without its tools"))
             continue
         toolset.startup_ms[server.name] = server.startup_ms or 0.0
+        toolset.listed[server.name] = list(outcome)
         for item in outcome:
             skip = _skip_reason(server.config, item)
             if skip is None:
@@ -151,15 +168,79 @@ def start_mcp_tools(tools_config: ToolsConfig, *, reserved_names: Collection[str
                 notices.append(McpNotice(server.name, f"MCP server {server.name}: tool {item.name} left out: {skip}",
                                          kind="mcp_tool_skipped"))
     names = exposed_names([(s.name, t.name) for s, t in listed], reserved_names)
-    toolset.tools = tuple(
-        McpTool(name=names[(server.name, item.name)], server=server.name, remote_name=item.name,
-                description=item.description, input_schema=item.input_schema, annotations=item.annotations,
-                side_effects=side_effects_from(item.annotations, server.config.side_effects.get(item.name)),
-                caller=_caller(host, server))
-        for server, item in listed
-    )
+    made = [(server, item, _tool(host, server, item, names[(server.name, item.name)])) for server, item in listed]
     toolset.notices = tuple(notices)
+    if vetting is not None:
+        verdicts = host.run(_vet_all(vetting, made, toolset))
+        for withheld in verdicts:
+            if withheld is not None:
+                toolset.withhold(withheld)
+        made = [entry for entry, withheld in zip(made, verdicts, strict=True) if withheld is None]
+    toolset.tools = tuple(tool for _, _, tool in made)
+    for server in servers:
+        server.on_list_changed = _relisted(toolset, server, vetting)
     return toolset
+
+
+def _tool(host: _LoopThread, server: McpServer, item: ListedTool, name: str) -> McpTool:
+    return McpTool(name=name, server=server.name, remote_name=item.name, description=item.description,
+                   input_schema=item.input_schema, annotations=item.annotations, title=item.title,
+                   side_effects=side_effects_from(item.annotations, server.config.side_effects.get(item.name)),
+                   caller=_caller(host, server), sha256=item.sha256)
+
+
+def _others(toolset: McpToolset, server: str) -> set[str]:
+    """Every tool name that is not `server`'s: the shadowing rule's names."""
+    names = set(toolset.reserved) | set(BUILTIN_TOOLS)  # the Llama 3.1 built-ins, enabled or not
+    for other, items in toolset.listed.items():
+        if other != server:
+            names.update(item.name for item in items)
+            names.update(f"{other}.{item.name}" for item in items)
+    return names
+
+
+async def _vet_all(vetting: Vetting, made: list[tuple[McpServer, ListedTool, McpTool]],
+                   toolset: McpToolset) -> list[Withheld | None]:
+    return list(await asyncio.gather(*(vetting.vet(server.config, item, tool, _others(toolset, server.name))
+                                       for server, item, tool in made)))
+
+
+def _relisted(toolset: McpToolset, server: McpServer, vetting: Vetting | None):  # -> McpServer.on_list_changed
+    """What happens when `server` re-lists its tools mid-session (`notifications/tools/list_changed`): a removed
+    tool disappears, a changed one is vetted again (withheld, or updated once judged under `on_change: allow`), a
+    new one is withheld until the agent restarts (then it is vetted like any other)."""
+
+    async def relisted(items: list[ListedTool]) -> None:
+        toolset.listed[server.name] = list(items)
+        fresh = {item.name: item for item in items}
+        mine = [t for t in toolset.tools if isinstance(t, McpTool) and t.server == server.name]
+        for tool in mine:
+            item = fresh.get(tool.remote_name)
+            if tool.withheld or (item is not None and item.sha256 == tool.sha256):
+                continue
+            withheld: Withheld | None
+            if item is None:
+                withheld = Withheld(server.name, tool.remote_name, "the server no longer lists it")
+            else:
+                tool.update(description=item.description, input_schema=item.input_schema,
+                            annotations=item.annotations, title=item.title, sha256=item.sha256,
+                            side_effects=side_effects_from(item.annotations,
+                                                           server.config.side_effects.get(item.name)))
+                problem = schema_problem(item.input_schema)
+                withheld = Withheld(server.name, item.name, f"changed mid-session: {problem}") if problem else \
+                    await vetting.vet(server.config, item, tool, _others(toolset, server.name)) \
+                    if vetting is not None else None
+            if withheld is not None:
+                tool.withheld = withheld.reason
+                toolset.withhold(withheld)
+        known = {t.remote_name for t in mine} | {w.tool for w in toolset.withheld if w.server == server.name}
+        for item in items:
+            if item.name not in known and _skip_reason(server.config, item) is None:
+                toolset.withhold(Withheld(server.name, item.name, "announced mid-session (list_changed): offered "
+                                                                  "only after a restart, once vetted"))
+        toolset.version += 1
+
+    return relisted
 
 
 def _skip_reason(config: McpServerConfig, item: ListedTool) -> str | None:
@@ -171,9 +252,11 @@ def _skip_reason(config: McpServerConfig, item: ListedTool) -> str | None:
 
 @asynccontextmanager
 async def open_mcp_tools(tools_config: ToolsConfig, *, reserved_names: Collection[str] = (),
-                         env: Mapping[str, str] | None = None) -> AsyncIterator[McpToolset]:
+                         env: Mapping[str, str] | None = None,
+                         vetting: Vetting | None = None) -> AsyncIterator[McpToolset]:
     """`start_mcp_tools` for async code: the servers stop when the block ends."""
-    toolset = await asyncio.to_thread(start_mcp_tools, tools_config, reserved_names=reserved_names, env=env)
+    toolset = await asyncio.to_thread(start_mcp_tools, tools_config, reserved_names=reserved_names, env=env,
+                                      vetting=vetting)
     try:
         yield toolset
     finally:

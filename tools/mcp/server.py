@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +47,14 @@ class ListedTool:
     description: str | None
     input_schema: dict[str, Any]
     annotations: dict[str, Any] | None
+    title: str | None = None
+
+    @property
+    def sha256(self) -> str:
+        """The pin: sha256 of the whole definition as the server listed it (canonical JSON)."""
+        body = {"name": self.name, "title": self.title, "description": self.description,
+                "inputSchema": self.input_schema, "annotations": self.annotations}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -87,6 +97,9 @@ class McpServer:
         self._errlog = tempfile.TemporaryFile("w+b")  # noqa: SIM115 - lives as long as the server; the server's stderr (only its fd is used)
         self.failure: str | None = None  # why the server is no longer usable
         self.startup_ms: float | None = None
+        # called with the re-listed tools after the server sent notifications/tools/list_changed (tools.mcp.host)
+        self.on_list_changed: Callable[[list[ListedTool]], Awaitable[None]] | None = None
+        self._relisting: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------------------------------
     async def start(self) -> list[ListedTool]:
@@ -116,7 +129,8 @@ class McpServer:
             async with AsyncExitStack() as stack:
                 read, write = await stack.enter_async_context(open_transport(self.config, self._env, self._errlog))
                 # No sampling/elicitation/roots callbacks: a server cannot ask our model or the user anything.
-                session = await stack.enter_async_context(ClientSession(read, write))
+                session = await stack.enter_async_context(ClientSession(read, write,
+                                                                        message_handler=self._on_message))
                 await session.initialize()
                 tools = await self._list_tools(session)
                 self._session = session
@@ -139,6 +153,27 @@ class McpServer:
             if self.failure is None and ready.done() and not ready.cancelled() and ready.exception() is None:
                 self.failure = "it was stopped" if self._stopping else "its connection ended"
 
+    async def _on_message(self, message: Any) -> None:
+        """The SDK's message handler: `notifications/tools/list_changed` re-lists the tools in a task of its own (a
+        request awaited here would wait on the very loop that reads its answer)."""
+        from mcp.types import ServerNotification, ToolListChangedNotification
+
+        if isinstance(message, ServerNotification) and isinstance(message.root, ToolListChangedNotification):
+            task = asyncio.get_running_loop().create_task(self._relist(), name=f"mcp-relist-{self.name}")
+            self._relisting.add(task)
+            task.add_done_callback(self._relisting.discard)
+
+    async def _relist(self) -> None:
+        session, handler = self._session, self.on_list_changed
+        if session is None or handler is None:
+            return
+        try:
+            tools = await asyncio.wait_for(self._list_tools(session), self.config.timeout_s)
+        except Exception as exc:  # the old definitions stay as judged; say why the new list was not read
+            logger.warning("MCP server %s: could not re-list its tools: %s", self.name, describe_error(exc))
+            return
+        await handler(tools)
+
     async def _list_tools(self, session: Any) -> list[ListedTool]:
         tools: list[ListedTool] = []
         cursor = None
@@ -146,7 +181,8 @@ class McpServer:
             page = await session.list_tools(cursor) if cursor else await session.list_tools()
             for item in page.tools:
                 annotations = item.annotations.model_dump(exclude_none=True) if item.annotations else None
-                tools.append(ListedTool(item.name, item.description, dict(item.inputSchema), annotations or None))
+                tools.append(ListedTool(item.name, item.description, dict(item.inputSchema), annotations or None,
+                                        item.title))
             cursor = page.nextCursor
             if not cursor:
                 break

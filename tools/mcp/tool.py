@@ -10,6 +10,7 @@ from tools.base import Tool, ToolArgumentError, ToolOutput, _strip_titles
 # (remote tool name, validated arguments) -> the call's output; never raises (see tools.mcp.server).
 Caller = Callable[[str, dict[str, Any]], Awaitable[ToolOutput]]
 MAX_DESCRIPTION_CHARS = 2000  # a server's description goes into every prompt: bound what one server can add
+MAX_PARAMETER_DESCRIPTION_CHARS = 500  # each `description` inside the input schema (parameters, nested ones)
 
 
 def side_effects_from(annotations: Mapping[str, Any] | None, override: bool | None = None) -> bool:
@@ -39,9 +40,23 @@ def schema_problem(schema: Any) -> str | None:
     return None
 
 
+def capped(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _cap_descriptions(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_cap_descriptions(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {key: capped(value, MAX_PARAMETER_DESCRIPTION_CHARS) if key == "description" and isinstance(value, str)
+            else _cap_descriptions(value) for key, value in node.items()}
+
+
 def shown_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The schema as the prompt shows it: no `$schema` and no titles (they cost tokens and say nothing new)."""
-    shown = _strip_titles({k: v for k, v in schema.items() if k != "$schema"})
+    """The schema as the prompt shows it: no `$schema`, no titles (they cost tokens and say nothing new), and every
+    description in it cut at MAX_PARAMETER_DESCRIPTION_CHARS."""
+    shown = _cap_descriptions(_strip_titles({k: v for k, v in schema.items() if k != "$schema"}))
     shown.setdefault("type", "object")
     shown.setdefault("properties", {})
     return shown
@@ -54,17 +69,27 @@ class McpTool(Tool):
 
     def __init__(self, *, name: str, server: str, remote_name: str, description: str | None,
                  input_schema: dict[str, Any], annotations: Mapping[str, Any] | None, side_effects: bool,
-                 caller: Caller) -> None:
+                 caller: Caller, title: str | None = None, sha256: str = "") -> None:
         self.name = name
         self.server = server
         self.remote_name = remote_name
-        text = (description or "").strip() or f"The {remote_name} tool of the {server} MCP server."
-        self.description = text if len(text) <= MAX_DESCRIPTION_CHARS else text[: MAX_DESCRIPTION_CHARS - 1] + "…"
+        self.caller = caller
+        self.update(description=description, input_schema=input_schema, annotations=annotations,
+                    side_effects=side_effects, title=title, sha256=sha256)
+        self.withheld: str | None = None  # why the model may no longer see or call it (a rug pull, a removal)
+
+    def update(self, *, description: str | None, input_schema: dict[str, Any],
+               annotations: Mapping[str, Any] | None, side_effects: bool, title: str | None, sha256: str) -> None:
+        """Take a (re-listed) definition; its judgement must be set again before the model may read it."""
+        text = (description or "").strip() or f"The {self.remote_name} tool of the {self.server} MCP server."
+        self.description = capped(text, MAX_DESCRIPTION_CHARS)
         self.input_schema = input_schema
         self.annotations = dict(annotations or {})
         self.side_effects = side_effects
-        self._caller = caller
+        self.title = title
+        self.sha256 = sha256  # of the server's definition as listed (the pin)
         self._parameters = shown_schema(input_schema)
+        self.judgement: Any = None  # the passed `tool_definition` judgement of this definition (tools.mcp.vetting)
 
     @property
     def qualified_name(self) -> str:
@@ -95,4 +120,6 @@ class McpTool(Tool):
         return checked
 
     async def call(self, arguments: dict[str, Any]) -> ToolOutput:
-        return await self._caller(self.remote_name, arguments)
+        if self.withheld:
+            return ToolOutput.failure(f"MCP tool {self.qualified_name} is withheld: {self.withheld}", refused=True)
+        return await self.caller(self.remote_name, arguments)

@@ -34,7 +34,8 @@ tools:
   untrusted_content: ask
 agent: {max_steps: 6}
 """
-TIME_SERVER = {"name": "time", "command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"]}
+TIME_SERVER = {"name": "time", "command": sys.executable, "args": ["-m", "mcp_server_time", "--local-timezone", "UTC"],
+               "on_change": "allow"}  # never pinned: judged only (test_mcp_vetting.py covers the pins)
 
 
 def call(name: str, **arguments: Any) -> str:
@@ -84,11 +85,12 @@ def test_filesystem_server_tools_and_their_side_effects(files: McpToolset) -> No
 
 
 async def test_a_file_read_turns_on_the_untrusted_rule_so_the_write_waits_for_approval(
-    tmp_path: Path, folder: Path, files: McpToolset
+    tmp_path: Path, folder: Path, fs_server_ready: None
 ) -> None:
     target = folder / "todo.txt"
-    bot = assistant(tmp_path, files.tools, call("read_text_file", path=str(folder / "notes.txt")),
-                    call("write_file", path=str(target), content="milk"), "Saved your to-do.<|eot_id|>")
+    bot = assistant(tmp_path, (), call("read_text_file", path=str(folder / "notes.txt")),
+                    call("write_file", path=str(target), content="milk"), "Saved your to-do.<|eot_id|>",
+                    servers=(fs_server_entry(folder, on_change="allow"),))
     first = await bot.arun("Copy my notes into todo.txt", thread="t-write")
     [read] = [e for e in first.events if isinstance(e, ToolResult)]
     assert read.ok and read.output.strip() == "Buy milk." and not read.blocked
@@ -103,10 +105,11 @@ async def test_a_file_read_turns_on_the_untrusted_rule_so_the_write_waits_for_ap
 
 
 async def test_a_file_carrying_an_injection_is_blocked_at_tool_result(
-    tmp_path: Path, folder: Path, files: McpToolset
+    tmp_path: Path, folder: Path, fs_server_ready: None
 ) -> None:
-    bot = assistant(tmp_path, files.tools, call("read_text_file", path=str(folder / "evil.txt")),
-                    "I could not read that file safely.<|eot_id|>")
+    bot = assistant(tmp_path, (), call("read_text_file", path=str(folder / "evil.txt")),
+                    "I could not read that file safely.<|eot_id|>",
+                    servers=(fs_server_entry(folder, on_change="allow"),))
     result = await bot.arun("Summarise evil.txt", thread="t-evil")
     assert result.text == "I could not read that file safely."
     [read] = [e for e in result.events if isinstance(e, ToolResult)]
@@ -131,10 +134,9 @@ async def test_an_mcp_result_gates_a_later_side_effect_tool_of_the_app(tmp_path:
         sent.append(to)
         return "sent"
 
-    with start_mcp_tools(tools_config(TIME_SERVER)) as time_tools:
-        bot = assistant(tmp_path, [*time_tools.tools, send_email],
-                        call("get_current_time", timezone="Europe/Paris"),
-                        call("send_email", to="bob@example.test", body="it is late"), "Done.<|eot_id|>")
+    with assistant(tmp_path, [send_email], call("get_current_time", timezone="Europe/Paris"),
+                   call("send_email", to="bob@example.test", body="it is late"), "Done.<|eot_id|>",
+                   servers=(TIME_SERVER,)) as bot:
         result = await bot.arun("Tell Bob the time in Paris", thread="t-time")
     [now] = [e for e in result.events if isinstance(e, ToolResult)]
     assert now.ok and json.loads(now.output)["timezone"] == "Europe/Paris"
@@ -145,7 +147,7 @@ async def test_an_mcp_result_gates_a_later_side_effect_tool_of_the_app(tmp_path:
 async def test_the_policys_servers_start_and_stop_with_the_assistant(
     tmp_path: Path, folder: Path, fs_server_ready: None
 ) -> None:
-    servers = (fs_server_entry(folder), demo("broken", "--mode", "exit-at-start"))
+    servers = (fs_server_entry(folder, on_change="allow"), demo("broken", "--mode", "exit-at-start"))
     with assistant(tmp_path, (), call("list_directory", path=str(folder)), "Two files.<|eot_id|>", "Hi.<|eot_id|>",
                    servers=servers) as bot:
         assert bot.tools["list_directory"].server == "files"

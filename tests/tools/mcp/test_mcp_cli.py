@@ -27,7 +27,8 @@ stages:
 audit: {{path: audit.jsonl}}
 tools:
   mcp:
-    - {{name: time, command: {python}, args: [-m, mcp_server_time, --local-timezone, UTC]}}
+    - {{name: time, command: {python}, args: [-m, mcp_server_time, --local-timezone, UTC],
+       on_change: allow}}
 {more}agent: {{max_steps: 3}}
 """
 CALL_TOKYO = '<|python_tag|>{"name": "get_current_time", "parameters": {"timezone": "Asia/Tokyo"}}<|eom_id|>'
