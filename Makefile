@@ -16,7 +16,7 @@ NPM_PREFIX := .cache/npm
 FS_MCP := $(NPM_PREFIX)/node_modules/@modelcontextprotocol/server-filesystem/package.json
 FS_MCP_VERSION := 2026.8.31
 
-.PHONY: setup mcp-servers postgres chromium chat serve test test-latest test-vllm lock lock-vllm fuzz bench lint clean
+.PHONY: setup mcp-servers postgres chromium chat serve test test-latest test-vllm test-phoenix lock lock-vllm fuzz bench lint clean
 
 setup: $(STAMP) mcp-servers postgres chromium
 
@@ -77,13 +77,19 @@ TEST_WORKERS ?= 2
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -m "not slow and not vllm" -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -m "not slow and not vllm and not phoenix" -n $(TEST_WORKERS) --dist loadfile
 
 # Integration tests against real vLLM (CPU) servers; vLLM gets its own virtualenv, built once per machine and user.
 VLLM_VENV ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/guarded-assistant/vllm-venv
 test-vllm: setup
 	VLLM_VENV=$(VLLM_VENV) VLLM_LOCK=$(VLLM_LOCK) bash scripts/vllm_venv.sh
 	VLLM_VENV=$(VLLM_VENV) $(BIN)/python -m pytest -m vllm tests/vllm
+
+# Traces exported to a real collector: Arize Phoenix, in a virtualenv of its own (scripts/phoenix_venv.sh).
+PHOENIX_VENV ?= .cache/phoenix-venv
+test-phoenix: setup
+	PHOENIX_VENV=$(PHOENIX_VENV) bash scripts/phoenix_venv.sh
+	PHOENIX_VENV=$(PHOENIX_VENV) $(BIN)/python -m pytest -m phoenix tests/telemetry
 
 fuzz: setup
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -m slow tests/reliability

@@ -51,10 +51,12 @@ from assistant.warmup import WarmUp, warm_up
 from guards.policy import load_policy
 from guards.runtime.pipeline import GuardPipeline
 from model.backends import load_backend
+from model.family import default_tool_format, resolve_family
 from model.messages import ToolSpec
 from model.tokenizer import get_tokenizer
+from tools.listing import tool_rows
 from tools.mcp.tool import McpTool
-from tools.mcp.vetting import Vetting, vetting_for
+from tools.mcp.vetting import ReviewCallback, Vetting, vetting_for
 from tools.registry import add_mcp_tools, build_registry
 
 if TYPE_CHECKING:
@@ -145,10 +147,13 @@ class Assistant:
         guard_runners: dict[str, Any] | None = None,
         tiny_dir: Path | None = None,
         today: Callable[[], date] | None = None,
+        review_definition: ReviewCallback | None = None,
     ) -> Assistant:
         """Load and check the policy (PolicyError names file, line and key), resolve the models (`model`: a
         `scripted:FILE.jsonl`, `transformers:PATH`, `openai:URL` or `tiny:NAME` spec overriding the policy's main
-        model), and register `tools` (Tool objects or `@tool` functions) next to the policy's own."""
+        model), and register `tools` (Tool objects or `@tool` functions) next to the policy's own.
+        `review_definition`: asks a human about an MCP tool definition that is new or changed since it was pinned,
+        under `on_change: ask` (may be called from another thread's event loop; None: such tools are withheld)."""
 
         path = Path(path)
         policy = load_policy(path)
@@ -160,12 +165,12 @@ class Assistant:
         return cls(
             policy=policy,
             backend=backend,
-            tokenizer=tokenizer_for(backend),
+            tokenizer=tokenizer_for(backend, policy.models.main.family),
             pipeline=pipeline,
             db_path=Path(db_path) if db_path else default_db_path(policy, path),
             approve=approve,
             today=today or date.today,
-            **build_tools_and_mcp(policy, tools, vetting=vetting_for(pipeline, path)),  # last: all else loaded
+            **build_tools_and_mcp(policy, tools, vetting=vetting_for(pipeline, path, review_definition)),  # last
         )
 
     def close(self) -> None:
@@ -195,13 +200,18 @@ class Assistant:
             cached = self._deps[version] = self._build_deps()
         return cached
 
+    def tool_listing(self) -> list[dict[str, Any]]:
+        """The tools the model may call, with side effects and policy status, and every MCP tool withheld from it
+        with why (`GET /v1/tools`; the same rows as `assistant tools list --json`)."""
+        return tool_rows(self.tools.values(), self.policy.tools, self.mcp.withheld if self.mcp is not None else ())
+
     def _build_deps(self) -> AgentDeps:
         # an MCP tool withheld mid-session (a rug pull, a removal) drops out of the prompt and the tool map
-        tools = {name: t for name, t in self.tools.items() if not getattr(t, "withheld", None)}
+        tools = {name: t for name, t in self.tools.items() if not (isinstance(t, McpTool) and t.withheld)}
         builtin = tuple(name for name, t in tools.items() if t.builtin)
         custom = tuple(t for t in tools.values() if not t.builtin)
         spec = ToolSpec(tools=tuple(t.definition() for t in custom), builtin_tools=builtin,
-                        tool_format=self.policy.agent.tool_format)
+                        tool_format=self.policy.agent.tool_format or default_tool_format(self.tokenizer.family))
         records = {t.name: tool_record(t) for t in custom}
         return AgentDeps(self.policy, self.backend, self.tokenizer, self.pipeline, tools, spec, self.today,
                          performance=self.performance, tool_records={k: v for k, v in records.items() if v})
@@ -395,10 +405,11 @@ def load_main_backend(spec: Any) -> Any:
     return load_backend(spec)
 
 
-def tokenizer_for(backend: ModelBackend) -> Llama3Tokenizer:
-    """The backend's own Llama 3 tokenizer files when it has a local model directory, else llama-models' file."""
-    model_dir = backend.model_dir
-    return get_tokenizer(Path(model_dir) if model_dir else None)
+def tokenizer_for(backend: ModelBackend, family: str | None = None) -> Llama3Tokenizer:
+    """The model family's tokenizer (`family`: the policy's, else the checkpoint's config, else llama3): the backend's
+    own files when it has a local model directory, else llama-models' file."""
+    model_dir = Path(backend.model_dir) if backend.model_dir else None
+    return get_tokenizer(model_dir, resolve_family(family, model_dir))
 
 
 def build_tools(policy: Any, extra: Iterable[Any]) -> dict[str, Any]:

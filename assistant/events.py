@@ -53,6 +53,7 @@ class GuardVerdict(_Event):
     latency_ms: float = 0.0
     error: str | None = None
     call_id: str | None = None
+    tokens: int = 0  # input tokens the guard's model read (the `guard` object's token counts in `serve`)
     type: str = field(default="verdict", init=False)
 
     @classmethod
@@ -68,6 +69,7 @@ class GuardVerdict(_Event):
             latency_ms=verdict.latency_ms,
             error=verdict.error,
             call_id=call_id,
+            tokens=verdict.tokens,
         )
 
 

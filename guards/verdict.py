@@ -43,6 +43,7 @@ class Verdict:
     reasons: tuple[str, ...] = ()
     latency_ms: float = 0.0
     error: str | None = None
+    tokens: int = 0  # input tokens the guard's model read for this check (0: no model, or the check failed)
 
     def __post_init__(self) -> None:
         _check_decision(self.decision)

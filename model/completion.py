@@ -19,17 +19,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from model.messages import Span, StopReason
+from model.tokenizer_specs import spec_for
 from model.tool_parser import parse_completion
 
 if TYPE_CHECKING:
     from model.tool_parser import ParsedCompletion
 
+# Both families' stop tokens and tool-call openers: a span counts only when the backend marked it as a special id, and
+# a Llama 3 model has no `<|eot|>` id (nor a Llama 4 model an `<|eot_id|>`), so one table serves both.
 STOP_REASONS: dict[str, StopReason] = {
     "<|eot_id|>": "end_of_turn",
     "<|eom_id|>": "end_of_message",
     "<|end_of_text|>": "end_of_turn",
+    "<|eot|>": "end_of_turn",
+    "<|eom|>": "end_of_message",
 }
 PYTHON_TAG = "<|python_tag|>"
+PYTHON_TAGS = frozenset({PYTHON_TAG, "<|python_start|>"})
 SPECIAL_PATTERN = re.compile(r"<\|[a-z0-9_]+\|>")
 
 
@@ -43,6 +49,13 @@ def trusted_spans(text: str) -> tuple[Span, ...]:
     """Every special-token string in `text` counted as a real special token. Only for text that stands in for the
     model's own ids (a scripted model file, a test fixture, a dialog the user wrote for `assistant prompt`)."""
     return tuple(match.span() for match in SPECIAL_PATTERN.finditer(text))
+
+
+def family_spans(text: str, family: str) -> tuple[Span, ...]:
+    """`trusted_spans` restricted to the family's own special tokens: a Llama 4 `<|eot|>` in Llama 3 text (or a Llama 3
+    `<|eot_id|>` in Llama 4 text) is not a token that model has, so it stays plain text."""
+    names = spec_for(family).special_names
+    return tuple(span for span in trusted_spans(text) if text[span[0] : span[1]] in names)
 
 
 def spans_within(spans: Sequence[Span], end: int) -> tuple[Span, ...]:
@@ -73,7 +86,7 @@ class Completion:
     def answer_text(self) -> str:
         """The text before the first real `<|python_tag|>` or stop token (what may be shown as an answer)."""
         for start, end in self.special_spans:
-            if self.text[start:end] == PYTHON_TAG or self.text[start:end] in STOP_REASONS:
+            if self.text[start:end] in PYTHON_TAGS or self.text[start:end] in STOP_REASONS:
                 return self.text[:start]
         return self.text
 
@@ -121,7 +134,7 @@ class CompletionBuilder:
         if isinstance(delta, SpecialToken):
             token = str(delta)
             self._spans.append((self._length, self._length + len(token)))
-            if self._answer_end is None and (token == PYTHON_TAG or token in STOP_REASONS):
+            if self._answer_end is None and (token in PYTHON_TAGS or token in STOP_REASONS):
                 self._answer_end = self._length
             self._stop = STOP_REASONS.get(token)
             kept = token

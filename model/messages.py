@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 Role = Literal["system", "user", "assistant", "tool"]
 StopReason = Literal["end_of_turn", "end_of_message"]
-ToolFormat = Literal["json", "function_tag"]
+ToolFormat = Literal["json", "function_tag", "pythonic"]
+TOOL_FORMATS: tuple[str, ...] = get_args(ToolFormat)
 Span = tuple[int, int]  # [start, end) character offsets
 
 # Llama 3.1's built-in tools. code_interpreter is enabled by `Environment: ipython` alone and never listed.

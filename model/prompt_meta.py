@@ -1,4 +1,5 @@
-"""The `meta` dialect: Meta's documented Llama 3.1 format (llama_models/llama3_1/prompt_format.md).
+"""The `meta` dialect: Meta's documented Llama 3.1 format (llama_models/llama3_1/prompt_format.md), and with
+`tool_format: pythonic` Llama 3.2/3.3's Python-list tool calling (`model.tool_prompts_pythonic`).
 
 It is what llama-stack's `augment_messages_for_tools_llama_3_1` followed by llama-models' `ChatFormat` produce, with one
 correction where llama-stack and the documentation disagree: a blank line separates `Today Date: ...` from the
@@ -29,6 +30,7 @@ from model.prompt_segments import (
     raw_segments,
 )
 from model.tool_prompts import builtin_tools_block, custom_tools_prompt, long_date
+from model.tool_prompts_pythonic import encode_pythonic_call, pythonic_system_text
 
 _QUERY_TOOLS = ("brave_search", "wolfram_alpha", "photogen")
 
@@ -56,6 +58,8 @@ def encode_call(call: ToolCall, tool_format: str) -> str:
         return code
     if tool_format == "function_tag":
         return f"<function={call.name}>{json.dumps(call.arguments)}</function>"
+    if tool_format == "pythonic":
+        return encode_pythonic_call(call)
     return json.dumps({"type": "function", "name": call.name, "parameters": call.arguments})
 
 
@@ -77,8 +81,14 @@ def meta_segments(
 ) -> list[Segment]:
     rest = list(messages)
     system_message = rest.pop(0).content if rest and rest[0].role == "system" else None
-    segments: list[Segment] = [BOS, *header("system"), Text(system_text(spec, today, system_message)), EOT]
-    if spec.tools:
+    segments: list[Segment] = [BOS]
+    if spec.tool_format == "pythonic":  # Llama 3.2/3.3: tools in the system message, no date block
+        pythonic = pythonic_system_text(spec.tools, spec.builtin_tools, system_message, "llama3")
+        if pythonic is not None:
+            segments += [*header("system"), Text(pythonic), EOT]
+    else:
+        segments += [*header("system"), Text(system_text(spec, today, system_message)), EOT]
+    if spec.tools and spec.tool_format != "pythonic":
         segments += [*header("user"), Text(custom_tools_prompt(spec.tools, spec.tool_format)), EOT]
     for message in rest:
         if message.role == "assistant":

@@ -46,13 +46,14 @@ def header(role: str) -> list[Segment]:
     return [Special("<|start_header_id|>"), Text(role), Special("<|end_header_id|>"), Text("\n\n")]
 
 
-def raw_segments(raw: str, special_spans: Sequence[Span] | None) -> Iterator[Segment]:
+def raw_segments(raw: str, special_spans: Sequence[Span] | None, family: str = "llama3") -> Iterator[Segment]:
     """Model output re-encoded verbatim: the spans the model generated as special ids are control tokens, everything
-    else (a `<|python_tag|>` it spelled out in ordinary tokens included) is plain text. None: no span is special."""
+    else (a `<|python_tag|>` it spelled out in ordinary tokens included) is plain text. None: no span is special.
+    A span must hold one of the family's special tokens."""
     position = 0
     for start, end in sorted(special_spans or ()):
         name = raw[start:end]
-        if start < position or end > len(raw) or name not in _special_names():
+        if start < position or end > len(raw) or name not in _special_names(family):
             raise PromptFormatError(
                 f"special_spans ({start}, {end}) of an assistant message do not cover one special token in its raw text"
             )
@@ -65,8 +66,8 @@ def raw_segments(raw: str, special_spans: Sequence[Span] | None) -> Iterator[Seg
 
 
 @cache
-def _special_names() -> frozenset[str]:
-    return frozenset(special_token_names())
+def _special_names(family: str) -> frozenset[str]:
+    return frozenset(special_token_names(family))
 
 
 def render_segments(segments: Iterable[Segment]) -> str:

@@ -1,7 +1,8 @@
-"""The Llama 3 tokenizer: tiktoken BPE with 128,000 ranks plus 256 special tokens (ids 128000..128255).
+"""The Llama tokenizers: tiktoken BPE. Llama 3: 128,000 ranks plus 256 special tokens (ids 128000..128255); Llama 4:
+200,000 ranks plus 2,048 special tokens (ids 200000..202047). `model.tokenizer_specs` describes each family.
 
-`encode` is for plain text only: special-token strings in the text (`<|eot_id|>`, ...) become ordinary tokens, never
-ids >= 128000, so untrusted text can never forge control tokens. Prompt templates add control tokens by id
+`encode` is for plain text only: special-token strings in the text (`<|eot_id|>`, `<|eot|>`, ...) become ordinary
+tokens, never special ids, so untrusted text can never forge control tokens. Prompt templates add control tokens by id
 (`special_id`). Long inputs are cut the way Meta's tokenizer cuts them (400k-character chunks, runs of at most 25k
 whitespace or non-whitespace characters), which avoids tiktoken's pathological cases and keeps the ids identical to
 Meta's.
@@ -10,40 +11,25 @@ Meta's.
 from __future__ import annotations
 
 import base64
+import importlib
 import re
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from model.tokenizer_specs import LLAMA3, TokenizerSpec, spec_for
+
 if TYPE_CHECKING:
     import tiktoken
 
-NUM_BASE_TOKENS = 128_000
-NUM_SPECIAL_TOKENS = 256
-VOCAB_SIZE = NUM_BASE_TOKENS + NUM_SPECIAL_TOKENS
-STOP_TOKENS = ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>")
+NUM_BASE_TOKENS = LLAMA3.num_base_tokens
+NUM_SPECIAL_TOKENS = len(LLAMA3.special_names)
+VOCAB_SIZE = LLAMA3.vocab_size
+STOP_TOKENS = LLAMA3.stop_tokens
 
 # Meta's pre-tokenizer split pattern (`pat_str` in llama_models/llama3/tokenizer.py).
-PAT_STR = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-
-_NAMED_SPECIALS = (
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|reserved_special_token_0|>",
-    "<|reserved_special_token_1|>",
-    "<|finetune_right_pad_id|>",
-    "<|step_id|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eom_id|>",
-    "<|eot_id|>",
-    "<|python_tag|>",
-    "<|image|>",
-)
+PAT_STR = LLAMA3.pat_str
 
 # Same limits as Meta's tokenizer, so long texts split at the same places and give the same ids.
 MAX_ENCODE_CHARS = 400_000
@@ -52,33 +38,31 @@ _RUN = re.compile(r"\s+|\S+")
 
 
 class TokenizerError(RuntimeError):
-    """The ranks file is missing or not a Llama 3 tokenizer."""
+    """The ranks file is missing or not the family's tokenizer."""
 
 
-def special_token_names() -> list[str]:
-    """The 256 special tokens in id order, named as in Meta's `Tokenizer`."""
-    reserved = [f"<|reserved_special_token_{2 + i}|>" for i in range(NUM_SPECIAL_TOKENS - len(_NAMED_SPECIALS))]
-    return [*_NAMED_SPECIALS, *reserved]
+def special_token_names(family: str = "llama3") -> list[str]:
+    """The family's special tokens in id order (Llama 3: 256, Llama 4: 2048), named as in Meta's `Tokenizer`."""
+    return list(spec_for(family).special_names)
 
 
-def default_tokenizer_model() -> Path:
-    """The tiktoken ranks file shipped with the `llama-models` package."""
-    import llama_models.llama3.tokenizer as meta_tokenizer
+def default_tokenizer_model(family: str = "llama3") -> Path:
+    """The family's tiktoken ranks file shipped with the `llama-models` package (a dependency, read in place)."""
+    meta_tokenizer = importlib.import_module(spec_for(family).meta_module)
+    return Path(str(meta_tokenizer.__file__)).parent / "tokenizer.model"
 
-    return Path(meta_tokenizer.__file__).parent / "tokenizer.model"
 
-
-def find_tokenizer_model(model_dir: Path | None) -> Path:
+def find_tokenizer_model(model_dir: Path | None, family: str = "llama3") -> Path:
     """`tokenizer.model` of a local model directory (Meta layout or HF `original/`), else llama-models' copy."""
     if model_dir is not None:
         for candidate in (model_dir / "tokenizer.model", model_dir / "original" / "tokenizer.model"):
             if candidate.is_file():
                 return candidate
-    return default_tokenizer_model()
+    return default_tokenizer_model(family)
 
 
-def load_ranks(path: Path) -> dict[bytes, int]:
-    """Parse a tiktoken ranks file (`<base64 token> <rank>` per line) and check it is Llama 3's."""
+def load_ranks(path: Path, spec: TokenizerSpec = LLAMA3) -> dict[bytes, int]:
+    """Parse a tiktoken ranks file (`<base64 token> <rank>` per line) and check it is the family's."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -92,8 +76,10 @@ def load_ranks(path: Path) -> dict[bytes, int]:
             ranks[base64.b64decode(token, validate=True)] = int(rank)
         except ValueError as exc:
             raise TokenizerError(f"{path}:{number}: not a tiktoken ranks line") from exc
-    if sorted(ranks.values()) != list(range(NUM_BASE_TOKENS)):
-        raise TokenizerError(f"{path}: expected the {NUM_BASE_TOKENS} Llama 3 ranks 0..{NUM_BASE_TOKENS - 1}")
+    count = spec.num_base_tokens
+    if sorted(ranks.values()) != list(range(count)):
+        label = spec.family.replace("llama", "Llama ")
+        raise TokenizerError(f"{path}: expected the {count} {label} ranks 0..{count - 1}")
     return ranks
 
 
@@ -113,24 +99,30 @@ def split_for_encoding(text: str) -> Iterator[str]:
 
 
 class Llama3Tokenizer:
-    def __init__(self, ranks_path: Path) -> None:
+    """A Llama family's tokenizer (the name is historical: `spec` picks Llama 3 or Llama 4, `family` says which)."""
+
+    def __init__(self, ranks_path: Path, spec: TokenizerSpec = LLAMA3) -> None:
         import tiktoken
 
-        names = special_token_names()
+        self.spec = spec
+        self.family = spec.family
+        self.num_base_tokens = spec.num_base_tokens
         self.ranks_path = ranks_path
-        self.special_tokens: dict[str, int] = {name: NUM_BASE_TOKENS + i for i, name in enumerate(names)}
+        self.special_tokens: dict[str, int] = {
+            name: spec.num_base_tokens + i for i, name in enumerate(spec.special_names)
+        }
         self._model: tiktoken.Encoding = tiktoken.Encoding(
-            name=f"llama3:{ranks_path}",
-            pat_str=PAT_STR,
-            mergeable_ranks=load_ranks(ranks_path),
+            name=f"{spec.family}:{ranks_path}",
+            pat_str=spec.pat_str,
+            mergeable_ranks=load_ranks(ranks_path, spec),
             special_tokens=self.special_tokens,
         )
-        self.vocab_size = VOCAB_SIZE
-        self.stop_ids: tuple[int, ...] = tuple(self.special_tokens[name] for name in STOP_TOKENS)
+        self.vocab_size = spec.vocab_size
+        self.stop_ids: tuple[int, ...] = tuple(self.special_tokens[name] for name in spec.stop_tokens)
         self.bos_id = self.special_tokens["<|begin_of_text|>"]
-        self.eot_id = self.special_tokens["<|eot_id|>"]
-        self.eom_id = self.special_tokens["<|eom_id|>"]
-        self.python_tag_id = self.special_tokens["<|python_tag|>"]
+        self.eot_id = self.special_tokens[spec.eot]
+        self.eom_id = self.special_tokens[spec.eom]
+        self.python_tag_id = self.special_tokens[spec.python_tag]
 
     def encode(self, text: str) -> list[int]:
         """Plain text to ids; special-token strings are encoded as ordinary text."""
@@ -143,7 +135,7 @@ class Llama3Tokenizer:
         try:
             return self.special_tokens[name]
         except KeyError:
-            raise KeyError(f"not a Llama 3 special token: {name!r}") from None
+            raise KeyError(f"not a {self.family.replace('llama', 'Llama ')} special token: {name!r}") from None
 
     def decode(self, ids: Sequence[int]) -> str:
         """Ids to text; special ids come out as their strings, invalid UTF-8 as U+FFFD."""
@@ -153,14 +145,19 @@ class Llama3Tokenizer:
         return self._model.decode_bytes(list(ids))
 
     def is_special(self, token_id: int) -> bool:
-        return token_id >= NUM_BASE_TOKENS
+        return token_id >= self.num_base_tokens
+
+
+LlamaTokenizer = Llama3Tokenizer  # the family-neutral name
 
 
 @lru_cache(maxsize=4)
-def _load(ranks_path: Path) -> Llama3Tokenizer:
-    return Llama3Tokenizer(ranks_path)
+def _load(ranks_path: Path, family: str) -> Llama3Tokenizer:
+    return Llama3Tokenizer(ranks_path, spec_for(family))
 
 
-def get_tokenizer(model_dir: Path | None = None) -> Llama3Tokenizer:
-    """The tokenizer for a model directory (its own ranks when it has them), loaded once per ranks file."""
-    return _load(find_tokenizer_model(Path(model_dir) if model_dir is not None else None).resolve())
+def get_tokenizer(model_dir: Path | None = None, family: str = "llama3") -> Llama3Tokenizer:
+    """The family's tokenizer for a model directory (its own ranks when it has them), loaded once per ranks file."""
+    spec_for(family)  # an unknown family is an error before any file is read
+    path = find_tokenizer_model(Path(model_dir) if model_dir is not None else None, family)
+    return _load(path.resolve(), family)

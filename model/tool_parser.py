@@ -11,7 +11,9 @@ whitespace aside; prose that contains a call-shaped JSON object (or any other ca
   missing); a Python-style list `[f(a=1), g(b="x")]`; a built-in `name.call(...)`.
 Only the spans the caller marks as real special tokens (`special_spans`, see `model.completion`) count as
 `<|python_tag|>` or stop tokens: the same strings spelled in ordinary tokens are plain text. The stop reason comes
-from the first real `<|eom_id|>` / `<|eot_id|>` / `<|end_of_text|>`; nothing after it is read. Every call is kept (the
+from the first real `<|eom_id|>` / `<|eot_id|>` / `<|end_of_text|>`; nothing after it is read. Llama 4 completions
+read the same way with its tokens: `<|python_start|>` is the tag (a real `<|python_end|>` after it is dropped, as Meta
+does) and `<|eom|>` / `<|eot|>` the stops. Every call is kept (the
 reference keeps only the first). A malformed call is reported in `error` / `error_kind` with no calls at all, so
 nothing half-parsed runs; arguments are read with `json` and `ast.literal_eval`, never executed.
 """
@@ -28,14 +30,21 @@ from typing import Any, Literal
 from model.messages import Span, StopReason, ToolCall
 
 ParseErrorKind = Literal[
-    "invalid_json", "invalid_call_syntax", "missing_name", "arguments_not_object", "unknown_tool", "code_not_enabled"
+    "invalid_json", "invalid_call_syntax", "missing_name", "arguments_not_object", "unknown_tool", "code_not_enabled",
+    "code_not_tagged",
 ]
 
 PYTHON_TAG = "<|python_tag|>"
+CODE_INTERPRETER = "code_interpreter"
+# Llama 4 opens a call or code with `<|python_start|>` and may close it with `<|python_end|>` (Meta drops the latter).
+PYTHON_TAGS = frozenset({PYTHON_TAG, "<|python_start|>"})
+PYTHON_END = "<|python_end|>"
 _STOPS: dict[str, StopReason] = {
     "<|eot_id|>": "end_of_turn",
     "<|eom_id|>": "end_of_message",
     "<|end_of_text|>": "end_of_turn",
+    "<|eot|>": "end_of_turn",
+    "<|eom|>": "end_of_message",
 }
 _JSON_HEAD = re.compile(r"\{|\[\s*\{")  # a JSON call object, or a list of them
 _QUERY_TOOLS = frozenset({"brave_search", "wolfram_alpha"})
@@ -304,7 +313,15 @@ def _tagged_calls(payload: str, builtin_tools: Collection[str], known: Collectio
 
 
 def _untagged(body: str, builtin_tools: Collection[str], known: Collection[str] | None) -> ParsedCompletion:
-    """Without a python tag a call is the whole message (whitespace aside); anything else is an answer."""
+    """Without a python tag a call is the whole message (whitespace aside); anything else is an answer. Code runs
+    only after a real python tag: an untagged call naming code_interpreter is malformed, never a call."""
+    parsed = _untagged_calls(body, builtin_tools, known)
+    if any(call.name == CODE_INTERPRETER for call in parsed.tool_calls):
+        raise _CallError("code_not_tagged", "code_interpreter is called only with <|python_tag|> and the code")
+    return parsed
+
+
+def _untagged_calls(body: str, builtin_tools: Collection[str], known: Collection[str] | None) -> ParsedCompletion:
     text = body.strip()
     if text.startswith("<function="):
         return ParsedCompletion(None, tuple(_function_tag_calls(text, known)), None, None)
@@ -330,6 +347,17 @@ def _real_specials(text: str, special_spans: Sequence[Span]) -> list[tuple[int, 
     return found
 
 
+def _cut(text: str, start: int, end: int, removed: Sequence[Span]) -> str:
+    """text[start:end] without the removed spans inside it (the real `<|python_end|>` tokens)."""
+    pieces, position = [], start
+    for span_start, span_end in removed:
+        if start <= span_start and span_end <= end:
+            pieces.append(text[position:span_start])
+            position = span_end
+    pieces.append(text[position:end])
+    return "".join(pieces)
+
+
 def parse_completion(
     text: str,
     *,
@@ -350,13 +378,16 @@ def parse_completion(
         if token in _STOPS:
             body, stop_reason = text[:start], _STOPS[token]
             break
-    tags = [(start, end) for start, end, token in specials if token == PYTHON_TAG and end <= len(body)]
+    tags = [(start, end) for start, end, token in specials if token in PYTHON_TAGS and end <= len(body)]
+    ends = [(start, end) for start, end, token in specials if token == PYTHON_END and end <= len(body)]
     known = None if tools is None else {*tools, *builtin_tools, *_QUERY_TOOLS}
     prefix = body[: tags[0][0]] if tags else body
     try:
         if tags:
-            ends = [start for start, _end in tags[1:]] + [len(body)]
-            parts = [body[tag_end:part_end] for (_start, tag_end), part_end in zip(tags, ends, strict=True)]
+            limits = [start for start, _end in tags[1:]] + [len(body)]
+            parts = [
+                _cut(body, tag_end, part_end, ends) for (_start, tag_end), part_end in zip(tags, limits, strict=True)
+            ]
             calls = [call for part in parts for call in _tagged_calls(part, builtin_tools, known)]
             return ParsedCompletion(prefix.strip() or None, tuple(calls), stop_reason, None)
         parsed = _untagged(body, builtin_tools, known)

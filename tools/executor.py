@@ -21,6 +21,7 @@ from guards.policy import Policy
 from guards.policy.registry import TOOL_RESULT
 from guards.runtime.gate import TOOL_CALL_PATH, TOOL_RESULT_PATH, Judgement, judge, record
 from guards.runtime.pipeline import GuardPipeline
+from model import telemetry
 from model.messages import ToolCall
 from tools.base import Tool, ToolOutput
 from tools.rules import TurnState, check_call
@@ -69,6 +70,7 @@ class Produced:
     text: str
     output: ToolOutput
     limits_hit: tuple[str, ...]
+    trace: telemetry.Trace | None = None  # the run's span, parent of its result's checks (None when not tracing)
 
 
 @dataclass(frozen=True)
@@ -131,27 +133,49 @@ class ToolPath:
             return Review("ask", reason, rule.rule if rule.action == "ask" else "", judgement)
         return Review("run" if rule.action == "allow" else rule.action, rule.reason, rule.rule, judgement)
 
-    async def produce(self, call: ToolCall, *, thread_id: str | None = None) -> Produced:
+    async def produce(self, call: ToolCall, *, thread_id: str | None = None, approval: str | None = None) -> Produced:
         """Run an approved call: the text the model would read, not yet judged (nothing may show or store it; the
-        agent starts its next model step on it while the guards read it)."""
+        agent starts its next model step on it while the guards read it). `approval`: how a human decided it, for
+        its span (approve, approve_session, session; None when nobody was asked)."""
         tool = self.tools[call.name]
+        trace = telemetry.child(f"execute_tool {call.name}", self._run_attributes(call, tool, approval))
         try:
-            output = await tool.run(call.arguments)
+            with telemetry.within(trace):  # an MCP call or a sandboxed run is its child
+                output = await tool.run(call.arguments)
         except Exception as exc:  # a tool bug is the model's problem to route around, not a crash of the turn
             output = ToolOutput.failure(f"{tool.name} failed: {type(exc).__name__}: {exc}")
+        except BaseException as exc:  # cancelled: the span still ends
+            telemetry.end(trace, error=exc)
+            raise
         text, cut = cut_result(model_text(output), self.policy.tools.max_result_chars)
         limits = (*output.limits_hit, *(("max_result_chars",) if cut else ()))
         record(self.pipeline, "tool_run", thread_id=thread_id, text=text, tool=call.name, call_id=call.call_id,
                arguments=arguments_text(call.arguments), ok=output.ok, limits_hit=list(limits))
-        return Produced(text, output, limits)
+        telemetry.end(trace, {"assistant.tool.ok": output.ok, "assistant.tool.limits_hit": limits or None,
+                              "assistant.tool.refused": output.refused})
+        return Produced(text, output, limits, trace)
+
+    def _run_attributes(self, call: ToolCall, tool: Tool, approval: str | None) -> dict[str, Any] | None:
+        """A tool run's span attributes (GenAI `execute_tool`); its arguments only as `audit.texts` allows (they
+        passed the tool_call guards). Not built when not tracing."""
+        if telemetry.current() is None:
+            return None
+        return {
+            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": call.name,
+            "gen_ai.tool.call.id": call.call_id, "assistant.tool.side_effects": tool.side_effects,
+            "assistant.tool.approval": approval or "not_asked",
+            **telemetry.text_attributes("gen_ai.tool.call.arguments", arguments_text(call.arguments),
+                                        self.policy.audit.texts),
+        }
 
     async def judge_result(
         self, call: ToolCall, produced: Produced, *, conversation: Conversation = (), thread_id: str | None = None,
         on_result: Callable[[Any], None] | None = None,
     ) -> Ran:
         """Judge what `produce` returned: the text, or the policy's notice in its place."""
-        judgement = await judge(self.pipeline, TOOL_RESULT_PATH, produced.text, conversation=conversation,
-                                thread_id=thread_id, on_result=on_result)
+        with telemetry.within(produced.trace):  # the checks of a result are children of the run that made it
+            judgement = await judge(self.pipeline, TOOL_RESULT_PATH, produced.text, conversation=conversation,
+                                    thread_id=thread_id, on_result=on_result)
         if not judgement.passed:
             notice = f"{self.policy.refusals.for_stage(TOOL_RESULT)} (The result of {call.name} was withheld.)"
             return Ran(notice, produced.output, produced.limits_hit, withheld=True, judgement=judgement)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from assistant.events import ApprovalRequested
+from model import telemetry
 
 DecisionAction = Literal["approve", "approve_session", "deny"]
 ACTIONS: tuple[DecisionAction, ...] = ("approve", "approve_session", "deny")
@@ -82,10 +83,15 @@ def coerce_decision(value: Any) -> Decision:
 
 
 async def ask(callback: ApproveCallback, request: ApprovalRequested) -> Decision:
-    answer = callback(request)
-    if inspect.isawaitable(answer):
-        answer = await answer
-    return coerce_decision(answer)
+    # the wait for a human, as a span of the turn (a decision resumed later from storage has no wait to time)
+    with telemetry.span(f"approval {request.name}", {"gen_ai.tool.name": request.name,
+                                                     "gen_ai.tool.call.id": request.call_id}) as span:
+        answer = callback(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        decision = coerce_decision(answer)
+        telemetry.annotate(span, {"assistant.approval.decision": decision.action})
+        return decision
 
 
 def denial_notice(name: str, decision: Decision) -> str:

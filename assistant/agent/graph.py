@@ -23,10 +23,11 @@ the model only if it passed the user_input guards, like any user text.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -54,6 +55,7 @@ from assistant.agent.routes import (
     ToReview,
 )
 from assistant.agent.state import AgentState
+from assistant.agent.tracing import start_turn, traced_turn
 from assistant.agent.turn import TurnContext, guard_context
 from assistant.events import ApprovalRequested, Error, Event, Final, Notice, verdict_events
 from assistant.storage import claim_approval, release_approval
@@ -203,22 +205,29 @@ class Agent:
                 " or decision.for_call(request.call_id), with the ApprovalRequested that was shown"
             )
         stamp = Stamp(thread_id)
-        record(self.deps.pipeline, "run_start", thread_id=thread_id, policy_hash=policy_hash(self.deps.policy),
-               interface=interface, resume=resume is not None)
+        digest = policy_hash(self.deps.policy)
+        record(self.deps.pipeline, "run_start", thread_id=thread_id, policy_hash=digest, interface=interface,
+               resume=resume is not None)
+        turn = start_turn(self.deps, thread_id, digest, resume=resume is not None, interface=interface)
         # From reading the pending approval until the run has written the thread: one stream per thread here, and a
         # claim in the store per decision against other processes (released at the end, after the write).
         claims: list[tuple[str, str, str]] = []
         async with THREAD_LOCKS.hold(thread_id):
             try:
-                async for event in self._stream_locked(text, thread_id, approve, resume, interface, stamp, claims):
-                    yield event
+                locked = self._stream_locked(text, thread_id, approve, resume, interface, stamp, claims)
+                before = self.admitted_input  # the input guard of this run stores a new one when it passes
+                traced = traced_turn(turn, locked, text=text, deps=self.deps,
+                                     admitted=lambda: self.admitted_input not in (None, before))
+                async with contextlib.aclosing(traced) as events:  # the turn's span ends with the stream
+                    async for event in events:
+                        yield event
             finally:
                 await self._release(claims)
 
     async def _stream_locked(
         self, text: str | None, thread_id: str, approve: ApproveCallback | None, resume: Decision | None,
         interface: str, stamp: Stamp, claims: list[tuple[str, str, str]],
-    ) -> AsyncIterator[Event]:
+    ) -> AsyncGenerator[Event, None]:
         pending = await self.pending_approval(thread_id)
         if resume is not None:
             if pending is None:

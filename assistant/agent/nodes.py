@@ -37,6 +37,7 @@ from assistant.agent.window import ContextOverflow, Window, fit_window
 from assistant.events import Error, Final, Notice, Refusal, TokenDelta
 from guards.policy.registry import CODE_SHIELD, MODEL_OUTPUT, USER_INPUT
 from guards.runtime.gate import Judgement, judge, record
+from model import telemetry
 from model.backends.base import GenerationParams
 
 __all__ = ["APPROVAL", "EXECUTE", "INPUT_GUARD", "MODEL", "REVIEW", "input_guard", "model"]  # names: routes.py
@@ -161,14 +162,16 @@ class CompletionGate:
     """The agent's `AnswerGate`: each check judges the answer so far on the completion path, with the thread's
     conversation; its verdicts are shown, and released text is shown as TokenDelta events."""
 
-    def __init__(self, ctx: TurnContext, messages: list[MessageDict]) -> None:
+    def __init__(self, ctx: TurnContext, messages: list[MessageDict], trace: telemetry.Trace | None = None) -> None:
         self._ctx = ctx
         self._conversation = guard_context(messages)
+        self._trace = trace  # the model call's span: its checks are its children
 
     async def check(self, text: str) -> Judgement:
         # verdicts are shown by `on_judgement`, in answer order, not as each concurrent check finishes
-        return await judge(self._ctx.deps.pipeline, "completion", text, conversation=self._conversation,
-                           thread_id=self._ctx.thread_id)
+        with telemetry.within(self._trace):
+            return await judge(self._ctx.deps.pipeline, "completion", text, conversation=self._conversation,
+                               thread_id=self._ctx.thread_id)
 
     def on_judgement(self, judgement: Judgement) -> None:
         for result in judgement.results:
@@ -178,13 +181,13 @@ class CompletionGate:
         self._ctx.emit(TokenDelta(text=text))
 
 
-def output_stream(ctx: TurnContext, messages: list[MessageDict]) -> AnswerStream:
+def output_stream(ctx: TurnContext, messages: list[MessageDict], trace: telemetry.Trace | None = None) -> AnswerStream:
     """How this model call's answer reaches the user: streamed through checks of the answer so far, streamed as is
     when no output guard is enabled, or held for one check of the whole answer (streaming moderation off)."""
     guards = ctx.deps.pipeline.enabled_guards(MODEL_OUTPUT)
     moderation = ctx.deps.policy.agent.streaming_moderation
     return AnswerStream(
-        CompletionGate(ctx, messages), moderated=bool(guards), streaming=moderation.enabled,
+        CompletionGate(ctx, messages, trace), moderated=bool(guards), streaming=moderation.enabled,
         code_shield=CODE_SHIELD in guards, chunk_chars=moderation.chunk_chars,
         first_chunk_chars=moderation.first_chunk_chars,
     )
@@ -213,7 +216,7 @@ async def model(state: AgentState, runtime: Runtime[TurnContext]) -> Command[Lit
     generation = await ctx.speculation.take(window.prompt_ids, params)
     if generation is None:  # nothing ran ahead for exactly this prompt
         generation = Generation(deps.backend, window.prompt_ids, params)
-    stream = output_stream(ctx, messages)
+    stream = output_stream(ctx, messages, generation.trace)
     try:  # text is shown only after the check covering it passed; bounded by models.main.timeout_s
         completion = await stream.consume(generation, deps.policy.models.main.timeout_s)
     except AnswerBlocked as blocked:  # a streamed check failed: generation stopped, nothing after it shown
@@ -234,7 +237,8 @@ async def model(state: AgentState, runtime: Runtime[TurnContext]) -> Command[Lit
     await stream.abandon()  # it was not an answer after all: no more of it is shown
     # A tool call (or what failed to parse as one) is model output too: the whole raw completion passes the
     # completion path before any of it is stored, shown or run.
-    judgement = await ctx.judge("completion", completion.raw, messages)
+    with telemetry.within(generation.trace):  # a check of the model call: its child
+        judgement = await ctx.judge("completion", completion.raw, messages)
     if not judgement.passed:
         return Command(update=refuse(ctx, {**state, "turn": turn}, MODEL_OUTPUT, judgement), goto=END)
     if parsed.error is not None:

@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
+from typing import Any
 
+from model import telemetry
 from model.backends.base import GenerationParams, ModelBackend
 
 _END = object()
+FIRST_TOKEN = "gen_ai.server.time_to_first_token"  # seconds, as the GenAI metric of that name measures it
 
 
 class ModelCallError(RuntimeError):
@@ -29,25 +33,39 @@ class ModelCallError(RuntimeError):
 class Generation:
     """One `backend.stream(prompt_ids, params)` running in a task, its deltas queued until read."""
 
-    def __init__(self, backend: ModelBackend, prompt_ids: list[int], params: GenerationParams) -> None:
+    def __init__(self, backend: ModelBackend, prompt_ids: list[int], params: GenerationParams, *,
+                 speculative: bool = False) -> None:
         self.prompt_ids = list(prompt_ids)
         self.params = params
         self._queue: asyncio.Queue[object] = asyncio.Queue()
+        # the model call's span (a child of the current step of the turn), ended with the call; None when not tracing
+        self.trace = None if telemetry.current() is None else telemetry.child(
+            f"chat {model_name(backend)}", call_attributes(backend, self, speculative))
         self._task = asyncio.ensure_future(self._pump(backend))
 
     async def _pump(self, backend: ModelBackend) -> None:
+        traced = self.trace is not None
+        started, deltas, calls = time.perf_counter(), 0, backend.stats.calls if traced else 0
+        failure: BaseException | None = None
         try:
             async for delta in backend.stream(self.prompt_ids, self.params):
+                if deltas == 0 and traced:
+                    telemetry.annotate(self.trace, {FIRST_TOKEN: time.perf_counter() - started})
+                deltas += 1
                 self._queue.put_nowait(delta)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            failure = exc
             task = asyncio.current_task()
             if task is not None and task.cancelling():
                 raise  # cancelled by us: nobody reads this generation any more
             self._queue.put_nowait(ModelCallError("the model backend cancelled its own work mid-stream"))
         except Exception as exc:  # handed to the reader, which reports it as a model error
+            failure = exc
             self._queue.put_nowait(exc)
         finally:
             self._queue.put_nowait(_END)
+            if traced:
+                telemetry.end(self.trace, usage(backend, calls, deltas), error=failure)
 
     async def deltas(self) -> AsyncIterator[str]:
         while True:
@@ -77,7 +95,7 @@ class SpeculationSlot:
 
     async def start(self, backend: ModelBackend, prompt_ids: list[int], params: GenerationParams) -> None:
         await self.discard()
-        self._generation = Generation(backend, prompt_ids, params)
+        self._generation = Generation(backend, prompt_ids, params, speculative=True)
 
     async def take(self, prompt_ids: list[int], params: GenerationParams) -> Generation | None:
         """The running generation when it was started for exactly this prompt and these settings; else None (and
@@ -94,3 +112,35 @@ class SpeculationSlot:
         generation, self._generation = self._generation, None
         if generation is not None:
             await generation.cancel()
+
+
+def model_name(backend: ModelBackend) -> str:
+    """The model a backend serves, from its `name` (`transformers:PATH`, `openai:URL#model`, `scripted:FILE`)."""
+    spec = backend.name.split(":", 1)[-1]
+    return spec.rsplit("#", 1)[-1] if "#" in spec else spec.rstrip("/").rsplit("/", 1)[-1]
+
+
+def call_attributes(backend: ModelBackend, generation: Generation, speculative: bool) -> dict[str, Any]:
+    """A model call's span attributes (OpenTelemetry GenAI conventions): no prompt text, only its size."""
+    params = generation.params
+    return {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": backend.name.split(":", 1)[0],
+        "gen_ai.request.model": model_name(backend),
+        "gen_ai.request.max_tokens": params.max_new_tokens,
+        "gen_ai.request.temperature": params.temperature,
+        "gen_ai.request.top_p": params.top_p,
+        "gen_ai.usage.input_tokens": len(generation.prompt_ids),
+        "assistant.speculative": speculative,  # started ahead of the guards (used only if they pass its prompt)
+    }
+
+
+def usage(backend: ModelBackend, calls_before: int, deltas: int) -> dict[str, Any]:
+    """What the call produced: its deltas, and the backend's own token counts when they are this call's (no other
+    call of the backend finished meanwhile)."""
+    stats = backend.stats
+    out: dict[str, Any] = {"assistant.model.deltas": deltas}
+    if stats.calls == calls_before + 1 and stats.last_generated_tokens:
+        out["gen_ai.usage.output_tokens"] = stats.last_generated_tokens
+        out["assistant.model.cached_tokens"] = stats.last_cached_tokens
+    return out

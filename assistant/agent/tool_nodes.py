@@ -74,7 +74,7 @@ async def approval(state: AgentState) -> Command[ToExecute]:
         # "Approve for the session" stands in only for the policy's approval_required: never for the
         # untrusted-content rule, never for a guard's `ask` (review sets `waivable`).
         if call["name"] in session and call.get("waivable"):
-            call["status"] = "run"
+            call.update(status="run", approval="session")  # `approval`: for the run's span
             continue
         answer = interrupt({
             "call_id": call["call_id"], "name": call["name"], "arguments": call["arguments"],
@@ -88,7 +88,7 @@ async def approval(state: AgentState) -> Command[ToExecute]:
             continue
         if decision.action == "approve_session" and call["name"] not in session:
             session.append(call["name"])
-        call["status"] = "run"
+        call.update(status="run", approval=decision.action)
     turn["pending"] = pending
     return Command(update={"turn": turn, "session_approved": session}, goto=EXECUTE)
 
@@ -111,7 +111,7 @@ async def execute(state: AgentState, runtime: Runtime[TurnContext]) -> Command[L
         messages.append(seal_trusted({"role": "tool", "content": notice, "tool_name": call["name"], "notice": True},
                                      "agent"))
         return next_step(ctx, state, turn, messages, last, notice if call["status"] == "failed" else None)
-    produced = await ctx.deps.tool_path.produce(as_call(call), thread_id=ctx.thread_id)
+    produced = await ctx.deps.tool_path.produce(as_call(call), thread_id=ctx.thread_id, approval=call.get("approval"))
     if last:  # the model is next: it starts on the result while the guards read it (used only if they pass it)
         following = [*messages, {"role": "tool", "content": produced.text, "tool_name": call["name"]}]
         await speculate(ctx, following, dropped=state.get("dropped", 0), turn_start=turn["start"])

@@ -19,7 +19,7 @@ import click
 from assistant.cli import exit_codes
 from assistant.home import default_audit_path
 from assistant.models import guard_model_dirs
-from guards.llama_guard.prompt import PromptCategory, as_turn, prompt_categories, render_prompt
+from guards.llama_guard.prompt import PromptCategory, as_turn, framing_for, prompt_categories, render_prompt
 from guards.policy import PolicyError, load_policy
 from guards.policy.registry import CODE, MODEL_OUTPUT, STAGE_NAMES
 from guards.runtime.pipeline import GuardPipeline
@@ -132,11 +132,10 @@ def prompt(policy_path: Path, conversation_path: Path) -> None:
             _fail(f"{conversation_path}: messages[{index}]: {exc}")
     config = policy.llama_guard
     custom = [PromptCategory(c.code, c.name, c.description) for c in config.custom]
+    variant = policy.models.llama_guard.variant
     try:
-        categories = prompt_categories(
-            policy.models.llama_guard.variant, enabled=config.categories, excluded=config.excluded, custom=custom
-        )
-        text = render_prompt(turns, categories)
+        categories = prompt_categories(variant, enabled=config.categories, excluded=config.excluded, custom=custom)
+        text = render_prompt(turns, categories, framing_for(variant))
     except ValueError as exc:
         _fail(f"{conversation_path}: {exc}")
     click.echo(text, nl=False)

@@ -2,10 +2,11 @@
 
 CASE.json: `messages` (OpenAI chat format: role system|user|assistant|tool, content, optional `tool_calls` whose
 `function.arguments` is a JSON string), optional `tools` (OpenAI function tools with JSON-schema parameters),
-`builtin_tools` (brave_search, wolfram_alpha, code_interpreter), `tool_format` (json|function_tag), `dialect`
-(meta|hf, default meta), `date` (ISO, default today). Extensions: an assistant message may carry `raw` (the exact
-generated text, re-encoded verbatim) and `stop_reason` (end_of_turn|end_of_message); `add_generation_prompt`
-(default true). Bad input exits 2 with one line naming the problem.
+`builtin_tools` (brave_search, wolfram_alpha, code_interpreter), `tool_format` (json|function_tag|pythonic),
+`family` (llama3|llama4, default llama3; llama4 and pythonic are Meta's rendering only), `dialect` (meta|hf, default
+meta; hf is the Llama 3.1 Hugging Face template), `date` (ISO, default today). Extensions: an assistant message may
+carry `raw` (the exact generated text, re-encoded verbatim) and `stop_reason` (end_of_turn|end_of_message);
+`add_generation_prompt` (default true). Bad input exits 2 with one line naming the problem.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ import click
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from assistant.cli import exit_codes
-from model.completion import trusted_spans
+from model.completion import family_spans
 from model.messages import BUILTIN_TOOLS, Message, ToolCall, ToolDefinition, ToolSpec
 from model.prompt_format import PromptFormatError, encode_dialog, render_dialog
 from model.tokenizer import TokenizerError, get_tokenizer
+from model.tokenizer_specs import FAMILIES
 from model.tool_parser import parse_completion
 
 BuiltinName = Literal["brave_search", "wolfram_alpha", "code_interpreter"]
@@ -71,7 +73,7 @@ class CaseMessage(_Strict):
     raw: str | None = None
     stop_reason: Literal["end_of_turn", "end_of_message"] | None = None
 
-    def to_message(self, index: int) -> Message:
+    def to_message(self, index: int, family: str = "llama3") -> Message:
         if self.role != "assistant" and (self.tool_calls or self.raw is not None or self.stop_reason is not None):
             raise ValueError(f"messages.{index}: only assistant messages may have tool_calls, raw or stop_reason")
         content = self.content if not isinstance(self.content, list) else "".join(p.text for p in self.content)
@@ -81,8 +83,9 @@ class CaseMessage(_Strict):
             content or "",
             calls,
             raw=self.raw,
-            # The case file stands in for the model's own output: its special-token strings are generated ids.
-            special_spans=trusted_spans(self.raw) if self.raw is not None else None,
+            # The case file stands in for the model's own output: its special-token strings (the family's) are
+            # generated ids.
+            special_spans=family_spans(self.raw, family) if self.raw is not None else None,
             stop_reason=self.stop_reason,
             tool_name=self.name if self.role == "tool" else None,
         )
@@ -104,7 +107,8 @@ class Case(_Strict):
     messages: list[CaseMessage]
     tools: list[CaseTool] = Field(default_factory=list)
     builtin_tools: list[BuiltinName] = Field(default_factory=list)
-    tool_format: Literal["json", "function_tag"] = "json"
+    tool_format: Literal["json", "function_tag", "pythonic"] = "json"
+    family: Literal["llama3", "llama4"] = "llama3"
     dialect: Literal["meta", "hf"] = "meta"
     date: str | None = None
     add_generation_prompt: bool = True
@@ -123,7 +127,7 @@ class Case(_Strict):
         return date.fromisoformat(self.date) if self.date else date.today()
 
     def dialog(self) -> tuple[list[Message], ToolSpec]:
-        messages = [message.to_message(index) for index, message in enumerate(self.messages)]
+        messages = [message.to_message(index, self.family) for index, message in enumerate(self.messages)]
         tools = tuple(
             ToolDefinition(t.function.name, t.function.description, t.function.parameters) for t in self.tools
         )
@@ -169,7 +173,7 @@ def _write(text: str) -> None:
 
 @click.group()
 def prompt() -> None:
-    """Render Llama 3.1 prompts and parse completions."""
+    """Render Llama 3.1/3.2/3.3 and Llama 4 prompts and parse completions."""
 
 
 @prompt.command("render")
@@ -193,12 +197,12 @@ def render(case_file: Path, ids: bool, tokenizer_dir: Path | None) -> None:
         }
         if ids:
             try:
-                tokenizer = get_tokenizer(tokenizer_dir)
+                tokenizer = get_tokenizer(tokenizer_dir, case.family)
             except TokenizerError as exc:
                 _fail(str(exc))
             _write(json.dumps(encode_dialog(messages, spec, tokenizer=tokenizer, **kwargs)) + "\n")
         else:
-            _write(render_dialog(messages, spec, **kwargs))
+            _write(render_dialog(messages, spec, family=case.family, **kwargs))
     except (PromptFormatError, ValueError) as exc:
         _fail(f"{case_file}: {exc}")
 
@@ -212,8 +216,17 @@ def render(case_file: Path, ids: bool, tokenizer_dir: Path | None) -> None:
     help="An enabled built-in tool (repeat, or separate with commas); raw code is a call only with code_interpreter.",
 )
 @click.option("--tool", "tools", multiple=True, metavar="NAME", help="A custom tool name; calls to others are errors.")
+@click.option(
+    "--family",
+    type=click.Choice(FAMILIES),
+    default="llama3",
+    show_default=True,
+    help="The model family whose special tokens the completion's <|...|> strings are.",
+)
 @click.argument("more_builtin_tools", nargs=-1, metavar="[NAME ...]")
-def parse(builtin_tools: tuple[str, ...], tools: tuple[str, ...], more_builtin_tools: tuple[str, ...]) -> None:
+def parse(
+    builtin_tools: tuple[str, ...], tools: tuple[str, ...], family: str, more_builtin_tools: tuple[str, ...]
+) -> None:
     """Read a completion on stdin and print {"content", "tool_calls", "stop_reason", "error"} as JSON."""
     names = [name.strip() for value in (*builtin_tools, *more_builtin_tools) for name in value.split(",") if name]
     if more_builtin_tools and not builtin_tools:
@@ -225,8 +238,9 @@ def parse(builtin_tools: tuple[str, ...], tools: tuple[str, ...], more_builtin_t
         text = click.get_binary_stream("stdin").read().decode("utf-8")
     except UnicodeDecodeError as exc:
         _fail(f"stdin is not UTF-8 text: {exc}")
-    # stdin stands in for the model's output: its special-token strings count as tokens generated as special ids.
-    parsed = parse_completion(text, builtin_tools=tuple(names), tools=tools or None, special_spans=trusted_spans(text))
+    # stdin stands in for the model's output: the family's special-token strings count as generated special ids.
+    spans = family_spans(text, family)
+    parsed = parse_completion(text, builtin_tools=tuple(names), tools=tools or None, special_spans=spans)
     result = {
         "content": parsed.content,
         "tool_calls": [{"name": call.name, "arguments": call.arguments} for call in parsed.tool_calls],

@@ -25,8 +25,10 @@ from model.messages import BUILTIN_TOOLS, ToolCall
 from tools.base import ToolOutput
 from tools.custom import ToolLoadError
 from tools.executor import ToolPath
+from tools.listing import tool_rows
 from tools.mcp import McpStartupError, McpToolset, start_mcp_tools
-from tools.mcp.vetting import LockFileError, lock_path, pin_status, pins_text, read_pins, vetting_for
+from tools.mcp.pins import LockFileError, lock_path, pin_entry, pin_status, pins_text, read_pins
+from tools.mcp.vetting import vetting_for
 from tools.registry import ToolRegistry, add_mcp_tools, build_registry
 
 # Without --policy: code_interpreter on, and Code Shield as the only guard (no model downloads needed); pass the
@@ -93,18 +95,7 @@ def tools() -> None:
 def list_tools(policy_file: Path | None, as_json: bool) -> None:
     """The tools with their side effects, policy status and argument schemas."""
     policy, registry, mcp = _load(policy_file, json_errors=False)
-    visible = {t.name for t in registry.visible(policy.tools)}
-    rows: list[dict[str, Any]] = []  # JSON rows
-    for item in registry:
-        status = "denied" if item.name not in visible else (
-            "approval required" if item.name in policy.tools.approval_required else "allowed")
-        rows.append({"name": item.name, "description": item.description, "builtin": item.builtin,
-                     "server": item.server,  # the MCP server offering it, else None
-                     "side_effects": item.side_effects, "status": status, "parameters": item.parameters})
-    for withheld in mcp.withheld:  # never offered to the model: the definition's verdict, or its pin
-        rows.append({"name": f"{withheld.server}.{withheld.tool}", "description": withheld.reason, "builtin": False,
-                     "server": withheld.server, "side_effects": None, "status": "blocked",
-                     "reason": withheld.reason, "verdict": withheld.verdict, "parameters": None})
+    rows = tool_rows(registry, policy.tools, mcp.withheld, visible={t.name for t in registry.visible(policy.tools)})
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -196,14 +187,14 @@ def pin_tools(policy_file: Path) -> None:
         click.echo(str(exc), err=True)
         sys.exit(exit_codes.BAD_INPUT)
     with toolset:
-        pins: dict[str, dict[str, str]] = {}
+        pins: dict[str, dict[str, dict[str, Any]]] = {}
         for config in policy.tools.mcp:
             listed = toolset.listed.get(config.name)
             if listed is None:  # it failed to start: its notice says why
                 if config.name in old:
                     pins[config.name] = dict(old[config.name])
                 continue
-            pins[config.name] = {item.name: item.sha256 for item in listed}
+            pins[config.name] = {item.name: pin_entry(item) for item in listed}
             for item in listed:
                 status = pin_status(old, config.name, item)
                 if status != "pinned":

@@ -40,6 +40,7 @@ from assistant.server.openai_compat import ClientTool
 from guards.runtime.gate import Judgement, judge
 from guards.verdict import StageResult
 from model.backends.base import BackendStats, GenerationParams, ModelBackend
+from model.constraint import OutputConstraint
 from model.messages import BUILTIN_TOOLS, ToolDefinition, ToolSpec
 from tools.base import Tool, ToolOutput
 
@@ -59,7 +60,8 @@ class ClientToolCalls:
 @dataclass(frozen=True)
 class Seed:
     messages: list[MessageDict]
-    after_tools: bool  # the request ends with client tool results: continue the turn at the model
+    # the request ends with client tool results, or an assistant message to continue: the turn goes on at the model
+    after_tools: bool
 
 
 class ClientToolProxy(Tool):
@@ -117,6 +119,9 @@ class TimedBackend:
 
     def load(self) -> object:  # the server loads every model before it is ready
         return self._backend.load()
+
+    def constraint_problem(self, constraint: OutputConstraint) -> str | None:
+        return self._backend.constraint_problem(constraint)
 
     async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
         started = time.perf_counter()

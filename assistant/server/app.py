@@ -25,6 +25,7 @@ from assistant.server.errors import ApiError, error_response
 from assistant.server.limits import BodyLimit
 from assistant.server.metrics import Metrics, RequestMetrics
 from assistant.server.perimeter import JsonDepthLimit, Perimeter
+from assistant.server.tracing import TraceContext
 from assistant.server.trust import TrustStore
 from assistant.storage import shared_owners
 from guards.policy import Policy, load_policy
@@ -199,6 +200,11 @@ def create_app(settings: ServerSettings) -> Any:
         return {"object": "list", "data": [{"id": server.model_name, "object": "model", "created": 0,
                                             "owned_by": "guarded-assistant"}]}
 
+    @api.get("/v1/tools")
+    async def tools(request: Request) -> dict[str, Any]:
+        caller(request)
+        return {"object": "list", "data": server.assistant.tool_listing()}
+
     @api.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         return await chat_routes.handle_chat(server, request, caller(request))
@@ -223,8 +229,9 @@ def create_app(settings: ServerSettings) -> Any:
     async def post_approval(thread_id: str, request: Request) -> Any:
         return await threads_routes.post_approval(server, request, thread_id, caller(request))
 
-    # Outside in: count, refuse by headers (Host, Origin, Content-Type), bound the body, bound its nesting.
+    # Outside in: trace, count, refuse by headers (Host, Origin, Content-Type), bound the body, bound its nesting.
     limited = BodyLimit(JsonDepthLimit(api), lambda: server.policy.server.max_body_bytes)
-    app = RequestMetrics(Perimeter(limited, keyless=lambda: not server.keys.enabled), lambda: server.metrics)
+    metered = RequestMetrics(Perimeter(limited, keyless=lambda: not server.keys.enabled), lambda: server.metrics)
+    app = TraceContext(metered, lambda: server.policy)  # outermost: a span per request when tracing (tracing.py)
     app.state = api.state  # type: ignore[attr-defined]  # RequestMetrics is bare ASGI; tests read the app's state
     return app

@@ -7,6 +7,7 @@ The thread is deleted afterwards unless the turn waits for an approval (then the
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +26,7 @@ from assistant.server.openai_compat import (
     parse_chat_request,
 )
 from assistant.server.sampling import RequestBackend, Usage, counter
+from assistant.server.structured import Structure, build_constraints
 from assistant.server.trust import judge_history
 from assistant.server.turns import DONE, TurnTask, TurnTimeout
 from assistant.storage import open_checkpointer, storage_target
@@ -51,7 +53,15 @@ async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str,
         return
     if judged.judged:
         yield Notice(kind="history_judged", message=f"{judged.judged} message(s) of the client's history were judged")
-    seed = Seed(judged.kept, after_tools=turn.user_text is None)
+    kept, prefix = judged.kept, []
+    if turn.continuation is not None:  # its text passed as client assistant text above; the model continues it
+        given = kept[-1] if kept else None
+        if given is None or given["role"] != "assistant" or given.get("content") != turn.continuation:
+            yield Error(kind="bad_input", message="the trailing assistant message is a refusal this server sent "
+                        "for the message before it: there is nothing to continue")
+            return
+        kept, prefix = kept[:-1], bot.deps.tokenizer.encode(turn.continuation)
+    seed = Seed(kept, after_tools=turn.user_text is None)
     # The same thread store as the agent's own streams (the policy's `storage`: this SQLite file, or PostgreSQL).
     target = storage_target(getattr(bot.policy, "storage", None), sqlite_path=bot.db_path)
     async with open_checkpointer(target) as saver:
@@ -60,7 +70,7 @@ async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str,
             count, counted = counter(bot.deps.tokenizer), usage if usage is not None else Usage()
 
             def wrap(backend: Any) -> Any:
-                return RequestBackend(backend, turn.sampling, counted, count)
+                return RequestBackend(backend, turn.sampling, counted, count, continue_from=prefix)
 
             async for event in server.bridge.stream(saver, thread_id, seed, turn.user_text, turn.tools, records,
                                                     backend=wrap):
@@ -122,10 +132,12 @@ class GuardSummary:
         self.notices: list[dict[str, str]] = []
         self.refusal: dict[str, Any] | None = None
         self.approval: dict[str, Any] | None = None
+        self.tokens: dict[str, int] = {}  # guard -> input tokens its model read this turn
 
     def add(self, event: Any) -> None:
         if isinstance(event, GuardVerdict):
             self.verdicts.append({k: v for k, v in event.to_json().items() if k not in ("type", "elapsed_ms")})
+            self.tokens[event.guard] = self.tokens.get(event.guard, 0) + event.tokens
             rank = {"allow": 0, "log": 1, "warn": 2, "ask": 3, "block": 4}
             if rank.get(event.decision, 4) >= rank.get(self.stages.get(event.stage, "allow"), 0):
                 self.stages[event.stage] = event.decision
@@ -139,6 +151,7 @@ class GuardSummary:
             "refused": self.refusal is not None, "refusal": self.refusal,
             "guard_error": bool(self.refusal and self.refusal["guard_error"]) or any(v["error"] for v in self.verdicts),
             "stages": self.stages, "verdicts": self.verdicts, "notices": self.notices, "approval": self.approval,
+            "tokens": {**self.tokens, "total": sum(self.tokens.values())},  # the guards' own, beside `usage`
         }
 
 
@@ -171,6 +184,7 @@ async def handle_chat(server: Any, request: Any, key_id: str) -> Any:
     clash = server.bridge.check_tool_names(turn.tools)
     if clash:
         raise ApiError(400, clash, "tool_name_clash", param="tools")
+    turn = constrained(server, turn, offered=body.get("tool_choice") != "none")
     cid = completion_id()
     thread_id = cid
     task = TurnTask(server.slots, server.metrics, server.policy.server.turn_timeout_s, "chat",
@@ -187,6 +201,21 @@ async def handle_chat(server: Any, request: Any, key_id: str) -> Any:
         # Answered: the turn finishes storing (and deleting) its thread in the background, still holding its slot.
         return JSONResponse(complete(server, key_id, turn, cid, thread_id, events, summary))
     return await stream_response(server, key_id, turn, cid, thread_id, task, summary, request)
+
+
+def constrained(server: Any, turn: ChatTurn, *, offered: bool) -> ChatTurn:
+    """The turn with its `response_format` / `tool_choice` as decoding constraints (structured.py) over the tools the
+    model sees (the policy's JSON-defined tools and the client's; none with tool_choice "none")."""
+    if turn.structure == Structure():
+        return turn
+    if turn.continuation is not None:  # the constraint starts at the answer's first token, not inside given text
+        raise ApiError(400, "a continuation (a trailing assistant message) cannot be combined with response_format "
+                       "or tool_choice", "invalid_request", param="messages")
+    spec = server.bridge.deps.tool_spec
+    tools = [(t.name, t.parameters) for t in (*spec.tools, *turn.tools)] if offered else []
+    made = build_constraints(turn.structure, tools, spec.tool_format, server.bridge.deps.backend)
+    sampling = dataclasses.replace(turn.sampling, constraint=made.every_call, forced=made.first_call)
+    return dataclasses.replace(turn, sampling=sampling)
 
 
 async def _until_terminal(task: TurnTask) -> list[Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from assistant.server.errors import ApiError
 from assistant.server.sampling import Sampling, parse_sampling
+from assistant.server.structured import Structure, parse_structure
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -60,6 +61,9 @@ class ChatTurn:
     include_usage: bool = False
     all_messages: tuple[ClientMessage, ...] = field(default=())
     sampling: Sampling = field(default=Sampling())
+    structure: Structure = field(default=Structure())  # response_format / tool_choice, made constraints per server
+    # the request ends with an assistant message whose text the model continues (the last message of `history`)
+    continuation: str | None = None
 
 
 def _bad(message: str, param: str, code: str = "invalid_request") -> ApiError:
@@ -216,8 +220,7 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str, max_
                    "(server.max_messages)", "messages", "too_many_messages")
     if body.get("n") not in (None, 1):
         raise _bad("only n=1 is supported", "n")
-    if body.get("tool_choice") not in (None, "auto", "none"):
-        raise _bad('tool_choice may be "auto" or "none"', "tool_choice")
+    structure = parse_structure(body)
     sampling = parse_sampling(body, max_new_tokens=max_new_tokens)
     parsed = (parse_message(m, i) for i, m in enumerate(raw_messages))
     messages = tuple(m for m in parsed if m.role != "system" or m.content)  # an empty system message says nothing
@@ -241,9 +244,14 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str, max_
         history, user_text, results = messages, None, messages[-trailing:]
     elif messages[-1].role == "user":
         history, user_text, results = messages[:-1], messages[-1].content, ()
-    elif messages[-1].role == "assistant":
-        raise _bad("a conversation ending in an assistant message (a continuation) is not supported: end it with a "
-                   "user message or tool results", "messages", "continuation_not_supported")
+    elif messages[-1].role == "assistant":  # a continuation: judged with the history, then continued
+        if messages[-1].tool_calls:
+            raise _bad("an assistant message with tool_calls must be followed by their tool results", "messages")
+        if not messages[-1].content:
+            raise _bad("a trailing assistant message (a continuation) needs the text to continue", "messages")
+        if not any(m.role == "user" for m in messages):
+            raise _bad("the conversation has no user message", "messages")
+        history, user_text, results = messages, None, ()
     else:
         raise _bad("the last message must be a user message or tool results", "messages")
     stream = body.get("stream", False)
@@ -253,7 +261,8 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str, max_
     model = default_model  # the one model this server serves, whatever the client named
     return ChatTurn(history, user_text, results, tools, stream, model,
                     include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
-                    all_messages=messages, sampling=sampling)
+                    all_messages=messages, sampling=sampling, structure=structure,
+                    continuation=messages[-1].content if messages[-1].role == "assistant" else None)
 
 
 def agent_messages(history: tuple[ClientMessage, ...]) -> list[dict[str, Any]]:

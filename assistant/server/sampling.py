@@ -3,9 +3,9 @@
 `parse_sampling` reads `max_tokens` / `max_completion_tokens`, `temperature`, `top_p`, `seed` and `stop` (a 400
 naming the field for a value the server cannot honour; fields it never honours are a 400 too, never ignored).
 `RequestBackend` wraps the main model for one request: every model call of the turn gets the request's settings in
-place of the policy's (`GenerationParams`, which every backend honours), ends at the first `stop` string (cut here,
-so the same on every backend: the stop string is not part of the answer, an end-of-turn token takes its place), and
-adds its tokens to the request's `Usage`.
+place of the policy's (`GenerationParams`, which every backend honours, with `structured.py`'s constraints), ends at
+the first `stop` string (cut here, so the same on every backend: the stop string is not part of the answer, an
+end-of-turn token takes its place), and adds its tokens to the request's `Usage`.
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from typing import Any
 from assistant.server.errors import ApiError
 from model.backends.base import BackendStats, GenerationParams, ModelBackend
 from model.completion import STOP_REASONS, SpecialToken
+from model.constraint import OutputConstraint
 
 MAX_STOP = 4  # OpenAI's limit on stop sequences
 UNSUPPORTED = {  # field -> the value(s) that mean "not used"; anything else is a 400 naming the field
     "logprobs": (None, False), "top_logprobs": (None, 0), "logit_bias": (None, {}),
     "presence_penalty": (None, 0, 0.0), "frequency_penalty": (None, 0, 0.0),
-    # structured output (json_object / json_schema) needs constrained decoding, not built yet: a 400 naming the
-    # field, never an answer that ignores it
-    "response_format": (None, {"type": "text"}),
-}
+}  # response_format and tool_choice: assistant/server/structured.py
 
 
 @dataclass(frozen=True)
@@ -39,10 +37,15 @@ class Sampling:
     top_p: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    constraint: OutputConstraint | None = None  # response_format: every call of the turn (structured.py)
+    forced: OutputConstraint | None = None  # tool_choice: the calls on the turn's first prompt
 
-    def apply(self, params: GenerationParams) -> GenerationParams:
-        changes = {name: value for name in ("max_new_tokens", "temperature", "top_p", "seed")
-                   if (value := getattr(self, name)) is not None}
+    def apply(self, params: GenerationParams, *, first_prompt: bool = True) -> GenerationParams:
+        changes: dict[str, Any] = {name: value for name in ("max_new_tokens", "temperature", "top_p", "seed")
+                                   if (value := getattr(self, name)) is not None}
+        constraint = self.forced if first_prompt and self.forced is not None else self.constraint
+        if constraint is not None:
+            changes["constraint"] = constraint
         return dataclasses.replace(params, **changes) if changes else params
 
 
@@ -146,13 +149,17 @@ class RequestBackend:
     backend's."""
 
     def __init__(self, backend: ModelBackend, sampling: Sampling, usage: Usage,
-                 count: Callable[[str], int]) -> None:
+                 count: Callable[[str], int], *, continue_from: list[int] | None = None) -> None:
         self._backend = backend
         self._sampling = sampling
         self._usage = usage
         self._count = count  # tokens of a plain text (the main model's tokenizer)
         self.name = backend.name
         self.on_progress = backend.on_progress
+        self._first_prompt: tuple[int, ...] | None = None  # the turn's first prompt (a forced tool call's)
+        # a continuation: the (judged) text of the trailing assistant message, as plain-text ids appended to the
+        # turn's first prompt, which ends with the assistant header: Meta's format goes on inside that message
+        self._continue_from = list(continue_from or ())
 
     @property
     def model_dir(self) -> Path | None:
@@ -173,18 +180,26 @@ class RequestBackend:
     def load(self) -> object:
         return self._backend.load()
 
+    def constraint_problem(self, constraint: OutputConstraint) -> str | None:
+        return self._backend.constraint_problem(constraint)
+
     async def aclose(self) -> None:  # the shared backend outlives the request
         return None
 
     async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
         usage = self._usage
         usage.calls += 1
-        usage.prompt_tokens += len(prompt_ids)
         cutter = StopCutter(self._sampling.stop)
         text: list[str] = []
         specials = 0
         ended = False
-        deltas = self._backend.stream(prompt_ids, self._sampling.apply(params))
+        if self._first_prompt is None:
+            self._first_prompt = tuple(prompt_ids)
+        first = tuple(prompt_ids) == self._first_prompt  # also a repeat of a discarded speculative start
+        if first and self._continue_from:
+            prompt_ids = [*prompt_ids, *self._continue_from]
+        usage.prompt_tokens += len(prompt_ids)
+        deltas = self._backend.stream(prompt_ids, self._sampling.apply(params, first_prompt=first))
         try:
             async for delta in deltas:
                 for piece in cutter.push(delta) if cutter.stops else [delta]:

@@ -19,6 +19,7 @@ from assistant.tui.commands import BY_NAME, help_markdown, palette_provider, par
 from assistant.tui.errors import unexpected
 from assistant.tui.keymap import APP_KEYS, KeymapResult, bindings
 from assistant.tui.screens.approval import ApprovalScreen
+from assistant.tui.screens.definition_review import DefinitionReviewScreen
 from assistant.tui.screens.dialogs import DocumentScreen
 from assistant.tui.screens.pickers import FilePickerScreen, SearchScreen
 from assistant.tui.screens.setup import SetupScreen
@@ -28,6 +29,7 @@ from assistant.tui.turns import TurnsApp
 from assistant.tui.widgets.conversations import ConversationList
 from assistant.tui.widgets.loading import LoadingPanel
 from assistant.tui.widgets.prompt import PromptArea
+from tools.mcp.pins import DefinitionReview
 
 READY_PLACEHOLDER = "Message the assistant · enter sends, ctrl+j new line · /help for commands, ctrl+p palette"
 WAITING_PLACEHOLDER = "Waiting for the guards to load…"
@@ -109,7 +111,7 @@ class ChatApp(TurnsApp):
     @work(exclusive=True, group="load")
     async def _load(self) -> None:
         try:
-            await self.session.load(self._report_progress)
+            await self.session.load(self._report_progress, review=self.review_definition)
             self.loaded = True
             self.resume_pending()
             self.import_agent_threads()
@@ -117,6 +119,20 @@ class ChatApp(TurnsApp):
             self._show_problem(exc.problem)
         except Exception as exc:
             self._show_problem(SetupProblem("The assistant could not start", unexpected("loading", exc), "", False))
+
+    async def review_definition(self, review: DefinitionReview) -> bool:
+        """Show a new or changed MCP tool definition as a diff; True when the user offers it (on_change: ask)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+        def done(offer: bool | None) -> None:
+            if not future.done():
+                future.set_result(offer is True)
+
+        self.push_screen(DefinitionReviewScreen(review), callback=done)
+        offered = await future
+        verdict = "offered in this session" if offered else "withheld"
+        self.notify(f"MCP tool {review.server}.{review.tool}: {verdict}", timeout=6)
+        return offered
 
     def _report_progress(self, progress: LoadProgress) -> None:
         if self._thread_id != threading.get_ident():

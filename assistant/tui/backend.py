@@ -26,6 +26,7 @@ from assistant.tui.session import (
     COMPONENT_LABELS,
     ApprovalDecision,
     Approver,
+    DefinitionReviewer,
     LoadProgress,
     ProgressReporter,
     SessionError,
@@ -37,6 +38,8 @@ from guards.policy import Policy, PolicyError, policy_warnings
 from guards.policy.loader import load_policy
 from guards.policy.registry import MODEL_GUARDS
 from model.backends.errors import BackendError, ModelNotFoundError
+from tools.mcp.pins import DefinitionReview
+from tools.mcp.vetting import ReviewCallback
 
 _DECISION_ACTIONS: dict[str, DecisionAction] = {"once": "approve", "session": "approve_session", "deny": "deny"}
 
@@ -61,13 +64,15 @@ class AssistantSession:
         self.policy: Policy | None = None
         self.assistant: Assistant | None = None
         self._ready = asyncio.Event()
+        self._review: ReviewCallback | None = None
 
     @property
     def policy_name(self) -> str:
         return self.policy_path.name if self.origin != "built-in" else "built-in default"
 
-    async def load(self, report: ProgressReporter) -> None:
+    async def load(self, report: ProgressReporter, review: DefinitionReviewer | None = None) -> None:
         policy = self.policy = self._load_policy()
+        self._review = _on_loop(review, asyncio.get_running_loop()) if review is not None else None
         guards = used_guards(policy)
         for guard in sorted(MODEL_GUARDS):
             report(LoadProgress(guard, "pending" if guard in guards else "disabled"))
@@ -99,7 +104,8 @@ class AssistantSession:
 
     def _build(self) -> Assistant:
         built = Assistant.from_policy(
-            self.policy_path, model=self.model, tools=self.extra_tools, tiny_dir=self.tiny_dir, db_path=self.db_path
+            self.policy_path, model=self.model, tools=self.extra_tools, tiny_dir=self.tiny_dir, db_path=self.db_path,
+            review_definition=self._review,
         )
         return built.replace(interface="tui")
 
@@ -196,10 +202,10 @@ class AssistantSession:
     def tools(self) -> list[ToolInfo]:
         if self.assistant is None or self.policy is None:
             return []
-        approval = set(self.policy.tools.approval_required)
-        return [
-            ToolInfo(tool.name, tool.description, tool.side_effects, tool.name in approval)
-            for tool in self.assistant.tools.values()
+        return [  # the rows of `assistant tools list`: withheld MCP tools included, with why
+            ToolInfo(row["name"], row["description"], bool(row["side_effects"]), row["status"] == "approval required",
+                     blocked=row.get("reason", "") if row["status"] == "blocked" else "")
+            for row in self.assistant.tool_listing()
         ]
 
 
@@ -208,6 +214,19 @@ def _import_transformers() -> None:
 
     for name in ("AutoTokenizer", "AutoModelForCausalLM", "AutoModelForSequenceClassification"):
         getattr(transformers, name)
+
+
+def _on_loop(review: DefinitionReviewer, loop: asyncio.AbstractEventLoop) -> ReviewCallback:
+    """`review` (a coroutine of the app's loop) callable from the MCP servers' own loop thread, where definitions
+    are vetted: the question runs on the app's loop and its answer comes back."""
+
+    async def on_app_loop(item: DefinitionReview) -> bool:
+        return await review(item)
+
+    async def asked(item: DefinitionReview) -> bool:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(on_app_loop(item), loop))
+
+    return asked
 
 
 def _agent_approver(approve: Approver) -> ApproveCallback:

@@ -101,15 +101,22 @@ def help_markdown(keys: dict[str, str]) -> str:
 
 
 def tools_markdown(tools: Sequence[ToolInfo]) -> str:
-    """The /tools document: one row per tool the policy allows."""
+    """The /tools document: one row per tool the policy allows, and one per MCP tool withheld from the model."""
     if not tools:
         return "This policy allows no tools."
     lines = ["| tool | side effects | approval | description |", "| --- | --- | --- | --- |"]
     for tool in tools:
+        if tool.blocked:
+            lines.append(f"| `{tool.name}` | - | blocked | withheld from the model: {_cell(tool.blocked)} |")
+            continue
         summary = tool.description.splitlines()[0] if tool.description else ""
         approval = "always" if tool.needs_approval else "by policy"
-        lines.append(f"| `{tool.name}` | {'yes' if tool.side_effects else 'no'} | {approval} | {summary} |")
+        lines.append(f"| `{tool.name}` | {'yes' if tool.side_effects else 'no'} | {approval} | {_cell(summary)} |")
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def palette_provider() -> type:

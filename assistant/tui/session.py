@@ -15,6 +15,7 @@ from assistant.attachments import Attachment
 from assistant.events import ApprovalRequested, Event
 from assistant.warmup import MAIN_MODEL
 from guards.policy.registry import MODEL_GUARDS, guard_label
+from tools.mcp.pins import DefinitionReview
 
 Component = str  # MAIN_MODEL or a model guard's name (guards.policy.registry.MODEL_GUARDS)
 LoadState = Literal["pending", "loading", "ready", "disabled", "failed"]
@@ -56,6 +57,7 @@ class ToolInfo:
     description: str
     side_effects: bool = False
     needs_approval: bool = False
+    blocked: str = ""  # why an MCP tool is withheld from the model (its definition's verdict or pin), else ""
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class SessionError(Exception):
 
 Approver = Callable[[ApprovalRequested], Awaitable[ApprovalDecision]]
 ProgressReporter = Callable[[LoadProgress], None]
+DefinitionReviewer = Callable[[DefinitionReview], Awaitable[bool]]  # True: offer the tool this session
 
 
 class ChatSession(Protocol):
@@ -88,8 +91,10 @@ class ChatSession(Protocol):
         """Short name of the policy in use (shown in the header)."""
         ...
 
-    async def load(self, report: ProgressReporter) -> None:
-        """Load the models, reporting each component's progress; raise SessionError for fixable problems."""
+    async def load(self, report: ProgressReporter, review: DefinitionReviewer | None = None) -> None:
+        """Load the models, reporting each component's progress; raise SessionError for fixable problems. `review`
+        asks the user about an MCP tool definition new or changed since it was pinned (`on_change: ask`), at load
+        and whenever a server's tool list changes; it is called on the app's loop."""
         ...
 
     @property

@@ -1,4 +1,5 @@
-"""Llama Guard 3 scoring: one forward pass per verdict, fail-closed.
+"""Llama Guard scoring (Llama Guard 3, and Llama Guard 4 with Llama 4's tokenizer): one forward pass per verdict,
+fail-closed.
 
 The score is P(first generated token == `unsafe`) (the model card's method), read from the last position's logits
 only (`logits_to_keep=1`: the full vocabulary head over every prompt position costs more than generating). The
@@ -33,12 +34,13 @@ from guards.llama_guard.prompt import (
     as_turn,
     checked_role,
     encode_segments,
+    framing_for,
     head_segments,
     parse_verdict,
     prompt_categories,
     tail_segments,
 )
-from guards.policy.categories import LlamaGuardVariant
+from guards.policy.categories import LlamaGuardVariant, family_for_variant
 from guards.sources import resolve_device, resolve_source
 from model.backends.construction import from_pretrained
 from model.hf_import import quiet_hf_progress, transformers_names
@@ -110,8 +112,9 @@ class _Prefix:
 
 
 class LlamaGuard:
-    """A loaded Llama Guard 3 model plus the policy's category block and threshold. Thread-safe (one check at a
-    time per instance; the model is shared, the prefix cache is copied per call)."""
+    """A loaded Llama Guard model plus the policy's category block and threshold. Thread-safe (one check at a
+    time per instance; the model is shared, the prefix cache is copied per call). `variant` picks the prompt's
+    framing and the tokenizer's family (Llama Guard 4: Llama 4's ids for `safe` / `unsafe` and its stop tokens)."""
 
     def __init__(
         self,
@@ -124,12 +127,15 @@ class LlamaGuard:
         use_prefix_cache: bool = True,
         source: str = "",
         cached_conversations: int = 1,
+        variant: LlamaGuardVariant = "8b",
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within 0..1, got {threshold}")
         self.model = model
-        self.tokenizer = tokenizer or get_tokenizer()
-        self.categories = tuple(categories) if categories is not None else prompt_categories("8b")
+        self.framing = framing_for(variant)
+        self.tokenizer = tokenizer or get_tokenizer(family=self.framing.family)
+        _check_family(self.tokenizer, self.framing.family, variant)
+        self.categories = tuple(categories) if categories is not None else prompt_categories(variant)
         self.excluded = frozenset(excluded)
         self.threshold = threshold
         self.use_prefix_cache = use_prefix_cache
@@ -138,9 +144,10 @@ class LlamaGuard:
         tok = self.tokenizer
         self.safe_id = _single_token(tok, "safe")
         self.unsafe_id = _single_token(tok, "unsafe")
-        self.stop_ids = frozenset(tok.special_id(name) for name in ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>"))
+        self.stop_ids = frozenset(tok.stop_ids)  # end of text, end of message, end of turn: the family's own
         self._prefixes: dict[Role, _Prefix] = {
-            role: _Prefix(self._encode(head_segments(role, self.categories))) for role in ("user", "agent")
+            role: _Prefix(self._encode(head_segments(role, self.categories, self.framing)))
+            for role in ("user", "agent")
         }
         self._lock = threading.Lock()
         # The last checks' ids and KV caches per role, newest first (`cached_conversations` of them): the checks of
@@ -171,12 +178,13 @@ class LlamaGuard:
         categories = prompt_categories(variant, enabled=enabled, excluded=excluded, custom=custom)
         return cls(
             model,
-            tokenizer=get_tokenizer(local if local.is_dir() else None),
+            tokenizer=get_tokenizer(local if local.is_dir() else None, family=family_for_variant(variant)),
             categories=categories,
             excluded=excluded,
             threshold=threshold,
             use_prefix_cache=use_prefix_cache,
             source=str(source),
+            variant=variant,
         )
 
     # --- public API ----------------------------------------------------------------------------------------------
@@ -184,7 +192,7 @@ class LlamaGuard:
     def check(self, turns: Sequence[Turn], *, mode: Mode = "forward") -> LlamaGuardResult:
         """Verdict for the last turn of `turns` (role User or Agent), with the earlier turns as context."""
         role = checked_role(turns)
-        tail_ids = self._encode(tail_segments(turns))
+        tail_ids = self._encode(tail_segments(turns, self.framing))
         with self._lock:
             start = time.perf_counter()
             if mode == "generate":
@@ -208,7 +216,7 @@ class LlamaGuard:
 
     def prompt_ids(self, turns: Sequence[Turn]) -> list[int]:
         """The exact ids scored for `turns` (head + tail)."""
-        return self._prefixes[checked_role(turns)].ids + self._encode(tail_segments(turns))
+        return self._prefixes[checked_role(turns)].ids + self._encode(tail_segments(turns, self.framing))
 
     # --- scoring -------------------------------------------------------------------------------------------------
 
@@ -351,8 +359,18 @@ class LlamaGuard:
 def _single_token(tokenizer: Any, text: str) -> int:
     ids = tokenizer.encode(text)
     if len(ids) != 1:
-        raise GuardModelNotFoundError(f"the tokenizer splits {text!r} into {len(ids)} tokens; not a Llama 3 tokenizer")
+        raise GuardModelNotFoundError(f"the tokenizer splits {text!r} into {len(ids)} tokens; not a Llama tokenizer")
     return ids[0]
+
+
+def _check_family(tokenizer: Any, family: str, variant: str) -> None:
+    """The variant's prompt needs its family's tokenizer (Llama Guard 4: Llama 4's 202,048 ids)."""
+    found = getattr(tokenizer, "family", family)
+    if found != family:
+        raise GuardModelNotFoundError(
+            f"Llama Guard variant {variant!r} needs the {family} tokenizer, but the model's tokenizer is {found}: "
+            "set models.llama_guard.variant to match the checkpoint"
+        )
 
 
 def _replace(result: LlamaGuardResult, **changes: Any) -> LlamaGuardResult:

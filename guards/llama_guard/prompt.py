@@ -1,4 +1,4 @@
-"""The Llama Guard 3 prompt and verdict format, as pure functions.
+"""The Llama Guard 3 and Llama Guard 4 prompt and verdict format, as pure functions.
 
 Text: the Hugging Face Llama-Guard-3-8B chat template (task line, category block, conversation as `User: ...` /
 `Agent: ...` turns separated by blank lines with contents stripped, closing instruction), inside one user turn of
@@ -8,6 +8,14 @@ Meta's Llama 3.1 format, so that the first generated token is the verdict:
 
 (The HF template itself renders a stray space before `<|begin_of_text|>` and omits the final blank line; tests pin
 both differences against the real template.)
+
+Llama Guard 4 (`variant: "4"`): the same body (task, S1..S14 with the same names, conversation, instruction) in one
+user turn of Llama 4's format, which is what Meta's reference code sends it (llama-stack's Llama Guard shield builds
+the body, `llama_models.llama4.chat_format` frames it; tests compare the ids token for token):
+
+    <|begin_of_text|><|header_start|>user<|header_end|>\\n\\n{body}<|eot|><|header_start|>assistant<|header_end|>\\n\\n
+
+`Framing` holds the four control tokens of each; `framing_for(variant)` picks one.
 
 Categories: the variant's built-in codes in order, minus the excluded ones, keeping their codes (as llama-stack's
 provider does: no renumbering, so a code the model answers means the same thing whatever is excluded). A custom
@@ -31,7 +39,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from guards.policy.categories import LLAMA_GUARD_PROMPT_NAMES, LlamaGuardVariant, categories_for_variant, code_number
+from guards.policy.categories import (
+    LLAMA_GUARD_PROMPT_NAMES,
+    LlamaGuardVariant,
+    categories_for_variant,
+    code_number,
+    family_for_variant,
+)
 
 Role = Literal["user", "agent"]
 
@@ -39,6 +53,27 @@ BEGIN_OF_TEXT = "<|begin_of_text|>"
 START_HEADER = "<|start_header_id|>"
 END_HEADER = "<|end_header_id|>"
 EOT = "<|eot_id|>"
+
+
+@dataclass(frozen=True)
+class Framing:
+    """The control tokens around the body: a family's begin, header start/end and end of turn."""
+
+    family: str
+    begin: str
+    start_header: str
+    end_header: str
+    eot: str
+
+
+LLAMA3_FRAMING = Framing("llama3", BEGIN_OF_TEXT, START_HEADER, END_HEADER, EOT)
+LLAMA4_FRAMING = Framing("llama4", BEGIN_OF_TEXT, "<|header_start|>", "<|header_end|>", "<|eot|>")
+_FRAMINGS = {f.family: f for f in (LLAMA3_FRAMING, LLAMA4_FRAMING)}
+
+
+def framing_for(variant: str) -> Framing:
+    """Llama Guard 3 (8b, 1b): Llama 3.1's format; Llama Guard 4 (4): Llama 4's."""
+    return _FRAMINGS[family_for_variant(variant)]
 
 _ROLE_LABEL: dict[str, str] = {"user": "User", "agent": "Agent"}
 
@@ -181,34 +216,40 @@ def checked_role(turns: Sequence[Turn]) -> Role:
     return turns[-1].role
 
 
-def framing_before() -> list[Segment]:
-    return [Special(BEGIN_OF_TEXT), Special(START_HEADER), Text("user"), Special(END_HEADER), Text("\n\n")]
+def framing_before(framing: Framing = LLAMA3_FRAMING) -> list[Segment]:
+    f = framing
+    return [Special(f.begin), Special(f.start_header), Text("user"), Special(f.end_header), Text("\n\n")]
 
 
-def framing_after() -> list[Segment]:
-    return [Special(EOT), Special(START_HEADER), Text("assistant"), Special(END_HEADER), Text("\n\n")]
+def framing_after(framing: Framing = LLAMA3_FRAMING) -> list[Segment]:
+    f = framing
+    return [Special(f.eot), Special(f.start_header), Text("assistant"), Special(f.end_header), Text("\n\n")]
 
 
-def prompt_segments(turns: Sequence[Turn], categories: Sequence[PromptCategory]) -> list[Segment]:
+def prompt_segments(
+    turns: Sequence[Turn], categories: Sequence[PromptCategory], framing: Framing = LLAMA3_FRAMING
+) -> list[Segment]:
     """Head segments then tail segments; `head_segments` is a prefix of this list."""
-    return head_segments(checked_role(turns), categories) + tail_segments(turns)
+    return head_segments(checked_role(turns), categories, framing) + tail_segments(turns, framing)
 
 
-def head_segments(role: Role, categories: Sequence[PromptCategory]) -> list[Segment]:
-    return [*framing_before(), Text(prompt_head(role, categories))]
+def head_segments(role: Role, categories: Sequence[PromptCategory], framing: Framing = LLAMA3_FRAMING) -> list[Segment]:
+    return [*framing_before(framing), Text(prompt_head(role, categories))]
 
 
-def tail_segments(turns: Sequence[Turn]) -> list[Segment]:
-    return [Text(prompt_tail(turns)), *framing_after()]
+def tail_segments(turns: Sequence[Turn], framing: Framing = LLAMA3_FRAMING) -> list[Segment]:
+    return [Text(prompt_tail(turns)), *framing_after(framing)]
 
 
 def render_segments(segments: Iterable[Segment]) -> str:
     return "".join(s.name if isinstance(s, Special) else s.text for s in segments)
 
 
-def render_prompt(turns: Sequence[Turn], categories: Sequence[PromptCategory]) -> str:
+def render_prompt(
+    turns: Sequence[Turn], categories: Sequence[PromptCategory], framing: Framing = LLAMA3_FRAMING
+) -> str:
     """The whole prompt as text, special tokens spelled out (what `assistant guard prompt` prints)."""
-    return render_segments(prompt_segments(turns, categories))
+    return render_segments(prompt_segments(turns, categories, framing))
 
 
 def encode_segments(

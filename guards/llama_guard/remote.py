@@ -41,6 +41,7 @@ from guards.llama_guard.prompt import (
     as_turn,
     checked_role,
     encode_segments,
+    framing_for,
     prompt_categories,
     prompt_segments,
 )
@@ -57,17 +58,20 @@ from guards.llama_guard.remote_io import (
     strict_json,
     top_logprobs,
 )
+from guards.policy.categories import LlamaGuardVariant
 from model.backends.errors import BackendError
 from model.backends.openai_backend import normalize_base_url, prompt_text_for_server
 from model.tokenizer import get_tokenizer
 
 PromptAs = Literal["auto", "ids", "text"]
-STOP_TOKENS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
+# Stop tokens a server may leave in the text it returns: Llama 3's and Llama 4's (neither spelling contains another).
+STOP_TOKENS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|eot|>", "<|eom|>")
 _TOKEN_ID_PREFIX = "token_id:"  # vLLM's key form with return_tokens_as_token_ids
 
 
 class RemoteLlamaGuard:
-    """Llama Guard 3 scored by a remote server. Thread-safe: checks share one pooled HTTP client."""
+    """Llama Guard scored by a remote server (`variant` picks Llama Guard 3's or Llama Guard 4's prompt framing and
+    tokenizer). Thread-safe: checks share one pooled HTTP client."""
 
     def __init__(
         self,
@@ -82,6 +86,7 @@ class RemoteLlamaGuard:
         connect_timeout_s: float = 5.0,
         prompt_as: PromptAs = "auto",
         tokenizer: Any = None,
+        variant: LlamaGuardVariant = "8b",
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within 0..1, got {threshold}")
@@ -92,8 +97,9 @@ class RemoteLlamaGuard:
         except BackendError as exc:
             raise GuardError(f"models.llama_guard.base_url: {exc}") from exc
         self.model = model
-        self.tokenizer = tokenizer or get_tokenizer()
-        self.categories = tuple(categories) if categories is not None else prompt_categories("8b")
+        self.framing = framing_for(variant)
+        self.tokenizer = tokenizer or get_tokenizer(family=self.framing.family)
+        self.categories = tuple(categories) if categories is not None else prompt_categories(variant)
         self.excluded = frozenset(excluded)
         self.threshold = threshold
         self.prompt_as: PromptAs = prompt_as
@@ -101,7 +107,7 @@ class RemoteLlamaGuard:
         tok = self.tokenizer
         self.safe_id = _single_id(tok, "safe")
         self.unsafe_id = _single_id(tok, "unsafe")
-        self.stop_ids = tuple(tok.special_id(name) for name in STOP_TOKENS)
+        self.stop_ids = tuple(tok.stop_ids)  # the family's end of text, end of message, end of turn
         self.timeout_s = timeout_s  # the budget of one whole check (or probe), every request in it included
         self._connect_timeout_s = connect_timeout_s
         self._probe_pending = False  # a probe failed: the next check probes again, inside its own budget
@@ -143,7 +149,7 @@ class RemoteLlamaGuard:
     def prompt_ids(self, turns: Sequence[Turn]) -> list[int]:
         """The exact ids sent (the same as the in-process guard scores)."""
         tok = self.tokenizer
-        return encode_segments(prompt_segments(turns, self.categories), tok.encode, tok.special_id)
+        return encode_segments(prompt_segments(turns, self.categories, self.framing), tok.encode, tok.special_id)
 
     def probe(self, budget: Budget | None = None) -> None:
         """Ask the server which models it serves: unreachable, or not serving ours, is a GuardError now (at load,
@@ -349,5 +355,5 @@ def _continuation_text(choice: dict[str, Any]) -> str:
 def _single_id(tokenizer: Any, text: str) -> int:
     ids = tokenizer.encode(text)
     if len(ids) != 1:
-        raise GuardError(f"the tokenizer splits {text!r} into {len(ids)} tokens; not a Llama 3 tokenizer")
+        raise GuardError(f"the tokenizer splits {text!r} into {len(ids)} tokens; not a Llama tokenizer")
     return int(ids[0])

@@ -14,7 +14,7 @@ from guards.llama_guard.guard import LlamaGuard, load_causal_lm
 from guards.llama_guard.prompt import PromptCategory, prompt_categories
 from guards.llama_guard.remote import RemoteLlamaGuard
 from guards.policy import Policy
-from guards.policy.categories import LlamaGuardVariant
+from guards.policy.categories import LlamaGuardVariant, family_for_variant
 from guards.policy.guards_config import LlamaGuardConfig
 from guards.policy.registry import LLAMA_GUARD
 from guards.runtime.process import GuardProcess
@@ -67,7 +67,7 @@ class LlamaGuardRunner:
         decision = self.config.action_for(result.categories) if result.unsafe else "allow"
         return Verdict(
             item.stage, self.name, decision, score=result.score, categories=result.categories if result.unsafe else (),
-            reasons=tuple(result.reasons), latency_ms=elapsed_ms(started),
+            reasons=tuple(result.reasons), latency_ms=elapsed_ms(started), tokens=result.prompt_tokens,
         )
 
 
@@ -110,6 +110,7 @@ class RemoteLlamaGuardRunner(LlamaGuardRunner):
         return RemoteLlamaGuard(
             model_config.base_url, model=model_config.source, api_key=api_key, categories=categories,
             excluded=config.excluded, threshold=config.threshold, timeout_s=self.timeout_s,
+            variant=model_config.variant,
         )
 
 
@@ -132,9 +133,10 @@ def build_llama_guard(
         variant, enabled=enabled, excluded=excluded, custom=[PromptCategory(*c) for c in custom],
     )
     local = Path(path)
+    tokenizer = get_tokenizer(local if local.is_dir() else None, family=family_for_variant(variant))
     return LlamaGuard(
-        model, tokenizer=get_tokenizer(local if local.is_dir() else None), categories=categories, excluded=excluded,
-        threshold=threshold, source=source, cached_conversations=cached_conversations,
+        model, tokenizer=tokenizer, categories=categories, excluded=excluded, threshold=threshold, source=source,
+        cached_conversations=cached_conversations, variant=variant,
     )
 
 

@@ -24,7 +24,9 @@ class StreamingModerationConfig(PolicyModel):
 class AgentConfig(PolicyModel):
     system_prompt: NonEmptyStr | None = None
     dialect: Literal["meta", "hf"] = "meta"
-    tool_format: Literal["json", "function_tag"] = "json"
+    # How custom tools are offered and calls written back: json | function_tag (Llama 3.1) | pythonic (Llama 3.2/3.3
+    # Python-list calls; Llama 4's only format). null: the family's default (json for llama3, pythonic for llama4).
+    tool_format: Literal["json", "function_tag", "pythonic"] | None = None
     max_steps: PositiveInt = 8
     max_tool_retries: NonNegativeInt = 2
     # A user message longer than this is refused as bad input before anything runs or is stored.

@@ -1,7 +1,9 @@
-"""Llama Guard 3 hazard categories (the MLCommons taxonomy), as named in Meta's Llama Guard 3 model card.
+"""Llama Guard hazard categories (the MLCommons taxonomy), as named in Meta's Llama Guard 3 and 4 model cards.
 
 One table for the whole project: the policy validates codes against it and the Llama Guard prompt is built from it.
-S14 (Code Interpreter Abuse) exists only in Llama Guard 3 8B; Llama Guard 3 1B knows S1..S13.
+S14 (Code Interpreter Abuse) exists in Llama Guard 3 8B and Llama Guard 4 (whose card marks it text-only); Llama
+Guard 3 1B knows S1..S13. Variant `4` is Llama Guard 4 12B: the same codes and prompt names, Llama 4's tokenizer
+and chat format (`family_for_variant`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-LlamaGuardVariant = Literal["8b", "1b"]
+LlamaGuardVariant = Literal["8b", "1b", "4"]
 
 LLAMA_GUARD_CATEGORIES: dict[str, str] = {
     "S1": "Violent Crimes",
@@ -30,19 +32,34 @@ LLAMA_GUARD_CATEGORIES: dict[str, str] = {
 }
 
 # The last built-in code of each variant; custom categories with new codes are numbered after it.
-_LAST_CODE: dict[str, int] = {"8b": 14, "1b": 13}
+_LAST_CODE: dict[str, int] = {"8b": 14, "1b": 13, "4": 14}
+# The model family (tokenizer and chat format) each variant's prompt is written in.
+_FAMILY: dict[str, str] = {"8b": "llama3", "1b": "llama3", "4": "llama4"}
 
 CATEGORY_CODE_PATTERN = re.compile(r"^S[1-9][0-9]*$")
 
 
 def categories_for_variant(variant: LlamaGuardVariant) -> dict[str, str]:
-    """The built-in categories a Llama Guard 3 variant was trained on, code -> name, in code order."""
+    """The built-in categories a Llama Guard variant was trained on, code -> name, in code order."""
     last = _LAST_CODE[variant]
     return {code: name for code, name in LLAMA_GUARD_CATEGORIES.items() if code_number(code) <= last}
 
 
 def last_code_number(variant: LlamaGuardVariant) -> int:
     return _LAST_CODE[variant]
+
+
+def family_for_variant(variant: str) -> str:
+    """`llama3` for Llama Guard 3 (8b, 1b), `llama4` for Llama Guard 4 (4)."""
+    try:
+        return _FAMILY[variant]
+    except KeyError:
+        raise ValueError(f"unknown Llama Guard variant {variant!r} (expected one of {', '.join(_FAMILY)})") from None
+
+
+def variant_label(variant: str) -> str:
+    """How messages name a variant: `Llama Guard 3 8B`, `Llama Guard 3 1B`, `Llama Guard 4`."""
+    return "Llama Guard 4" if variant == "4" else f"Llama Guard 3 {variant.upper()}"
 
 
 def code_number(code: str) -> int:

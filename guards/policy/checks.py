@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from guards.policy.categories import categories_for_variant, code_number, last_code_number
+from guards.policy.categories import categories_for_variant, code_number, last_code_number, variant_label
 from guards.policy.guards_config import LlamaGuardConfig
 from guards.policy.registry import LLAMA_GUARD, STAGE_NAMES
 
@@ -18,7 +18,20 @@ Loc = tuple[str | int, ...]
 
 
 def consistency_problems(policy: Policy) -> list[tuple[Loc, str]]:
-    return _category_problems(policy)
+    return _category_problems(policy) + _prompt_format_problems(policy)
+
+
+def _prompt_format_problems(policy: Policy) -> list[tuple[Loc, str]]:
+    """Meta renders the Python-list format and Llama 4 only in its own (`meta`) dialect, Llama 4's tools only so."""
+    agent, family = policy.agent, policy.models.main.family
+    problems: list[tuple[Loc, str]] = []
+    if family == "llama4" and agent.tool_format in ("json", "function_tag"):
+        problem = f"{agent.tool_format}: the llama4 family offers tools in the pythonic format only"
+        problems.append((("agent", "tool_format"), problem))
+    if agent.dialect == "hf" and (family == "llama4" or agent.tool_format == "pythonic"):
+        what = "the llama4 family" if family == "llama4" else "tool_format pythonic"
+        problems.append((("agent", "dialect"), f"hf: {what} is Meta's rendering only (dialect meta)"))
+    return problems
 
 
 def _category_problems(policy: Policy) -> list[tuple[Loc, str]]:
@@ -26,7 +39,7 @@ def _category_problems(policy: Policy) -> list[tuple[Loc, str]]:
     variant = policy.models.llama_guard.variant
     builtin = categories_for_variant(variant)
     last = last_code_number(variant)
-    known_list = f"S1..S{last} for Llama Guard 3 {variant.upper()}"
+    known_list = f"S1..S{last} for {variant_label(variant)}"
     problems: list[tuple[Loc, str]] = []
 
     custom_codes: set[str] = set()
@@ -57,7 +70,7 @@ def _category_problems(policy: Policy) -> list[tuple[Loc, str]]:
     known = set(builtin) | custom_codes
 
     def unknown(code: str) -> str:
-        hint = " (S14 exists only in the 8B model)" if code == "S14" and variant == "1b" else ""
+        hint = " (S14 exists only in the 8B model and Llama Guard 4)" if code == "S14" and variant == "1b" else ""
         return f"unknown category {code}{hint}; known: {known_list}, plus codes defined in custom"
 
     seen: set[str] = set()

@@ -77,6 +77,9 @@ class McpServerConfig(PolicyModel):
     # A tool definition that is new or changed since `assistant tools pin` (POLICY.tools.lock): withheld until
     # re-pinned (block), asked (ask: withheld like block where no human is asked), or only judged (allow).
     on_change: Literal["block", "ask", "allow"] = "block"
+    # A server that dies after it started is started again, at most this many times in a row, waiting 0.5 s, 1 s,
+    # 2 s, ... (capped at 8 s) between tries; its definitions are vetted again like on list_changed. 0: stays down.
+    max_restarts: Annotated[int, Field(strict=True, ge=0, le=10)] = 3
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from guards.policy.base import Device, DType, Flag, NonEmptyStr, PolicyModel, PositiveInt, Seconds
 from guards.policy.categories import LlamaGuardVariant
@@ -14,9 +14,12 @@ from guards.policy.categories import LlamaGuardVariant
 
 
 class MainModelConfig(PolicyModel):
-    """The assistant's own model (Llama 3.1 Instruct)."""
+    """The assistant's own model (Llama 3.1 Instruct by default; Llama 3.2/3.3 and Llama 4 too)."""
 
     source: NonEmptyStr = "meta-llama/Llama-3.1-8B-Instruct"
+    # The prompt format and tokenizer: llama3 (Llama 3.1/3.2/3.3) | llama4. null: read from the checkpoint's
+    # config.json, else llama3 (a remote server's family must be named here).
+    family: Literal["llama3", "llama4"] | None = None
     backend: Literal["transformers", "openai"] = "transformers"
     base_url: NonEmptyStr | None = None  # the OpenAI-compatible server, for backend: openai
     api_key_env: NonEmptyStr | None = None  # name of the environment variable holding the server's key
@@ -48,7 +51,8 @@ ModelConfig = MainModelConfig
 
 
 class LlamaGuardModelConfig(PolicyModel):
-    """Llama Guard 3: 8B (S1..S14) or 1B (S1..S13)."""
+    """Llama Guard 3 8B (S1..S14) or 1B (S1..S13), or Llama Guard 4 12B (`variant: "4"`, S1..S14, Llama 4's
+    tokenizer and chat format)."""
 
     source: NonEmptyStr = "meta-llama/Llama-Guard-3-8B"  # with backend: openai, the model name the server serves
     variant: LlamaGuardVariant = "8b"
@@ -62,6 +66,12 @@ class LlamaGuardModelConfig(PolicyModel):
     # process's interpreter lock, so the main model's decoding does not wait for them (docs/PERFORMANCE.md).
     process: Flag = False
     threads: PositiveInt | None = None  # torch threads in that process (null: torch's default); needs process
+
+    @field_validator("variant", mode="before")
+    @classmethod
+    def _unquoted_four(cls, value: object) -> object:
+        # YAML reads `variant: 4` as a number; it means Llama Guard 4 as surely as "4" does.
+        return "4" if value == 4 and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _openai_needs_url(self) -> LlamaGuardModelConfig:

@@ -19,6 +19,7 @@ from guards.policy.registry import GUARDS, LLAMA_GUARD
 from guards.policy.server_config import ServerConfig
 from guards.policy.stages import AuditConfig, RefusalsConfig, StagesConfig
 from guards.policy.storage_config import StorageConfig
+from guards.policy.telemetry_config import TelemetryConfig
 from guards.policy.tools_config import ToolsConfig
 
 # Validation context key: the loader runs the cross-key checks itself, to point each problem at its own line.
@@ -59,6 +60,7 @@ class Policy(WithGuardSections):
     agent: AgentConfig = AgentConfig()
     storage: StorageConfig = StorageConfig()  # where threads are kept (sqlite file or PostgreSQL)
     server: ServerConfig = ServerConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()  # OpenTelemetry traces (docs/OBSERVABILITY.md)
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Policy:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -108,6 +109,11 @@ def policy_warning_items(policy: Policy) -> list[PolicyWarning]:
         warn(("models", LLAMA_GUARD, "variant"), "the source looks like Llama Guard 3 1B but variant is 8b")
     if "8b" in lg_model.source.lower() and lg_model.variant == "1b":
         warn(("models", LLAMA_GUARD, "variant"), "the source looks like Llama Guard 3 8B but variant is 1b")
+    # The variant picks the prompt format and tokenizer: a mismatch is a model reading a prompt it was not made for.
+    generation = re.search(r"guard-?([34])(?!\d)", lg_model.source.lower())
+    if generation and (generation.group(1) == "4") != (lg_model.variant == "4"):
+        warn(("models", LLAMA_GUARD, "variant"),
+             f"the source looks like Llama Guard {generation.group(1)} but variant is {lg_model.variant}")
     for code, action in llama_guard.category_actions.items():
         if code in llama_guard.excluded:
             warn(

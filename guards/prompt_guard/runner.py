@@ -56,7 +56,7 @@ class PromptGuardRunner:
         return Verdict(
             item.stage, self.name, decision, score=result.score,
             reasons=(f"{stage.score} score {result.score:.3f} (threshold {stage.threshold}, {result.windows} "
-                     f"window(s))",), latency_ms=elapsed_ms(started),
+                     f"window(s))",), latency_ms=elapsed_ms(started), tokens=result.tokens,
         )
 
 

@@ -24,7 +24,9 @@ from guards.policy.registry import GUARD_NAMES
 from guards.runtime.lookalikes import fold_lookalikes
 from guards.runtime.registry import build_runners
 from guards.runtime.runner import CheckInput, GuardRunner, elapsed_ms, in_thread
+from guards.runtime.tracing import guard_attributes, stage_attributes, verdict_attributes
 from guards.verdict import DECISIONS, StageResult, Verdict
+from model import telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -136,13 +138,22 @@ class GuardPipeline:
 
     async def _check_text(self, item: CheckInput) -> StageResult:
         names = self.enabled_guards(item.stage)
-        ordered = await self.schedule(names, lambda name: self._run_one(name, item))
-        for verdict in ordered:
-            self._audit(verdict, item)
-        result = StageResult.from_verdicts(item.stage, ordered)
+        with telemetry.span(f"guards {item.stage}", stage_attributes(item.stage, item.role, names)) as span:
+            run = self._run_one if span is None else self._run_traced  # each guard's check its child span
+            ordered = await self.schedule(names, lambda name: run(name, item))
+            for verdict in ordered:
+                self._audit(verdict, item)
+            result = StageResult.from_verdicts(item.stage, ordered)
+            telemetry.annotate(span, {"assistant.guard.decision": result.decision})
         logger.debug("%s: %s (%s)", item.stage, result.decision,
                      ", ".join(f"{v.guard}={v.decision}" for v in ordered) or "no guard")
         return result
+
+    async def _run_traced(self, name: str, item: CheckInput) -> Verdict:
+        with telemetry.span(f"guard {name}", guard_attributes(self.policy, item.stage, name)) as span:
+            verdict = await self._run_one(name, item)
+            telemetry.annotate(span, verdict_attributes(verdict))
+            return verdict
 
     async def _run_one(self, name: str, item: CheckInput) -> Verdict:
         started = time.perf_counter()

@@ -25,6 +25,7 @@ from model.backends.keyed import KeyedScriptedBackend
 from model.backends.openai_backend import OpenAIBackend
 from model.backends.scripted import ScriptedBackend
 from model.backends.transformers_backend import TransformersBackend  # light: torch loads with the first model
+from model.tokenizer import get_tokenizer
 
 __all__ = [
     "BACKENDS",
@@ -59,8 +60,12 @@ def _openai_spec(rest: str, spec: str, on_progress: ProgressCallback | None) -> 
 def _openai_config(config: MainModelSpec, on_progress: ProgressCallback | None) -> ModelBackend:
     if not config.base_url:
         raise BackendError("models.main.backend is openai but models.main.base_url is not set")
+    # A remote model's family comes from the policy (there is no local config.json): its tokenizer marks the special
+    # ids the server sends back and renders text prompts.
+    family = getattr(config, "family", None)
     return OpenAIBackend(config.base_url, model=config.source or None, api_key_env=config.api_key_env,
-                         context_window=config.context_window)
+                         context_window=config.context_window,
+                         tokenizer=get_tokenizer(family=family) if family else None)
 
 
 def _scripted_config(config: MainModelSpec, on_progress: ProgressCallback | None) -> ModelBackend:

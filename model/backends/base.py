@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+from model.constraint import OutputConstraint
+
 
 @dataclass(frozen=True)
 class GenerationParams:
@@ -16,6 +18,8 @@ class GenerationParams:
     temperature: float = 0.0
     top_p: float = 0.9
     seed: int | None = None
+    # the completion must be one of the constraint's texts (structured output, a forced tool call); None: free text
+    constraint: OutputConstraint | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -114,6 +118,11 @@ class ModelBackend(Protocol):
 
     def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]: ...
 
+    def constraint_problem(self, constraint: OutputConstraint) -> str | None:
+        """Why this backend cannot decode under `constraint` (`GenerationParams.constraint`), or None when it can.
+        Asked before a request runs, so a client gets a 400 instead of an answer that ignores the constraint."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections / the KV cache."""
         ...
@@ -133,6 +142,9 @@ class BackendDefaults:
 
     def load(self) -> object:
         return None
+
+    def constraint_problem(self, constraint: OutputConstraint) -> str | None:
+        return f"the model backend {self.name} has no constrained decoding"
 
     async def aclose(self) -> None:
         return None

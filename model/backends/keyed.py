@@ -18,7 +18,8 @@ from pathlib import Path
 
 from model.backends.base import BackendDefaults, BackendStats, GenerationParams
 from model.backends.errors import BackendError
-from model.backends.scripted import json_lines, split_deltas
+from model.backends.scripted import check_constraint, json_lines, split_deltas
+from model.constraint import OutputConstraint
 from model.tokenizer import get_tokenizer
 
 _LAST_MESSAGE = re.compile(r"<\|start_header_id\|>(?:user|ipython)<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S)
@@ -86,8 +87,12 @@ class KeyedScriptedBackend(BackendDefaults):
 
     async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
         completion, delay = answer_for(self._lines, last_message(self._tokenizer.decode(prompt_ids)), self.path)
+        check_constraint(completion, params, str(self.path))
         self.stats.record(prompt=len(prompt_ids), cached=0, generated=0)
         for delta in split_deltas(completion):
             if delay:
                 await asyncio.sleep(delay)
             yield delta
+
+    def constraint_problem(self, constraint: OutputConstraint) -> str | None:
+        return None  # each completion is checked against it (`check_constraint`)

@@ -19,6 +19,12 @@ through such a server (JSON, `<function=...>` and `name.call(...)` calls still d
 stop-token string at the very end of the text of a call that finished with `stop` is taken as that stop token.
 vLLM is asked to keep special tokens in the output (`skip_special_tokens: false`); a server that rejects these fields
 (HTTP 422 from `transformers serve`) is retried without them and then strips special tokens from its output.
+
+A constrained call (`GenerationParams.constraint`: structured output, a forced tool call) goes to vLLM's own
+structured outputs (`structured_outputs.json`: the constraint as one JSON Schema, no free whitespace). Only vLLM
+is trusted with it: a server that rejected vLLM's fields, or answers without token ids, may have ignored the field,
+so such a server is refused constrained calls (`constraint_problem`), and a constrained call it answered in text
+fails.
 """
 
 from __future__ import annotations
@@ -35,13 +41,13 @@ from typing import Any, Literal
 from model.backends.base import BackendDefaults, BackendStats, GenerationParams
 from model.backends.errors import BackendError
 from model.completion import SpecialToken
+from model.constraint import OutputConstraint
 from model.tokenizer import get_tokenizer
 
 logger = logging.getLogger(__name__)
 BOS_ID = 128_000
 FIRST_SPECIAL_ID = 128_000
 STOP_STRINGS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")
-_STOP_BY_ID = {128_009: "<|eot_id|>", 128_008: "<|eom_id|>", 128_001: "<|end_of_text|>"}
 _VLLM_EXTRAS = {"skip_special_tokens": False, "spaces_between_special_tokens": False, "return_token_ids": True}
 _SPECIAL_TEXT = re.compile(r"<\|[a-z0-9_]+\|>")
 PromptAs = Literal["auto", "ids", "text"]
@@ -64,11 +70,12 @@ def prompt_text_for_server(prompt_ids: list[int], tokenizer: Any) -> str:
     """
     specials = set(tokenizer.special_tokens)
     names = {token_id: name for name, token_id in tokenizer.special_tokens.items()}
-    ids = prompt_ids[1:] if prompt_ids and prompt_ids[0] == BOS_ID else prompt_ids
+    bos, first_special = _bos_and_first_special(tokenizer)
+    ids = prompt_ids[1:] if prompt_ids and prompt_ids[0] == bos else prompt_ids
     parts: list[str] = []
     run: list[int] = []
     for token_id in [*ids, None]:
-        if token_id is not None and token_id < FIRST_SPECIAL_ID:
+        if token_id is not None and token_id < first_special:
             run.append(token_id)
             continue
         if run:
@@ -91,6 +98,17 @@ def prompt_text_for_server(prompt_ids: list[int], tokenizer: Any) -> str:
 
 def _default_tokenizer() -> Any:
     return get_tokenizer()
+
+
+def _bos_and_first_special(tokenizer: Any) -> tuple[int, int]:
+    """The family's `<|begin_of_text|>` id and first special id (Llama 3: 128000 both; Llama 4: 200000)."""
+    return int(getattr(tokenizer, "bos_id", BOS_ID)), int(getattr(tokenizer, "num_base_tokens", FIRST_SPECIAL_ID))
+
+
+def _stop_names(tokenizer: Any) -> tuple[str, ...]:
+    """The family's stop-token strings (a tokenizer without a spec: Llama 3's)."""
+    spec = getattr(tokenizer, "spec", None)
+    return tuple(spec.stop_tokens) if spec is not None else STOP_STRINGS
 
 
 class OpenAIBackend(BackendDefaults):
@@ -126,6 +144,7 @@ class OpenAIBackend(BackendDefaults):
         self._timeouts = (connect_timeout_s, read_timeout_s)
         self._tokenizer = tokenizer
         self._send_extras = True  # vLLM's skip_special_tokens etc., dropped once a server rejects them
+        self._ids_seen: bool | None = None  # the server sent token ids (vLLM); None: no answer yet
         self._client: Any = None
 
     # ----- plumbing -----
@@ -188,7 +207,26 @@ class OpenAIBackend(BackendDefaults):
             body["seed"] = params.seed
         if self._send_extras:
             body.update(_VLLM_EXTRAS)
+        if params.constraint is not None:
+            schema = params.constraint.json_schema()
+            if schema is None or not self._send_extras:
+                raise BackendError(self.constraint_problem(params.constraint) or "no structured output")
+            # vLLM's own structured outputs: no free whitespace between JSON tokens, as in process
+            # (model/backends/grammar.py), or a model may pad with whitespace until max_tokens
+            body["structured_outputs"] = {"json": schema, "disable_any_whitespace": True}
         return body
+
+    def _not_vllm(self) -> str:
+        return (f"the model server at {self.base_url} is not vLLM (it rejected vLLM's fields or sent no token ids), "
+                "so it has no structured output this server can rely on")
+
+    def constraint_problem(self, constraint: OutputConstraint) -> str | None:
+        if not self._send_extras or self._ids_seen is False:
+            return self._not_vllm()
+        if constraint.json_schema() is None:
+            return ("the function_tag tool format cannot be passed to a model server's structured output; "
+                    "use agent.tool_format json")
+        return None
 
     # ----- streaming -----
 
@@ -216,6 +254,9 @@ class OpenAIBackend(BackendDefaults):
             if rejected is None:
                 return
             status, detail = rejected
+            if params.constraint is not None:
+                raise BackendError(f"{self.base_url}/completions rejected the {params.constraint.what} constraint "
+                                   f"(vLLM's structured_outputs) with HTTP {status}: {detail[:500]}")
             if status == 422 and self._send_extras and "unexpected field" in detail.lower():
                 logger.info("%s rejects vLLM's extra fields; retrying without them: %s", self.base_url, detail[:200])
                 self._send_extras = False
@@ -259,13 +300,17 @@ class OpenAIBackend(BackendDefaults):
                     for choice in chunk.get("choices") or ():
                         token_ids = choice.get("token_ids")
                         if isinstance(token_ids, list):  # vLLM: decode the ids here, special ids marked
+                            self._ids_seen = True
                             chunks += 1
                             from_ids = from_ids or _IdDeltas(self._tokenizer or _default_tokenizer())
                             for delta in from_ids.push(token_ids):
                                 yield "delta", delta
                         elif text := choice.get("text") or "":
+                            self._ids_seen = False
+                            if "structured_outputs" in body:  # not vLLM: the constraint may have been ignored
+                                raise BackendError(self._not_vllm())
                             chunks += 1
-                            text, held = _hold_stop_tail(held + text)
+                            text, held = _hold_stop_tail(held + text, _stop_names(self._tokenizer))
                             if text:
                                 yield "delta", text
                         finish_reason = choice.get("finish_reason") or finish_reason
@@ -280,12 +325,15 @@ class OpenAIBackend(BackendDefaults):
         for delta in from_ids.flush() if from_ids is not None else ():
             yield "delta", delta
         if finish_reason == "stop" and not (from_ids is not None and from_ids.stopped):
-            tail = _STOP_BY_ID.get(stop_reason) if isinstance(stop_reason, int) else None
-            if held in STOP_STRINGS:  # the text ended with the stop token the server stopped at
+            tokenizer = self._tokenizer or _default_tokenizer()
+            stops = _stop_names(tokenizer)
+            stop_by_id = {tokenizer.special_tokens[name]: name for name in stops}
+            tail = stop_by_id.get(stop_reason) if isinstance(stop_reason, int) else None
+            if held in stops:  # the text ended with the stop token the server stopped at
                 tail, held = tail or held, ""
             if held:
                 yield "delta", held
-            yield "delta", SpecialToken(tail or "<|eot_id|>")
+            yield "delta", SpecialToken(tail or stops[-1])  # the family's end of turn
         elif held:
             yield "delta", held
         self.stats.record(**_token_counts(body["prompt"], prompt_ids_len, usage, chunks))
@@ -318,10 +366,10 @@ def _parse_chunk(data: str, base_url: str) -> dict[str, Any]:
     return chunk
 
 
-def _hold_stop_tail(text: str) -> tuple[str, str]:
+def _hold_stop_tail(text: str, stops: tuple[str, ...] = STOP_STRINGS) -> tuple[str, str]:
     """Split off a tail that is a stop-token string or its beginning (held until the next text or the end)."""
     start = text.rfind("<|")
-    if start >= 0 and any(stop.startswith(text[start:]) for stop in STOP_STRINGS):
+    if start >= 0 and any(stop.startswith(text[start:]) for stop in stops):
         return text[:start], text[start:]
     return text, ""
 
@@ -335,6 +383,7 @@ class _IdDeltas:
 
         self._tokenizer = tokenizer
         self._names = {token_id: name for name, token_id in tokenizer.special_tokens.items()}
+        self._stops = _stop_names(tokenizer)
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stopped = False  # a stop id was among them
 
@@ -353,7 +402,7 @@ class _IdDeltas:
                 out.append(text)
                 text = ""
             out.append(SpecialToken(name))
-            self.stopped = self.stopped or name in STOP_STRINGS
+            self.stopped = self.stopped or name in self._stops
         if text:
             out.append(text)
         return out

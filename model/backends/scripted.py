@@ -16,6 +16,7 @@ from typing import Any
 from model.backends.base import BackendDefaults, BackendStats, GenerationParams
 from model.backends.errors import BackendError
 from model.completion import SpecialToken
+from model.constraint import OutputConstraint, matches
 
 # Special tokens stay whole; plain text is cut into small pieces so consumers see a real stream.
 _SPECIAL = r"<\|[a-z0-9_]+\|>"
@@ -65,6 +66,18 @@ def split_deltas(text: str) -> list[str]:
     return [SpecialToken(piece) if _SPECIAL_ONLY.fullmatch(piece) else piece for piece in pieces]
 
 
+def check_constraint(completion: str, params: GenerationParams, where: str) -> None:
+    """A scripted model cannot mask tokens: under a constraint, its completion (up to its stop token) must already be
+    one of the constraint's texts, else the call fails instead of answering outside it."""
+    constraint = params.constraint
+    if constraint is None:
+        return
+    text = re.split(_SPECIAL, completion, maxsplit=1)[0]
+    if not matches(constraint, text):
+        raise BackendError(f"{where}: the scripted completion {text[:80]!r} does not satisfy the request's "
+                           f"{constraint.what}")
+
+
 class ScriptedBackend(BackendDefaults):
     """Each `stream` call yields the next completion of the file in several deltas. No speculation: a discarded
     generation would use up a line of the script."""
@@ -89,6 +102,10 @@ class ScriptedBackend(BackendDefaults):
             )
         line = self._lines[self._next]
         self._next += 1
+        check_constraint(line.completion, params, f"{self.path}:{line.line_number}")
         self.stats.record(prompt=len(prompt_ids), cached=0, generated=0)
         for delta in split_deltas(line.completion):
             yield delta
+
+    def constraint_problem(self, constraint: OutputConstraint) -> str | None:
+        return None  # each completion is checked against it (`check_constraint`)

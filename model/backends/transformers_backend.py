@@ -21,9 +21,12 @@ from typing import Any
 
 from model.backends.base import BackendStats, GenerationParams, LoadEvent, ProgressCallback
 from model.backends.construction import from_pretrained
-from model.backends.decoding import IncrementalDecoder, TokenChooser, decode_one, prefill, sampler
+from model.backends.decoding import IncrementalDecoder, TokenChooser, decode_one, prefill, sampler, special_token_ids
 from model.backends.errors import BackendError, ModelNotFoundError
+from model.backends.grammar import GrammarCompiler
 from model.backends.loading import resolve_model_source
+from model.completion import STOP_REASONS
+from model.constraint import OutputConstraint
 from model.hf_import import quiet_hf_progress, transformers_names
 
 logger = logging.getLogger(__name__)
@@ -69,6 +72,13 @@ def load_model(
         return _LOADED[key]
 
 
+def stop_token_ids(tokenizer: Any) -> set[int]:
+    """The tokenizer's own stop tokens by name (Llama 3's `<|eot_id|>`..., Llama 4's `<|eot|>`...): fixed Llama 3 ids
+    would be ordinary text in Llama 4's vocabulary. A tokenizer naming none gets Llama 3's ids."""
+    named = {token_id for token_id, text in special_token_ids(tokenizer).items() if text in STOP_REASONS}
+    return named or set(LLAMA_STOP_IDS)
+
+
 def _load_uncached(
     source: str, directory: Path, *, dtype: str, device: str, emit: Callable[[LoadEvent], None]
 ) -> LoadedModel:
@@ -105,7 +115,7 @@ def _load_uncached(
         model=model,
         tokenizer=tokenizer,
         directory=directory,
-        stop_ids=frozenset(eos_ids | set(LLAMA_STOP_IDS)),
+        stop_ids=frozenset(eos_ids | stop_token_ids(tokenizer)),
         max_positions=int(getattr(model.config, "max_position_embeddings", 8192)),
         cache_arg="cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values",
     )
@@ -154,6 +164,7 @@ class TransformersBackend:
         self._generate_lock = threading.Lock()
         self._cache: Any = None  # transformers Cache of the last call
         self._cache_ids: tuple[int, ...] = ()  # exactly the tokens whose keys/values `_cache` holds
+        self._grammars: GrammarCompiler | None = None  # made at the first constrained call
 
     # ----- loading -----
 
@@ -234,8 +245,19 @@ class TransformersBackend:
             put(_DONE)
 
     def token_chooser(self, prompt_ids: list[int], params: GenerationParams) -> TokenChooser:
-        """How this call picks each next token from the logits (the benchmark's forced backend overrides this)."""
-        return sampler(params)
+        """How this call picks each next token from the logits (the benchmark's forced backend overrides this):
+        under `params.constraint`, only among the tokens its grammar allows (`model.backends.grammar`)."""
+        choose = sampler(params)
+        if params.constraint is None:
+            return choose
+        if self._grammars is None:
+            loaded = self.load()
+            self._grammars = GrammarCompiler(loaded.tokenizer, int(loaded.model.config.vocab_size), self.stop_ids)
+        return self._grammars.chooser(params.constraint, choose)
+
+    def constraint_problem(self, constraint: OutputConstraint) -> str | None:
+        """None: any constraint is decoded here, with xgrammar (a dependency of the project)."""
+        return None
 
     def _generate_locked(
         self, prompt_ids: list[int], params: GenerationParams, put: Callable[[object], None], cancel: threading.Event

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-HEAVY = ("torch", "transformers", "accelerate", "semgrep", "codeshield", "langgraph", "textual")
+HEAVY = ("torch", "transformers", "accelerate", "semgrep", "codeshield", "langgraph", "textual", "opentelemetry")
 
 
 def _modules_loaded_by(args: list[str]) -> set[str]:

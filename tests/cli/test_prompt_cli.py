@@ -204,3 +204,35 @@ def test_prompt_commands_do_not_import_heavy_libraries(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert json.loads(out.strip().splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize(("family", "stop"), [("llama3", "<|eot_id|>"), ("llama4", "<|eot|>")])
+def test_render_pythonic_and_llama4(tmp_path: Path, family: str, stop: str) -> None:
+    from model.tokenizer import get_tokenizer
+
+    raw = '[get_weather(city="Oslo")]'
+    case = {**CASE, "family": family, "tool_format": "pythonic"}
+    case["messages"] = [*CASE["messages"][:2], {"role": "assistant", "raw": raw, "stop_reason": "end_of_turn"},
+                        CASE["messages"][3]]
+    dialog = [*DIALOG[:2], Message("assistant", raw=raw, special_spans=(), stop_reason="end_of_turn"), DIALOG[3]]
+    spec = ToolSpec(SPEC.tools, tool_format="pythonic")
+    text = run(["prompt", "render", write_case(tmp_path, case)]).stdout_bytes.decode("utf-8")
+    assert text == render_dialog(dialog, spec, today=DAY, family=family)
+    assert raw + stop in text and "Cutting Knowledge" not in text
+    ids = json.loads(run(["prompt", "render", write_case(tmp_path, case), "--ids"]).stdout)
+    assert ids == encode_dialog(dialog, spec, today=DAY, tokenizer=get_tokenizer(family=family))
+    hf = CliRunner().invoke(cli, ["prompt", "render", write_case(tmp_path, {**case, "dialect": "hf"})])
+    assert hf.exit_code == 2 and "Meta's rendering only" in hf.stderr
+
+
+def test_parse_llama4_completions() -> None:
+    out = json.loads(run(["prompt", "parse", "--family", "llama4"], '[f(a=1), g(b="x")]<|eot|>').stdout)
+    assert out == {"content": None, "tool_calls": [{"name": "f", "arguments": {"a": 1}},
+                                                     {"name": "g", "arguments": {"b": "x"}}],
+                   "stop_reason": "end_of_turn", "error": None}
+    code = run(["prompt", "parse", "--family", "llama4", "--builtin-tools", "code_interpreter"],
+               "<|python_start|>print(1)<|python_end|><|eom|>")
+    assert json.loads(code.stdout)["tool_calls"] == [{"name": "code_interpreter", "arguments": {"code": "print(1)"}}]
+    # Another family's tokens are plain text: a Llama 3 stop in Llama 4 output, and the other way round.
+    assert json.loads(run(["prompt", "parse", "--family", "llama4"], "Hi<|eot_id|>").stdout)["stop_reason"] is None
+    assert json.loads(run(["prompt", "parse"], "Hi<|eot|>").stdout)["content"] == "Hi<|eot|>"

@@ -32,7 +32,7 @@ def test_verdict_is_frozen_and_serialises() -> None:
         verdict.decision = "allow"  # type: ignore[misc]
     assert json.loads(verdict.to_json()) == {
         "stage": "user_input", "guard": "llama_guard", "decision": "block", "score": 0.93, "categories": ["S9"],
-        "reasons": ["unsafe"], "latency_ms": 12.5, "error": None,
+        "reasons": ["unsafe"], "latency_ms": 12.5, "error": None, "tokens": 0,
     }
 
 

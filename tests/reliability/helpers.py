@@ -66,10 +66,10 @@ def hard_deadline(seconds: float) -> Iterator[None]:
 # --- hostile text ----------------------------------------------------------------------------------------------
 
 
-def special_token_names() -> list[str]:
+def special_token_names(family: str = "llama3") -> list[str]:
     from model.tokenizer import special_token_names as names
 
-    return names()
+    return names(family)
 
 
 _NEAR_MISSES = [
@@ -112,14 +112,15 @@ _NEAR_MISSES = [
 ]
 
 
-def _specials() -> st.SearchStrategy[str]:
-    return st.sampled_from(special_token_names())
+def _specials(families: tuple[str, ...] = ("llama3",)) -> st.SearchStrategy[str]:
+    return st.sampled_from([name for family in families for name in special_token_names(family)])
 
 
-def hostile_text(max_pieces: int = 12) -> st.SearchStrategy[str]:
-    """Text that mixes real special-token strings, near-misses, fragments and arbitrary Unicode (no surrogates)."""
+def hostile_text(max_pieces: int = 12, families: tuple[str, ...] = ("llama3",)) -> st.SearchStrategy[str]:
+    """Text that mixes real special-token strings (the families'), near-misses, fragments and arbitrary Unicode (no
+    surrogates)."""
     piece = st.one_of(
-        _specials(),
+        _specials(families),
         st.sampled_from(_NEAR_MISSES),
         st.text(max_size=12),
         st.text(alphabet=st.sampled_from(list("<|>_ abcdefghijklmnopqrstuvwxyz0123456789\n")), max_size=16),

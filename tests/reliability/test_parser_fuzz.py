@@ -24,7 +24,7 @@ from model.tool_parser import ParsedCompletion, parse_completion
 from tests.reliability.helpers import REPO, fuzz, hard_deadline, hostile_text
 
 KINDS = {"invalid_json", "invalid_call_syntax", "missing_name", "arguments_not_object", "unknown_tool",
-         "code_not_enabled", None}
+         "code_not_enabled", "code_not_tagged", None}
 TOOLS = ["fetch_page", "send_email"]
 BUILTINS = ["brave_search", "wolfram_alpha", "code_interpreter"]
 

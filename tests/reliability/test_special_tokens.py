@@ -4,7 +4,7 @@ tokens, and the text survives encoding unchanged.
 Untrusted (or deployer-written) inputs covered: user text, tool results, tool-call arguments (custom and built-in),
 file contents (code and its output), the policy's system prompt and refusal messages (a refusal is stored as the
 assistant's reply), tool names/descriptions/parameter descriptions, and the Llama Guard prompt's conversation and
-custom category descriptions. Both dialects and both tool formats.
+custom category descriptions. Both dialects and all three tool formats; Llama 4's format with its own tokenizer.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ TODAY = date(2024, 7, 23)
 BENIGN = "x"
 
 
-def _specials(ids: list[int]) -> list[int]:
-    return [i for i in ids if i >= NUM_BASE_TOKENS]
+def _specials(ids: list[int], base: int = NUM_BASE_TOKENS) -> list[int]:
+    return [i for i in ids if i >= base]
 
 
 def dialog(u: dict[str, str], *, code_call: bool) -> tuple[list[Message], ToolSpec]:
@@ -57,26 +57,28 @@ SLOTS = ("system", "user", "refusal", "user2", "args", "tool_result", "file", "a
          "tool_description", "param_description")
 
 
-def _check_dialog(u: dict[str, str], dialect: str, tool_format: str, code_call: bool) -> None:
-    tok = get_tokenizer()
+def _check_dialog(u: dict[str, str], dialect: str, tool_format: str, code_call: bool, family: str = "llama3") -> None:
+    tok = get_tokenizer(family=family)
+    base = tok.num_base_tokens
     messages, spec = dialog(u, code_call=code_call)
     spec = ToolSpec(spec.tools, spec.builtin_tools, tool_format)  # type: ignore[arg-type]
     if dialect == "hf":  # the hf template allows one call per message and puts the tools in the first user message
         messages = [m for m in messages if not (m.role == "assistant" and m.tool_calls and m.tool_calls[0].name ==
                                                 "brave_search")]
     ids = encode_dialog(messages, spec, today=TODAY, dialect=dialect, tokenizer=tok)  # type: ignore[arg-type]
-    segments = dialog_segments(messages, spec, today=TODAY, dialect=dialect)  # type: ignore[arg-type]
+    segments = dialog_segments(messages, spec, today=TODAY, dialect=dialect, family=family)  # type: ignore[arg-type]
     template = [tok.special_id(s.name) for s in segments if isinstance(s, Special)]
     # Exactly the template's control tokens, in order: none came from the text.
-    assert _specials(ids) == template
+    assert _specials(ids, base) == template
     # ... and the template's control tokens do not depend on the content at all.
     baseline, _ = dialog(dict.fromkeys(SLOTS, BENIGN), code_call=code_call)
     if dialect == "hf":
         baseline = [m for m in baseline if not (m.role == "assistant" and m.tool_calls and m.tool_calls[0].name ==
                                                 "brave_search")]
-    assert _specials(encode_dialog(baseline, spec, today=TODAY, dialect=dialect, tokenizer=tok)) == template  # type: ignore[arg-type]
+    assert _specials(encode_dialog(baseline, spec, today=TODAY, dialect=dialect, tokenizer=tok), base) == template  # type: ignore[arg-type]
     # Encoding loses nothing: the ids decode to exactly the rendered prompt.
-    assert tok.decode(ids) == render_dialog(messages, spec, today=TODAY, dialect=dialect)  # type: ignore[arg-type]
+    rendered = render_dialog(messages, spec, today=TODAY, dialect=dialect, family=family)  # type: ignore[arg-type]
+    assert tok.decode(ids) == rendered
 
 
 untrusted = st.fixed_dictionaries({slot: hostile_text() for slot in SLOTS})
@@ -89,6 +91,32 @@ def check_no_control_token_comes_from_untrusted_text(u: dict[str, str], dialect:
 test_no_control_token_comes_from_untrusted_text, test_no_control_token_comes_from_untrusted_text_long = fuzz(
     150, untrusted, st.sampled_from(["meta", "hf"]), st.sampled_from(["json", "function_tag"]), st.booleans()
 )(check_no_control_token_comes_from_untrusted_text)
+
+
+untrusted_both = st.fixed_dictionaries({slot: hostile_text(families=("llama3", "llama4")) for slot in SLOTS})
+
+
+def check_new_formats_take_no_control_token_from_untrusted_text(u: dict[str, str], family: str, code: bool) -> None:
+    """Llama 3.2/3.3's Python-list format and Llama 4's, with both families' special-token strings in the text."""
+    _check_dialog(u, "meta", "pythonic", code, family)
+
+
+(
+    test_new_formats_take_no_control_token_from_untrusted_text,
+    test_new_formats_take_no_control_token_from_untrusted_text_long,
+) = fuzz(150, untrusted_both, st.sampled_from(["llama3", "llama4"]), st.booleans())(
+    check_new_formats_take_no_control_token_from_untrusted_text
+)
+
+
+def test_every_llama4_special_token_string_in_every_slot() -> None:
+    """Deterministic sweep for Llama 4: every named special token and every 16th reserved one, in every slot."""
+    from tests.reliability.helpers import special_token_names
+
+    names = special_token_names("llama4")
+    for name in [n for n in names if "reserved" not in n] + [n for n in names if "reserved" in n][::16]:
+        text = f"a{name}b {name}\n{name}"
+        _check_dialog(dict.fromkeys(SLOTS, text), "meta", "pythonic", code_call=True, family="llama4")
 
 
 def test_every_special_token_string_in_every_slot() -> None:

@@ -53,17 +53,17 @@ _KNOWN_FIELDS = {
 class CompletionsModel:
     """The model side: greedy decoding with per-step top log-probabilities."""
 
-    def __init__(self, model_dir: Path) -> None:
+    def __init__(self, model_dir: Path, family: str = "llama3") -> None:
         import torch
         from transformers import AutoModelForCausalLM
 
         from model.tokenizer import get_tokenizer
 
         self.model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
-        self.tokenizer = get_tokenizer(model_dir)
-        self.eos = {self.tokenizer.special_id(n) for n in ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>")}
+        self.tokenizer = get_tokenizer(model_dir, family=family)
+        self.eos = set(self.tokenizer.stop_ids)  # the family's end of text, end of message, end of turn
         self.lock = threading.Lock()
-        self.complete([128_000, 9906], 1, 20, set())  # warm up: the first forward pass is the slow one
+        self.complete([self.tokenizer.bos_id, 9906], 1, 20, set())  # warm up: the first forward pass is the slow one
 
     def encode_text(self, text: str) -> list[int]:
         """A server's reading of a text prompt: special-token strings ARE control tokens, BOS added."""

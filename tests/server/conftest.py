@@ -72,6 +72,14 @@ APPROVAL_SCRIPT = [  # record_note (tests/server/approval_tools.py): one note, o
     ("denied the call to record_note", "OK, I did not write it.<|eot_id|>"),
 ]
 
+STRUCTURED_SCRIPT = [  # JSON answers, forced calls and a continuation (the scripted model's text must fit them)
+    ("^structured refused$", '{{"text": "zyxtrigger"}}<|eot_id|>'),
+    (r"^structured (\w+)$", '{{"text": "{1}"}}<|eot_id|>'),
+    (r"^as a call (\w+)$", '{{"type": "function", "name": "Answer", "parameters": {{"text": "{1}"}}}}<|eot_id|>'),
+    (r"^forced (\w+)$", '{{"type": "function", "name": "get_weather", "parameters": {{"city": "{1}"}}}}<|eot_id|>'),
+    ("^tell a story$", " and they all lived happily.<|eot_id|>"),
+]
+
 # (regex on the last user/tool message, completion[, delay before each delta])
 SCRIPT: list[tuple[str, str] | tuple[str, str, float]] = [
     ("notify me", '<|python_tag|>{{"name": "notify", "parameters": {{"message": "hi"}}}}<|eom_id|>'),
@@ -83,6 +91,7 @@ SCRIPT: list[tuple[str, str] | tuple[str, str, float]] = [
     (r"client (\d+) turn (\d+)", "Answer for client {1} turn {2}.<|eot_id|>"),
     *APPROVAL_SCRIPT,  # tests/server/test_approval_binding.py
     ("partly bad", "Safe words here. " * 40 + "Then zyxtrigger text.<|eot_id|>"),  # refused after text was streamed
+    *STRUCTURED_SCRIPT,  # tests/server/test_structured_output.py
     ("^(?!.*zzbackendfail)", "Hello from the scripted model.<|eot_id|>"),  # zzbackendfail: no line, a backend error
 ]
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import openai
-import pydantic
 import pytest
 
 from assistant.server.errors import ApiError
@@ -83,7 +82,7 @@ async def test_request_backend_applies_settings_cuts_at_stop_and_counts_tokens()
     assert usage.calls == 2 and usage.prompt_tokens == 5 and usage.last_hit_limit  # max_tokens ended it: "length"
 
 
-def test_accepted_shapes_and_the_continuation_400() -> None:
+def test_accepted_shapes_and_the_continuation() -> None:
     turn = parse_chat_request({"messages": [{"role": "system", "content": ""}, {"role": "developer", "content": []},
                                             {"role": "user", "content": "hi"}]}, max_messages=5, default_model="m")
     assert turn.user_text == "hi" and turn.history == ()  # an empty system message says nothing: left out
@@ -91,17 +90,17 @@ def test_accepted_shapes_and_the_continuation_400() -> None:
         {"role": "user", "content": "a"}, {"role": "assistant", "content": None, "refusal": "I can't."},
         {"role": "user", "content": "b"}]}, max_messages=5, default_model="m")
     assert sent_back.history[1] == ClientMessage("assistant", "I can't.")  # the refusal as the server sent it
-    with pytest.raises(ApiError) as info:
-        parse_chat_request({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "Once"}]},
+    cont = parse_chat_request({"messages": [{"role": "user", "content": "a"},
+                                            {"role": "assistant", "content": "Once"}]}, max_messages=5,
+                              default_model="m")
+    assert cont.continuation == "Once" and cont.user_text is None and cont.history[-1].content == "Once"
+    with pytest.raises(ApiError) as info:  # nothing to continue
+        parse_chat_request({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}]},
                            max_messages=5, default_model="m")
-    assert info.value.param == "messages" and info.value.code == "continuation_not_supported"
+    assert info.value.param == "messages"
 
 
 # --- against a real server -------------------------------------------------------------------------------------
-
-
-class Answer(pydantic.BaseModel):
-    text: str
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -119,11 +118,7 @@ def test_a_refused_answer_is_a_refusal_the_sdk_sees(guarded_server: ServerProces
         refusal = r.choices[0].message.refusal or ""
         assert guard(r)["refusal"] == {"stage": "model_output", "guard_error": False}
     assert refusal and "zyxtrigger" not in refusal
-    # Structured output is not built yet: .parse() gets a 400 naming response_format, never an answer that ignored
-    # the schema (once it is, a refusal here raises the SDK's ContentFilterFinishReasonError)
-    with pytest.raises(openai.BadRequestError) as refused:
-        c.chat.completions.parse(model="m", messages=messages, response_format=Answer)  # type: ignore[arg-type]
-    assert refused.value.status_code == 400 and "response_format" in str(refused.value)
+    # .parse() with a refused JSON answer: tests/server/test_structured_output.py
 
 
 def test_a_refusal_after_streamed_text_keeps_the_text_and_adds_the_refusal(guarded_server: ServerProcess) -> None:
@@ -160,6 +155,18 @@ def test_usage_is_the_main_models_tokens(guarded_server: ServerProcess) -> None:
     assert refused.usage is not None and refused.usage.total_tokens >= 0  # present on refusals too
 
 
+def test_the_guard_object_counts_the_guards_own_tokens(guarded_server: ServerProcess) -> None:
+    c = client(guarded_server)
+    short, longer = (c.chat.completions.create(model="m", messages=[{"role": "user", "content": text}])
+                     for text in ("client 22 turn 1", "client 22 turn 1 " + "and many more words " * 20))
+    counts, more = guard(short)["tokens"], guard(longer)["tokens"]
+    assert counts["llama_guard"] > 0 and counts["prompt_guard"] > 0  # input and output checks, beside `usage`
+    assert counts["total"] == counts["llama_guard"] + counts["prompt_guard"]
+    per_verdict = [v["tokens"] for v in guard(short)["verdicts"] if v["guard"] == "llama_guard"]
+    assert sum(per_verdict) == counts["llama_guard"] and all(n > 0 for n in per_verdict)
+    assert more["prompt_guard"] - counts["prompt_guard"] >= 60  # the user's longer text, read by Prompt Guard
+
+
 def test_request_settings_are_honoured_or_named(guarded_server: ServerProcess) -> None:
     c = client(guarded_server)
     r = c.chat.completions.create(model="m", messages=[{"role": "system", "content": ""},
@@ -174,7 +181,4 @@ def test_request_settings_are_honoured_or_named(guarded_server: ServerProcess) -
         with pytest.raises(openai.BadRequestError) as bad:
             c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"}], **kwargs)
         assert bad.value.param == param
-    with pytest.raises(openai.BadRequestError) as cont:
-        c.chat.completions.create(model="m", messages=[{"role": "user", "content": "hi"},
-                                                       {"role": "assistant", "content": "Once upon"}])
-    assert cont.value.code == "continuation_not_supported" and "continuation" in str(cont.value)
+    # a continuation (a trailing assistant message): tests/server/test_structured_output.py

@@ -80,7 +80,7 @@ class FakeSession:
     pending: dict[str, ApprovalRequested] = field(default_factory=dict)
     agent_threads: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # started outside the chat
 
-    async def load(self, report: ProgressReporter) -> None:
+    async def load(self, report: ProgressReporter, review: object = None) -> None:
         if self.problem is not None:
             report(LoadProgress("main", "failed", "missing"))
             raise SessionError(self.problem)

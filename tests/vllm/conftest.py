@@ -107,6 +107,8 @@ def start_vllm(model_dir: Path, name: str, log_dir: Path) -> VllmServer:
         str(VLLM_PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
         "--served-model-name", name, "--host", "127.0.0.1", "--port", str(port), "--max-model-len", "2048",
         "--dtype", "float32", "--enforce-eager",
+        # per request, vLLM 0.32 reads only the server's setting: JSON without free whitespace, as in process
+        "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',
     ]
     started = time.perf_counter()
     with log.open("wb") as out:

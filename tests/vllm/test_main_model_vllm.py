@@ -4,6 +4,7 @@ backend on the same checkpoint, prompts sent as token ids, and a server killed m
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from model.backends import BackendError, GenerationParams
 from model.backends.openai_backend import OpenAIBackend
 from model.backends.transformers_backend import TransformersBackend
+from model.constraint import json_constraint, matches
 from model.messages import Message
 from model.prompt_format import encode_dialog
 from tests.vllm.conftest import FIGURES, KillServerAfterFirstDelta, VllmServer, vllm_server
@@ -76,6 +78,25 @@ async def test_latency_figures(server: VllmServer, local: TransformersBackend) -
     FIGURES[NAME]["answer_64_tokens_ms_median"] = {k: round(sorted(v)[len(v) // 2], 1) for k, v in timings.items()}
 
 
+async def test_structured_output_goes_to_vllms_own_decoding(server: VllmServer) -> None:
+    """A constrained call (response_format, a forced tool call) is vLLM's structured output, without free whitespace
+    as in process: a random tiny model still answers JSON of the schema."""
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 12}}, "required": ["city"],
+              "additionalProperties": False}
+    ids = encode_dialog(DIALOGS[0], today=date(2024, 7, 1))
+    remote = OpenAIBackend(server.url, model=NAME, prompt_as="ids")
+    try:
+        constraint = json_constraint(schema)
+        text = await collect(remote, ids, GenerationParams(max_new_tokens=48, constraint=constraint))
+        assert remote.constraint_problem(constraint) is None
+    finally:
+        await remote.aclose()
+    assert text.endswith("<|eot_id|>")  # the grammar ends the message once the JSON is complete
+    answer = json.loads(text.removesuffix("<|eot_id|>"))
+    assert set(answer) == {"city"} and isinstance(answer["city"], str)
+    assert matches(constraint, text.removesuffix("<|eot_id|>")) and " " not in text.split('"city"')[0]
+
+
 POLICY = """\
 version: 1
 models:
@@ -105,3 +126,4 @@ async def test_killed_server_mid_turn_is_a_backend_error(server: VllmServer, tmp
     # The backend itself reports the dead server as BackendError.
     with pytest.raises(BackendError, match="cannot reach"):
         await collect(OpenAIBackend(server.url, model=NAME), [128000, 9906], GenerationParams(max_new_tokens=4))
+

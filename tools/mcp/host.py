@@ -83,11 +83,6 @@ class McpToolset:
         fresh, self._told = self.notices[self._told:], len(self.notices)
         return fresh
 
-    @property
-    def offered(self) -> tuple[Tool, ...]:
-        """The tools the model may see now (a tool withheld mid-session drops out)."""
-        return tuple(t for t in self.tools if not getattr(t, "withheld", None))
-
     def withhold(self, item: Withheld) -> None:
         self.withheld = (*(w for w in self.withheld if (w.server, w.tool) != (item.server, item.tool)), item)
         self.notices = (*self.notices, McpNotice(item.server, f"MCP server {item.server}: tool {item.tool} "

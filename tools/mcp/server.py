@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 MAX_TOOL_PAGES = 20  # tools/list pages read from one server (a server that pages forever must not stall the start)
 STDERR_TAIL_CHARS = 400
 STDERR_TAIL_LINES = 3
+RESTART_BACKOFF_S = 0.5  # the first restart's wait; doubled per try in a row
+RESTART_BACKOFF_MAX_S = 8.0
 
 
 class McpServerError(Exception):
@@ -49,12 +51,15 @@ class ListedTool:
     annotations: dict[str, Any] | None
     title: str | None = None
 
+    def definition(self) -> dict[str, Any]:
+        """The whole definition as the server listed it (MCP's field names)."""
+        return {"name": self.name, "title": self.title, "description": self.description,
+                "inputSchema": self.input_schema, "annotations": self.annotations}
+
     @property
     def sha256(self) -> str:
         """The pin: sha256 of the whole definition as the server listed it (canonical JSON)."""
-        body = {"name": self.name, "title": self.title, "description": self.description,
-                "inputSchema": self.input_schema, "annotations": self.annotations}
-        return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(self.definition(), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def describe_error(exc: BaseException) -> str:
@@ -100,10 +105,13 @@ class McpServer:
         # called with the re-listed tools after the server sent notifications/tools/list_changed (tools.mcp.host)
         self.on_list_changed: Callable[[list[ListedTool]], Awaitable[None]] | None = None
         self._relisting: set[asyncio.Task[None]] = set()
+        self._restarting: asyncio.Task[None] | None = None
+        self.restarts = 0  # restarts in a row since the server last answered a call (tools.mcp[].max_restarts)
 
     # ---- lifecycle -------------------------------------------------------------------------------------------------
-    async def start(self) -> list[ListedTool]:
-        """Start the server and list its tools; raises McpServerError (the server is then stopped)."""
+    async def start(self, *, restart: bool = False) -> list[ListedTool]:
+        """Start the server and list its tools; raises McpServerError (the server is then stopped, unless this was a
+        restart: the restart loop tries again)."""
         loop = asyncio.get_running_loop()
         ready: asyncio.Future[list[ListedTool]] = loop.create_future()
         self._stop = stop = asyncio.Event()
@@ -112,12 +120,12 @@ class McpServer:
         try:
             tools = await asyncio.wait_for(asyncio.shield(ready), self.config.startup_timeout_s)
         except TimeoutError:
-            await self.stop()
+            await (self._abandon() if restart else self.stop())
             raise McpServerError(self.name, f"did not start within {self.config.startup_timeout_s:g} s "
                                             f"(startup_timeout_s; {describe_target(self.config)})"
                                             f"{self.stderr_tail()}") from None
         except McpServerError:
-            await self.stop()
+            await (self._abandon() if restart else self.stop())
             raise
         self.startup_ms = (time.perf_counter() - started) * 1000
         return tools
@@ -150,8 +158,41 @@ class McpServer:
                 logger.warning("MCP server %s stopped working: %s", self.name, why)
         finally:
             self._session = None
-            if self.failure is None and ready.done() and not ready.cancelled() and ready.exception() is None:
+            started = ready.done() and not ready.cancelled() and ready.exception() is None
+            if self.failure is None and started:
                 self.failure = "it was stopped" if self._stopping else "its connection ended"
+            if started and not self._stopping:
+                self._restart_later()
+
+    # ---- restarts --------------------------------------------------------------------------------------------------
+    def _restart_later(self) -> None:
+        """A server that died after it started comes back: bounded tries with backoff (max_restarts)."""
+        if self.restarts >= self.config.max_restarts:
+            if self.config.max_restarts:
+                self.failure = f"{self.failure}; gave up after {self.restarts} restart(s) (max_restarts)"
+            return
+        self._restarting = asyncio.get_running_loop().create_task(self._restart(), name=f"mcp-restart-{self.name}")
+
+    async def _restart(self) -> None:
+        while self.restarts < self.config.max_restarts and not self._stopping:
+            self.restarts += 1
+            await asyncio.sleep(min(RESTART_BACKOFF_S * 2 ** (self.restarts - 1), RESTART_BACKOFF_MAX_S))
+            if self._stopping:
+                return
+            why = self.failure
+            logger.warning("MCP server %s: restart %d of %d (%s)", self.name, self.restarts,
+                           self.config.max_restarts, why)
+            try:
+                tools = await self.start(restart=True)
+            except McpServerError as exc:
+                self.failure = f"{why}; restart {self.restarts} failed: {exc}"
+                continue
+            self.failure = None
+            if self.on_list_changed is not None:  # what it lists now is vetted like a list_changed
+                await self.on_list_changed(tools)
+            return
+        if not self._stopping:
+            self.failure = f"{self.failure}; gave up after {self.restarts} restart(s) (max_restarts)"
 
     async def _on_message(self, message: Any) -> None:
         """The SDK's message handler: `notifications/tools/list_changed` re-lists the tools in a task of its own (a
@@ -188,12 +229,26 @@ class McpServer:
                 break
         return tools
 
+    async def _abandon(self) -> None:
+        """Cancel a failed restart's owner task (its process tree is signalled), keeping the server restartable."""
+        owner = self._owner
+        if owner is not None and not owner.done():
+            owner.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(owner, 8)
+
     async def stop(self) -> None:
         """Close the session and the transport (stdio: close stdin, then SIGTERM, then SIGKILL). Idempotent."""
         owner = self._owner
         if owner is None:
             return
         self._stopping = True
+        restarting, self._restarting = self._restarting, None
+        if restarting is not None and restarting is not asyncio.current_task():
+            restarting.cancel()
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await restarting
+            owner = self._owner or owner
         if self._stop is not None:
             self._stop.set()
         try:
@@ -208,7 +263,11 @@ class McpServer:
 
     # ---- calls -----------------------------------------------------------------------------------------------------
     def _unavailable(self) -> str:
-        return f"MCP server {self.name} is not available: {self.failure or 'it is not running'}"
+        pending = self._restarting is not None and not self._restarting.done()
+        restarting = not self._stopping and (pending or self.restarts < self.config.max_restarts)
+        why = f"{self.failure or 'it is not running'}" + ("; it is being restarted, try again shortly"
+                                                           if restarting else "")
+        return f"MCP server {self.name} is not available: {why}"
 
     async def call(self, tool: str, arguments: dict[str, Any]) -> ToolOutput:
         """Call `tool` with arguments already checked against its schema. Never raises: failures are ok=False."""
@@ -216,7 +275,8 @@ class McpServer:
         session, owner = self._session, self._owner
         if session is None or owner is None or owner.done():
             return ToolOutput.failure(self._unavailable())
-        pending = asyncio.ensure_future(session.call_tool(tool, arguments))
+        request_id: list[int] = []
+        pending = asyncio.ensure_future(self._call_tool(session, tool, arguments, request_id))
         # Race the call against the server's own task: a process that dies mid-call ends the wait at once.
         try:
             done, _ = await asyncio.wait({pending, owner}, timeout=self.config.timeout_s,
@@ -226,6 +286,8 @@ class McpServer:
             raise
         if pending not in done:
             pending.cancel()
+            if not owner.done():
+                await self._cancel_on_server(session, request_id, "timeout_s")
             if owner.done():
                 return ToolOutput.failure(f"MCP server {self.name} died during the call to {tool}: "
                                           f"{self.failure or 'its process ended'}")
@@ -240,7 +302,27 @@ class McpServer:
             self._mark_dead("its connection closed" + ("" if why.lower() == "connection closed" else f" ({why})"))
             return ToolOutput.failure(f"MCP server {self.name} died during the call to {tool}: {self.failure}"
                                       f"{self.stderr_tail()}")
+        self.restarts = 0  # it answers: a later death gets the full number of restarts again
         return to_output(result, label)
+
+    @staticmethod
+    async def _call_tool(session: Any, tool: str, arguments: dict[str, Any], request_id: list[int]) -> Any:
+        # The SDK numbers requests from `_request_id` and call_tool reaches send_request without awaiting anything
+        # before, so the id read here is the call's: the one a cancellation must name.
+        request_id.append(session._request_id)
+        return await session.call_tool(tool, arguments)
+
+    async def _cancel_on_server(self, session: Any, request_id: list[int], reason: str) -> None:
+        """Tell the server to stop working on a call we gave up on (MCP's notifications/cancelled); best effort."""
+        from mcp.types import CancelledNotification, CancelledNotificationParams, ClientNotification
+
+        if not request_id:
+            return
+        notice = CancelledNotification(params=CancelledNotificationParams(requestId=request_id[0], reason=reason))
+        try:
+            await asyncio.wait_for(session.send_notification(ClientNotification(notice)), 2)
+        except Exception as exc:  # the server is gone or stuck: the call already failed with a clear error
+            logger.info("MCP server %s: could not send the cancellation: %s", self.name, describe_error(exc))
 
     def _mark_dead(self, why: str) -> None:
         """Stop using the server and let the owner task close the transport (which reaps the process)."""

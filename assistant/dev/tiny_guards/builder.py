@@ -1,10 +1,13 @@
 """Tiny guard models whose verdicts tests control: the real architectures and tokenizers, built in seconds on a CPU,
-saved in Hugging Face form (policy sources `tiny:llama-guard`, `tiny:prompt-guard`, `tiny:prompt-guard-2`).
+saved in Hugging Face form (policy sources `tiny:llama-guard`, `tiny:llama-guard-4`, `tiny:prompt-guard`,
+`tiny:prompt-guard-2`).
 
 - `llama-guard`: a 2-layer LlamaForCausalLM with the real 128,256-token Llama 3 tokenizer, its weights written down
   (assistant.dev.tiny_guards.training.construct_llama_guard). It answers `safe`, except when the conversation contains a
   trigger word: `zyxtrigger` -> `unsafe\\nS9`, `zyxgarble` -> `unsafe\\nbanana`
   (a malformed answer, for the fail-closed path). Tests put triggers in the message under check only.
+- `llama-guard-4`: the same answers from a 2-layer Llama4ForCausalLM (Llama Guard 4's dense text architecture) with
+  the real 202,048-token Llama 4 tokenizer (assistant.dev.tiny_guards.llama_guard4); policies use `variant: "4"`.
 - `prompt-guard`: a tiny DebertaV2ForSequenceClassification (weights written down too) with v1 labels (BENIGN /
   INJECTION / JAILBREAK) and a small Unigram tokenizer saved as a DeBERTa-v2 tokenizer: `jbtrigger` -> JAILBREAK,
   `injtrigger` -> INJECTION, anything else BENIGN.
@@ -27,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from assistant.dev.tiny_guards.llama_guard4 import construct_llama_guard4
 from assistant.dev.tiny_guards.texts import (
     INJECTION_TRIGGER,
     JAILBREAK_TRIGGER,
@@ -46,20 +50,22 @@ from assistant.dev.tiny_guards.training import (
 from guards.errors import GuardOutputError
 from guards.llama_guard.guard import LlamaGuard
 from guards.llama_guard.prompt import Turn
+from guards.policy.categories import LlamaGuardVariant
 from guards.prompt_guard.guard import PromptGuard, ScoreKind
 from model.hf_import import quiet_hf_progress
 from model.hf_tokenizer import save_hf_tokenizer
 from model.tiny import PAD_ID, STOP_IDS, default_tiny_dir
-from model.tokenizer import default_tokenizer_model
+from model.tokenizer import default_tokenizer_model, get_tokenizer
 from model.versioned_dir import build_once
 from model.versioned_dir import is_built as versioned_is_built
 
 TINY_GUARDS_VERSION = "tiny-guards-7"
 MARKER = ".tiny-guards-version"
 LLAMA_GUARD = "llama-guard"
+LLAMA_GUARD_4 = "llama-guard-4"
 PROMPT_GUARD = "prompt-guard"
 PROMPT_GUARD_2 = "prompt-guard-2"
-TINY_GUARD_NAMES = (LLAMA_GUARD, PROMPT_GUARD, PROMPT_GUARD_2)
+TINY_GUARD_NAMES = (LLAMA_GUARD, LLAMA_GUARD_4, PROMPT_GUARD, PROMPT_GUARD_2)
 
 _README = """# Tiny trained guard model ({name}, {version})
 
@@ -85,6 +91,7 @@ def ensure_tiny_guard(name: str, directory: Path | None = None) -> Path:
     use; concurrent callers wait for one build instead of each training its own copy."""
     builders: dict[str, Callable[[Path], None]] = {
         LLAMA_GUARD: _write_llama_guard,
+        LLAMA_GUARD_4: _write_llama_guard4,
         PROMPT_GUARD: lambda tmp: _write_prompt_guard(tmp, binary=False),
         PROMPT_GUARD_2: lambda tmp: _write_prompt_guard(tmp, binary=True),
     }
@@ -122,10 +129,31 @@ def _write_llama_guard(directory: Path) -> None:
         check_llama_guard(directory)
 
 
-def check_llama_guard(directory: Path) -> dict[str, float]:
+def _write_llama_guard4(directory: Path) -> None:
+    from transformers import GenerationConfig
+
+    tok = get_tokenizer(family="llama4")
+    with deterministic(LG_SEED):
+        model = construct_llama_guard4()
+    with quiet_hf_progress():
+        model.save_pretrained(str(directory), safe_serialization=True)
+    pad = tok.special_id("<|finetune_right_pad|>")
+    generation = GenerationConfig(bos_token_id=tok.bos_id, eos_token_id=list(tok.stop_ids), pad_token_id=pad,
+                                  do_sample=False)
+    generation.save_pretrained(str(directory))
+    (directory / "original").mkdir()
+    shutil.copyfile(default_tokenizer_model("llama4"), directory / "original" / "tokenizer.model")
+    summary = "Llama 4 architecture and tokenizer (variant \"4\"). Answers `safe`, or "
+    summary += ", ".join(f"`{a!r}` for `{t}`" for t, a in LG_TRIGGERS.items())
+    _write_readme(directory, LLAMA_GUARD_4, summary + " in the conversation.", LG_SEED)
+    with deterministic(LG_SEED):
+        check_llama_guard(directory, variant="4")
+
+
+def check_llama_guard(directory: Path, variant: LlamaGuardVariant = "8b") -> dict[str, float]:
     """P(unsafe) of the fixed checks through the real scorer; TinyGuardBuildError unless every one is on its side of
     the margin and each trigger gives its exact answer. Returns text -> score (for reports)."""
-    guard = LlamaGuard.load(directory, dtype="float32")
+    guard = LlamaGuard.load(directory, dtype="float32", variant=variant)
     scores: dict[str, float] = {}
     wrong: list[str] = []
     for role in ("user", "agent"):
@@ -146,7 +174,7 @@ def check_llama_guard(directory: Path) -> dict[str, float]:
                 scores[f"{role}: {text}"] = result.score
                 if result.score <= 1 - MARGIN or result.text != answer:
                     wrong.append(f"{role} {text!r}: P(unsafe)={result.score:.4f} {result.text!r}, want {answer!r}")
-    _fail_if(wrong, LLAMA_GUARD)
+    _fail_if(wrong, LLAMA_GUARD if variant != "4" else LLAMA_GUARD_4)
     return scores
 
 

@@ -158,22 +158,31 @@ def construct_llama_guard(config: dict[str, Any] | None = None) -> Any:
     ordinary text (P(unsafe) ~ 3e-7: low, yet a threshold of 1e-12 still flags it), `unsafe` ~ 20 over the rest with a
     trigger word (P ~ 0.9997: below 1.0 in float32, so a threshold of 1.0 still passes it).
     """
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = get_tokenizer()
-    eot, nl2, safe, unsafe, nl, s, nine, banana = (
-        tok.special_id("<|eot_id|>"), *(tok.encode(x)[0] for x in ("\n\n", "safe", "unsafe", "\n", "S", "9", "banana"))
-    )
-    chain = [nl2, safe, unsafe, nl, s, nine, banana]  # answer-chain tokens, residual dims 7..13
     settings = {**tiny_llama_config(), "tie_word_embeddings": False, "max_position_embeddings": 16384}
     # Under the construction lock: skipping init patches torch process-wide (see model.backends.construction).
     # Every matrix is overwritten below: drawing 2 x 8M random numbers first is waste.
     with constructing(), _skip_random_init():
         model = LlamaForCausalLM(LlamaConfig(**{**settings, **(config or {})}))
     head_dim = model.config.hidden_size // model.config.num_attention_heads
-    slow = head_dim // 2 - 1  # the rotary pair with the lowest frequency
-    flags = flag_ids()
+    # Keys and queries on the rotary pair with the lowest frequency (Llama's half-split layout).
+    write_llama_guard_weights(model, get_tokenizer(), flag_ids(), qk_dim=head_dim // 2 - 1)
+    return model
+
+
+def write_llama_guard_weights(model: Any, tok: Any, flags: dict[str, list[int]], *, qk_dim: int) -> None:
+    """Write the tiny Llama Guard's weights (`construct_llama_guard`'s layout) into a Llama-shaped causal LM with
+    4 query and 2 key/value heads: `tok` gives the answer-chain ids, `flags` the trigger pieces, `qk_dim` the head
+    dimension keys and queries use (one whose match does not depend on distance). Shared by Llama Guard 3 and 4."""
+    import torch
+
+    eot, nl2, safe, unsafe, nl, s, nine, banana = (
+        tok.eot_id, *(tok.encode(x)[0] for x in ("\n\n", "safe", "unsafe", "\n", "S", "9", "banana"))
+    )
+    chain = [nl2, safe, unsafe, nl, s, nine, banana]  # answer-chain tokens, residual dims 7..13
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    slow = qk_dim
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() > 1:
@@ -218,7 +227,6 @@ def construct_llama_guard(config: dict[str, Any] | None = None) -> Any:
         rule(nine, [s])
         rule(eot, [safe, nine, banana])
     model.eval()
-    return model
 
 
 # --- Prompt Guard ------------------------------------------------------------------------------------------------

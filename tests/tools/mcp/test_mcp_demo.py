@@ -92,14 +92,44 @@ def test_a_hung_call_times_out_naming_the_server():
         assert not out.ok and out.error == "MCP server sleepy did not answer the call to slow within 1 s (timeout_s)"
 
 
-def test_a_server_that_crashes_mid_call_is_a_clear_error_and_stays_down():
+def test_a_timed_out_call_is_cancelled_on_the_server(tmp_path):
+    marker = tmp_path / "cancelled"
+    with start_mcp_tools(tools_config(demo("patient", timeout_s=1, allow=["wait", "echo"]))) as started:
+        tools = by_name(started)
+        out = run(tools["wait"], {"seconds": 30, "marker": str(marker)})
+        assert not out.ok and "did not answer the call to wait within 1 s" in out.error
+        for _ in range(100):  # MCP's notifications/cancelled reached the server, which stopped the call
+            if marker.exists():
+                break
+            time.sleep(0.05)
+        assert marker.read_text() == "cancelled"
+        assert run(tools["echo"], {"text": "still here"}).output == "still here"
+
+
+def test_a_server_that_crashes_mid_call_is_a_clear_error_and_comes_back():
     with start_mcp_tools(tools_config(demo("fragile", allow=["crash", "echo"]))) as started:
         tools = by_name(started)
-        out = run(tools["crash"], {})
+        out = run(tools["crash"], {})  # the turn in flight gets the clear error
         assert not out.ok and out.error.startswith("MCP server fragile died during the call to crash")
         assert "crashing on purpose" in out.error  # the tail of the server's stderr
         after = run(tools["echo"], {"text": "still there?"})
+        assert not after.ok and "being restarted" in after.error
+        for _ in range(100):  # restarted after 0.5 s of backoff, plus the interpreter's start
+            time.sleep(0.1)
+            again = run(tools["echo"], {"text": "back"})
+            if again.ok:
+                break
+        assert again.output == "back" and started.servers["fragile"].restarts == 0
+
+
+def test_restarts_are_bounded():
+    with start_mcp_tools(tools_config(demo("fragile", allow=["crash", "echo"], max_restarts=0))) as started:
+        tools = by_name(started)
+        assert not run(tools["crash"], {}).ok
+        time.sleep(1)
+        after = run(tools["echo"], {"text": "still there?"})
         assert not after.ok and after.error.startswith("MCP server fragile is not available")
+        assert "restarted" not in after.error
 
 
 def test_failed_servers_become_notices_and_the_rest_start():

@@ -20,23 +20,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_listening(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail("the MCP HTTP server exited at start")
+            time.sleep(0.1)
+    process.kill()
+    pytest.fail(f"the MCP HTTP server did not listen within {seconds:g} s")
+
+
 @pytest.fixture
 def http_server():
     port = free_port()
     process = subprocess.Popen([sys.executable, str(DEMO), "--http", str(port)], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if process.poll() is not None:
-                pytest.fail("the demo HTTP server exited at start")
-            time.sleep(0.1)
-    else:
-        process.kill()
-        pytest.fail("the demo HTTP server did not listen within 20 s")
+    wait_listening(port, process)
     yield port, process
     process.kill()
     process.wait()

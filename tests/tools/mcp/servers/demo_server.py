@@ -9,7 +9,9 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 
+import anyio
 from mcp.server.fastmcp import Context, FastMCP, Image
 from mcp.types import ToolAnnotations
 
@@ -51,6 +53,16 @@ def build(port: int) -> FastMCP:
         """Sleeps (blocking the server), then answers."""
         time.sleep(seconds)
         return "finally"
+
+    @server.tool(annotations=READ_ONLY_LOCAL)
+    async def wait(seconds: float, marker: str) -> str:
+        """Waits without blocking the server; writes `marker` if the client cancels it (notifications/cancelled)."""
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            Path(marker).write_text("cancelled", encoding="utf-8")
+            raise
+        return "waited"
 
     @server.tool(annotations=READ_ONLY_LOCAL)
     def crash() -> str:
