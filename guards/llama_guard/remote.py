@@ -61,6 +61,8 @@ from guards.llama_guard.remote_io import (
 from guards.policy.categories import LlamaGuardVariant
 from model.backends.errors import BackendError
 from model.backends.openai_backend import normalize_base_url, prompt_text_for_server
+from model.telemetry import annotate, end
+from model.telemetry.propagation import client_span, outgoing_headers
 from model.tokenizer import get_tokenizer
 
 PromptAs = Literal["auto", "ids", "text"]
@@ -261,17 +263,28 @@ class RemoteLlamaGuard:
         url = self.base_url + path
         left = budget.left(url)
         timeout = httpx.Timeout(left, connect=min(self._connect_timeout_s, left))
+        call = client_span(method, url)  # the guard server's own spans join the turn's trace
+        failure: BaseException | None = None
         try:
-            with self._http().stream(method, url, json=body, timeout=timeout) as response:
+            with self._http().stream(method, url, json=body, timeout=timeout,
+                                     headers=outgoing_headers(call)) as response:
                 status = response.status_code
+                annotate(call, {"http.response.status_code": status})
                 raw = read_body(response, url, limit, budget)
         except httpx.TimeoutException as exc:
+            failure = exc
             raise GuardServerError(f"Llama Guard server {url} timed out ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
+            failure = exc
             raise GuardServerError(
                 f"cannot reach the Llama Guard server at {url} ({type(exc).__name__}: {exc or 'no detail'}); start "
                 "it or fix models.llama_guard.base_url"
             ) from exc
+        except BaseException as exc:  # the body over its limit or its budget
+            failure = exc
+            raise
+        finally:
+            end(call, error=failure)
         text = raw.decode("utf-8", "replace")
         if status in (400, 422):
             raise _Rejected(status, text)

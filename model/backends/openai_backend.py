@@ -42,6 +42,8 @@ from model.backends.base import BackendDefaults, BackendStats, GenerationParams
 from model.backends.errors import BackendError
 from model.completion import SpecialToken
 from model.constraint import OutputConstraint
+from model.telemetry import annotate, end
+from model.telemetry.propagation import client_span, outgoing_headers
 from model.tokenizer import get_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -277,8 +279,12 @@ class OpenAIBackend(BackendDefaults):
         chunks = 0
         from_ids: _IdDeltas | None = None  # made at the first chunk that carries token ids
         held = ""  # text-only servers: a tail that may be the stop token's string (see the module docstring)
+        url = f"{self.base_url}/completions"
+        failure: BaseException | None = None
+        call = client_span("POST", url)  # the model server's own spans join the turn's trace
         try:
-            async with self._http().stream("POST", f"{self.base_url}/completions", json=body) as response:
+            async with self._http().stream("POST", url, json=body, headers=outgoing_headers(call)) as response:
+                annotate(call, {"http.response.status_code": response.status_code})
                 if response.status_code >= 400:
                     detail = (await response.aread()).decode("utf-8", "replace")
                     if response.status_code in (400, 422):
@@ -316,12 +322,19 @@ class OpenAIBackend(BackendDefaults):
                         finish_reason = choice.get("finish_reason") or finish_reason
                         stop_reason = choice.get("stop_reason", stop_reason)
         except httpx.TimeoutException as exc:
+            failure = exc
             raise BackendError(
                 f"model server at {self.base_url} timed out ({type(exc).__name__}); raise the timeout or check the "
                 "server's load"
             ) from exc
         except httpx.HTTPError as exc:
+            failure = exc
             raise self._down(exc) from exc
+        except BaseException as exc:  # a backend error, or the turn closing the stream
+            failure = exc
+            raise
+        finally:
+            end(call, error=failure)
         for delta in from_ids.flush() if from_ids is not None else ():
             yield "delta", delta
         if finish_reason == "stop" and not (from_ids is not None and from_ids.stopped):

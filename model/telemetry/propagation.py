@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from model.telemetry.spans import Trace
+from model.telemetry.spans import Trace, child
 
 
 def remote_context(traceparent: str | None, tracestate: str | None = None) -> Any:
@@ -20,10 +21,31 @@ def remote_context(traceparent: str | None, tracestate: str | None = None) -> An
     return context if get_current_span(context).get_span_context().is_valid else None
 
 
+def outgoing_headers(trace: Trace | None) -> dict[str, str]:
+    """`traceparent` (and `tracestate`) naming `trace`'s span, for a request to a server the deployer runs (a model
+    or guard server), so its own spans join the turn's trace; {} without a trace."""
+    if trace is None:
+        return {}
+    from opentelemetry.trace import set_span_in_context
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier, context=set_span_in_context(trace.span))
+    return carrier
+
+
+def client_span(method: str, url: str) -> Trace | None:
+    """An HTTP client span (OpenTelemetry's HTTP conventions) under the current trace, or None when tracing is off.
+    The URL is the deployer's server address; no query string or body is recorded."""
+    return child(f"{method} {urlsplit(url).path or '/'}", {"http.request.method": method, "url.full": url,
+                                                          "server.address": urlsplit(url).hostname or ""},
+                 kind="client")
+
+
 def traceresponse(trace: Trace) -> str:
     """`00-<trace id>-<span id>-<flags>`: the trace the response belongs to and the server's span in it."""
     flags = int(trace.span.get_span_context().trace_flags)
     return f"00-{trace.trace_id}-{trace.span_id}-{flags:02x}"
 
 
-__all__ = ["remote_context", "traceresponse"]
+__all__ = ["client_span", "outgoing_headers", "remote_context", "traceresponse"]
