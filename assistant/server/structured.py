@@ -115,7 +115,7 @@ def build_constraints(structure: Structure, tools: Sequence[tuple[str, Mapping[s
         every = OutputConstraint((*every.choices, *calls), "response_format")
     for constraint, param in ((first, "tool_choice"), (every, "response_format")):
         if constraint is not None and (problem := backend.constraint_problem(constraint)) is not None:
-            raise ApiError(400, f"{param} is not supported with this model backend: {problem}", "invalid_request",
+            raise ApiError(400, f"{param} cannot be honoured by this model backend: {problem}", "invalid_request",
                            param=param)
     return Constraints(every, first)
 

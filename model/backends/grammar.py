@@ -15,6 +15,7 @@ tokens only.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ from model.backends.errors import BackendError
 from model.constraint import JsonPiece, OutputConstraint
 
 _CACHE_SIZE = 64  # compiled constraints kept per model
+_SOURCE_PREFIX = re.compile(r"^\[[^]]*\] \S+: ")  # xgrammar's "[time] file.cc:line: " before its message
 
 
 def _grammar(constraint: OutputConstraint) -> Any:
@@ -38,6 +40,19 @@ def _grammar(constraint: OutputConstraint) -> Any:
     choices = [xgr.Grammar.concat(*map(piece, choice)) if len(choice) > 1 else piece(choice[0])
                for choice in constraint.choices]
     return xgr.Grammar.union(*choices) if len(choices) > 1 else choices[0]
+
+
+def grammar_problem(constraint: OutputConstraint) -> str | None:
+    """Why xgrammar cannot build the constraint's grammar (a `$ref` to nothing, a regex feature it lacks), or None:
+    checked when the request arrives, so a client gets a 400 naming the field instead of a failed turn. Building the
+    grammar needs no tokenizer and takes milliseconds; the compiled form is made (and cached) when decoding."""
+    try:
+        _grammar(constraint)
+    except (RuntimeError, ValueError) as exc:
+        lines = str(exc).strip().splitlines()
+        detail = _SOURCE_PREFIX.sub("", lines[0]) if lines else type(exc).__name__
+        return f"its grammar cannot be built: {detail}"
+    return None
 
 
 class GrammarCompiler:
@@ -92,4 +107,4 @@ class GrammarCompiler:
         return constrained
 
 
-__all__ = ["GrammarCompiler"]
+__all__ = ["GrammarCompiler", "grammar_problem"]

@@ -23,7 +23,7 @@ from model.backends.base import BackendStats, GenerationParams, LoadEvent, Progr
 from model.backends.construction import from_pretrained
 from model.backends.decoding import IncrementalDecoder, TokenChooser, decode_one, prefill, sampler, special_token_ids
 from model.backends.errors import BackendError, ModelNotFoundError
-from model.backends.grammar import GrammarCompiler
+from model.backends.grammar import GrammarCompiler, grammar_problem
 from model.backends.loading import resolve_model_source
 from model.completion import STOP_REASONS
 from model.constraint import OutputConstraint
@@ -256,8 +256,8 @@ class TransformersBackend:
         return self._grammars.chooser(params.constraint, choose)
 
     def constraint_problem(self, constraint: OutputConstraint) -> str | None:
-        """None: any constraint is decoded here, with xgrammar (a dependency of the project)."""
-        return None
+        """Any constraint xgrammar (a dependency of the project) can build a grammar for is decoded here."""
+        return grammar_problem(constraint)
 
     def _generate_locked(
         self, prompt_ids: list[int], params: GenerationParams, put: Callable[[object], None], cancel: threading.Event

@@ -56,6 +56,10 @@ async def generate(backend: object, params: GenerationParams) -> Completion:
 async def test_the_tiny_model_writes_only_what_the_constraint_allows(tiny_llama_dir: Path) -> None:
     backend = load_backend(f"transformers:{tiny_llama_dir}")
     assert backend.constraint_problem(json_constraint(ANSWER)) is None
+    for schema, why in (({"$ref": "#/definitions/missing"}, "Cannot find field 'definitions'"),
+                        ({"type": "string", "pattern": "(?<=a)b"}, "Lookbehind is not supported")):
+        problem = backend.constraint_problem(json_constraint(schema))  # the server's 400 names the field and this
+        assert problem is not None and problem.startswith("its grammar cannot be built: ") and why in problem
     free = await generate(backend, GenerationParams(max_new_tokens=24))
     with pytest.raises(json.JSONDecodeError):
         json.loads(free.parse().content or "")  # random weights: noise unless constrained
