@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from model import telemetry
 from tools.base import Tool, ToolArgumentError, ToolOutput, _strip_titles
 
 # (remote tool name, validated arguments) -> the call's output; never raises (see tools.mcp.server).
@@ -122,4 +123,11 @@ class McpTool(Tool):
     async def call(self, arguments: dict[str, Any]) -> ToolOutput:
         if self.withheld:
             return ToolOutput.failure(f"MCP tool {self.qualified_name} is withheld: {self.withheld}", refused=True)
-        return await self.caller(self.remote_name, arguments)
+        # A client span under the tool run; no trace context goes to the (third-party) server.
+        with telemetry.span(f"tools/call {self.qualified_name}", {"mcp.server": self.server,
+                                                                  "mcp.tool": self.remote_name,
+                                                                  "mcp.method.name": "tools/call"},
+                            kind="client") as span:
+            output = await self.caller(self.remote_name, arguments)
+            telemetry.annotate(span, {"assistant.tool.ok": output.ok})
+            return output
