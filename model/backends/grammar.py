@@ -14,6 +14,7 @@ tokens only.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import threading
@@ -42,6 +43,7 @@ def _grammar(constraint: OutputConstraint) -> Any:
     return xgr.Grammar.union(*choices) if len(choices) > 1 else choices[0]
 
 
+@functools.lru_cache(maxsize=_CACHE_SIZE)  # asked on every request; a client repeats its schema
 def grammar_problem(constraint: OutputConstraint) -> str | None:
     """Why xgrammar cannot build the constraint's grammar (a `$ref` to nothing, a regex feature it lacks), or None:
     checked when the request arrives, so a client gets a 400 naming the field instead of a failed turn. Building the

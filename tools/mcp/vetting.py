@@ -93,7 +93,7 @@ def verdict_text(judgement: Judgement) -> str:
     if judgement.outcome == "error":
         return f"a guard failed at the {judgement.stage} stage (fail closed)"
     parts = []
-    for verdict in getattr(judgement.last, "verdicts", ()):
+    for verdict in judgement.last.verdicts if judgement.results else ():
         if verdict.decision == "allow":
             continue
         words = [verdict.guard, verdict.decision]

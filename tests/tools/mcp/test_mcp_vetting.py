@@ -285,3 +285,27 @@ def test_the_reference_servers_once_pinned_work_unchanged_under_block(tmp_path: 
         assert {"read_text_file", "list_directory", "get_current_time", "convert_time"} <= set(assistant.deps.tools)
         result = assistant.run("what is in notes.txt?", thread="t")
         assert result.text == "Milk." and "milk" in json.dumps([e.to_json() for e in result.events])
+
+
+def test_a_guard_that_fails_while_judging_a_definition_withholds_it(tmp_path: Path) -> None:
+    policy = setup(tmp_path, BENIGN, on_change="allow")
+    text = policy.read_text(encoding="utf-8").replace("source: tiny:prompt-guard", "source: /nonexistent/prompt-guard")
+    policy.write_text(text, encoding="utf-8")
+    with bot(tmp_path, policy) as assistant:  # fail closed: no tool whose definition could not be judged
+        assert not {"weather", "notes", "reload"} & set(assistant.deps.tools)
+        assert all("a guard failed" in w.reason and "fail closed" in w.reason for w in assistant.mcp.withheld)
+        assert "The weather in a city." not in prompt_text(assistant)
+
+
+def test_a_review_that_raises_is_a_no(tmp_path: Path) -> None:
+    policy = setup(tmp_path, BENIGN, on_change="ask")
+
+    async def broken(review: DefinitionReview) -> bool:
+        raise RuntimeError("the dialog could not open")
+
+    script = tmp_path / "model.jsonl"
+    script.write_text("", encoding="utf-8")
+    with Assistant.from_policy(policy, model=f"scripted:{script}", db_path=tmp_path / "t.sqlite", tiny_dir=TINY_DIR,
+                               review_definition=broken) as assistant:
+        assert not {"weather", "notes", "reload"} & set(assistant.deps.tools)
+        assert all("asking the user failed (RuntimeError" in w.reason for w in assistant.mcp.withheld)
