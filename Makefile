@@ -95,7 +95,8 @@ fuzz: setup
 	FUZZ_EXAMPLES=20000 $(BIN)/python -m pytest -m slow tests/reliability
 
 bench: setup
-	$(BIN)/python bench/turn.py --chart docs/images/bench_turn.png
+	$(BIN)/python bench/turn.py --chart docs/images/bench_turn.png --length-chart docs/images/bench_length.png
+	$(BIN)/python bench/serve_load.py --chart docs/images/bench_load.png
 	$(BIN)/python bench/code_shield.py
 	$(BIN)/python bench/first_use.py
 	$(BIN)/python bench/guard_isolation.py

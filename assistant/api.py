@@ -43,6 +43,7 @@ from assistant.events import (
     ToolCallProposed,
 )
 from assistant.home import default_audit_path
+from assistant.images import read_image_files, refuse_images
 from assistant.models import guard_model_dirs, main_model_spec
 from assistant.stopped import stopped_messages
 from assistant.storage import list_threads as stored_threads
@@ -52,6 +53,7 @@ from guards.policy import load_policy
 from guards.runtime.pipeline import GuardPipeline
 from model.backends import load_backend
 from model.family import default_tool_format, resolve_family
+from model.images import ImageData
 from model.messages import ToolSpec
 from model.tokenizer import get_tokenizer
 from tools.listing import tool_rows
@@ -234,7 +236,7 @@ class Assistant:
             yield Agent(self.deps, saver, compiled=self._compiled)
 
     async def _events(self, text: str | None, thread_id: str, approve: ApproveCallback | None,
-                      resume: Decision | None) -> AsyncGenerator[Event, None]:
+                      resume: Decision | None, images: tuple[ImageData, ...] = ()) -> AsyncGenerator[Event, None]:
         """The agent's events, from a task of their own: a consumer that leaves early (break, an exception, a
         cancelled task) closes this generator, which cancels the turn's task and waits for it, so the turn ends
         cleanly and its SQLite connection (and the worker thread aiosqlite keeps) is closed before we return."""
@@ -245,7 +247,8 @@ class Assistant:
                 async with self._open_agent(thread_id) as agent:
                     try:
                         async for event in agent.stream(text, thread_id=thread_id, approve=approve or self.approve,
-                                                        resume=resume, interface=self.interface):
+                                                        resume=resume, interface=self.interface,
+                                                        images=images):
                             await queue.put(("event", event))
                     finally:
                         self._admitted[thread_id] = agent.admitted_input
@@ -270,15 +273,19 @@ class Assistant:
                 await task
 
     async def stream(
-        self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None
+        self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None,
+        images: Sequence[ImageData] = (),
     ) -> AsyncIterator[Event]:
         """One turn as events; the last is Final, Refusal or Error - or ApprovalRequested when a tool call waits for
-        a human and no `approve` callback (here or at construction) was given; answer it with `resume`."""
+        a human and no `approve` callback (here or at construction) was given; answer it with `resume`. `images`
+        (`read_images` / `assistant.images.read_image_files`) go with the text: ImagesRefused is raised before
+        anything runs when this policy cannot judge them or its main model cannot take them."""
         thread_id = thread or new_thread_id()
+        refuse_images(self.policy, self.pipeline, self.backend, images)
         for notice in self.mcp.take_notices() if self.mcp is not None else ():  # once: a server failed to start
             yield Notice(kind=notice.kind, message=notice.message)
         # aclosing: a consumer that closes this stream closes `_events` now, which waits for the turn to end
-        async with contextlib.aclosing(self._events(text, thread_id, approve, None)) as events:
+        async with contextlib.aclosing(self._events(text, thread_id, approve, None, tuple(images))) as events:
             async for event in events:
                 yield event
 
@@ -364,9 +371,10 @@ class Assistant:
             attachment = read_attachment(source, self.policy.tools.max_result_chars, name=name)
         return await judge_attachment(self.pipeline, attachment, thread_id=thread)
 
-    async def arun(self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None) -> Result:
+    async def arun(self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None,
+                   images: Sequence[ImageData] = ()) -> Result:
         thread_id = thread or new_thread_id()
-        events = [e async for e in self.stream(text, thread=thread_id, approve=approve)]
+        events = [e async for e in self.stream(text, thread=thread_id, approve=approve, images=images)]
         return Result.collect(thread_id, events)
 
     async def aresume(
@@ -375,9 +383,14 @@ class Assistant:
         events = [e async for e in self.resume(thread, decision, call_id=call_id)]
         return Result.collect(thread, events)
 
-    def run(self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None) -> Result:
+    def run(self, text: str, *, thread: str | None = None, approve: ApproveCallback | None = None,
+            images: Sequence[ImageData] = ()) -> Result:
         """`arun` for scripts without an event loop of their own."""
-        return asyncio.run(self.arun(text, thread=thread, approve=approve))
+        return asyncio.run(self.arun(text, thread=thread, approve=approve, images=images))
+
+    def read_images(self, paths: Sequence[str | Path]) -> tuple[ImageData, ...]:
+        """Image files checked against the policy's `images` limits (ImageError names the file and the limit)."""
+        return read_image_files(self.policy, paths)
 
     def resume_sync(
         self, thread: str, decision: Decision | bool | dict[str, str], *, call_id: str | None = None

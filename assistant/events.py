@@ -54,6 +54,7 @@ class GuardVerdict(_Event):
     error: str | None = None
     call_id: str | None = None
     tokens: int = 0  # input tokens the guard's model read (the `guard` object's token counts in `serve`)
+    images: tuple[str, ...] = ()  # the images this guard judged with the text (`name (WxH format)`), in order
     type: str = field(default="verdict", init=False)
 
     @classmethod

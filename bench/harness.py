@@ -3,7 +3,8 @@
 Modes (same models, same scenario, same policy thresholds, same backend: the main model's KV cache is reused in every
 mode, and every mode runs in the same process with the same torch threads):
 - `unguarded`: no guard at any stage (the best the model alone can do).
-- `llama-stack`, `llamafirewall`: the peers, each guarding the way its project runs today (bench/peers.py).
+- `ogx`, `llamafirewall`: the peers, each guarding the way its project runs today; `llama-stack`: the historical
+  peer (Llama Stack 0.2's Agents API, removed when the project became OGX) (bench/peers.py).
 - `ours`: concurrent guards, one-forward Llama Guard with its precomputed prefix (and the last check's cache reused),
   generation started speculatively while the input and tool-result guards run, streaming moderation in chunks.
 
@@ -20,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.scenario import UNSAFE, Scenario, Sizes, fetch_page_tool
+from bench.scenario import OGX_BATCH_CHARS, UNSAFE, Scenario, Sizes, fetch_page_tool
 
-MODES = ("unguarded", "llama-stack", "llamafirewall", "ours")
+MODES = ("unguarded", "ogx", "llama-stack", "llamafirewall", "ours")
 ALL_CORES = "unguarded-all-cores"  # the unguarded mode again, its main model on every core (a reference baseline)
-GUARDED = ("llama-stack", "llamafirewall", "ours")
+GUARDED = ("ogx", "llama-stack", "llamafirewall", "ours")
 SEVERITY = {"allow": 0, "log": 1, "warn": 2, "ask": 3, "block": 4}
 
 _GUARDED_STAGES = """\
@@ -85,12 +86,14 @@ def policy_text(mode: str, dirs: ModelDirs, sizes: Sizes, audit: Path, guard_thr
     mode alike); None: on threads of the agent's process."""
     guarded = "false" if mode.startswith("unguarded") else "true"
     process = "" if guard_threads is None else f", process: true, threads: {guard_threads}"
-    # Llama Stack runs no shield on the results of tools it calls inside a turn (agent_instance.py).
-    tool_results = "false" if mode.startswith("unguarded") or mode == "llama-stack" else "true"
+    # Neither OGX nor Llama Stack guards the results of tools called inside a turn (bench/peers.py).
+    tool_results = "false" if mode.startswith("unguarded") or mode in ("llama-stack", "ogx") else "true"
+    chunk, first = (OGX_BATCH_CHARS, OGX_BATCH_CHARS) if mode == "ogx" else (sizes.chunk_chars, sizes.first_chunk_chars)
     return POLICY.format(
         main=dirs.main, llama_guard=dirs.llama_guard, prompt_guard=dirs.prompt_guard, audit=audit,
-        stages=_GUARDED_STAGES.format(g=guarded, t=tool_results), streaming="true" if mode == "ours" else "false",
-        chunk=sizes.chunk_chars, first=sizes.first_chunk_chars, stride=sizes.prompt_guard_stride,
+        stages=_GUARDED_STAGES.format(g=guarded, t=tool_results),
+        streaming="true" if mode in ("ours", "ogx") else "false",
+        chunk=chunk, first=first, stride=sizes.prompt_guard_stride,
         guard_process=process if guarded == "true" else "",
     )
 
@@ -114,7 +117,7 @@ def build_assistant(
         db_path=folder / "threads.sqlite",
     )
     backend = ForcedBackend(str(dirs.main), reuse_cache=True, context_window=16384)
-    backend.set_scenario([(turn.user, turn.completions) for turn in scenario.turns])
+    backend.set_scenario(scenario.scripts)
     bot = bot.replace(backend=backend)
     if mode in PEERS:
         bot = bot.replace(pipeline=peer_pipeline(mode, bot.pipeline))
@@ -138,6 +141,13 @@ def _cpu_s() -> float:
 
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime + sum(_process_cpu_s(pid) for pid in live_pids())
+
+
+def _guard_cpu_s() -> float:
+    """CPU seconds of the guard processes alone (those of idle modes add nothing while another mode runs)."""
+    from guards.runtime.process import live_pids
+
+    return sum(_process_cpu_s(pid) for pid in live_pids())
 
 
 def _process_cpu_s(pid: int) -> float:
@@ -193,6 +203,9 @@ class TurnRecord:
     leaked: bool  # text the guards stopped reached an event
     cpu_s: float | None = None  # CPU seconds the process spent on the turn, all threads (steadier than wall time
     # on a shared machine: the work done, not how long it waited for a core)
+    guard_cpu_s: float | None = None  # ... of which the guard processes spent
+    last_checked_s: float | None = None  # the last TokenDelta: the answer's last checked text shown
+    family: str = "scenario"  # "scenario" (the fixed conversation) or "lengths" (one answer per length)
     events: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
 
@@ -249,25 +262,34 @@ async def run_turns(
     counters: dict[str, TokenCounter],
     thread: str,
     turns: slice = slice(None),
+    family: str = "scenario",
 ) -> list[TurnRecord]:
+    """`family`: "scenario" runs `scenario.turns[turns]` in one conversation; "lengths" runs each of
+    `scenario.lengths[turns]` in a conversation of its own, Llama Guard's cached checks dropped before it."""
     from assistant.events import TokenDelta
 
     backend = bot.backend
     backend.reset_cache()
     records: list[TurnRecord] = []
-    for index, turn in list(enumerate(scenario.turns))[turns]:
+    chosen = scenario.turns if family == "scenario" else scenario.lengths
+    for index, turn in list(enumerate(chosen))[turns]:
+        if family == "lengths":
+            backend.reset_cache()
+            forget_guard_checks(bot)
         calls_before = len(backend.calls)
         lg_before, pg_before = counters["llama_guard"].tokens, counters["prompt_guard"].tokens
         events: list[Any] = []
-        ttft = None
-        cpu = _cpu_s()
+        ttft = last = None
+        cpu, guard_cpu = _cpu_s(), _guard_cpu_s()
         started = time.perf_counter()
-        async for event in bot.stream(turn.user, thread=thread):
-            if ttft is None and isinstance(event, TokenDelta):
-                ttft = time.perf_counter() - started
+        conversation = thread if family == "scenario" else f"{thread}-length{index}"
+        async for event in bot.stream(turn.user, thread=conversation):
+            if isinstance(event, TokenDelta):
+                last = time.perf_counter() - started
+                ttft = last if ttft is None else ttft
             events.append(event)
         elapsed = time.perf_counter() - started
-        cpu = _cpu_s() - cpu
+        cpu, guard_cpu = _cpu_s() - cpu, _guard_cpu_s() - guard_cpu
         calls = backend.calls[calls_before:]
         shown_at = ttft
         if mode == "llama-stack":  # streamed as generated, before the output shields (even when they then block)
@@ -280,6 +302,7 @@ async def run_turns(
         records.append(
             TurnRecord(
                 mode=mode, repeat=repeat, turn=index, expect=turn.expect, turn_s=elapsed, ttft_s=ttft, cpu_s=cpu,
+                guard_cpu_s=guard_cpu, last_checked_s=last, family=family,
                 ttft_shown_s=shown_at, main_prompt=sum(c.prompt_tokens for c in calls),
                 main_prefill=sum(c.prefill_tokens for c in calls),
                 main_generated=sum(c.generated_tokens for c in calls),
@@ -292,12 +315,29 @@ async def run_turns(
     return records
 
 
+def forget_guard_checks(bot: Any) -> None:
+    """Llama Guard's cached checks dropped (in its process or here): the next check reads its text cold."""
+    from guards.runtime.process import GuardProcess
+
+    runner = bot.pipeline.runners.get("llama_guard")
+    if runner is None:
+        return
+    guard = runner.load()
+    if isinstance(guard, GuardProcess):
+        guard.call("bench.peers:forget_checks")
+    else:
+        from bench.peers import forget_checks
+
+        forget_checks(guard)
+
+
 async def run_benchmark(
     scenario: Scenario, dirs: ModelDirs, workdir: Path, *, repeats: int = 3, modes: tuple[str, ...] = MODES,
-    threads: dict[str, int] | None = None, guard_threads: int | None = None,
+    threads: dict[str, int] | None = None, guard_threads: int | None = None, length_repeats: int = 0,
 ) -> list[TurnRecord]:
     """Warm every mode up once (model loading, Llama Guard's prefix), then run the scenario `repeats` times per
-    mode, the modes interleaved (in a rotating order) so that changes in the machine's load spread over all of them.
+    mode, the modes interleaved (in a rotating order) so that changes in the machine's load spread over all of them;
+    then the growth-with-length family (`scenario.lengths`) `length_repeats` times per mode, interleaved alike.
     `threads`: torch threads per operation of each mode's own process (set before each of its runs)."""
     import torch
 
@@ -324,6 +364,11 @@ async def run_benchmark(
         for mode in order[repeat % len(order) :] + order[: repeat % len(order)]:  # rotated: no mode always first
             use_threads(mode)
             records += await run_turns(bots[mode], scenario, mode, repeat, counters, thread=f"{mode}-{repeat}")
+    for repeat in range(length_repeats if scenario.lengths else 0):
+        for mode in order[repeat % len(order) :] + order[: repeat % len(order)]:
+            use_threads(mode)
+            records += await run_turns(bots[mode], scenario, mode, repeat, counters, thread=f"{mode}-{repeat}",
+                                       family="lengths")
     torch.set_num_threads(default_threads)
     return records
 

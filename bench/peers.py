@@ -1,9 +1,23 @@
-"""The two peers, each guarding a turn the way its project runs today, rebuilt on our guard models for the benchmark.
+"""The peers, each guarding a turn the way its project runs it, rebuilt on our guard models for the benchmark.
 
 Same models, same policy thresholds and actions, same fail-closed handling (our `GuardPipeline._run_one`); only the
-way the guards are run differs, as read in the peers' installed code (`.venv/lib/python3.11/site-packages/`):
+way the guards are run differs, as read in the peers' code:
 
-`llama-stack` (llama_stack 0.2.12):
+`ogx` (OGX, the project Llama Stack was renamed to; its Responses API, read in github.com/ogx-ai/ogx and its
+mirror opendatahub-io/ogx, files under `src/ogx/providers/inline/responses/builtin/responses/`; commits in
+docs/PERFORMANCE.md):
+- input guardrails: one moderation request on the text of all the request's messages joined, before the model
+  runs (`streaming.py`, `StreamingResponseOrchestrator.create_response`: `run_guardrails(..., combined_text)`);
+- output: the streamed text events are held; when 200 new characters have accumulated (`_GUARDRAIL_BATCH_CHARS`)
+  the whole accumulated answer is checked, one request at a time while the stream waits, and the held events are
+  released once it passed; a last check covers the rest at the end of the stream (`_process_streaming_chunks`);
+- no guardrail on tool results (only the request's input and the model's streamed text are checked);
+- `run_guardrails` (`utils.py`) fails closed: a moderation request that errors blocks; the request carries the text
+  alone, no conversation (`{"input": text}`). Here the endpoint is served by our Llama Guard generating its verdict
+  (as the other peers') and, at the input, Prompt Guard beside it; its prompt prefix cache is reused as ours.
+
+`llama-stack` (historical: llama_stack 0.2.12, the Agents API that OGX removed; installed code in
+`.venv/lib/python3.11/site-packages/`):
 - input shields run concurrently, every one to its end: `asyncio.gather` in
   `llama_stack/providers/inline/agents/meta_reference/safety.py` (`ShieldRunnerMixin.run_multiple_shields`);
 - input shields see the turn's input messages only, output shields the input messages plus the final answer, once
@@ -38,7 +52,7 @@ from guards.runtime.process import GuardProcess
 from guards.runtime.runner import CheckInput, in_thread
 from guards.verdict import StageResult, Verdict
 
-PEERS = ("llama-stack", "llamafirewall")
+PEERS = ("ogx", "llama-stack", "llamafirewall")
 
 
 class _PeerPipeline(GuardPipeline):
@@ -67,6 +81,23 @@ class LlamaStackPipeline(_PeerPipeline):
 
 class LlamaFirewallPipeline(_PeerPipeline):
     sequential = True
+
+
+class OgxPipeline(_PeerPipeline):
+    """OGX: a stage's guards at once (the moderation endpoint answers for all of them); the answer's checks one at a
+    time per conversation, each waiting for the one before (its stream awaits each check before it reads on)."""
+
+    sequential = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._output_locks: dict[str | None, asyncio.Lock] = {}
+
+    async def _check_text(self, item: CheckInput) -> StageResult:
+        if item.stage != "model_output":
+            return await super()._check_text(item)
+        async with self._output_locks.setdefault(item.thread_id, asyncio.Lock()):
+            return await super()._check_text(item)
 
 
 def generate_verdict(guard: Any, turns: list[Any]) -> Any:
@@ -100,21 +131,27 @@ class PeerLlamaGuardRunner(LlamaGuardRunner):
 
     def __init__(self, policy: Any, source: str, *, scope: str) -> None:
         super().__init__(policy, source)
-        self.scope = scope  # "turn": the turn's user message as context (llama-stack); "message": none (firewall)
+        self.scope = scope  # "turn": the turn's user message as context (llama-stack); "message": none (firewall);
+        # "text": the moderation request's text, no roles (ogx: at the input all the messages joined)
 
     def context(self, item: CheckInput) -> tuple[tuple[str, str], ...]:
-        if self.scope == "message" or item.role not in ("assistant", "agent"):
+        if self.scope in ("message", "text") or item.role not in ("assistant", "agent"):
             return ()
         users = [pair for pair in item.conversation if pair[0] == "user"]
         return users[-1:]
 
-    async def check(self, item: CheckInput) -> Verdict:
+    def turns(self, item: CheckInput) -> list[Any]:
         from guards.llama_guard.prompt import as_turn
 
+        if self.scope == "text":  # OGX: one moderation request carrying text only, no roles
+            return [as_turn("user", moderation_text(item))]
+        role = "agent" if item.role in ("assistant", "agent") else "user"
+        return [as_turn(r, c) for r, c in self.context(item)] + [as_turn(role, item.text)]
+
+    async def check(self, item: CheckInput) -> Verdict:
         started = time.perf_counter()
         guard = await in_thread(self.load)
-        role = "agent" if item.role in ("assistant", "agent") else "user"
-        turns = [as_turn(r, c) for r, c in self.context(item)] + [as_turn(role, item.text)]
+        turns = self.turns(item)
         if isinstance(guard, GuardProcess):  # the guard's own process runs it
             result = await in_thread(guard.call, "bench.peers:generate_verdict", turns)
         else:
@@ -124,6 +161,24 @@ class PeerLlamaGuardRunner(LlamaGuardRunner):
             item.stage, self.name, decision, score=result.score, categories=result.categories if result.unsafe else (),
             reasons=tuple(result.reasons), latency_ms=round((time.perf_counter() - started) * 1000, 3),
         )
+
+
+def moderation_text(item: CheckInput) -> str:
+    """What OGX sends its moderation endpoint: at the input, the text of every message of the request joined (the
+    conversation so far, then the new message, space-separated as `interleaved_content_as_str` joins a list);
+    elsewhere the text alone (the accumulated answer)."""
+    if item.stage != "user_input":
+        return item.text
+    earlier = [text for _, text in item.conversation]
+    if earlier and earlier[-1] == item.text:  # the agent's context already ends with the new message
+        earlier.pop()
+    return " ".join([*earlier, item.text])
+
+
+def forget_checks(guard: Any) -> None:
+    """Drop Llama Guard's cached checks (its constant prompt head stays), so that the next check starts cold, as
+    the first check of a new conversation on an inference server would (called in the guard's process)."""
+    guard._last.clear()
 
 
 def first_window_score(guard: Any, text: str, kind: str) -> tuple[float, int]:
@@ -163,6 +218,10 @@ def peer_pipeline(peer: str, pipeline: GuardPipeline) -> GuardPipeline:
         if isinstance(llama, LlamaGuardRunner):
             runners["llama_guard"] = PeerLlamaGuardRunner(pipeline.policy, llama.source, scope="turn")
         return LlamaStackPipeline(pipeline.policy, runners, audit=pipeline.audit)
+    if peer == "ogx":
+        if isinstance(llama, LlamaGuardRunner):
+            runners["llama_guard"] = PeerLlamaGuardRunner(pipeline.policy, llama.source, scope="text")
+        return OgxPipeline(pipeline.policy, runners, audit=pipeline.audit)
     if peer == "llamafirewall":
         if isinstance(llama, LlamaGuardRunner):
             runners["llama_guard"] = PeerLlamaGuardRunner(pipeline.policy, llama.source, scope="message")

@@ -15,15 +15,17 @@ from typing import Any
 
 from bench.harness import ALL_CORES, ConcurrentRun, TurnRecord
 
-TARGETS = {
+TARGETS = {  # issue 31 (the first round's ttft_checked_vs_unguarded and turn_vs_llama_stack goals are retired)
     "turn_vs_unguarded": ("<=", 1.10),
-    "ttft_checked_vs_unguarded": ("<=", 1.30),
-    "turn_vs_llama_stack": ("<=", 0.80),
+    "turn_vs_unguarded_long": ("<=", 1.10),
+    "ttft_checked_vs_ogx": ("<=", 0.50),
+    "turn_vs_ogx": ("<=", 0.95),
+    "guard_tokens_vs_ogx": ("<=", 0.80),
     "ttft_checked_vs_llama_stack": ("<=", 0.35),
     "concurrent8_throughput_vs_unguarded": (">=", 0.80),
     "verdict_agreement": (">=", 1.0),
 }
-PEER_KEYS = {"llama-stack": "llama_stack", "llamafirewall": "llamafirewall"}
+PEER_KEYS = {"ogx": "ogx", "llama-stack": "llama_stack", "llamafirewall": "llamafirewall"}
 
 
 def _median_sum(records: Sequence[TurnRecord], attribute: str) -> float | None:
@@ -46,6 +48,7 @@ def mode_figures(records: Sequence[TurnRecord]) -> dict[str, Any]:
         "ttft_shown_s": _median_sum(answered, "ttft_shown_s"),
         "turn_s": _median_sum(answered, "turn_s"),
         "turn_cpu_s": _median_sum(answered, "cpu_s"),
+        "guard_cpu_s": _median_sum(answered, "guard_cpu_s"),
         "all_turns_s": _median_sum(records, "turn_s"),
         "main_prompt_tokens": sum(r.main_prompt for r in one),
         "main_prefill_tokens": sum(r.main_prefill for r in one),
@@ -145,10 +148,70 @@ def baseline(figures: dict[str, dict[str, Any]], out: dict[str, Any]) -> dict[st
     return best
 
 
-def summarize(records: Sequence[TurnRecord], concurrent: Sequence[ConcurrentRun] = ()) -> dict[str, Any]:
+def length_figures(records: Sequence[TurnRecord], lengths: Sequence[int]) -> dict[str, dict[str, Any]]:
+    """Per answer length (characters, as a string key): medians over the repeats of the time to the last checked
+    token, the turn, the first checked token and the CPU; guard tokens of the first repeat (deterministic)."""
+    out: dict[str, dict[str, Any]] = {}
+    for index, chars in enumerate(lengths):
+        rs = [r for r in records if r.turn == index]
+        if not rs:
+            continue
+        first = min(r.repeat for r in rs)
+        one = next(r for r in rs if r.repeat == first)
+        out[str(chars)] = {
+            "last_checked_s": _median_sum(rs, "last_checked_s"),
+            "turn_s": _median_sum(rs, "turn_s"),
+            "ttft_checked_s": _median_sum(rs, "ttft_s"),
+            "turn_cpu_s": _median_sum(rs, "cpu_s"),
+            "guard_tokens": one.llama_guard_tokens + one.prompt_guard_tokens,
+            "llama_guard_tokens": one.llama_guard_tokens,
+            "prompt_guard_tokens": one.prompt_guard_tokens,
+            "checks": sum(1 for e in one.events if e.get("type") == "verdict" and e.get("stage") == "model_output"
+                          and e.get("guard") == "llama_guard"),  # Llama Guard checks of the answer
+            "turn_s_runs": [round(r.turn_s, 3) for r in sorted(rs, key=lambda r: r.repeat)],
+            "outcome": one.outcome,
+        }
+    return out
+
+
+LENGTH_FIGURES = ("last_checked_s", "turn_s", "ttft_checked_s", "turn_cpu_s")
+
+
+def length_keys(lengths: dict[str, dict[str, dict[str, Any]]], out: dict[str, Any]) -> None:
+    """The issue's keys read from the length family: the longest answer (`_long`, the 16,000 characters) and the
+    second longest (`turn_vs_ogx`, the 4,000), each ratio divided by the better unguarded run."""
+    ours, ogx = lengths.get("ours"), lengths.get("ogx")
+    keys = sorted({int(k) for figures in lengths.values() for k in figures})
+    if not ours or len(keys) < 2:
+        return
+    long, second = str(keys[-1]), str(keys[-2])
+    base: dict[str, dict[str, Any]] = {}
+    for chars in (long, second):
+        candidates = [lengths[m][chars] for m in ("unguarded", ALL_CORES) if chars in lengths.get(m, {})]
+        if candidates:
+            base[chars] = {k: min((c[k] for c in candidates if c[k] is not None), default=None) for k in LENGTH_FIGURES}
+    if long in base:
+        out["turn_vs_unguarded_long"] = _ratio(ours[long]["turn_s"], base[long]["turn_s"])
+        out["last_checked_vs_unguarded_long"] = _ratio(ours[long]["last_checked_s"], base[long]["last_checked_s"])
+    if ogx:
+        out["turn_vs_ogx"] = _ratio(ours[second]["turn_s"], ogx[second]["turn_s"])
+        out["last_checked_vs_ogx_long"] = _ratio(ours[long]["last_checked_s"], ogx[long]["last_checked_s"])
+        out["guard_tokens_vs_ogx"] = _ratio(ours[long]["guard_tokens"], ogx[long]["guard_tokens"])
+        if long in base:
+            out["turn_ogx_vs_unguarded_long"] = _ratio(ogx[long]["turn_s"], base[long]["turn_s"])
+        if second in base:
+            out["turn_ogx_vs_unguarded_second"] = _ratio(ogx[second]["turn_s"], base[second]["turn_s"])
+            out["turn_vs_unguarded_second"] = _ratio(ours[second]["turn_s"], base[second]["turn_s"])
+    out["length_chars"] = {"long": int(long), "second": int(second)}
+
+
+def summarize(
+    records: Sequence[TurnRecord], concurrent: Sequence[ConcurrentRun] = (), lengths: Sequence[int] = ()
+) -> dict[str, Any]:
     by_mode: dict[str, list[TurnRecord]] = defaultdict(list)
+    by_mode_lengths: dict[str, list[TurnRecord]] = defaultdict(list)
     for record in records:
-        by_mode[record.mode].append(record)
+        (by_mode if record.family == "scenario" else by_mode_lengths)[record.mode].append(record)
     figures = {mode: mode_figures(rs) for mode, rs in by_mode.items()}
     out: dict[str, Any] = {"modes": figures}
     ours, ung = figures.get("ours"), baseline(figures, out)
@@ -156,6 +219,7 @@ def summarize(records: Sequence[TurnRecord], concurrent: Sequence[ConcurrentRun]
         out["turn_vs_unguarded"] = _ratio(ours["turn_s"], ung["turn_s"])
         out["ttft_checked_vs_unguarded"] = _ratio(ours["ttft_checked_s"], ung["ttft_checked_s"])
         out["turn_cpu_vs_unguarded"] = _ratio(ours["turn_cpu_s"], ung["turn_cpu_s"])
+        out["guard_cpu_share"] = _ratio(ours["guard_cpu_s"], ours["turn_cpu_s"])
     shares: list[float] = []
     out["verdict_agreement_by_peer"], out["verdict_checkpoints"], out["verdict_disagreements"] = {}, {}, []
     for peer, key in PEER_KEYS.items():
@@ -184,6 +248,11 @@ def summarize(records: Sequence[TurnRecord], concurrent: Sequence[ConcurrentRun]
         out["ttft_optimized_vs_reference"] = out["ttft_checked_vs_llama_stack"]
         out["turn_optimized_vs_unguarded"] = out["turn_vs_unguarded"]
         out["prefill_optimized_vs_reference"] = _ratio(ours["main_prefill_tokens"], stack["main_prompt_tokens"])
+    if "turn_vs_ogx" in out:  # the issue's turn_vs_ogx is the length family's 4,000-character answer
+        out["turn_vs_ogx_scenario"] = out.pop("turn_vs_ogx")
+    if by_mode_lengths:
+        out["lengths"] = {mode: length_figures(rs, lengths) for mode, rs in by_mode_lengths.items()}
+        length_keys(out["lengths"], out)
     if concurrent:
         out["concurrent"] = throughput(concurrent)
         for key, value in out["concurrent"].items():
@@ -200,7 +269,10 @@ def _meets(value: float | None, op: str, bound: float) -> bool | None:
 
 
 HEADLINE = (
-    "turn_vs_unguarded", "ttft_checked_vs_unguarded", "turn_vs_llama_stack", "ttft_checked_vs_llama_stack",
+    "turn_vs_unguarded", "turn_vs_unguarded_long", "ttft_checked_vs_ogx", "turn_vs_ogx", "guard_tokens_vs_ogx",
+    "guard_cpu_share", "turn_ogx_vs_unguarded_long", "turn_ogx_vs_unguarded_second", "turn_vs_ogx_scenario",
+    "turn_ogx_vs_unguarded", "ttft_checked_ogx_vs_unguarded",
+    "ttft_checked_vs_unguarded", "turn_vs_llama_stack", "ttft_checked_vs_llama_stack",
     "concurrent8_throughput_vs_unguarded", "verdict_agreement", "turn_vs_llamafirewall",
     "ttft_checked_vs_llamafirewall", "ttft_checked_vs_llama_stack_shown", "turn_cpu_vs_unguarded",
     "turn_cpu_vs_llama_stack", "turn_cpu_vs_llamafirewall", "turn_llama_stack_vs_unguarded",
@@ -231,6 +303,8 @@ def table(summary: dict[str, Any]) -> str:
                 lines.append(f"{c.get('conversations', '?')} conversations at once, {mode}: {c[mode]['turns_per_s']} "
                              f"turns/s (wall {c[mode]['wall_s']} s for {c[mode]['turns']} turns)")
         lines.append("")
+    if "lengths" in summary:
+        lines += [length_table(summary["lengths"]), ""]
     for key in HEADLINE:
         if key in summary:
             target = TARGETS.get(key)
@@ -244,3 +318,17 @@ def table(summary: dict[str, Any]) -> str:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def length_table(lengths: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """Growth with answer length: per mode and length, time to the last checked token (s) / guard tokens."""
+    chars = sorted({int(k) for figures in lengths.values() for k in figures})
+    rows = [("mode: last checked s / guard tokens", *(f"{c:,} chars" for c in chars))]
+    for mode, figures in lengths.items():
+        cells = [f"{_fmt(figures[str(c)]['last_checked_s'])} / {figures[str(c)]['guard_tokens']}"
+                 if str(c) in figures else "-" for c in chars]
+        rows.append((mode, *cells))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths,
+                                                                                                  strict=True)))
+                     for row in rows)

@@ -19,6 +19,8 @@ Expect = Literal["answer", "input_block", "output_block"]
 
 JAILBREAK = "jbtrigger"
 UNSAFE = "zyxtrigger"
+OGX_BATCH_CHARS = 200  # OGX `_GUARDRAIL_BATCH_CHARS`: its output check cadence, first check included
+LENGTHS = (200, 1000, 4000, 16000)  # the answer lengths (characters) of the growth-with-length family
 
 
 @dataclass(frozen=True)
@@ -29,14 +31,16 @@ class Sizes:
     answer_words: int = 160
     unsafe_answer_words: int = 50  # the tiny Llama Guard was trained on messages of up to 30 words: past ~60 it
     # misses its trigger, so the answer checked whole (reference mode) must stay short for the modes to be comparable
-    chunk_chars: int = 200  # streaming moderation chunk (policy agent.streaming_moderation)
+    chunk_chars: int = 400  # streaming moderation chunk of `ours` (policy agent.streaming_moderation.chunk_chars,
+    # its default; the first round ran 200: docs/PERFORMANCE.md); the ogx mode checks every 200 (OGX_BATCH_CHARS)
     first_chunk_chars: int = 24  # ... and the first one: checked while the next generates (about 5 tokens)
     prompt_guard_stride: int = 256  # policy prompt_guard.stride_tokens (the default: windows overlap by half)
+    lengths: tuple[int, ...] = LENGTHS  # the growth-with-length family: one answer of each length (characters)
 
     @classmethod
     def tiny(cls) -> Sizes:
         return cls(tool_words=(60, 40, 80), answer_words=30, unsafe_answer_words=20, chunk_chars=60,
-                   first_chunk_chars=24)
+                   first_chunk_chars=24, lengths=(100, 200, 400, 800))
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,13 @@ class Scenario:
     turns: tuple[Turn, ...]
     pages: dict[str, str]  # what the fetch_page tool returns, by page name
     sizes: Sizes
+    lengths: tuple[Turn, ...] = ()  # the growth-with-length family: one answer per `sizes.lengths`, no tools, each
+    # run as a conversation of its own
+
+    @property
+    def scripts(self) -> list[tuple[str, tuple[str, ...]]]:
+        """Every turn's (user message, completions), for the teacher-forced backend."""
+        return [(turn.user, turn.completions) for turn in (*self.turns, *self.lengths)]
 
 
 def words(rng: random.Random, count: int) -> str:
@@ -83,6 +94,23 @@ def answer(rng: random.Random, count: int, *, insert: str | None = None) -> str:
     return text + "<|eot_id|>"
 
 
+def answer_of_length(rng: random.Random, chars: int) -> str:
+    """A benign answer of exactly `chars` characters (cut at a word boundary and padded with a short word), plus
+    the stop token."""
+    text = words(rng, chars // 4 + 8)
+    while len(text) < chars:
+        text += "\n" + words(rng, chars // 4 + 8)
+    text = text[: text.rfind(" ", 0, chars - 2)]
+    return text + " " + "a" * (chars - len(text) - 1) + "<|eot_id|>"
+
+
+def length_turns(rng: random.Random, lengths: tuple[int, ...]) -> tuple[Turn, ...]:
+    return tuple(
+        Turn(f"write about the garden and the house in {chars} characters", (answer_of_length(rng, chars),), "answer")
+        for chars in lengths
+    )
+
+
 def build_scenario(sizes: Sizes | None = None, *, seed: int = 7) -> Scenario:
     sizes = sizes or Sizes()
     rng = random.Random(seed)
@@ -98,7 +126,7 @@ def build_scenario(sizes: Sizes | None = None, *, seed: int = 7) -> Scenario:
         Turn("tell me about the animal in the picture",
              (answer(rng, sizes.unsafe_answer_words, insert=UNSAFE),), "output_block"),
     )
-    return Scenario(turns, pages, sizes)
+    return Scenario(turns, pages, sizes, length_turns(rng, sizes.lengths))
 
 
 def fetch_page_tool(pages: dict[str, str]) -> object:

@@ -1,14 +1,17 @@
 """Ours vs unguarded vs the peers as they run today: one fixed multi-turn, multi-step scenario through the real agent.
 
-    python bench/turn.py [--json] [--repeats 3] [--threads N] [--small] [--no-firewall] [--chart bench.png]
+    python bench/turn.py [--json] [--repeats 3] [--length-repeats 3] [--threads N] [--small] [--no-firewall]
+                         [--chart bench.png] [--length-chart length.png]
 
 Tiny real-architecture models on CPU (the tiny random Llama 3.1 as the main model, teacher-forced through a fixed
-script - see bench/forced.py; the tiny trained Llama Guard 3 and Prompt Guard), four modes interleaved in one run
-(unguarded, llama-stack, llamafirewall, ours: bench/harness.py, bench/peers.py), every mode with the same torch
-threads and cores and the main model's KV cache reused; then 8 conversations at once (ours and unguarded), and our
-Prompt Guard scanner next to LlamaFirewall's (bench/firewall.py). Prints a table, or with `--json` one JSON object
-with at least `turn_vs_unguarded`, `ttft_checked_vs_unguarded`, `turn_vs_llama_stack`,
-`ttft_checked_vs_llama_stack`, `concurrent8_throughput_vs_unguarded` and `verdict_agreement` (ratios; 1.0 = equal).
+script - see bench/forced.py; the tiny trained Llama Guard 3 and Prompt Guard), five modes interleaved in one run
+(unguarded, ogx, llama-stack (historical), llamafirewall, ours: bench/harness.py, bench/peers.py), every mode with
+the same torch threads and cores and the main model's KV cache reused; then the growth-with-length family (one
+answer of each of 200, 1,000, 4,000 and 16,000 characters, each a conversation of its own); then 8 conversations at
+once (ours and unguarded), and our Prompt Guard scanner next to LlamaFirewall's (bench/firewall.py). Prints a table,
+or with `--json` one JSON object with at least `turn_vs_unguarded`, `turn_vs_unguarded_long`,
+`ttft_checked_vs_ogx`, `turn_vs_ogx`, `guard_tokens_vs_ogx`, `guard_cpu_share`,
+`concurrent8_throughput_vs_unguarded` and `verdict_agreement` (ratios; 1.0 = equal), and the earlier rounds' keys.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 DEFAULT_MODELS = REPO / ".cache" / "tiny-models"
-MODES_DEFAULT = ("unguarded", "llama-stack", "llamafirewall", "ours")  # bench.harness.MODES, without importing torch
+MODES_DEFAULT = ("unguarded", "ogx", "llama-stack", "llamafirewall", "ours")  # bench.harness.MODES, no torch import
 
 
 def machine() -> dict[str, Any]:
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             os.environ["ASSISTANT_HOME"] = str(Path(tmp) / "home")
             records = asyncio.run(run_benchmark(
                 scenario, dirs, Path(tmp), repeats=args.repeats, modes=modes, threads=per_mode,
-                guard_threads=guard_threads))
+                guard_threads=guard_threads, length_repeats=args.length_repeats))
             if args.concurrent > 0 and {"ours", "unguarded"} <= set(modes):
                 first, _, last = args.concurrent_turns.partition(":")
                 turns = slice(int(first), int(last) if last else int(first) + 1)
@@ -100,7 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             os.environ.pop("ASSISTANT_HOME", None)
         else:
             os.environ["ASSISTANT_HOME"] = home
-    summary = summarize(records, concurrent)
+    summary = summarize(records, concurrent, sizes.lengths)
     summary["threads"] = args.threads
     summary["guard_process"] = args.guard_process
     summary["answered_turns"] = sum(t.expect == "answer" for t in scenario.turns)
@@ -113,7 +116,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary["repeats"] = args.repeats
     summary["sizes"] = {"tool_words": list(sizes.tool_words), "answer_words": sizes.answer_words,
                         "chunk_chars": sizes.chunk_chars, "first_chunk_chars": sizes.first_chunk_chars,
-                        "prompt_guard_stride": sizes.prompt_guard_stride}
+                        "prompt_guard_stride": sizes.prompt_guard_stride, "lengths": list(sizes.lengths),
+                        "length_repeats": args.length_repeats}
     summary["machine_before"] = before
     summary["machine_after"] = machine()
     summary["machine_after"]["torch_threads"] = args.threads
@@ -146,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt-guard-stride", type=int, help="policy prompt_guard.stride_tokens for every mode "
                         "(default 256: 512-token windows overlapping by half)")
     parser.add_argument("--chart", help="also write the PNG chart (time per turn, first checked token) here")
+    parser.add_argument("--length-repeats", type=int, default=3, help="runs per mode of the growth-with-length "
+                        "family (answers of 200, 1,000, 4,000 and 16,000 characters; 0: skip)")
+    parser.add_argument("--length-chart", help="also write the PNG chart of cost against answer length here")
     parser.add_argument("--small", action="store_true", help="a miniature scenario (smoke test, not a measurement)")
     parser.add_argument("--no-firewall", dest="firewall", action="store_false", help="skip the LlamaFirewall part")
     parser.add_argument("--modes", default=",".join(MODES_DEFAULT))
@@ -157,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.chart import write_chart
 
         summary["chart"] = str(write_chart(summary, Path(args.chart)))
+    if args.length_chart and "lengths" in summary:
+        from bench.chart import write_length_chart
+
+        summary["length_chart"] = str(write_length_chart(summary, Path(args.length_chart)))
     if args.json:
         print(json.dumps(summary))
         return 0

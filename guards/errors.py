@@ -15,3 +15,9 @@ class GuardModelNotFoundError(GuardError):
 class GuardOutputError(GuardError):
     """A guard model answered something that is not a valid verdict (for Llama Guard: neither `safe` nor
     `unsafe\\nS<n>[,S<n>...]`)."""
+
+
+class GuardImageError(GuardError):
+    """Images were given to a guard that must judge them but cannot see them (a text-only Llama Guard checkpoint, or
+    a remote Llama Guard, which is sent token ids): never judged on the text alone, and blocked whatever `on_error`
+    says (`guards.runtime.pipeline`)."""

@@ -1,4 +1,4 @@
-"""The Llama 3 tokenizer in Hugging Face form, built from llama-models' `tokenizer.model`.
+"""The Llama 3 (or Llama 4) tokenizer in Hugging Face form, built from llama-models' `tokenizer.model`.
 
 Used to save tiny checkpoints that load with `AutoTokenizer` exactly like a real Llama 3.1 repository. The special
 tokens must be added after conversion, one by one in id order (128000...): handing them to the converter assigns
@@ -22,12 +22,15 @@ from model.tokenizer import (  # one definition of Meta's specials and split pat
 from model.tokenizer import PAT_STR as PAT_STR
 from model.tokenizer import STOP_TOKENS as STOP_TOKENS
 from model.tokenizer import VOCAB_SIZE as VOCAB_SIZE
+from model.tokenizer import default_tokenizer_model as family_tokenizer_model
 from model.tokenizer import special_token_names as special_token_names
+from model.tokenizer_specs import spec_for
 
 BOS = "<|begin_of_text|>"
 # `eos_token` is the end of an assistant turn, as in Meta's HF repository.
 EOS = "<|eot_id|>"
 PAD = "<|finetune_right_pad_id|>"
+PADS = {"llama3": PAD, "llama4": "<|finetune_right_pad|>"}  # each family's pad token, as in Meta's repositories
 
 
 def default_tokenizer_model() -> Path:
@@ -37,28 +40,30 @@ def default_tokenizer_model() -> Path:
     return Path(meta_tokenizer.__file__).parent / "tokenizer.model"
 
 
-def build_hf_tokenizer(tokenizer_model: Path | None = None) -> PreTrainedTokenizerFast:
-    """Convert Meta's tiktoken ranks into a fast tokenizer with the 256 special tokens at 128000..128255."""
+def build_hf_tokenizer(tokenizer_model: Path | None = None, family: str = "llama3") -> PreTrainedTokenizerFast:
+    """Convert Meta's tiktoken ranks into a fast tokenizer with the family's special tokens after the ranks (Llama 3:
+    256 at 128000..128255; Llama 4: 2,048 at 200000..202047)."""
     from tokenizers import AddedToken, processors
     from transformers.convert_slow_tokenizer import TikTokenConverter
 
     (PreTrainedTokenizerFast,) = transformers_names("PreTrainedTokenizerFast")
 
-    path = Path(tokenizer_model) if tokenizer_model is not None else default_tokenizer_model()
+    spec = spec_for(family)
+    path = Path(tokenizer_model) if tokenizer_model is not None else family_tokenizer_model(family)
     if not path.is_file():
-        raise FileNotFoundError(f"Llama 3 tokenizer ranks not found: {path}")
-    backend = TikTokenConverter(vocab_file=str(path), pattern=PAT_STR).converted()
+        raise FileNotFoundError(f"{family} tokenizer ranks not found: {path}")
+    backend = TikTokenConverter(vocab_file=str(path), pattern=spec.pat_str).converted()
     base_size = backend.get_vocab_size()
-    if base_size != NUM_BASE_TOKENS:
-        raise ValueError(f"{path}: expected {NUM_BASE_TOKENS} BPE ranks, found {base_size}")
-    specials = special_token_names()
+    if base_size != spec.num_base_tokens:
+        raise ValueError(f"{path}: expected {spec.num_base_tokens} BPE ranks, found {base_size}")
+    specials = list(spec.special_names)
     backend.add_special_tokens([AddedToken(name, normalized=False, special=True) for name in specials])
     for offset, name in enumerate(specials):
         token_id = backend.token_to_id(name)
-        if token_id != NUM_BASE_TOKENS + offset:
-            raise ValueError(f"special token {name} got id {token_id}, expected {NUM_BASE_TOKENS + offset}")
+        if token_id != spec.num_base_tokens + offset:
+            raise ValueError(f"special token {name} got id {token_id}, expected {spec.num_base_tokens + offset}")
     # Like Meta's Hugging Face repositories: tokenizer(text) prepends <|begin_of_text|>.
-    bos_id = NUM_BASE_TOKENS
+    bos_id = spec.num_base_tokens
     backend.post_processor = processors.Sequence(
         [
             processors.ByteLevel(trim_offsets=False),
@@ -72,22 +77,22 @@ def build_hf_tokenizer(tokenizer_model: Path | None = None) -> PreTrainedTokeniz
     return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
+        eos_token=spec.eot,
+        pad_token=PADS[family],
         model_max_length=131_072,
         clean_up_tokenization_spaces=False,
     )
 
 
 @cache
-def _cached_tokenizer(tokenizer_model: str) -> PreTrainedTokenizerFast:
-    return build_hf_tokenizer(Path(tokenizer_model))
+def _cached_tokenizer(tokenizer_model: str, family: str) -> PreTrainedTokenizerFast:
+    return build_hf_tokenizer(Path(tokenizer_model), family)
 
 
-def save_hf_tokenizer(directory: Path, tokenizer_model: Path | None = None) -> None:
+def save_hf_tokenizer(directory: Path, tokenizer_model: Path | None = None, family: str = "llama3") -> None:
     """Write tokenizer.json and tokenizer_config.json, loadable by `AutoTokenizer` (conversion cached per process)."""
-    path = Path(tokenizer_model) if tokenizer_model is not None else default_tokenizer_model()
-    _cached_tokenizer(str(path.resolve())).save_pretrained(str(directory))
+    path = Path(tokenizer_model) if tokenizer_model is not None else family_tokenizer_model(family)
+    _cached_tokenizer(str(path.resolve()), family).save_pretrained(str(directory))
     _set_tokenizer_class(Path(directory) / "tokenizer_config.json")
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
+from model.images import ImageData
+
 Role = Literal["system", "user", "assistant", "tool"]
 StopReason = Literal["end_of_turn", "end_of_message"]
 ToolFormat = Literal["json", "function_tag", "pythonic"]
@@ -31,6 +33,9 @@ class Message:
     `special_spans` are the spans of `raw` that the model generated as special ids (see `model.completion`): only
     those are encoded as control tokens. None (a message stored before the marking existed) means none of them: every
     special-token string in `raw` is then encoded as plain text.
+    `images` are a user message's attached images, already checked (`model.images.read_image`): the llama4 family
+    renders them before the message's text, as Meta's `ChatFormat` renders a content list [image, ..., text]; other
+    roles, and the llama3 family, carry none (`PromptFormatError`).
     """
 
     role: Role
@@ -40,6 +45,7 @@ class Message:
     stop_reason: StopReason | None = None
     tool_name: str | None = None
     special_spans: tuple[Span, ...] | None = None
+    images: tuple[ImageData, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ Both read one segment list (`model.prompt_segments`), so they always agree. Fami
 Family llama4 (`model.prompt_llama4`): Meta's Llama 4 format, `meta` dialect only.
 Control tokens come only from the format itself, and from the spans of an assistant message's `raw` that the model
 generated as special ids (`Message.special_spans`); every other piece of content is encoded as plain text.
+Images (`Message.images`, user messages only) exist in the llama4 family alone; `dialog_images` lists a prompt's
+images in the order of their `<|patch|>` tokens, the order a backend takes them in (`GenerationParams.images`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import TYPE_CHECKING, Literal, get_args
 
+from model.images import ImageData
 from model.messages import BUILTIN_TOOLS, TOOL_FORMATS, Message, ToolSpec
 from model.prompt_hf import hf_segments
 from model.prompt_llama4 import llama4_segments
@@ -29,7 +32,8 @@ if TYPE_CHECKING:
 Dialect = Literal["meta", "hf"]
 DIALECTS: tuple[str, ...] = get_args(Dialect)
 
-__all__ = ["DIALECTS", "Dialect", "PromptFormatError", "dialog_segments", "encode_dialog", "render_dialog"]
+__all__ = ["DIALECTS", "Dialect", "PromptFormatError", "dialog_images", "dialog_segments", "encode_dialog",
+           "render_dialog"]
 
 
 def _check(messages: Sequence[Message], spec: ToolSpec, dialect: str, family: str) -> None:
@@ -51,11 +55,23 @@ def _check(messages: Sequence[Message], spec: ToolSpec, dialect: str, family: st
             raise PromptFormatError(f"messages[{index}]: unknown role {message.role!r}")
         if message.role != "assistant" and (message.tool_calls or message.raw is not None):
             raise PromptFormatError(f"messages[{index}]: only assistant messages carry tool calls or raw output")
+        if message.images and message.role != "user":
+            raise PromptFormatError(f"messages[{index}]: only user messages carry images, not {message.role} messages")
+        if message.images and family != "llama4":
+            raise PromptFormatError(
+                f"messages[{index}]: the {family} family takes no images (its models read text only); images need a "
+                "llama4 main model (models.main.family: llama4)"
+            )
         if message.special_spans and message.raw is None:
             raise PromptFormatError(f"messages[{index}]: special_spans mark spans of raw, but the message has no raw")
         for call in message.tool_calls:
             if not call.name:
                 raise PromptFormatError(f"messages[{index}]: a tool call has no name")
+
+
+def dialog_images(messages: Sequence[Message]) -> tuple[ImageData, ...]:
+    """The images the prompt of `messages` carries, in prompt order (each user message's, before its text)."""
+    return tuple(image for message in messages if message.role == "user" for image in message.images)
 
 
 def dialog_segments(

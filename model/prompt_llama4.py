@@ -2,7 +2,7 @@
 `PythonListCustomToolGenerator`, then llama-models' `llama_models.llama4.chat_format.ChatFormat`, encode.
 
     <|begin_of_text|>[<|header_start|>system<|header_end|>\\n\\n SYSTEM <|eot|>]
-    <|header_start|>user<|header_end|>\\n\\n TEXT <|eot|>
+    <|header_start|>user<|header_end|>\\n\\n [IMAGE ...] TEXT <|eot|>
     <|header_start|>assistant<|header_end|>\\n\\n TEXT [f(a=1)] <|eom|>     (a message with calls ends in <|eom|>)
     <|header_start|>ipython<|header_end|>\\n\\n RESULT <|eom|>            (a tool result always ends in <|eom|>)
     <|header_start|>assistant<|header_end|>\\n\\n
@@ -11,15 +11,19 @@ The system message is the Python-list one (`model.tool_prompts_pythonic`, Llama 
 tools are offered only in that format, as in Meta's reference. A call in history is written as Meta writes it back
 (`[name(key=value)]`; built-ins as `name.call(query="...")`; code as it is, with no `<|python_start|>`). An assistant
 message the model generated (`raw`) is re-encoded verbatim with the stop token it generated (its `stop_reason`).
+A user message's images come before its text, each as `model.image_tiles.image_token_strings` lays it out for the
+tile grid of its size (Meta's content list [image, ..., text]); only user messages carry images.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from model.image_tiles import LLAMA4_VISION, VisionSpec, image_grid, image_token_strings
+from model.images import ImageData
 from model.messages import Message, ToolSpec
 from model.prompt_meta import encode_call
-from model.prompt_segments import BOS, PromptFormatError, Segment, Special, Text, raw_segments
+from model.prompt_segments import BOS, ImageSlot, PromptFormatError, Segment, Special, Text, raw_segments
 from model.tool_prompts_pythonic import pythonic_system_text
 
 FAMILY = "llama4"
@@ -51,6 +55,12 @@ def assistant_segments4(message: Message) -> list[Segment]:
     return segments
 
 
+def image_slot(image: ImageData, vision: VisionSpec = LLAMA4_VISION) -> ImageSlot:
+    """An image's place in the prompt: its tokens follow from its size alone (the grid of its tiles)."""
+    grid = image_grid(image.width, image.height, vision)
+    return ImageSlot(image, tuple(image_token_strings(grid, vision)))
+
+
 def llama4_segments(
     messages: Sequence[Message], spec: ToolSpec, *, add_generation_prompt: bool
 ) -> list[Segment]:
@@ -67,7 +77,8 @@ def llama4_segments(
         elif message.role == "tool":
             segments += [*header4("ipython"), Text(message.content), EOM4]
         else:
-            segments += [*header4(message.role), Text(message.content), EOT4]
+            images = [image_slot(image) for image in message.images]
+            segments += [*header4(message.role), *images, Text(message.content), EOT4]
     if add_generation_prompt:
         segments += header4("assistant")
     return segments

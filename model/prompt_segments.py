@@ -1,7 +1,9 @@
 """A prompt as a list of segments: control tokens by name (`Special`) and plain text (`Text`).
 
 Rendering and encoding read the same list, so the prompt string and the token ids cannot disagree. Text is always
-encoded with special tokens disabled: a `<|eot_id|>` typed by a user stays plain text.
+encoded with special tokens disabled: a `<|eot_id|>` typed by a user stays plain text. An image is one `ImageSlot`:
+the image and the control tokens that stand for it (`model.image_tiles.image_token_strings`), rendered as those
+tokens' strings and encoded as their ids.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
+from model.images import ImageData
 from model.messages import Span
 from model.tokenizer import special_token_names
 
@@ -34,7 +37,13 @@ class Text:
     text: str
 
 
-Segment = Special | Text
+@dataclass(frozen=True)
+class ImageSlot:
+    image: ImageData
+    tokens: tuple[str, ...]  # control-token names, `<|image_start|>` ... `<|image_end|>`
+
+
+Segment = Special | Text | ImageSlot
 
 BOS = Special("<|begin_of_text|>")
 EOT = Special("<|eot_id|>")
@@ -71,7 +80,18 @@ def _special_names(family: str) -> frozenset[str]:
 
 
 def render_segments(segments: Iterable[Segment]) -> str:
-    return "".join(seg.name if isinstance(seg, Special) else seg.text for seg in segments)
+    return "".join(_rendered(seg) for seg in segments)
+
+
+def _rendered(seg: Segment) -> str:
+    if isinstance(seg, Special):
+        return seg.name
+    return "".join(seg.tokens) if isinstance(seg, ImageSlot) else seg.text
+
+
+def segment_images(segments: Iterable[Segment]) -> tuple[ImageData, ...]:
+    """The images of a segment list in prompt order: the order of their `<|patch|>` tokens."""
+    return tuple(seg.image for seg in segments if isinstance(seg, ImageSlot))
 
 
 def encode_segments(segments: Iterable[Segment], tokenizer: Llama3Tokenizer, *, merge_text: bool) -> list[int]:
@@ -90,7 +110,10 @@ def encode_segments(segments: Iterable[Segment], tokenizer: Llama3Tokenizer, *, 
         if pending:
             ids.extend(tokenizer.encode("".join(pending)))
             pending = []
-        ids.append(tokenizer.special_id(seg.name))
+        if isinstance(seg, ImageSlot):
+            ids.extend(tokenizer.special_id(name) for name in seg.tokens)
+        else:
+            ids.append(tokenizer.special_id(seg.name))
     if pending:
         ids.extend(tokenizer.encode("".join(pending)))
     return ids

@@ -15,6 +15,8 @@ from model import versioned_dir
 from model.backends.construction import constructing
 from model.hf_import import quiet_hf_progress
 from model.hf_tokenizer import BOS, STOP_TOKENS, VOCAB_SIZE, default_tokenizer_model, save_hf_tokenizer
+from model.tiny_llama4 import NAME as LLAMA4_VISION_NAME
+from model.tiny_llama4 import build_tiny_llama4_vision
 
 # Bump when the architecture, tokenizer files or layout change: directories built by another version are rebuilt.
 TINY_VERSION = "tiny-llama-1"
@@ -143,15 +145,22 @@ def ensure_tiny_main(directory: Path | None = None) -> Path:
     return build_tiny_llama(Path(directory or default_tiny_dir()) / MAIN_MODEL_NAME)
 
 
+def ensure_tiny_llama4_vision(directory: Path | None = None) -> Path:
+    """The tiny Llama 4 main model with its vision tower (`model.tiny_llama4`), built on first use."""
+    return build_tiny_llama4_vision(Path(directory or default_tiny_dir()) / LLAMA4_VISION_NAME)
+
+
 def ensure_tiny_model(name: str, directory: Path | None = None) -> Path:
-    """`tiny:NAME` at the model layer: the main model (built on first use) or an already-built tiny model of another
+    """`tiny:NAME` at the model layer: a main model (built on first use) or an already-built tiny model of another
     kind (guards are built by the layer above: `assistant dev tiny-models`). ValueError names the problem."""
     if name == MAIN_MODEL_NAME:
         return ensure_tiny_main(directory)
+    if name == LLAMA4_VISION_NAME:
+        return ensure_tiny_llama4_vision(directory)
     path = Path(directory or default_tiny_dir()) / name
     if name and "/" not in name and (path / "config.json").is_file():
         return path
     raise ValueError(
-        f"unknown tiny model {name!r} for a main model; available: {MAIN_MODEL_NAME} "
+        f"unknown tiny model {name!r} for a main model; available: {MAIN_MODEL_NAME}, {LLAMA4_VISION_NAME} "
         "(tiny guard models: llama-guard, prompt-guard, prompt-guard-2, built by `assistant dev tiny-models`)"
     )

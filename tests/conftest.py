@@ -76,6 +76,14 @@ def tiny_llama_dir(tiny_models_cache: Path) -> Path:
     return build_tiny_llama(tiny_models_cache / MAIN_MODEL_NAME)
 
 
+@pytest.fixture(scope="session")
+def tiny_llama4_vision_dir(tiny_models_cache: Path) -> Path:
+    """The tiny random-weight Llama 4 with its vision tower (`tiny:llama4-vision`, model/tiny_llama4.py)."""
+    from model.tiny import ensure_tiny_llama4_vision
+
+    return ensure_tiny_llama4_vision(tiny_models_cache)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def tiny_guard_dirs(tiny_models_cache: Path) -> dict[str, Path]:
     """The tiny trained guard models (`llama-guard`, `prompt-guard`, `prompt-guard-2`), built once into

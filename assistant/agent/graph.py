@@ -55,12 +55,14 @@ from assistant.agent.routes import (
     ToReview,
 )
 from assistant.agent.state import AgentState
-from assistant.agent.tracing import start_turn, traced_turn
+from assistant.agent.tracing import start_turn, traced_turn, tracing_on
 from assistant.agent.turn import TurnContext, guard_context
 from assistant.events import ApprovalRequested, Error, Event, Final, Notice, verdict_events
+from assistant.images import ImagesRefused, refuse_images
 from assistant.storage import claim_approval, release_approval
 from guards.audit.log import arguments_text
 from guards.runtime.gate import judge, policy_hash, record
+from model.images import ImageData
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +145,7 @@ class PendingApproval:
     thread_id: str
     request: ApprovalRequested
     checkpoint_id: str = ""  # the stored state that waits (with the call id: what a decision claims)
+    traceparent: str | None = None  # the paused turn's span, when it was traced (assistant.agent.tracing)
 
 
 def compile_graph(nodes: GraphNodes | None = None) -> Graph:
@@ -178,7 +181,8 @@ class Agent:
         for task in snapshot.tasks:
             for item in task.interrupts:
                 checkpoint_id = str(((snapshot.config or {}).get("configurable") or {}).get("checkpoint_id") or "")
-                return PendingApproval(thread_id, approval_event(item.value), checkpoint_id)
+                return PendingApproval(thread_id, approval_event(item.value), checkpoint_id,
+                                       item.value.get("traceparent"))
         return None
 
     async def state(self, thread_id: str) -> dict[str, Any]:
@@ -193,12 +197,13 @@ class Agent:
         approve: ApproveCallback | None = None,
         resume: Decision | None = None,
         interface: str = "api",
+        images: tuple[ImageData, ...] = (),
     ) -> AsyncIterator[Event]:
         """One turn (or the rest of a paused one, with `resume`) as events. The last event is Final, Refusal or
         Error, or ApprovalRequested when the turn waits for a decision and no `approve` callback was given.
         `resume` must name the call it decides (`Decision.call_id`, the pending ApprovalRequested's): a decision for
         any other call raises StaleApproval. `interface` names who answers approvals in the audit log (api, cli,
-        tui, server, ...)."""
+        tui, server, ...). `images` (checked by model.images.read_image) are judged with `text` and go with it."""
         if resume is not None and not resume.call_id:
             raise ValueError(
                 "a decision that resumes a thread must name the call it decides: Decision(..., call_id=request.call_id)"
@@ -208,13 +213,18 @@ class Agent:
         digest = policy_hash(self.deps.policy)
         record(self.deps.pipeline, "run_start", thread_id=thread_id, policy_hash=digest, interface=interface,
                resume=resume is not None)
-        turn = start_turn(self.deps, thread_id, digest, resume=resume is not None, interface=interface)
+        paused = None
+        if resume is not None and tracing_on(self.deps):  # the paused turn's trace, continued (read only if traced)
+            waiting = await self.pending_approval(thread_id)
+            paused = waiting.traceparent if waiting is not None else None
+        turn = start_turn(self.deps, thread_id, digest, resume=resume is not None, interface=interface,
+                          paused=paused)
         # From reading the pending approval until the run has written the thread: one stream per thread here, and a
         # claim in the store per decision against other processes (released at the end, after the write).
         claims: list[tuple[str, str, str]] = []
         async with THREAD_LOCKS.hold(thread_id):
             try:
-                locked = self._stream_locked(text, thread_id, approve, resume, interface, stamp, claims)
+                locked = self._stream_locked(text, thread_id, approve, resume, interface, stamp, claims, images)
                 before = self.admitted_input  # the input guard of this run stores a new one when it passes
                 traced = traced_turn(turn, locked, text=text, deps=self.deps,
                                      admitted=lambda: self.admitted_input not in (None, before))
@@ -226,7 +236,7 @@ class Agent:
 
     async def _stream_locked(
         self, text: str | None, thread_id: str, approve: ApproveCallback | None, resume: Decision | None,
-        interface: str, stamp: Stamp, claims: list[tuple[str, str, str]],
+        interface: str, stamp: Stamp, claims: list[tuple[str, str, str]], images: tuple[ImageData, ...] = (),
     ) -> AsyncGenerator[Event, None]:
         pending = await self.pending_approval(thread_id)
         if resume is not None:
@@ -247,11 +257,16 @@ class Agent:
                 yield stamp(Error(kind="bad_input", message=f"the message has {len(text):,} characters; the policy "
                                   f"allows at most {limit:,} (agent.max_input_chars)"))
                 return
+            try:  # every surface checked already; the agent holds the rule too, before anything runs or is stored
+                refuse_images(self.deps.policy, self.deps.pipeline, self.deps.backend, images)
+            except ImagesRefused as exc:
+                yield stamp(Error(kind="bad_input", message=str(exc)))
+                return
             graph_input = {"turn": {}}
         # The run's context, built once: the user's text reaches the input guard as `runtime.context.text`, never
         # through the checkpointed state. A generation started ahead of the guards lives in this run only:
         # whatever is left of it at the end (a block, an error, a step limit) is cancelled, unread.
-        context = TurnContext(self.deps, thread_id, text=text or "")
+        context = TurnContext(self.deps, thread_id, text=text or "", images=images if resume is None else ())
         try:
             async for event in self._run(graph_input, context, stamp, approve, interface, claims):
                 yield event

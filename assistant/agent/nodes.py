@@ -9,6 +9,7 @@ given to a tool; every guard error ends the turn as a guard-error refusal (fail 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any, Literal
 
@@ -39,6 +40,7 @@ from guards.policy.registry import CODE_SHIELD, MODEL_OUTPUT, USER_INPUT
 from guards.runtime.gate import Judgement, judge, record
 from model import telemetry
 from model.backends.base import GenerationParams
+from model.prompt_format import dialog_images
 
 __all__ = ["APPROVAL", "EXECUTE", "INPUT_GUARD", "MODEL", "REVIEW", "input_guard", "model"]  # names: routes.py
 
@@ -102,15 +104,18 @@ async def input_guard(state: AgentState, runtime: Runtime[TurnContext]) -> Comma
         if checked.stopped is not None:
             return Command(update=refuse_stored(ctx, checked.stopped, checked.stopped_index), goto=END)
         messages = checked.messages
-    # The model starts on the message while the guards read it; its output is used only if they pass.
-    await speculate(ctx, [*messages, {"role": "user", "content": text}], dropped=state.get("dropped", 0),
-                    turn_start=len(messages))
-    judgement = await ctx.judge("user_text", text, messages)
+    message: MessageDict = {"role": "user", "content": text}
+    if ctx.images:
+        message["images"] = [image.to_dict() for image in ctx.images]
+    else:  # The model starts on the message while the guards read it; its output is used only if they pass. Never
+        # with images: no model reads an image's pixels before its guard passed it.
+        await speculate(ctx, [*messages, message], dropped=state.get("dropped", 0), turn_start=len(messages))
+    judgement = await ctx.judge("user_text", text, messages, images=ctx.images)
     if not judgement.passed:
         await ctx.speculation.discard()
         return Command(update=refuse(ctx, {"messages": messages, "turn": {}}, USER_INPUT, judgement), goto=END)
     turn = new_turn(len(messages))
-    messages.append(seal({"role": "user", "content": text}, judgement))
+    messages.append(seal(message, judgement))
     return Command(update={"messages": messages, "turn": turn, LEDGER: VERSION}, goto=MODEL)
 
 
@@ -130,9 +135,11 @@ def refuse_stored(ctx: TurnContext, judgement: Judgement, index: int | None) -> 
 # --- model ------------------------------------------------------------------------------------------------------
 
 
-def generation_params(deps: AgentDeps) -> GenerationParams:
+def generation_params(deps: AgentDeps, window: Window) -> GenerationParams:
+    """The policy's sampling settings, and the window's images: the model reads exactly the images its prompt holds."""
     main = deps.policy.models.main
-    return GenerationParams(max_new_tokens=main.max_new_tokens, temperature=main.temperature, top_p=main.top_p)
+    return GenerationParams(max_new_tokens=main.max_new_tokens, temperature=main.temperature, top_p=main.top_p,
+                            images=window.images)
 
 
 def prompt_window(
@@ -142,8 +149,10 @@ def prompt_window(
     that may be encoded (any window is a suffix of messages[dropped:]) must carry a matching judgement record
     (`provenance.admit`; raises Unjudged), checked once before the window is fitted."""
     admit(messages[dropped:], first_index=dropped, unsealed_tail=unsealed_tail)
-    return fit_window(messages, lambda ms: deps.encode([message_from_dict(m) for m in ms]), budget=deps.prompt_budget,
-                      already_dropped=dropped, current_turn_start=turn_start)
+    window = fit_window(messages, lambda ms: deps.encode([message_from_dict(m) for m in ms]),
+                        budget=deps.prompt_budget, already_dropped=dropped, current_turn_start=turn_start)
+    with_images = [message_from_dict(m) for m in messages[window.start:] if m.get("images")]
+    return dataclasses.replace(window, images=dialog_images(with_images)) if with_images else window
 
 
 async def speculate(ctx: TurnContext, messages: list[MessageDict], *, dropped: int, turn_start: int) -> None:
@@ -155,7 +164,7 @@ async def speculate(ctx: TurnContext, messages: list[MessageDict], *, dropped: i
         window = prompt_window(ctx.deps, messages, dropped=dropped, turn_start=turn_start, unsealed_tail=1)
     except (ContextOverflow, Unjudged):
         return
-    await ctx.speculation.start(ctx.deps.backend, window.prompt_ids, generation_params(ctx.deps))
+    await ctx.speculation.start(ctx.deps.backend, window.prompt_ids, generation_params(ctx.deps, window))
 
 
 class CompletionGate:
@@ -212,7 +221,7 @@ async def model(state: AgentState, runtime: Runtime[TurnContext]) -> Command[Lit
     if window.newly_dropped:
         ctx.emit(Notice(kind="context_trimmed", message=f"The {window.newly_dropped} oldest messages no longer fit "
                         "the model's context window and were left out of the prompt."))
-    params = generation_params(deps)
+    params = generation_params(deps, window)
     generation = await ctx.speculation.take(window.prompt_ids, params)
     if generation is None:  # nothing ran ahead for exactly this prompt
         generation = Generation(deps.backend, window.prompt_ids, params)

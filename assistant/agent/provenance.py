@@ -14,6 +14,8 @@ history it judged keys this same digest with its own secret (`assistant/server/t
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 from collections.abc import Sequence
@@ -28,7 +30,7 @@ VERSION = 1
 # it when the turn was stopped (the answer stream releases text only after a check covering it passed)
 TRUSTED_SOURCES = ("policy", "agent", "shown")
 # The fields the encoder reads (assistant.agent.state.message_from_dict), so the record covers all the model sees.
-VISIBLE = ("role", "content", "tool_calls", "raw", "stop_reason", "tool_name", "special_spans")
+VISIBLE = ("role", "content", "tool_calls", "raw", "stop_reason", "tool_name", "special_spans", "images")
 
 MessageDict = dict[str, Any]
 Source = Literal["policy", "agent", "shown"]
@@ -46,6 +48,8 @@ class Unjudged(Exception):
 def digest(message: MessageDict) -> str:
     """sha256 over exactly what the model will see of `message` (canonical JSON of its visible fields)."""
     visible = {key: message[key] for key in VISIBLE if message.get(key) not in (None, "", [], ())}
+    if "images" in visible:  # an image counts by its digest; reading it back checks its bytes against that digest
+        visible["images"] = image_digests(message)
     canonical = json.dumps(visible, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=list)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -58,6 +62,11 @@ def judged_text(message: MessageDict) -> str:
     calls = [json.dumps({"name": c["name"], "parameters": c.get("arguments") or {}}, ensure_ascii=False)
              for c in message.get("tool_calls") or ()]
     return "\n".join(part for part in (message.get("content") or "", *calls) if part)
+
+
+def image_digests(message: MessageDict) -> list[str]:
+    """The sha256 of each image a message carries (a user's attached images), in order."""
+    return [str(image["sha256"]) for image in message.get("images") or ()]
 
 
 def call_text(call: dict[str, Any]) -> str:
@@ -73,6 +82,8 @@ def seal(message: MessageDict, judgement: Judgement, *calls: Judgement) -> Messa
             raise ValueError(f"a {one.outcome} judgement cannot let a message in")
     if judgement.text != judged_text(message):
         raise ValueError(f"the {judgement.path} judgement covers other text than this {message['role']} message")
+    if list(judgement.images) != image_digests(message):
+        raise ValueError(f"the {judgement.path} judgement covers other images than this {message['role']} message")
     if [one.text for one in calls] != [call_text(c) for c in message.get("tool_calls") or ()][: len(calls)]:
         raise ValueError("the tool_call judgements cover other calls than this message's")
     stages = [result.stage for one in (judgement, *calls) for result in one.results]
@@ -103,7 +114,17 @@ def record_problem(message: MessageDict) -> str | None:
         return "has no judgement on record"
     if record.get("sha256") != digest(message):
         return f"does not match its record (the {record.get('path', '?')} judgement was of other text)"
+    for image in message.get("images") or ():  # the record names each image by digest: the bytes must still be it
+        if not isinstance(image, dict) or image_bytes_digest(image) != image.get("sha256"):
+            return "holds an image whose bytes are not the image that was judged"
     return None
+
+
+def image_bytes_digest(image: dict[str, Any]) -> str | None:
+    try:
+        return hashlib.sha256(base64.b64decode(str(image.get("data", "")), validate=True)).hexdigest()
+    except (binascii.Error, ValueError):
+        return None
 
 
 def admit(messages: Sequence[MessageDict], *, first_index: int = 0, unsealed_tail: int = 0) -> None:

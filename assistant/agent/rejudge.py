@@ -10,6 +10,7 @@ from typing import Any
 
 from assistant.agent.provenance import MessageDict, call_text, judged_text, record_problem, seal
 from guards.runtime.gate import ROLE_PATHS, TOOL_CALL_PATH, Judgement, judge
+from model.images import ImageData
 
 CONTEXT_MESSAGES = 4  # earlier user/assistant messages Llama Guard sees as context (as the agent does)
 
@@ -28,7 +29,8 @@ async def judge_message(
 ) -> tuple[MessageDict | None, Judgement]:
     """`message` sealed when its role's path and each of its calls passed; else None and the judgement that did not."""
     common: dict[str, Any] = {"conversation": conversation, "thread_id": thread_id, "on_result": on_result}
-    judgement = await judge(pipeline, ROLE_PATHS[message["role"]], judged_text(message), **common)
+    images = tuple(ImageData.from_dict(image) for image in message.get("images") or ())
+    judgement = await judge(pipeline, ROLE_PATHS[message["role"]], judged_text(message), images=images, **common)
     if not judgement.passed:
         return None, judgement
     calls = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal, TypedDict
 
+from model.images import ImageData
 from model.messages import Message, ToolCall
 
 MessageDict = dict[str, Any]
@@ -56,6 +57,7 @@ def message_from_dict(data: MessageDict) -> Message:
         raw=data.get("raw"),
         stop_reason=data.get("stop_reason"),
         tool_name=data.get("tool_name"),
+        images=tuple(ImageData.from_dict(image) for image in data.get("images") or ()),
         **extra,
     )
 

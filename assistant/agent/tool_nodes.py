@@ -20,6 +20,7 @@ from assistant.agent.nodes import after_failure, refuse, speculate
 from assistant.agent.provenance import seal, seal_trusted
 from assistant.agent.routes import APPROVAL, END, EXECUTE, MODEL, ToApproval, ToEnd, ToExecute, ToModel
 from assistant.agent.state import AgentState, CallDict, MessageDict, TurnData, untrusted_in_view
+from assistant.agent.tracing import paused_trace
 from assistant.agent.turn import TurnContext
 from assistant.events import ToolCallProposed, ToolResult
 from model.messages import ToolCall
@@ -78,7 +79,7 @@ async def approval(state: AgentState) -> Command[ToExecute]:
             continue
         answer = interrupt({
             "call_id": call["call_id"], "name": call["name"], "arguments": call["arguments"],
-            "reason": call.get("reason", ""),
+            "reason": call.get("reason", ""), **paused_trace(),  # a later `resume` continues this trace
         })
         decision = coerce_decision(answer)
         if decision.call_id and decision.call_id != call["call_id"]:  # a decision on another call: never runs

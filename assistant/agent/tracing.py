@@ -17,6 +17,7 @@ from typing import Any
 from assistant.agent.deps import AgentDeps
 from assistant.events import ApprovalRequested, Error, Event, Final, Refusal
 from model import telemetry
+from model.telemetry.propagation import link_to, remote_context, traceresponse
 
 logger = logging.getLogger(__name__)
 _reported: set[str] = set()  # each telemetry misconfiguration is logged once per process, not per turn
@@ -40,11 +41,17 @@ def settings_for(policy: Any) -> telemetry.Settings | None:
 
 
 def start_turn(deps: AgentDeps, thread_id: str, policy_digest: str, *, resume: bool,
-               interface: str) -> telemetry.Trace | None:
-    """The turn's span, a child of the current trace (the server's request span) if any; None when not tracing."""
-    tracer = telemetry.tracer_for(settings_for(deps.policy))
+               interface: str, paused: str | None = None) -> telemetry.Trace | None:
+    """The turn's span, a child of the current trace (the server's request span) if any; None when not tracing.
+    `paused`: the traceparent of the turn a resumed run continues (`paused_trace`): without a current trace the run
+    is that turn's child, in its trace; under one (a server request) it links to it."""
+    settings = settings_for(deps.policy)
+    tracer = telemetry.tracer_for(settings)
     if tracer is None:
         return None
+    parent = telemetry.current()
+    origin = remote_context(paused) if parent is None else None
+    link = link_to(paused) if parent is not None else None
     return telemetry.start(tracer, "invoke_agent assistant", {
         "gen_ai.operation.name": "invoke_agent",
         "gen_ai.agent.name": "assistant",
@@ -53,7 +60,18 @@ def start_turn(deps: AgentDeps, thread_id: str, policy_digest: str, *, resume: b
         "assistant.policy_hash": policy_digest,
         "assistant.interface": interface,
         "assistant.resume": resume,
-    }, parent=telemetry.current())
+    }, parent=parent, remote=origin, settings=settings, links=(link,) if link is not None else ())
+
+
+def tracing_on(deps: AgentDeps) -> bool:
+    return settings_for(deps.policy) is not None
+
+
+def paused_trace() -> dict[str, str]:
+    """What an approval's wait stores of the trace it pauses (the current span's traceparent), so that the run that
+    resumes it, maybe days later in another process, continues that trace; {} when not tracing."""
+    trace = telemetry.current()
+    return {} if trace is None else {"traceparent": traceresponse(trace)}
 
 
 def traced_turn(trace: telemetry.Trace | None, events: AsyncGenerator[Event, None], *, text: str | None,
@@ -99,4 +117,4 @@ def _outcome(event: Event, mode: telemetry.TextMode) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["settings_for", "start_turn", "traced_turn"]
+__all__ = ["paused_trace", "settings_for", "start_turn", "traced_turn", "tracing_on"]

@@ -10,6 +10,7 @@ the thread id for the audit log, and each stage's verdicts emitted as they come.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ from assistant.agent.state import MessageDict
 from assistant.events import Event, verdict_events
 from guards.runtime.gate import Judgement, Path, judge
 from guards.verdict import StageResult
+from model.images import ImageData
 from model.messages import ToolCall
 from tools.executor import Produced, Ran, Review
 from tools.rules import TurnState
@@ -51,6 +53,7 @@ class TurnContext:
     deps: AgentDeps
     thread_id: str
     text: str = ""  # the user's new message; "" when the run resumes a paused turn
+    images: tuple[ImageData, ...] = ()  # the images attached to it, judged with it (model.images)
     speculation: SpeculationSlot = field(default_factory=SpeculationSlot)  # the model running ahead of the guards
     emit: Emit = stream_event
 
@@ -62,10 +65,24 @@ class TurnContext:
         """`emit_verdicts` for the stages that judge `call` (its review, its result): the events name the call."""
         return lambda result: self.emit_verdicts(result, call.call_id)
 
-    async def judge(self, path: Path, text: str, messages: Sequence[MessageDict], code: str | None = None) -> Judgement:
-        """`guards.runtime.gate.judge` with the thread's conversation as context."""
+    async def judge(self, path: Path, text: str, messages: Sequence[MessageDict], code: str | None = None,
+                    images: tuple[ImageData, ...] = ()) -> Judgement:
+        """`guards.runtime.gate.judge` with the thread's conversation as context; `images` go with `text`, and the
+        verdicts of the guards that saw them name them."""
+        on_result: Callable[[StageResult], None] = self.emit_verdicts
+        if images:
+            labels = tuple(image.label for image in images)
+            pipeline = self.deps.pipeline
+
+            def name_images(result: StageResult) -> None:
+                seeing = set(pipeline.image_guards(result.stage))
+                for event in verdict_events(result, None):
+                    self.emit(dataclasses.replace(event, images=labels) if event.guard in seeing else event)
+
+            on_result = name_images
+
         return await judge(self.deps.pipeline, path, text, conversation=guard_context(messages), code=code,
-                           thread_id=self.thread_id, on_result=self.emit_verdicts)
+                           thread_id=self.thread_id, on_result=on_result, images=images)
 
     async def review(self, call: ToolCall, rules: TurnState, messages: Sequence[MessageDict]) -> Review:
         """A proposed call through the tool path's guards and rules (`ToolPath.review`)."""

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from assistant.agent.state import MessageDict
+from model.images import ImageData
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class Window:
     start: int  # first message index that goes into the prompt
     prompt_ids: list[int]
     newly_dropped: int  # messages dropped by this call (0 = nothing changed)
+    images: tuple[ImageData, ...] = ()  # the prompt's images in prompt order (GenerationParams.images)
 
 
 class ContextOverflow(Exception):

@@ -82,8 +82,11 @@ def exit_code_for(result: Any) -> int:
 @click.option("--role", type=click.Choice(["user", "agent"]), default=None,
               help="Whose text it is (default: agent for model_output, user otherwise).")
 @click.option("--language", default=None, help="Language of the code (code stage; default python).")
+@click.option("--image", "image_paths", multiple=True, type=click.Path(path_type=Path),
+              help="An image judged with TEXT (repeatable); needs a guard on STAGE that sees images (Llama Guard 4).")
 @click.argument("text")
-def check(policy_path: Path, stage: str, role: str | None, language: str | None, text: str) -> None:
+def check(policy_path: Path, stage: str, role: str | None, language: str | None, image_paths: tuple[Path, ...],
+          text: str) -> None:
     """Run STAGE's guards from the policy on TEXT (or @FILE, or - for stdin) and print the verdicts as JSON."""
     policy = _load_policy(policy_path)
     content = _read_text(text)
@@ -99,10 +102,30 @@ def check(policy_path: Path, stage: str, role: str | None, language: str | None,
         )
     except (ValueError, OSError) as exc:  # a tiny guard that cannot be built, an unusable audit path
         _fail(str(exc))
+    images = _images_or_exit(policy, pipeline, stage, image_paths)
     pipeline_role = "assistant" if role == "agent" else "user"
-    result = asyncio.run(pipeline.check(stage, content, role=pipeline_role, language=language))
+    result = asyncio.run(pipeline.check(stage, content, role=pipeline_role, language=language, images=images))
     click.echo(json.dumps(contract_result(result), ensure_ascii=False))
     sys.exit(exit_code_for(result))
+
+
+def _images_or_exit(policy: Any, pipeline: GuardPipeline, stage: str, paths: tuple[Path, ...]) -> tuple[Any, ...]:
+    """The --image files, read under the policy's limits; exit 2 when none of STAGE's guards sees images (they
+    would judge the text alone) or a file is not an acceptable image."""
+    from assistant.images import ImageError, read_image_files
+
+    if not paths:
+        return ()
+    if not policy.images.enabled:
+        _fail("this policy does not accept images (images.enabled: false)")
+    if not pipeline.image_guards(stage):
+        guards = ", ".join(pipeline.enabled_guards(stage)) or "none"
+        _fail(f"no guard of the {stage} stage sees images (its guards: {guards}); images need Llama Guard 4 "
+              "judging in process (models.llama_guard.variant: \"4\")")
+    try:
+        return read_image_files(policy, paths)
+    except ImageError as exc:
+        _fail(str(exc))
 
 
 @guard.command("prompt")

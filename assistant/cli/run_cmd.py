@@ -82,20 +82,43 @@ def ask_on_terminal(request: ApprovalRequested):  # -> Decision, bound to the ca
 @click.option("--approve", "approve_mode", type=click.Choice(["ask", "always", "never"]), default="ask",
               show_default=True, help="What to do when a tool call needs a human's approval.")
 @click.option("--thread", "thread_id", default=None, help="Continue (or start) this conversation thread.")
+@click.option("--image", "image_paths", multiple=True, type=click.Path(path_type=Path),
+              help="Attach an image (PNG, JPEG, WebP) to TEXT; repeatable. Needs a policy whose guards see images.")
 @click.option("--db", "db_path", type=click.Path(path_type=Path), default=None,
               help="SQLite file for conversations (default: under the data dir).")
 @click.option("-v", "--verbose", count=True, help="Log to stderr: -v info, -vv debug (default: no logging).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               default=None, help="Log to stderr from this level on (overrides -v).")
 def run(text: str, policy_path: Path, model_spec: str | None, as_json: bool, approve_mode: str,
-        thread_id: str | None, db_path: Path | None, verbose: int, log_level: str | None) -> None:
+        thread_id: str | None, image_paths: tuple[Path, ...], db_path: Path | None, verbose: int,
+        log_level: str | None) -> None:
     """Run one guarded agent turn on TEXT and print the answer (exit 0), refusal (3) or error."""
     level = level_for(verbose, log_level)
     if level is not None:
         configure_logging(level)
     assistant = _build_or_exit(policy_path, model_spec, db_path, approver_for(approve_mode), as_json)
-    code = asyncio.run(_consume(assistant, text, thread_id, as_json))
+    images = _images_or_exit(assistant, image_paths, as_json)
+    code = asyncio.run(_consume(assistant, text, thread_id, as_json, images))
     sys.exit(code)
+
+
+def _images_or_exit(assistant: Assistant, paths: tuple[Path, ...], as_json: bool) -> tuple[Any, ...]:
+    """The --image files, read and checked; exit 2 with the reason when this policy cannot take them (before any
+    model sees anything) or a file is not an acceptable image."""
+    from assistant.images import ImageError, ImagesRefused, images_refusal, refuse_images
+
+    if not paths:
+        return ()
+    try:
+        if (why := images_refusal(assistant.policy, assistant.pipeline, assistant.backend)) is not None:
+            raise ImagesRefused(why)
+        images = assistant.read_images(paths)
+        refuse_images(assistant.policy, assistant.pipeline, assistant.backend, images)
+    except (ImageError, ImagesRefused) as exc:
+        click.echo(f"error: {exc}", err=True)
+        _fail("bad_input", str(exc), as_json)
+        sys.exit(exit_codes.BAD_INPUT)
+    return images
 
 
 def _fail(kind: str, message: str, as_json: bool) -> None:
@@ -126,7 +149,7 @@ def _build_or_exit(policy_path: Path, model_spec: str | None, db_path: Path | No
         sys.exit(exit_codes.BAD_INPUT)
 
 
-async def _consume(assistant, text: str, thread_id: str | None, as_json: bool) -> int:
+async def _consume(assistant, text: str, thread_id: str | None, as_json: bool, images: tuple[Any, ...] = ()) -> int:
     import contextlib
     import signal
 
@@ -146,7 +169,7 @@ async def _consume(assistant, text: str, thread_id: str | None, as_json: bool) -
 
     loop.add_signal_handler(signal.SIGINT, interrupt)
     try:
-        async with contextlib.aclosing(assistant.stream(text, thread=thread_id)) as stream:
+        async with contextlib.aclosing(assistant.stream(text, thread=thread_id, images=images)) as stream:
             async for event in stream:
                 events.append(event)
                 if as_json:

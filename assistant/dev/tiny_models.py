@@ -12,9 +12,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from assistant.dev.tiny_guards.builder import TINY_GUARD_NAMES, build_tiny_guards, ensure_tiny_guard
-from model.tiny import MAIN_MODEL_NAME, default_tiny_dir, ensure_tiny_main
+from model.tiny import (
+    LLAMA4_VISION_NAME,
+    MAIN_MODEL_NAME,
+    default_tiny_dir,
+    ensure_tiny_llama4_vision,
+    ensure_tiny_main,
+)
 
-TINY_MODEL_NAMES: tuple[str, ...] = (MAIN_MODEL_NAME, *TINY_GUARD_NAMES)
+TINY_MODEL_NAMES: tuple[str, ...] = (MAIN_MODEL_NAME, LLAMA4_VISION_NAME, *TINY_GUARD_NAMES)
 
 
 def tiny_models_dir(directory: Path | None = None) -> Path:
@@ -24,7 +30,8 @@ def tiny_models_dir(directory: Path | None = None) -> Path:
 def build_tiny_models(directory: Path | None = None) -> dict[str, Path]:
     """Build (once per version) every tiny model under `directory`; return name -> directory."""
     root = tiny_models_dir(directory)
-    return {MAIN_MODEL_NAME: ensure_tiny_main(root), **build_tiny_guards(root)}
+    return {MAIN_MODEL_NAME: ensure_tiny_main(root), LLAMA4_VISION_NAME: ensure_tiny_llama4_vision(root),
+            **build_tiny_guards(root)}
 
 
 def ensure_tiny_model(name: str, directory: Path | None = None) -> Path:
@@ -33,6 +40,8 @@ def ensure_tiny_model(name: str, directory: Path | None = None) -> Path:
     root = tiny_models_dir(directory)
     if name == MAIN_MODEL_NAME:
         return ensure_tiny_main(root)
+    if name == LLAMA4_VISION_NAME:
+        return ensure_tiny_llama4_vision(root)
     if name in TINY_GUARD_NAMES:
         return ensure_tiny_guard(name, root)
     raise ValueError(f"unknown tiny model {name!r}; available: {', '.join(TINY_MODEL_NAMES)}")

@@ -41,6 +41,7 @@ from guards.runtime.gate import Judgement, judge
 from guards.verdict import StageResult
 from model.backends.base import BackendStats, GenerationParams, ModelBackend
 from model.constraint import OutputConstraint
+from model.images import ImageData
 from model.messages import BUILTIN_TOOLS, ToolDefinition, ToolSpec
 from tools.base import Tool, ToolOutput
 
@@ -116,6 +117,10 @@ class TimedBackend:
     @property
     def speculation_ok(self) -> bool:
         return self._backend.speculation_ok
+
+    @property
+    def accepts_images(self) -> bool:
+        return self._backend.accepts_images
 
     def load(self) -> object:  # the server loads every model before it is ready
         return self._backend.load()
@@ -197,7 +202,7 @@ class Bridge:
     async def stream(
         self, saver: BaseCheckpointSaver[Any], thread_id: str, seed: Seed, user_text: str | None,
         tools: tuple[ClientTool, ...], records: dict[str, str],
-        backend: Callable[[ModelBackend], ModelBackend] | None = None,
+        backend: Callable[[ModelBackend], ModelBackend] | None = None, images: tuple[ImageData, ...] = (),
     ) -> AsyncIterator[Event | ClientToolCalls]:
         """One turn on a fresh thread seeded with `seed`; the agent's events (plus ClientToolCalls). `backend`
         wraps the main model for this turn only (the request's settings and usage: `sampling.RequestBackend`)."""
@@ -207,7 +212,7 @@ class Bridge:
         agent = Agent(deps, saver, compiled=self.graph)
         self.seeds[thread_id] = seed
         try:
-            async for event in agent.stream(user_text, thread_id=thread_id, interface="server"):
+            async for event in agent.stream(user_text, thread_id=thread_id, interface="server", images=images):
                 yield event
         finally:
             self.seeds.pop(thread_id, None)

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import Request  # this module is imported only when serving: fastapi resolves handler annotations here
 
 from assistant.api import Assistant
+from assistant.images import body_allowance, images_refusal
 from assistant.server import chat_routes, threads_routes
 from assistant.server.admission import Admission
 from assistant.server.agent_bridge import Bridge, TimedBackend
@@ -59,6 +60,7 @@ class Server:
     bridge: Bridge = field(init=False)
     _owners: ThreadOwners | None = field(default=None, init=False, repr=False)
     ready: bool = False
+    images_taken: bool = False  # this policy judges images and its main model takes them (assistant/images.py)
     load_errors: list[str] = field(default_factory=list)
     model_name: str = SERVED_MODEL
 
@@ -111,7 +113,14 @@ class Server:
                 log.error("%s failed to load: %s", name, result)
         self.assistant = bot
         self.bridge = Bridge(bot.deps)
+        self.images_taken = images_refusal(self.policy, bot.pipeline, bot.backend) is None
         self.ready = True
+
+    @property
+    def body_limit(self) -> int:
+        """`server.max_body_bytes`, plus room for a message's images (inline, base64) where images are taken."""
+        extra = body_allowance(self.policy) if self.images_taken else 0
+        return self.policy.server.max_body_bytes + extra
 
     def authenticate(self, request: Any) -> str:
         key_id = self.keys.identify(request.headers.get("authorization"))
@@ -230,7 +239,7 @@ def create_app(settings: ServerSettings) -> Any:
         return await threads_routes.post_approval(server, request, thread_id, caller(request))
 
     # Outside in: trace, count, refuse by headers (Host, Origin, Content-Type), bound the body, bound its nesting.
-    limited = BodyLimit(JsonDepthLimit(api), lambda: server.policy.server.max_body_bytes)
+    limited = BodyLimit(JsonDepthLimit(api), lambda: server.body_limit)
     metered = RequestMetrics(Perimeter(limited, keyless=lambda: not server.keys.enabled), lambda: server.metrics)
     app = TraceContext(metered, lambda: server.policy)  # outermost: a span per request when tracing (tracing.py)
     app.state = api.state  # type: ignore[attr-defined]  # RequestMetrics is bare ASGI; tests read the app's state

@@ -14,6 +14,7 @@ from typing import Any
 
 from assistant.agent.provenance import record_problem
 from assistant.events import ApprovalRequested, Error, Final, GuardVerdict, Notice, Refusal, TokenDelta, verdict_events
+from assistant.images import image_limits, images_refusal
 from assistant.server.agent_bridge import ClientToolCalls, Seed
 from assistant.server.errors import ERROR_KIND_STATUS, ApiError, error_body
 from assistant.server.limits import run_unless_disconnected
@@ -73,7 +74,7 @@ async def chat_events(server: Any, key_id: str, turn: ChatTurn, thread_id: str,
                 return RequestBackend(backend, turn.sampling, counted, count, continue_from=prefix)
 
             async for event in server.bridge.stream(saver, thread_id, seed, turn.user_text, turn.tools, records,
-                                                    backend=wrap):
+                                                    backend=wrap, images=turn.user_images):
                 if isinstance(event, ApprovalRequested):
                     keep = True
                     server.owners.claim(thread_id, key_id)
@@ -180,7 +181,12 @@ async def handle_chat(server: Any, request: Any, key_id: str) -> Any:
 
     body = await read_json(request)
     turn = parse_chat_request(body, max_messages=server.policy.server.max_messages, default_model=server.model_name,
-                              max_new_tokens=server.policy.models.main.max_new_tokens)
+                              max_new_tokens=server.policy.models.main.max_new_tokens,
+                              image_limits=image_limits(server.policy))
+    if turn.has_images:  # refused before any guard or model reads the request (the one rule: assistant/images.py)
+        bot = server.assistant
+        if (why := images_refusal(server.policy, bot.pipeline, bot.backend)) is not None:
+            raise ApiError(400, why, "images_refused", param="messages")
     clash = server.bridge.check_tool_names(turn.tools)
     if clash:
         raise ApiError(400, clash, "tool_name_clash", param="tools")

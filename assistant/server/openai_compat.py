@@ -15,6 +15,7 @@ from typing import Any
 from assistant.server.errors import ApiError
 from assistant.server.sampling import Sampling, parse_sampling
 from assistant.server.structured import Structure, parse_structure
+from model.images import ImageData, ImageError, ImageLimits, data_url_bytes, read_image
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -34,11 +35,15 @@ class ClientMessage:
     content: str
     tool_calls: tuple[ClientCall, ...] = ()
     tool_call_id: str | None = None
+    images: tuple[ImageData, ...] = ()  # a user message's `image_url` parts (data: URLs), checked, in order
 
     def canonical(self) -> str:
         """The form the trust hash covers: everything the model would see of this message."""
         calls = [[c.id, c.name, c.arguments] for c in self.tool_calls]
-        return json.dumps([self.role, self.content, calls, self.tool_call_id], ensure_ascii=False, sort_keys=True)
+        body: list[Any] = [self.role, self.content, calls, self.tool_call_id]
+        if self.images:
+            body.append([image.sha256 for image in self.images])
+        return json.dumps(body, ensure_ascii=False, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,11 @@ class ChatTurn:
     structure: Structure = field(default=Structure())  # response_format / tool_choice, made constraints per server
     # the request ends with an assistant message whose text the model continues (the last message of `history`)
     continuation: str | None = None
+    user_images: tuple[ImageData, ...] = ()  # the new user message's images (judged with `user_text`)
+
+    @property
+    def has_images(self) -> bool:
+        return bool(self.user_images) or any(m.images for m in self.all_messages)
 
 
 def _bad(message: str, param: str, code: str = "invalid_request") -> ApiError:
@@ -83,29 +93,53 @@ def canonical_arguments(value: Any, param: str) -> tuple[str, dict[str, Any]]:
     return json.dumps(parsed, ensure_ascii=False, sort_keys=True), parsed
 
 
-def text_of(content: Any, param: str) -> str:
+def content_of(content: Any, param: str, limits: ImageLimits) -> tuple[str, tuple[ImageData, ...]]:
+    """A message's text (its text parts joined) and its images (`image_url` parts with data: URLs, checked against
+    `limits`; a remote URL, a malformed or oversized image is a 400 naming the part)."""
     if content is None:
-        return ""
+        return "", ()
     if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for i, part in enumerate(content):
-            if not isinstance(part, dict) or part.get("type") != "text" or not isinstance(part.get("text"), str):
-                raise _bad("only text content parts are supported", f"{param}[{i}]", "unsupported_content")
+        return content, ()
+    if not isinstance(content, list):
+        raise _bad("content must be a string or a list of content parts", param)
+    parts: list[str] = []
+    images: list[ImageData] = []
+    for i, part in enumerate(content):
+        where = f"{param}[{i}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
             parts.append(part["text"])
-        return "".join(parts)
-    raise _bad("content must be a string or a list of text parts", param)
+        elif kind == "image_url":
+            images.append(image_part(part.get("image_url"), where, len(images) + 1, limits))
+        else:
+            raise _bad("content parts must be text or image_url parts", where, "unsupported_content")
+    if len(images) > limits.max_count:
+        raise _bad(f"{len(images)} images in one message is over the limit of {limits.max_count} "
+                   "(images.max_count)", param, "invalid_image")
+    return "".join(parts), tuple(images)
 
 
-def parse_message(raw: Any, index: int) -> ClientMessage:
+def image_part(value: Any, where: str, number: int, limits: ImageLimits) -> ImageData:
+    url = value.get("url") if isinstance(value, dict) else None
+    if not isinstance(url, str):
+        raise _bad("an image_url part needs image_url.url (a data: URL)", f"{where}.image_url.url", "invalid_image")
+    name = f"image-{number}"
+    try:
+        return read_image(data_url_bytes(url, name=name), name=name, limits=limits)
+    except ImageError as exc:
+        raise _bad(str(exc), f"{where}.image_url.url", "invalid_image") from None
+
+
+def parse_message(raw: Any, index: int, limits: ImageLimits = ImageLimits()) -> ClientMessage:
     param = f"messages[{index}]"
     if not isinstance(raw, dict):
         raise _bad("each message must be an object", param)
     role = raw.get("role")
     if role not in ROLES:
         raise _bad(f"role must be one of {', '.join(ROLES)}", f"{param}.role")
-    content = text_of(raw.get("content"), f"{param}.content")
+    content, images = content_of(raw.get("content"), f"{param}.content", limits)
+    if images and role != "user":
+        raise _bad("images are accepted in user messages only", f"{param}.content", "invalid_image")
     if role == "developer":
         role = "system"
     refusal = raw.get("refusal")
@@ -129,7 +163,7 @@ def parse_message(raw: Any, index: int) -> ClientMessage:
             raise _bad("a tool message needs its tool_call_id", f"{param}.tool_call_id")
     elif role not in ("assistant", "system") and not content:
         raise _bad("message content is empty", f"{param}.content")
-    return ClientMessage(role, content, tuple(calls), tool_call_id)
+    return ClientMessage(role, content, tuple(calls), tool_call_id, images)
 
 
 def parse_tools(raw: Any) -> tuple[ClientTool, ...]:
@@ -209,7 +243,8 @@ def schema_problem(parameters: Any) -> str | None:
     return None
 
 
-def parse_chat_request(body: Any, *, max_messages: int, default_model: str, max_new_tokens: int = 1024) -> ChatTurn:
+def parse_chat_request(body: Any, *, max_messages: int, default_model: str, max_new_tokens: int = 1024,
+                       image_limits: ImageLimits = ImageLimits()) -> ChatTurn:
     if not isinstance(body, dict):
         raise _bad("the request body must be a JSON object", "body")
     raw_messages = body.get("messages")
@@ -222,11 +257,12 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str, max_
         raise _bad("only n=1 is supported", "n")
     structure = parse_structure(body)
     sampling = parse_sampling(body, max_new_tokens=max_new_tokens)
-    parsed = (parse_message(m, i) for i, m in enumerate(raw_messages))
+    parsed = (parse_message(m, i, image_limits) for i, m in enumerate(raw_messages))
     messages = tuple(m for m in parsed if m.role != "system" or m.content)  # an empty system message says nothing
     if not messages:
         raise _bad("the conversation has no user message", "messages")
     tools = () if body.get("tool_choice") == "none" else parse_tools(body.get("tools"))
+    user_images: tuple[ImageData, ...] = ()
     trailing = 0
     while trailing < len(messages) and messages[-1 - trailing].role == "tool":
         trailing += 1
@@ -244,6 +280,7 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str, max_
         history, user_text, results = messages, None, messages[-trailing:]
     elif messages[-1].role == "user":
         history, user_text, results = messages[:-1], messages[-1].content, ()
+        user_images = messages[-1].images
     elif messages[-1].role == "assistant":  # a continuation: judged with the history, then continued
         if messages[-1].tool_calls:
             raise _bad("an assistant message with tool_calls must be followed by their tool results", "messages")
@@ -259,7 +296,7 @@ def parse_chat_request(body: Any, *, max_messages: int, default_model: str, max_
         raise _bad("stream must be true or false", "stream")
     options = body.get("stream_options") or {}
     model = default_model  # the one model this server serves, whatever the client named
-    return ChatTurn(history, user_text, results, tools, stream, model,
+    return ChatTurn(history, user_text, results, tools, stream, model, user_images=user_images,
                     include_usage=bool(isinstance(options, dict) and options.get("include_usage")),
                     all_messages=messages, sampling=sampling, structure=structure,
                     continuation=messages[-1].content if messages[-1].role == "assistant" else None)
@@ -277,7 +314,10 @@ def agent_messages(history: tuple[ClientMessage, ...]) -> list[dict[str, Any]]:
         elif m.role == "tool":
             out.append({"role": "tool", "content": m.content, "tool_name": names.get(m.tool_call_id or "", "tool")})
         else:
-            out.append({"role": m.role, "content": m.content})
+            message: dict[str, Any] = {"role": m.role, "content": m.content}
+            if m.images:
+                message["images"] = [image.to_dict() for image in m.images]
+            out.append(message)
     return out
 
 

@@ -177,6 +177,10 @@ class RequestBackend:
     def speculation_ok(self) -> bool:
         return self._backend.speculation_ok
 
+    @property
+    def accepts_images(self) -> bool:
+        return self._backend.accepts_images
+
     def load(self) -> object:
         return self._backend.load()
 

@@ -20,10 +20,13 @@ from assistant.agent.approval import APPROVE, APPROVE_SESSION, StaleApproval, de
 from assistant.agent.graph import ThreadBusy
 from assistant.api import new_thread_id
 from assistant.events import ApprovalRequested, Error, Final, Refusal
+from assistant.images import image_limits, images_refusal
 from assistant.server.chat_routes import read_json
 from assistant.server.errors import ApiError
 from assistant.server.limits import run_unless_disconnected
+from assistant.server.openai_compat import content_of
 from assistant.server.turns import DONE, TurnTask, TurnTimeout
+from model.images import ImageData
 
 if TYPE_CHECKING:  # the app imports this module
     from assistant.server.app import Server
@@ -61,10 +64,17 @@ async def delete_thread(server: Server, thread_id: str, key_id: str) -> dict[str
 async def post_message(server: Server, request: Request, thread_id: str, key_id: str) -> Any:
     owned(server, thread_id, key_id)
     body = await _json(request)
-    text = body.get("content", body.get("text")) if isinstance(body, dict) else None
-    if not isinstance(text, str) or not text:
-        raise ApiError(400, 'the body must be {"content": "the message"}', "invalid_request", param="content")
-    return await event_stream(server, request, lambda: server.assistant.stream(text, thread=thread_id))
+    content = body.get("content", body.get("text")) if isinstance(body, dict) else None
+    images: tuple[ImageData, ...] = ()
+    if isinstance(content, list):  # OpenAI content parts: text, and images as data: URLs
+        content, images = content_of(content, "content", image_limits(server.policy))
+    if not isinstance(content, str) or not content:
+        raise ApiError(400, 'the body must be {"content": "the message"} or {"content": [content parts]}',
+                       "invalid_request", param="content")
+    text = content
+    if images and (why := images_refusal(server.policy, server.assistant.pipeline, server.assistant.backend)):
+        raise ApiError(400, why, "images_refused", param="content")
+    return await event_stream(server, request, lambda: server.assistant.stream(text, thread=thread_id, images=images))
 
 
 async def post_approval(server: Server, request: Request, thread_id: str, key_id: str) -> Any:

@@ -29,7 +29,8 @@ class TraceContext:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         traced = scope["type"] == "http" and scope.get("path") not in UNTRACED
-        tracer = telemetry.tracer_for(settings_for(self.policy())) if traced else None
+        settings = settings_for(self.policy()) if traced else None
+        tracer = telemetry.tracer_for(settings)
         if tracer is None:
             await self.app(scope, receive, send)
             return
@@ -40,7 +41,7 @@ class TraceContext:
         route = _THREAD_PATH.sub(r"\1{thread_id}", path)
         trace = telemetry.start(tracer, f"{method} {route}", {
             "http.request.method": method, "url.path": path, "url.scheme": scope.get("scheme", "http"),
-        }, remote=parent, kind="server")
+        }, remote=parent, kind="server", settings=settings)
 
         async def send_traced(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -17,6 +17,7 @@ from textual.widgets import Footer, Header, Label, ListView, Markdown, Static
 from assistant.attachments import Attachment, AttachmentError, read_attachment
 from assistant.tui.commands import BY_NAME, help_markdown, palette_provider, parse_slash, tools_markdown, unescape
 from assistant.tui.errors import unexpected
+from assistant.tui.images import pending_line, sniff_image
 from assistant.tui.keymap import APP_KEYS, KeymapResult, bindings
 from assistant.tui.screens.approval import ApprovalScreen
 from assistant.tui.screens.definition_review import DefinitionReviewScreen
@@ -29,6 +30,7 @@ from assistant.tui.turns import TurnsApp
 from assistant.tui.widgets.conversations import ConversationList
 from assistant.tui.widgets.loading import LoadingPanel
 from assistant.tui.widgets.prompt import PromptArea
+from model.images import ImageData, ImageError
 from tools.mcp.pins import DefinitionReview
 
 READY_PLACEHOLDER = "Message the assistant · enter sends, ctrl+j new line · /help for commands, ctrl+p palette"
@@ -67,6 +69,7 @@ class ChatApp(TurnsApp):
         self.loaded = False
         self.problem: SetupProblem | None = None
         self.attachments: list[Attachment] = []  # go with the next message
+        self.images: list[tuple[Path, ImageData]] = []  # go with the next message too
         self.stop_requested_at: float | None = None
         self._turn_task: asyncio.Task[None] | None = None  # the task showing the running turn (what esc cancels)
         self._stop_pending = False  # esc came before that task started
@@ -190,8 +193,9 @@ class ChatApp(TurnsApp):
         event.area.value = ""
         self.busy = True  # at once: a second enter before the worker starts must not start a second turn
         attachments, self.attachments = self.attachments, []
+        images, self.images = [image for _, image in self.images], []
         self._show_attachments()
-        self.run_turn(unescape(text).strip(), attachments)
+        self.run_turn(unescape(text).strip(), attachments, images)
 
     async def run_command(self, name: str, argument: str = "") -> None:
         if name == "export":
@@ -261,8 +265,11 @@ class ChatApp(TurnsApp):
 
         self.push_screen(FilePickerScreen(Path.cwd()), callback=done)
 
-    def attach(self, path: Path) -> Attachment | None:
-        """Read a file for the next message; binary, oversized and unreadable files are refused with the reason."""
+    def attach(self, path: Path) -> Attachment | ImageData | None:
+        """Read a file for the next message; binary, oversized and unreadable files are refused with the reason.
+        A file whose bytes are an image's goes as an image (`attach_image`)."""
+        if sniff_image(path):
+            return self.attach_image(path)
         try:
             attachment = read_attachment(path, self.session.max_attachment_chars)
         except AttachmentError as exc:
@@ -274,11 +281,34 @@ class ChatApp(TurnsApp):
                     "tool-result guards judged it.")
         return attachment
 
+    def attach_image(self, path: Path) -> ImageData | None:
+        """An image for the next message, checked now as it will be on send: the session must take images (guards
+        that see them, a main model that takes them) and the message's images must be within the policy's limits
+        (they are read again together, so the count is checked too). Refused with the reason, and not attached."""
+        if (why := self.session.images_refusal()) is not None:
+            self.notify(f"{path.name}: {why}", title="Image not attached", severity="error", timeout=10)
+            return None
+        paths = [pending for pending, _ in self.images] + [path]
+        try:
+            images = self.session.read_images(paths)
+        except ImageError as exc:
+            self.notify(str(exc), title="Image not attached", severity="error", timeout=10)
+            return None
+        except (OSError, SyntaxError, ValueError) as exc:  # Pillow on a malformed header, should it get past the checks
+            self.notify(f"{path.name}: not a readable image ({exc})", title="Image not attached", severity="error",
+                        timeout=10)
+            return None
+        self.images = list(zip(paths, images, strict=True))
+        self._show_attachments()
+        image = images[-1]
+        self.notify(f"{image.label} goes with your next message, judged with it by the guards that see images.")
+        return image
+
     def _show_attachments(self) -> None:
         label = self.query_one("#attachments", Static)
-        names = ", ".join(a.name for a in self.attachments)
-        label.update(f"📎 attached to your next message: {names}" if names else "")
-        label.display = bool(names)
+        line = pending_line([a.name for a in self.attachments], [image for _, image in self.images])
+        label.update(line)
+        label.display = bool(line)
 
     def action_search(self) -> None:
         self.open_search("")

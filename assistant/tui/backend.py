@@ -18,6 +18,7 @@ from assistant.api import Assistant
 from assistant.attachments import Attachment
 from assistant.cli.policy_cmd import dump_policy
 from assistant.events import ApprovalRequested, Event
+from assistant.images import images_refusal, read_image_files, refuse_images
 from assistant.models import TINY_PREFIX
 from assistant.tui.attachments import attachment_events
 from assistant.tui.errors import unexpected
@@ -38,6 +39,7 @@ from guards.policy import Policy, PolicyError, policy_warnings
 from guards.policy.loader import load_policy
 from guards.policy.registry import MODEL_GUARDS
 from model.backends.errors import BackendError, ModelNotFoundError
+from model.images import ImageData, ImageError
 from tools.mcp.pins import DefinitionReview
 from tools.mcp.vetting import ReviewCallback
 
@@ -140,10 +142,23 @@ class AssistantSession:
     def max_attachment_chars(self) -> int:
         return int(self.policy.tools.max_result_chars) if self.policy is not None else 20_000
 
+    def images_refusal(self) -> str | None:
+        if self.assistant is None or self.policy is None:
+            return "the models are still loading; attach the image again once they are ready"
+        return images_refusal(self.policy, self.assistant.pipeline, self.assistant.backend)
+
+    def read_images(self, paths: Sequence[Path]) -> tuple[ImageData, ...]:
+        if self.policy is None:
+            raise ImageError("the policy is not loaded yet; attach the image again once it is")
+        return read_image_files(self.policy, paths)
+
     async def stream(
-        self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = ()
+        self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = (),
+        images: Sequence[ImageData] = (),
     ) -> AsyncGenerator[Event, None]:
         agent = await self._agent()
+        # before the attachments are judged and stored: a message whose images are refused sends nothing
+        refuse_images(agent.policy, agent.pipeline, agent.backend, images)
         passed: list[dict[str, Any]] = []
         for attachment in attachments:
             attached = await agent.attach(attachment, thread=thread_id)
@@ -155,7 +170,8 @@ class AssistantSession:
         if passed:
             await agent.append_messages(thread_id, passed)
         # an async generator (typed as an iterator): closed at once when the chat stops the turn
-        turn = cast(AsyncGenerator[Event, None], agent.stream(text, thread=thread_id, approve=_agent_approver(approve)))
+        turn = cast(AsyncGenerator[Event, None], agent.stream(text, thread=thread_id, approve=_agent_approver(approve),
+                                                              images=images))
         async with contextlib.aclosing(turn) as events:
             async for event in events:
                 yield event

@@ -34,7 +34,7 @@ COMMANDS: tuple[ChatCommand, ...] = (
     ChatCommand("delete", "delete_current", "Delete this conversation", "Delete this conversation for good."),
     ChatCommand("stop", "stop", "Stop the answer", "Stop the running turn; what was shown is kept, marked stopped."),
     ChatCommand(
-        "attach", "attach", "Attach a file", "Add a text file to your next message (guarded as untrusted).", "[PATH]"
+        "attach", "attach", "Attach a file", "Add a text file or an image to your next message (guarded).", "[PATH]"
     ),
     ChatCommand("search", "search", "Find a conversation", "Search all conversations' text; open one.", "[TEXT]"),
     ChatCommand("conversations", "toggle_conversations", "Show or hide conversations", "The conversation list."),
@@ -89,7 +89,9 @@ def help_markdown(keys: dict[str, str]) -> str:
         "killed); the answer stays as far as it was shown - it passed its guards - marked **stopped**, and the model",
         "sees it that way next turn. `/attach PATH` (ctrl+o: a file picker) adds a text file to your next message;",
         "the tool-result guards judge it first (it is untrusted text) and it shows collapsed with their verdicts.",
-        "Binary files and files over the policy's tools.max_result_chars are refused. `/search TEXT` (ctrl+f) finds",
+        "Binary files and files over the policy's tools.max_result_chars are refused. An image (PNG, JPEG, WebP) goes",
+        "with the message where the policy's guards see images (Llama Guard 4) and its model takes them; it shows",
+        "as a thumbnail with the verdict of the guards that saw it. `/search TEXT` (ctrl+f) finds",
         "conversations by their text; enter opens one.",
         "",
         "## Conversations",

@@ -16,6 +16,10 @@ _FIXES = {
     "guard": "A safety check failed, so the message was blocked (the policy fails closed). See the audit log.",
     "bad_input": "The input was rejected as invalid; rephrase it and send it again.",
     "tool": "A tool failed; the model was told. Check the tool's settings under `tools:` in the policy.",
+    "images": (
+        "Nothing was sent. Send the message without images, or use a policy whose user_input guards see images "
+        "(Llama Guard 4) and whose main model takes them (docs/TUI.md, Attach)."
+    ),
     "internal": "This is a bug in the assistant. The details are in the log file; please report it.",
 }
 

@@ -52,6 +52,7 @@ async def render_event(event: Event, user: UserMessage, reply: AssistantMessage,
             await reply.append(text)
         case GuardVerdict(stage=registry.USER_INPUT):
             user.badge.add(event)
+            await user.add_image_verdict(event)  # a guard that saw the message's images: their lines too
         case GuardVerdict():
             reply.add_verdict(event)
         case ToolCallProposed():
@@ -80,11 +81,17 @@ async def render_event(event: Event, user: UserMessage, reply: AssistantMessage,
 
 def mark_unchecked(user: UserMessage, reply: AssistantMessage, *, resumed: bool = False, stopped: bool = False) -> None:
     """Messages no guard looked at say so (an answer only when there is one: a refused turn has none); a turn
-    stopped before its input guards finished says that instead (the message was not sent)."""
+    stopped before its input guards finished says that instead (the message was not sent). An image no guard saw
+    says it was not sent."""
+    unjudged = [view for view in user.image_views.values() if not view.verdicts]
+    for view in unjudged:
+        view.not_judged("stopped before its guards saw it: not sent" if stopped else "not sent")
     if stopped and not user.badge.verdicts:
         user.badge.mark_unchecked("– stopped before its guards finished: not sent")
     elif any(isinstance(v, AttachmentView) and v.has_class("blocked") for v in user.children):
         user.badge.mark_unchecked("– not sent: its attachment was blocked")
+    elif unjudged and not user.badge.verdicts:
+        user.badge.mark_unchecked("– not sent: its images were refused")
     elif not resumed:
         user.badge.mark_unchecked()
     if reply.text:

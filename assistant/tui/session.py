@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, Protocol
 
 from assistant.attachments import Attachment
 from assistant.events import ApprovalRequested, Event
 from assistant.warmup import MAIN_MODEL
 from guards.policy.registry import MODEL_GUARDS, guard_label
+from model.images import ImageData
 from tools.mcp.pins import DefinitionReview
 
 Component = str  # MAIN_MODEL or a model guard's name (guards.policy.registry.MODEL_GUARDS)
@@ -102,13 +104,26 @@ class ChatSession(Protocol):
         """The most characters an attached file may have (the policy's tools.max_result_chars)."""
         ...
 
+    def images_refusal(self) -> str | None:
+        """Why this session cannot take images (`assistant.images.images_refusal`: images off, no guard that sees
+        images on user_input, a main model that takes none; or the models are not loaded yet), None when it can."""
+        ...
+
+    def read_images(self, paths: Sequence[Path]) -> tuple[ImageData, ...]:
+        """The image files of one message, checked against the policy's `images` limits (count, bytes, pixels,
+        format); ImageError names the file and the limit."""
+        ...
+
     def stream(
-        self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = ()
+        self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = (),
+        images: Sequence[ImageData] = (),
     ) -> AsyncGenerator[Event, None]:
         """Run one guarded turn on a thread, yielding the agent's events. Verdicts on a tool call carry its
         `call_id`. Attachments are judged first (`Assistant.attach`), each shown as a ToolCallProposed named
         `attachment`, its verdicts (carrying that call_id) and a ToolResult; a blocked one ends the turn with a
-        Refusal before the message is sent."""
+        Refusal before the message is sent. `images` go with the text (`Assistant.stream(images=)`): judged with it
+        by the guards that see images (their verdicts name them in `GuardVerdict.images`); ImagesRefused is raised
+        before anything runs (attachments included) when the session cannot take them."""
         ...
 
     async def keep_stopped(self, thread_id: str, text: str, events: Sequence[Event]) -> None:

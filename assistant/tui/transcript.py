@@ -43,7 +43,7 @@ _EVENT_TYPES: dict[str, type] = {
     "error": Error,
     "notice": Notice,
 }
-_TUPLE_FIELDS = {"categories", "reasons", "limits_hit"}
+_TUPLE_FIELDS = {"categories", "reasons", "limits_hit", "images"}
 LEGACY_CALL_STAGES = frozenset({registry.TOOL_CALL, registry.TOOL_RESULT, registry.CODE})
 
 
@@ -182,7 +182,13 @@ def visible_texts(user_text: str, events: Sequence[Event]) -> list[str]:
     texts += [r.result.output for r in turn.tool_calls if r.result is not None and r.result.output]
     texts += [str(r.call.arguments.get("file", "")) for r in turn.tool_calls if is_attachment_call(r.call.call_id,
                                                                                                     r.call.name)]
+    texts += image_labels(turn)
     return [t for t in texts if t]
+
+
+def image_labels(turn: TurnRecord) -> list[str]:
+    """The labels (`name (WxH format)`) of the images the input guards saw with the user's message, in order."""
+    return list(dict.fromkeys(label for verdict in turn.input_verdicts for label in verdict.images))
 
 
 def _replace(record: ToolCallRecord, **changes: Any) -> ToolCallRecord:
@@ -218,6 +224,9 @@ def export_markdown(title: str, turns: Sequence[TurnRecord]) -> str:
         lines += ["## You", "", turn.user_text, ""]
         if badge := _badge(turn.input_verdicts):
             lines += [badge, ""]
+        for label in image_labels(turn):  # their pixels are not kept: the label and what the guards that saw it said
+            seen = [v for v in turn.input_verdicts if label in v.images]
+            lines += [f"**Attached image `{label}`**", "", _badge(seen), ""]
         for record in (r for r in turn.tool_calls if is_attachment_call(r.call.call_id, r.call.name)):
             lines += [f"**Attached file `{record.call.arguments.get('file', '?')}`**"]
             if badge := _badge(record.verdicts):

@@ -10,19 +10,24 @@ import sqlite3
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import replace
+from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.containers import VerticalScroll
 
 from assistant.attachments import Attachment
 from assistant.events import ApprovalRequested, Error, Event, ToolCallProposed
+from assistant.images import ImagesRefused
 from assistant.stopped import stopped_event
 from assistant.tui.conversations import RESUME_TEXT, ConversationsApp
-from assistant.tui.errors import unexpected
+from assistant.tui.errors import describe_error, unexpected
+from assistant.tui.images import thumbnail
 from assistant.tui.render import final_text, mark_unchecked, render_event
 from assistant.tui.screens.approval import ApprovalScreen
 from assistant.tui.session import ApprovalDecision, SessionError
 from assistant.tui.widgets.messages import AssistantMessage, UserMessage
+from model.images import ImageData
 
 _APPROVAL_TEXT = {"once": "approved once", "session": "approved for this session", "deny": "denied"}
 
@@ -35,15 +40,21 @@ class TurnsApp(ConversationsApp):
     _stop_pending: bool
 
     @work(group="turn")
-    async def run_turn(self, text: str, attachments: Sequence[Attachment] = ()) -> None:
+    async def run_turn(
+        self, text: str, attachments: Sequence[Attachment] = (), images: Sequence[ImageData] = ()
+    ) -> None:
         thread_id = self.thread_id
 
         def open_stream() -> AsyncGenerator[Event, None]:
-            if not attachments:  # sessions written before attachments existed take no such argument
-                return self.session.stream(text, thread_id=thread_id, approve=self._approve)
-            return self.session.stream(text, thread_id=thread_id, approve=self._approve, attachments=attachments)
+            extra: dict[str, Sequence[Any]] = {}  # sessions written before attachments (images) take no such argument
+            if attachments:
+                extra["attachments"] = attachments
+            if images:
+                extra["images"] = images
+            return self.session.stream(text, thread_id=thread_id, approve=self._approve, **extra)
 
-        await self._consume(thread_id, text, [], open_stream, keep_stopped=True)
+        shown = [(image.label, await asyncio.to_thread(_thumbnail, image)) for image in images]
+        await self._consume(thread_id, text, [], open_stream, keep_stopped=True, images=shown)
 
     @work(group="turn")
     async def resume_pending(self) -> None:
@@ -68,14 +79,14 @@ class TurnsApp(ConversationsApp):
 
     async def _consume(
         self, thread_id: str, text: str, prelude: list[Event], open_stream: Callable[[], AsyncGenerator[Event, None]],
-        *, keep_stopped: bool = False,
+        *, keep_stopped: bool = False, images: list[tuple[str, Text | None]] | None = None,
     ) -> None:
         """Show one turn as it streams, then save it. Every failure ends up on screen, never as a traceback.
         A stop (esc) cancels this task: closing the stream cancels the turn (generation, guards, a running sandbox);
         what was shown stays, marked stopped, and the thread keeps it too (`keep_stopped`, new messages only)."""
         self.busy = True
         chat = self.query_one("#chat", VerticalScroll)
-        user, reply = UserMessage(text), AssistantMessage()
+        user, reply = UserMessage(text, images=images), AssistantMessage()
         await chat.mount_all([user, reply])
         reply.show_notice(f"{reply.phase}…", "pending")
         chat.anchor()
@@ -107,6 +118,11 @@ class TurnsApp(ConversationsApp):
             stopped = True
             events.append(stopped_event((time.monotonic() - started) * 1000))
             await render_event(events[-1], user, reply, live=True)
+        except ImagesRefused as exc:  # before anything ran: nothing was sent
+            labels = ", ".join(label for label, _ in images or [])
+            refused = Error(kind="images", message=f"the images were not sent ({labels}): {exc}")
+            events.append(refused)
+            reply.show_notice(describe_error(refused.kind, refused.message), "error")
         except SessionError as exc:
             events.append(Error(kind="setup", message=f"{exc.problem.message}\n{exc.problem.fix}"))
             reply.show_notice(f"{exc.problem.title}: {exc.problem.message}\n{exc.problem.fix}", "error")
@@ -162,3 +178,12 @@ class TurnsApp(ConversationsApp):
                 suffix = f": {decision.reason}" if decision.kind == "deny" and decision.reason else ""
                 view.approval_given(_APPROVAL_TEXT[decision.kind] + suffix)
         return decision
+
+
+def _thumbnail(image: ImageData) -> Text | None:
+    """The image's thumbnail; None (the label line alone) when it cannot be drawn: it was checked and decoded when
+    attached, so this is not expected, and a picture is not worth failing the turn for."""
+    try:
+        return thumbnail(image)
+    except (OSError, ValueError):
+        return None

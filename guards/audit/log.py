@@ -201,9 +201,13 @@ class AuditLog:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
     def append_verdict(
-        self, verdict: Verdict, *, thread_id: str | None = None, text: str | None = None, event: str = "verdict"
+        self, verdict: Verdict, *, thread_id: str | None = None, text: str | None = None, event: str = "verdict",
+        images: tuple[str, ...] = (),
     ) -> dict[str, Any]:
-        return self.append(event, stage=verdict.stage, thread_id=thread_id, verdict=verdict.to_dict(), text=text)
+        """`images`: the sha256 of each image judged with the text (digests only, never the bytes)."""
+        extra: dict[str, Any] = {"images": list(images)} if images else {}
+        return self.append(event, stage=verdict.stage, thread_id=thread_id, verdict=verdict.to_dict(), text=text,
+                           **extra)
 
     def _write(self, fd: int, last: Mapping[str, Any] | None, kind: str, fields: Mapping[str, Any]) -> dict[str, Any]:
         record: dict[str, Any] = {

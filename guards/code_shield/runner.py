@@ -14,6 +14,7 @@ from guards.verdict import Verdict
 
 class CodeShieldRunner:
     name = CODE_SHIELD
+    sees_images = False  # reads code only
 
     def __init__(self, policy: Policy) -> None:
         self.config = policy.guard_settings(self.name, CodeShieldConfig)

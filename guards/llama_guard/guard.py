@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from guards.errors import GuardModelNotFoundError, GuardOutputError
+from guards.errors import GuardImageError, GuardModelNotFoundError, GuardOutputError
+from guards.llama_guard.loading import load_causal_lm
 from guards.llama_guard.prompt import (
     PromptCategory,
     Role,
@@ -36,72 +37,16 @@ from guards.llama_guard.prompt import (
     encode_segments,
     framing_for,
     head_segments,
-    parse_verdict,
     prompt_categories,
+    prompt_segments,
     tail_segments,
 )
+from guards.llama_guard.result import MAX_CATEGORY_TOKENS, LlamaGuardResult, Mode, Scoring, decide
+from guards.llama_guard.vision import PreparedImage, VisionTower, image_forward, prepare_image, split_vision
 from guards.policy.categories import LlamaGuardVariant, family_for_variant
-from guards.sources import resolve_device, resolve_source
-from model.backends.construction import from_pretrained
-from model.hf_import import quiet_hf_progress, transformers_names
+from guards.sources import resolve_source
+from model.images import ImageData
 from model.tokenizer import get_tokenizer
-
-Mode = Literal["forward", "generate"]
-MAX_CATEGORY_TOKENS = 32  # `\nS1,S2,...` for every category fits easily
-
-
-@dataclass(frozen=True)
-class LlamaGuardResult:
-    unsafe: bool  # the decision after threshold and exclusions
-    score: float  # P(first token == "unsafe")
-    categories: tuple[str, ...] = ()  # codes the model named (empty when safe)
-    model_verdict: Literal["safe", "unsafe"] = "safe"  # the model's own first token
-    text: str = ""  # the verdict text decoded ("safe" when not decoded)
-    reasons: tuple[str, ...] = ()
-    mode: Mode = "forward"
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    latency_ms: float = 0.0
-
-
-@dataclass(frozen=True)
-class Scoring:
-    """How a check was scored, for its result: the mode and the prompt's token counts."""
-
-    mode: Mode
-    prompt_tokens: int
-    cached_tokens: int = 0
-
-
-def decide(
-    score: float, verdict: Literal["safe", "unsafe"], text: str, scoring: Scoring, threshold: float,
-    excluded: frozenset[str],
-) -> LlamaGuardResult:
-    """The result of one check from P(unsafe), the model's first token and the verdict text decoded; the same for
-    the in-process and the remote guard."""
-
-    def result(unsafe: bool, text: str, reasons: tuple[str, ...], categories: tuple[str, ...] = ()) -> LlamaGuardResult:
-        return LlamaGuardResult(unsafe=unsafe, score=score, categories=categories, model_verdict=verdict, text=text,
-                                reasons=reasons, mode=scoring.mode, prompt_tokens=scoring.prompt_tokens,
-                                cached_tokens=scoring.cached_tokens)
-
-    if score < threshold:
-        reasons = () if verdict == "safe" else (f"model answered unsafe but P(unsafe)={score:.4f} < threshold",)
-        return result(False, "safe" if verdict == "safe" else text, reasons)
-    parsed = parse_verdict(text)
-    if parsed is None or not parsed.unsafe:
-        if verdict == "unsafe":
-            raise GuardOutputError(f"Llama Guard answered {text!r}, neither 'safe' nor 'unsafe\\nS<n>,...'")
-        # The threshold (not the model) made it unsafe and the forced continuation names no category.
-        reason = f"P(unsafe)={score:.4f} >= threshold {threshold}; no category decoded"
-        return result(True, text, (reason,))
-    categories = parsed.categories
-    if excluded and set(categories) <= excluded:
-        # Only categories the policy excluded: not a violation (llama-stack's rule).
-        reason = f"only excluded categories: {','.join(categories)}"
-        return result(False, text, (reason,), categories)
-    reason = f"unsafe ({','.join(categories)}), P(unsafe)={score:.4f}"
-    return result(True, text, (reason,), categories)
 
 
 @dataclass
@@ -131,7 +76,8 @@ class LlamaGuard:
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within 0..1, got {threshold}")
-        self.model = model
+        # Llama Guard 4's full layout: text through its language model, images through its vision tower.
+        self.model, self.vision = split_vision(model)
         self.framing = framing_for(variant)
         self.tokenizer = tokenizer or get_tokenizer(family=self.framing.family)
         _check_family(self.tokenizer, self.framing.family, variant)
@@ -189,9 +135,19 @@ class LlamaGuard:
 
     # --- public API ----------------------------------------------------------------------------------------------
 
-    def check(self, turns: Sequence[Turn], *, mode: Mode = "forward") -> LlamaGuardResult:
-        """Verdict for the last turn of `turns` (role User or Agent), with the earlier turns as context."""
+    @property
+    def sees_images(self) -> bool:
+        """Whether this checkpoint has a vision tower (Llama Guard 4's full layout)."""
+        return self.vision is not None
+
+    def check(
+        self, turns: Sequence[Turn], *, mode: Mode = "forward", image: ImageData | None = None
+    ) -> LlamaGuardResult:
+        """Verdict for the last turn of `turns` (role User or Agent), with the earlier turns as context; with `image`,
+        on the image and the conversation together (guards.llama_guard.vision; forward mode only)."""
         role = checked_role(turns)
+        if image is not None:
+            return self._check_image(turns, image, mode)
         tail_ids = self._encode(tail_segments(turns, self.framing))
         with self._lock:
             start = time.perf_counter()
@@ -205,17 +161,21 @@ class LlamaGuard:
         return _replace(result, latency_ms=latency)
 
     def check_text(
-        self, text: str, *, role: str = "user", conversation: Sequence[tuple[str, str]] = (), mode: Mode = "forward"
+        self, text: str, *, role: str = "user", conversation: Sequence[tuple[str, str]] = (), mode: Mode = "forward",
+        image: ImageData | None = None,
     ) -> LlamaGuardResult:
         """`conversation` is earlier (role, content) pairs; roles user / assistant / agent."""
         turns = [as_turn(r, c) for r, c in conversation] + [as_turn(role, text)]
-        return self.check(turns, mode=mode)
+        return self.check(turns, mode=mode, image=image)
 
     async def acheck(self, turns: Sequence[Turn], *, mode: Mode = "forward") -> LlamaGuardResult:
         return await asyncio.to_thread(self.check, turns, mode=mode)
 
-    def prompt_ids(self, turns: Sequence[Turn]) -> list[int]:
-        """The exact ids scored for `turns` (head + tail)."""
+    def prompt_ids(self, turns: Sequence[Turn], image: ImageData | None = None) -> list[int]:
+        """The exact ids scored for `turns` (head + tail; with `image`, its tokens first in the user turn)."""
+        if image is not None:
+            _, prepared = self._prepared(image)
+            return self._encode(prompt_segments(turns, self.categories, self.framing, prepared.layout))
         return self._prefixes[checked_role(turns)].ids + self._encode(tail_segments(turns, self.framing))
 
     # --- scoring -------------------------------------------------------------------------------------------------
@@ -265,6 +225,33 @@ class LlamaGuard:
                 _, cache = self._forward(ids, None)
                 text = "unsafe" + self._continue(cache, self.unsafe_id)
         return self._decide(score, verdict, text, "generate", len(ids), 0)
+
+    def _check_image(self, turns: Sequence[Turn], image: ImageData, mode: Mode) -> LlamaGuardResult:
+        """One prefill with the image's features at its `<|patch|>` positions, then as `_check_forward` (no cache:
+        the image sits before the constant head)."""
+        import torch
+
+        if mode != "forward":
+            raise ValueError("images are scored in forward mode only")
+        tower, prepared = self._prepared(image)
+        ids = self._encode(prompt_segments(turns, self.categories, self.framing, prepared.layout))
+        with self._lock:
+            start = time.perf_counter()
+            with torch.inference_mode():
+                logits, cache = image_forward(self.model, tower, ids, prepared.tiles.pixels, self._cache_kw)
+                score, verdict = self._first_token(logits)
+                text: str = verdict
+                if score >= self.threshold:
+                    text = "unsafe" + self._continue(cache, self.unsafe_id)
+            result = self._decide(score, verdict, text, "forward", len(ids), 0)
+            latency = (time.perf_counter() - start) * 1000
+        return _replace(result, latency_ms=latency)
+
+    def _prepared(self, image: ImageData) -> tuple[VisionTower, PreparedImage]:
+        if self.vision is None:
+            raise GuardImageError(f"the Llama Guard checkpoint {self.source or '(in memory)'} has no vision tower: it "
+                                  f"cannot judge the image {image.label}")
+        return self.vision, prepare_image(image, self.vision.spec)
 
     def _decide(
         self, score: float, verdict: Literal["safe", "unsafe"], text: str, mode: Mode, n_prompt: int, n_cached: int
@@ -377,38 +364,6 @@ def _replace(result: LlamaGuardResult, **changes: Any) -> LlamaGuardResult:
     from dataclasses import replace
 
     return replace(result, **changes)
-
-
-# --- loading -------------------------------------------------------------------------------------------------------
-
-
-def load_causal_lm(path: str, *, device: str = "cpu", dtype: str = "auto") -> Any:
-    import torch
-
-    (AutoModelForCausalLM,) = transformers_names("AutoModelForCausalLM")
-
-    local = Path(path).expanduser()
-    looks_local = local.is_absolute() or path.startswith(".") or local.exists()
-    if looks_local and not (local / "config.json").is_file():
-        raise GuardModelNotFoundError(
-            f"Llama Guard model not found at {local}: no config.json there. Point models.llama_guard.source at a "
-            "Hugging Face checkpoint directory, a hub id (meta-llama/Llama-Guard-3-8B), or tiny:llama-guard."
-        )
-    torch_dtype: Any = "auto" if dtype == "auto" else getattr(torch, dtype, None)
-    if torch_dtype is None:
-        raise GuardModelNotFoundError(f"unknown dtype {dtype!r} for the Llama Guard model (auto, float32, bfloat16)")
-    try:
-        with quiet_hf_progress():
-            model = from_pretrained(AutoModelForCausalLM, str(local if looks_local else path), dtype=torch_dtype)
-    except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors ...: all mean "not loadable"
-        raise GuardModelNotFoundError(
-            f"could not load the Llama Guard model {path!r}: {exc}. For a hub id, download it first (the Llama "
-            "Guard 3 repositories are gated: accept the license, then `hf download meta-llama/Llama-Guard-3-8B`) "
-            "or use a local directory."
-        ) from exc
-    model.to(resolve_device(device))
-    model.eval()
-    return model
 
 
 _WORTH_COPYING = 16  # tokens beyond the head that another conversation's cache must share to be copied

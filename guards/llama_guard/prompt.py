@@ -17,6 +17,10 @@ the body, `llama_models.llama4.chat_format` frames it; tests compare the ids tok
 
 `Framing` holds the four control tokens of each; `framing_for(variant)` picks one.
 
+With an image (Llama Guard 4, guards.llama_guard.vision), the image's special tokens come first in the user turn,
+before `Task: ...`, and the message that brought it reads `<image> {text}` in the conversation (plain text), as
+llama-stack's vision shield builds it (`head_segments(..., image=...)`, `prompt_tail(..., image=True)`).
+
 Categories: the variant's built-in codes in order, minus the excluded ones, keeping their codes (as llama-stack's
 provider does: no renumbering, so a code the model answers means the same thing whatever is excluded). A custom
 category with a built-in code redefines that entry in place; a custom category with a new code (`S15`, `S16`, ...,
@@ -53,6 +57,7 @@ BEGIN_OF_TEXT = "<|begin_of_text|>"
 START_HEADER = "<|start_header_id|>"
 END_HEADER = "<|end_header_id|>"
 EOT = "<|eot_id|>"
+IMAGE_PLACEHOLDER = "<image>"  # where the image was in its message: plain text, as llama-stack writes it
 
 
 @dataclass(frozen=True)
@@ -203,11 +208,16 @@ def shape_turns(turns: Sequence[Turn]) -> tuple[Turn, ...]:
     return (*merged, last)
 
 
-def prompt_tail(turns: Sequence[Turn]) -> str:
+def prompt_tail(turns: Sequence[Turn], image: bool = False) -> str:
     """The conversation (contents stripped, shaped by `shape_turns`) and the closing instruction for the last turn's
-    role."""
+    role. With `image`, the last User turn (the one that brought the image) reads `<image> {text}` (plain text), as
+    llama-stack's vision shield renders a message holding the image (`interleaved_content_as_str`)."""
     turns = shape_turns(turns)
-    conversation = "".join(f"{_ROLE_LABEL[t.role]}: {t.content.strip()}\n\n" for t in turns)
+    contents = [t.content.strip() for t in turns]
+    if image:
+        last_user = max(i for i, t in enumerate(turns) if t.role == "user")  # shape_turns starts with a User turn
+        contents[last_user] = f"{IMAGE_PLACEHOLDER} {contents[last_user]}".strip()
+    conversation = "".join(f"{_ROLE_LABEL[t.role]}: {c}\n\n" for t, c in zip(turns, contents, strict=True))
     return conversation + _INSTRUCTION.format(role=_ROLE_LABEL[turns[-1].role])
 
 
@@ -227,18 +237,23 @@ def framing_after(framing: Framing = LLAMA3_FRAMING) -> list[Segment]:
 
 
 def prompt_segments(
-    turns: Sequence[Turn], categories: Sequence[PromptCategory], framing: Framing = LLAMA3_FRAMING
+    turns: Sequence[Turn], categories: Sequence[PromptCategory], framing: Framing = LLAMA3_FRAMING,
+    image: Sequence[str] = (),
 ) -> list[Segment]:
     """Head segments then tail segments; `head_segments` is a prefix of this list."""
-    return head_segments(checked_role(turns), categories, framing) + tail_segments(turns, framing)
+    return head_segments(checked_role(turns), categories, framing, image) + tail_segments(turns, framing, bool(image))
 
 
-def head_segments(role: Role, categories: Sequence[PromptCategory], framing: Framing = LLAMA3_FRAMING) -> list[Segment]:
-    return [*framing_before(framing), Text(prompt_head(role, categories))]
+def head_segments(
+    role: Role, categories: Sequence[PromptCategory], framing: Framing = LLAMA3_FRAMING, image: Sequence[str] = ()
+) -> list[Segment]:
+    """`image`: an image's special tokens (model.image_tiles.image_token_strings), placed where Meta's reference
+    places a vision shield's image: first in the user turn, before the prompt text (guards.llama_guard.vision)."""
+    return [*framing_before(framing), *(Special(name) for name in image), Text(prompt_head(role, categories))]
 
 
-def tail_segments(turns: Sequence[Turn], framing: Framing = LLAMA3_FRAMING) -> list[Segment]:
-    return [Text(prompt_tail(turns)), *framing_after(framing)]
+def tail_segments(turns: Sequence[Turn], framing: Framing = LLAMA3_FRAMING, image: bool = False) -> list[Segment]:
+    return [Text(prompt_tail(turns, image)), *framing_after(framing)]
 
 
 def render_segments(segments: Iterable[Segment]) -> str:
@@ -246,10 +261,11 @@ def render_segments(segments: Iterable[Segment]) -> str:
 
 
 def render_prompt(
-    turns: Sequence[Turn], categories: Sequence[PromptCategory], framing: Framing = LLAMA3_FRAMING
+    turns: Sequence[Turn], categories: Sequence[PromptCategory], framing: Framing = LLAMA3_FRAMING,
+    image: Sequence[str] = (),
 ) -> str:
     """The whole prompt as text, special tokens spelled out (what `assistant guard prompt` prints)."""
-    return render_segments(prompt_segments(turns, categories, framing))
+    return render_segments(prompt_segments(turns, categories, framing, image))
 
 
 def encode_segments(

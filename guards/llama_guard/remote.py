@@ -34,7 +34,6 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from guards.errors import GuardError, GuardOutputError
-from guards.llama_guard.guard import MAX_CATEGORY_TOKENS, LlamaGuardResult, Scoring, decide
 from guards.llama_guard.prompt import (
     PromptCategory,
     Turn,
@@ -58,6 +57,7 @@ from guards.llama_guard.remote_io import (
     strict_json,
     top_logprobs,
 )
+from guards.llama_guard.result import MAX_CATEGORY_TOKENS, LlamaGuardResult, Scoring, decide
 from guards.policy.categories import LlamaGuardVariant
 from model.backends.errors import BackendError
 from model.backends.openai_backend import normalize_base_url, prompt_text_for_server

@@ -1,5 +1,10 @@
 """The `llama_guard` runner: the policy's Llama Guard (in process, in a child process, or on a remote
-OpenAI-compatible server), its threshold and per-category actions applied to each verdict."""
+OpenAI-compatible server), its threshold and per-category actions applied to each verdict.
+
+Images (`CheckInput.images`): an in-process Llama Guard 4 whose checkpoint has a vision tower sees them
+(`sees_images`) and judges each with the message (guards.llama_guard.vision), the most severe verdict counting; any
+other Llama Guard given images raises GuardImageError (blocked whatever on_error says), never judging the text
+alone. The remote runner sends token ids, and images cannot travel as ids: it sees none."""
 
 from __future__ import annotations
 
@@ -9,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from guards.errors import GuardError
+from guards.errors import GuardError, GuardImageError
 from guards.llama_guard.guard import LlamaGuard, load_causal_lm
 from guards.llama_guard.prompt import PromptCategory, prompt_categories
 from guards.llama_guard.remote import RemoteLlamaGuard
+from guards.llama_guard.result import LlamaGuardResult
+from guards.llama_guard.vision import checkpoint_sees_images
 from guards.policy import Policy
 from guards.policy.categories import LlamaGuardVariant, family_for_variant
 from guards.policy.guards_config import LlamaGuardConfig
@@ -20,7 +27,7 @@ from guards.policy.registry import LLAMA_GUARD
 from guards.runtime.process import GuardProcess
 from guards.runtime.runner import CheckInput, elapsed_ms, in_thread, shared
 from guards.sources import resolve_source
-from guards.verdict import Verdict
+from guards.verdict import DECISIONS, Decision, Verdict
 from model.tokenizer import get_tokenizer
 
 
@@ -33,6 +40,21 @@ class LlamaGuardRunner:
         self.source = source
         self.timeout_s = float(self.config.timeout_s)
         self.on_error = self.config.on_error
+        self._sees_images: bool | None = None
+
+    @property
+    def sees_images(self) -> bool:
+        """Llama Guard 4 (`variant: "4"`) from a checkpoint with a vision tower, read from its config (no weights
+        loaded; a source that cannot be resolved sees nothing, and fails to load at its first check anyway)."""
+        if self._sees_images is None:
+            if self.policy.models.llama_guard.variant != "4":
+                self._sees_images = False
+            else:
+                try:
+                    self._sees_images = checkpoint_sees_images(resolve_source(self.source))
+                except GuardError:
+                    self._sees_images = False
+        return self._sees_images
 
     def load(self) -> Any:
         """The policy's Llama Guard (weights loaded once per source, device and dtype; the category block and the
@@ -61,14 +83,38 @@ class LlamaGuardRunner:
 
     async def check(self, item: CheckInput) -> Verdict:
         started = time.perf_counter()
+        if item.images and not self.sees_images:
+            raise GuardImageError(self._blind_reason())
         guard = await in_thread(self.load)
         role = "agent" if item.role in ("assistant", "agent") else "user"
-        result = await in_thread(lambda: guard.check_text(item.text, role=role, conversation=item.conversation))
-        decision = self.config.action_for(result.categories) if result.unsafe else "allow"
+        if not item.images:
+            result = await in_thread(lambda: guard.check_text(item.text, role=role, conversation=item.conversation))
+            decision = self._decision(result)
+            return Verdict(
+                item.stage, self.name, decision, score=result.score,
+                categories=result.categories if result.unsafe else (), reasons=tuple(result.reasons),
+                latency_ms=elapsed_ms(started), tokens=result.prompt_tokens,
+            )
+        judged: list[tuple[str, LlamaGuardResult]] = []
+        for image in item.images:  # one check per image, each with the whole message (the reference shield's way)
+            result = await in_thread(lambda image=image: guard.check_text(
+                item.text, role=role, conversation=item.conversation, image=image))
+            judged.append((image.label, result))
+        label, worst = max(judged, key=lambda pair: (DECISIONS.index(self._decision(pair[1])), pair[1].score))
+        reasons = (f"judged with {len(judged)} image(s): {', '.join(name for name, _ in judged)}",
+                   *(f"{label}: {reason}" for reason in worst.reasons))
         return Verdict(
-            item.stage, self.name, decision, score=result.score, categories=result.categories if result.unsafe else (),
-            reasons=tuple(result.reasons), latency_ms=elapsed_ms(started), tokens=result.prompt_tokens,
+            item.stage, self.name, self._decision(worst), score=worst.score,
+            categories=worst.categories if worst.unsafe else (), reasons=reasons, latency_ms=elapsed_ms(started),
+            tokens=sum(result.prompt_tokens for _, result in judged),
         )
+
+    def _decision(self, result: LlamaGuardResult) -> Decision:
+        return self.config.action_for(result.categories) if result.unsafe else "allow"
+
+    def _blind_reason(self) -> str:
+        return (f"images cannot be judged: the Llama Guard checkpoint {self.source!r} has no vision tower (only Llama "
+                "Guard 4 in its full layout, models.llama_guard.variant: \"4\", in process, sees images)")
 
 
 class RemoteLlamaGuardRunner(LlamaGuardRunner):
@@ -79,6 +125,15 @@ class RemoteLlamaGuardRunner(LlamaGuardRunner):
         super().__init__(policy, policy.models.llama_guard.source)
         self._client: RemoteLlamaGuard | None = None
         self._lock = threading.Lock()
+
+    @property
+    def sees_images(self) -> bool:
+        """Never: the remote guard sends token ids (the prompt exactly as ours), and images cannot travel as ids."""
+        return False
+
+    def _blind_reason(self) -> str:
+        return ("images cannot be judged: the remote Llama Guard (models.llama_guard.backend: openai) is sent token "
+                "ids, which cannot carry images; run Llama Guard 4 in process to judge images")
 
     def load(self) -> RemoteLlamaGuard:
         """The client, once the server has answered that it serves the model (retried at the next check if not)."""

@@ -80,6 +80,9 @@ class McpServerConfig(PolicyModel):
     # A server that dies after it started is started again, at most this many times in a row, waiting 0.5 s, 1 s,
     # 2 s, ... (capped at 8 s) between tries; its definitions are vetted again like on list_changed. 0: stays down.
     max_restarts: Annotated[int, Field(strict=True, ge=0, le=10)] = 3
+    # Send the turn's W3C trace context with each call (params._meta.traceparent, and over HTTP the `traceparent`
+    # header too) when the turn is traced: only for a server the deployer runs and trusts (docs/OBSERVABILITY.md).
+    trace_context: Flag = False
 
     @model_validator(mode="after")
     def _one_transport(self) -> McpServerConfig:

@@ -14,6 +14,7 @@ from guards.policy.base import NonEmptyStr, PolicyModel
 from guards.policy.categories import LlamaGuardCategory, categories_for_variant, code_number
 from guards.policy.checks import consistency_problems, format_loc
 from guards.policy.guards_config import CustomCategory, GuardSettings, LlamaGuardConfig
+from guards.policy.images_config import ImagesConfig
 from guards.policy.models import ModelsConfig
 from guards.policy.registry import GUARDS, LLAMA_GUARD
 from guards.policy.server_config import ServerConfig
@@ -61,6 +62,7 @@ class Policy(WithGuardSections):
     storage: StorageConfig = StorageConfig()  # where threads are kept (sqlite file or PostgreSQL)
     server: ServerConfig = ServerConfig()
     telemetry: TelemetryConfig = TelemetryConfig()  # OpenTelemetry traces (docs/OBSERVABILITY.md)
+    images: ImagesConfig = ImagesConfig()  # images users attach: limits, and whether to take them at all
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Policy:

@@ -18,6 +18,7 @@ from guards.verdict import Verdict
 
 class PromptGuardRunner:
     name = PROMPT_GUARD
+    sees_images = False  # reads text only: text inside an image never reaches it
 
     def __init__(self, policy: Policy, source: str) -> None:
         self.policy = policy

@@ -81,6 +81,7 @@ class Judgement:
     outcome: Outcome
     results: tuple[Any, ...]  # guards.verdict.StageResult, in order
     flags: tuple[str, ...] = ()  # the guards that asked, for the human's approval request
+    images: tuple[str, ...] = ()  # sha256 of each image judged with the text (model.images.ImageData), in order
 
     @property
     def passed(self) -> bool:
@@ -132,9 +133,13 @@ async def judge(
     code: str | None = None,
     thread_id: str | None = None,
     on_result: Callable[[Any], None] | None = None,
+    images: tuple[Any, ...] = (),
 ) -> Judgement:
     """Judge `text` (and `code`, for a code_interpreter call) on the path's stages; `on_result` sees each stage's
-    result as it comes (the agent emits the verdicts)."""
+    result as it comes (the agent emits the verdicts). `images` (model.images.ImageData) are judged with the text:
+    each stage's guards that see images read them, and the judgement names them, so that only a message with
+    exactly these images can be sealed with it."""
+    digests = tuple(image.sha256 for image in images)
     askable = path in ASKABLE
     checks: list[tuple[Check, str]] = []
     for check in PATHS[path]:
@@ -145,7 +150,7 @@ async def judge(
     def run(check: Check, checked: str) -> Awaitable[Any]:
         return pipeline.check(
             check.stage, checked, role=check.role, conversation=conversation,
-            language="python" if check.code else None, thread_id=thread_id,
+            language="python" if check.code else None, thread_id=thread_id, images=() if check.code else images,
         )
 
     # Stages that may run together start at once; the others start one by one, each after the one before passed.
@@ -161,11 +166,11 @@ async def judge(
                 on_result(result)
             step = outcome_of(result, askable=askable)
             if step in ("block", "error"):
-                return Judgement(path, text, step, tuple(results), tuple(flags))
+                return Judgement(path, text, step, tuple(results), tuple(flags), digests)
             if step == "ask":
                 outcome = "ask"
                 flags.extend(describe_flags(result))
-        return Judgement(path, text, outcome, tuple(results), tuple(flags))
+        return Judgement(path, text, outcome, tuple(results), tuple(flags), digests)
     finally:
         if together is not None:
             for task in together:

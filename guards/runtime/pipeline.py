@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from guards.audit.log import AuditLog, syslog_head_sink
+from guards.errors import GuardImageError
 from guards.policy import Policy
 from guards.policy.registry import GUARD_NAMES
 from guards.runtime.lookalikes import fold_lookalikes
 from guards.runtime.registry import build_runners
 from guards.runtime.runner import CheckInput, GuardRunner, elapsed_ms, in_thread
-from guards.runtime.tracing import guard_attributes, stage_attributes, verdict_attributes
+from guards.runtime.tracing import guard_attributes, verdict_attributes
 from guards.verdict import DECISIONS, StageResult, Verdict
 from model import telemetry
 
@@ -89,6 +90,7 @@ class GuardPipeline:
         self.runners = dict(runners)
         self.audit = audit
         self.schedule: Schedule = schedule or run_concurrently
+        self._span_attributes: dict[tuple[str, str, str], dict[str, Any]] = {}  # (stage, guard, role) -> attributes
 
     @classmethod
     def from_policy(
@@ -113,6 +115,12 @@ class GuardPipeline:
         config = self.policy.stages.get(stage)
         return [name for name in GUARD_NAMES if config.guard(name).enabled]
 
+    def image_guards(self, stage: str) -> tuple[str, ...]:
+        """The enabled guards of `stage` that see images (`GuardRunner.sees_images`: today an in-process Llama Guard
+        4 whose checkpoint has a vision tower). Empty: images at this stage could be judged by no guard."""
+        return tuple(name for name in self.enabled_guards(stage)
+                     if name in self.runners and self.runners[name].sees_images)
+
     async def check(
         self,
         stage: str,
@@ -122,6 +130,7 @@ class GuardPipeline:
         conversation: Sequence[tuple[str, str]] = (),
         language: str | None = None,
         thread_id: str | None = None,
+        images: tuple[Any, ...] = (),
     ) -> StageResult:
         """The stage's verdict on `text`. When the text has look-alike characters (fullwidth or compatibility forms,
         zero-width or bidi controls: `fold_lookalikes` changes it), the guards also judge the folded text - one extra
@@ -129,28 +138,32 @@ class GuardPipeline:
         context = tuple((r, t) for r, t in conversation)
         folded = fold_lookalikes(text)
         if folded == text:
-            return await self._check_text(CheckInput(stage, text, role, context, language, thread_id))
+            return await self._check_text(CheckInput(stage, text, role, context, language, thread_id, images))
         results = await asyncio.gather(
-            self._check_text(CheckInput(stage, text, role, context, language, thread_id)),
-            self._check_text(CheckInput(stage, folded, role, context, language, thread_id)),
+            self._check_text(CheckInput(stage, text, role, context, language, thread_id, images)),
+            self._check_text(CheckInput(stage, folded, role, context, language, thread_id, images)),
         )
         return _stricter(stage, self.enabled_guards(stage), *results)
 
     async def _check_text(self, item: CheckInput) -> StageResult:
         names = self.enabled_guards(item.stage)
-        with telemetry.span(f"guards {item.stage}", stage_attributes(item.stage, item.role, names)) as span:
-            run = self._run_one if span is None else self._run_traced  # each guard's check its child span
-            ordered = await self.schedule(names, lambda name: run(name, item))
-            for verdict in ordered:
-                self._audit(verdict, item)
-            result = StageResult.from_verdicts(item.stage, ordered)
-            telemetry.annotate(span, {"assistant.guard.decision": result.decision})
+        # Traced, each guard's check is a span of its own, a child of what the text belongs to (no span for the
+        # stage: its guards' spans say all it would, at one span less per check).
+        run = self._run_one if telemetry.current() is None else self._run_traced
+        ordered = await self.schedule(names, lambda name: run(name, item))
+        for verdict in ordered:
+            self._audit(verdict, item)
+        result = StageResult.from_verdicts(item.stage, ordered)
         logger.debug("%s: %s (%s)", item.stage, result.decision,
                      ", ".join(f"{v.guard}={v.decision}" for v in ordered) or "no guard")
         return result
 
     async def _run_traced(self, name: str, item: CheckInput) -> Verdict:
-        with telemetry.span(f"guard {name}", guard_attributes(self.policy, item.stage, name)) as span:
+        key = (item.stage, name, item.role)
+        attributes = self._span_attributes.get(key)
+        if attributes is None:  # the same for every check of this guard at this stage: built once
+            attributes = self._span_attributes[key] = guard_attributes(self.policy, *key)
+        with telemetry.span(f"guard {name}", attributes) as span:
             verdict = await self._run_one(name, item)
             telemetry.annotate(span, verdict_attributes(verdict))
             return verdict
@@ -176,6 +189,9 @@ class GuardPipeline:
             # The guard's own work was cancelled (a worker torn down): a guard failure like any other.
             return _error_verdict(item.stage, name, runner.on_error, "CancelledError: the guard's work was cancelled",
                                   started)
+        except GuardImageError as exc:  # images it cannot see: blocked whatever on_error says, never judged as text
+            logger.warning("%s cannot see the images at the %s stage: %s", name, item.stage, exc)
+            return _error_verdict(item.stage, name, "block", f"{type(exc).__name__}: {exc}", started)
         except Exception as exc:  # any failure of a guard is a guard error, decided by on_error (fail closed)
             logger.warning("%s failed at the %s stage (on_error: %s)", name, item.stage, runner.on_error, exc_info=True)
             return _error_verdict(item.stage, name, runner.on_error, f"{type(exc).__name__}: {exc}", started)
@@ -253,7 +269,8 @@ class PolicyAuditSink:
     log: AuditLog
 
     def __call__(self, verdict: Verdict, item: CheckInput) -> None:
-        self.log.append_verdict(verdict, thread_id=item.thread_id, text=item.text)
+        self.log.append_verdict(verdict, thread_id=item.thread_id, text=item.text,
+                                images=tuple(image.sha256 for image in item.images))
 
     def record(self, kind: str, *, thread_id: str | None = None, text: str | None = None, **fields: Any) -> None:
         self.log.append(kind, thread_id=thread_id, text=text, **fields)

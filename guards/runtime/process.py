@@ -12,6 +12,11 @@ started from our interpreter; nothing a user or a model writes is unpickled as c
 child's own prints go to its stderr, which the parent reads and keeps only the end of (never the terminal, so a
 terminal UI is never drawn over): a child that dies says why in the guard error.
 
+Traces: a call made while a turn is traced carries the tracing settings and the calling span's `traceparent`; the
+child exports a span of its own for the call (`process <method>`, a child of the guard check that asked) through an
+exporter built from those settings, and flushes it when told (`flush_traces`) or when it exits. Untraced calls
+carry nothing and the child never imports OpenTelemetry.
+
 Failures are guard errors, never verdicts: an exception in the child comes back typed (`GuardOutputError`,
 `GuardModelNotFoundError`, else `GuardError` naming the original type); a child that dies fails every call in
 flight with `GuardError` and is started again on the next call. The child exits when its stdin closes (the agent's
@@ -37,11 +42,16 @@ from concurrent.futures import Future
 from typing import IO, Any
 
 from guards import errors
+from model import telemetry
+from model.telemetry import export
+from model.telemetry.propagation import remote_context, traceresponse
 
 logger = logging.getLogger(__name__)
 _ERROR_LINE = re.compile(r"^(?:[\w.]*(?:Error|Exception)\b|Fatal Python error)")
 _HEADER = struct.Struct("!I")
 STATS = "__stats__"  # the call that returns the child's counters (tokens its models read, CPU seconds)
+FLUSH = "__flush__"  # the call that exports the child's finished spans before it answers
+Carried = tuple[telemetry.Settings, str]  # a traced call's settings and the calling span's traceparent
 
 
 def write_frame(stream: IO[bytes], payload: Any) -> None:
@@ -127,7 +137,8 @@ class GuardProcess:
             assert child.stdin is not None and child.stdout is not None and child.stderr is not None
             self._stderr = _tail_of(child.stderr)
             try:
-                write_frame(child.stdin, {"builder": self.builder, "kwargs": self.kwargs, "threads": self.threads})
+                write_frame(child.stdin, {"builder": self.builder, "kwargs": self.kwargs, "threads": self.threads,
+                                          "name": self.name})
                 status, detail = read_frame(child.stdout)
             except (EOFError, OSError):
                 child.kill()
@@ -142,7 +153,12 @@ class GuardProcess:
         _LIVE.add(self)
 
     def call(self, ref: str, *args: Any, **kwargs: Any) -> Any:
-        """Run `ref` in the child: a method name of the guard, or `module:function` called as function(guard, ...)."""
+        """Run `ref` in the child: a method name of the guard, or `module:function` called as function(guard, ...).
+        Under a traced span (with settings another process can use) the child traces the call as its child."""
+        trace = telemetry.current()
+        carried: Carried | None = None
+        if trace is not None and trace.settings is not None and ref not in (STATS, FLUSH):
+            carried = (trace.settings, traceresponse(trace))
         self.start()
         future: Future[Any] = Future()
         with self._lock:
@@ -155,7 +171,7 @@ class GuardProcess:
             # A long text can fill the pipe while the child works on an earlier call: the write waits, but never
             # under `_lock`, which the reply reader needs to hand that earlier call its answer.
             with self._write_lock:
-                write_frame(child.stdin, (request, ref, args, kwargs))
+                write_frame(child.stdin, (request, ref, args, kwargs, carried))
         except (OSError, ValueError) as exc:  # ValueError: the pipe was closed by close()
             with self._lock:
                 self._pending.pop(request, None)
@@ -165,6 +181,10 @@ class GuardProcess:
     def stats(self) -> dict[str, float]:
         """Tokens the child's model has read in forward passes, and the child's CPU seconds."""
         return dict(self.call(STATS))
+
+    def flush_traces(self) -> None:
+        """Export the spans the child has finished (a no-op there when it traced nothing)."""
+        self.call(FLUSH)
 
     def _read_replies(self, child: subprocess.Popen[bytes]) -> None:
         assert child.stdout is not None
@@ -242,6 +262,14 @@ def live_pids() -> list[int]:
     return [pid for pid in (process.pid for process in list(_LIVE)) if pid is not None]
 
 
+def flush_traces() -> None:
+    """Export the finished spans of every running guard process (before a benchmark reads their CPU time, or a test
+    reads a collector)."""
+    for process in list(_LIVE):
+        if process.pid is not None:
+            process.flush_traces()
+
+
 @atexit.register
 def _close_all() -> None:
     children = [child for child in (process._release() for process in list(_LIVE)) if child is not None]
@@ -263,6 +291,8 @@ def count_forward_tokens(model: Any, counter: list[int]) -> None:
             counter[0] += int(mask.sum())
         elif ids is not None:
             counter[0] += int(ids.numel())
+        elif kwargs.get("inputs_embeds") is not None:  # an image check's prefill (guards.llama_guard.vision)
+            counter[0] += int(kwargs["inputs_embeds"].shape[:-1].numel())
 
     model.register_forward_pre_hook(hook, with_kwargs=True)
 
@@ -285,23 +315,48 @@ def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
     if getattr(guard, "model", None) is not None:
         count_forward_tokens(guard.model, tokens)
     write_frame(replies, ("ready", None))
+    name = str(spec.get("name", spec["builder"]))
     while True:
         try:
-            request, ref, args, kwargs = read_frame(requests)
+            request, ref, args, kwargs, carried = read_frame(requests)
         except EOFError:
             return
+        trace = _call_span(carried, name, ref)
+        read_before = tokens[0]
+        failure: Exception | None = None
         try:
             if ref == STATS:
                 usage = resource.getrusage(resource.RUSAGE_SELF)
                 value: Any = {"tokens": tokens[0], "cpu_s": usage.ru_utime + usage.ru_stime}
+            elif ref == FLUSH:
+                export.flush()
+                value = None
             elif ":" in ref:
                 value = resolve(ref)(guard, *args, **kwargs)
             else:
                 value = getattr(guard, ref)(*args, **kwargs)
             reply = (request, True, value)
         except Exception as exc:  # every failure goes back as a guard error of the call that caused it
+            failure = exc
             reply = (request, False, (type(exc).__name__, str(exc)))
+        if trace is not None:
+            telemetry.end(trace, {"assistant.guard.tokens": tokens[0] - read_before}, error=failure)
         write_frame(replies, reply)
+
+
+def _call_span(carried: Carried | None, name: str, ref: str) -> telemetry.Trace | None:
+    """The child's span of one traced call, under the parent's span it names; None for an untraced call. A bad
+    setting never fails the check: the call runs untraced."""
+    if carried is None:
+        return None
+    settings, traceparent = carried
+    try:
+        tracer = telemetry.tracer_for(settings)
+    except Exception:
+        logger.warning("the %s process cannot trace", name, exc_info=True)
+        return None
+    return telemetry.start(tracer, f"process {ref}", {"assistant.guard.process": name, "process.pid": os.getpid()},
+                           remote=remote_context(traceparent), settings=settings)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ class CheckInput:
     conversation: tuple[tuple[str, str], ...] = ()  # earlier (role, text) pairs, for Llama Guard's context
     language: str | None = None  # for Code Shield: the code's language (None = fenced blocks in model output)
     thread_id: str | None = None  # recorded in the audit log
+    images: tuple[Any, ...] = ()  # model.images.ImageData judged with the text (only guards that see images read them)
 
 
 class GuardRunner(Protocol):
@@ -44,6 +45,12 @@ class GuardRunner(Protocol):
     name: str
     timeout_s: float
     on_error: str
+
+    @property
+    def sees_images(self) -> bool:
+        """Whether `check` reads `CheckInput.images` (judges them with the text). A guard that does not ignores them:
+        Prompt Guard and Code Shield read text only."""
+        ...
 
     def load(self) -> object: ...
 

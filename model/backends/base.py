@@ -1,4 +1,10 @@
-"""The backend contract: a model turns prompt token ids into a stream of raw completion text."""
+"""The backend contract: a model turns prompt token ids (and the prompt's images) into a stream of raw completion text.
+
+Images travel in `GenerationParams.images`: the prompt's images in the order of their `<|patch|>` tokens
+(`model.prompt_format.dialog_images` of the messages the prompt encodes), so every wrapper that passes `params` on
+passes them too. Only a backend whose `accepts_images` is true reads them; every other backend refuses a call that
+carries any (`refuse_images`), so an image never silently goes missing between the guard that judged it and the model.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+from model.backends.errors import BackendError
 from model.constraint import OutputConstraint
+from model.images import ImageData
 
 
 @dataclass(frozen=True)
@@ -20,6 +28,8 @@ class GenerationParams:
     seed: int | None = None
     # the completion must be one of the constraint's texts (structured output, a forced tool call); None: free text
     constraint: OutputConstraint | None = None
+    # the prompt's images in prompt order (see the module docstring); () for a text prompt
+    images: tuple[ImageData, ...] = ()
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -102,6 +112,12 @@ class ModelBackend(Protocol):
     on_progress: ProgressCallback | None  # receives `LoadEvent`s while `load` runs (set before the first load)
 
     @property
+    def accepts_images(self) -> bool:
+        """The model reads the pixels of `GenerationParams.images` (a Llama 4 checkpoint with its vision tower on the
+        transformers backend); False: a call with images is refused (`refuse_images`)."""
+        ...
+
+    @property
     def speculation_ok(self) -> bool:
         """A generation started ahead of the guards and then discarded is cheap and harmless (the agent's
         speculative generation is on by default only then; see assistant/agent/deps.py)."""
@@ -135,6 +151,7 @@ class BackendDefaults:
     name: str = "backend"
     on_progress: ProgressCallback | None = None
     speculation_ok: bool = False
+    accepts_images: bool = False
 
     @property
     def model_dir(self) -> Path | None:
@@ -148,6 +165,15 @@ class BackendDefaults:
 
     async def aclose(self) -> None:
         return None
+
+
+def refuse_images(backend_name: str, params: GenerationParams) -> None:
+    """What a backend that takes no images does with a call that carries some: BackendError, never a silent drop."""
+    if params.images:
+        names = ", ".join(image.name for image in params.images)
+        raise BackendError(f"the model backend {backend_name} takes no images, and this prompt has "
+                           f"{len(params.images)} ({names}); images need a Llama 4 checkpoint with its vision tower "
+                           "on the transformers backend")
 
 
 class MainModelSpec(Protocol):

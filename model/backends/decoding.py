@@ -19,12 +19,17 @@ TokenChooser = Callable[[Any], int]  # logits of the last position -> the next t
 MAX_PENDING_TOKENS = 4
 
 
-def prefill(model: Any, cache_arg: str, ids: list[int], cache: Any) -> tuple[Any, Any]:
-    """Run the prompt ids the cache does not cover; returns (model output with last-position logits, cache)."""
+def prefill(model: Any, cache_arg: str, ids: list[int], cache: Any, pixel_values: Any = None) -> tuple[Any, Any]:
+    """Run the prompt ids the cache does not cover; returns (model output with last-position logits, cache).
+    `pixel_values`: the tiles of the images whose `<|patch|>` tokens are among `ids` (a vision model only)."""
     import torch
 
     device = model.get_input_embeddings().weight.device
-    out = model(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1, **{cache_arg: cache})
+    images: dict[str, Any] = {}
+    if pixel_values is not None:
+        images["pixel_values"] = pixel_values.to(device=device, dtype=model.vision_model.dtype)
+    out = model(input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1, **{cache_arg: cache},
+                **images)
     return out, output_cache(out)
 
 

@@ -2,7 +2,8 @@
 
 `scripted-keyed:FILE.jsonl`: one `{"match": "REGEX", "completion": "..."}` per line (optional `"delay_s": 0.05`: a
 pause before each delta, to hold a turn open in tests of timeouts, disconnects and crashes). Each call decodes the
-prompt, takes the text of its last user or tool (`ipython`) message, and answers with the completion of the first line
+prompt (with the tokenizer of the family whose `<|begin_of_text|>` id starts it: Llama 3's or Llama 4's), takes the
+text of its last user or tool (`ipython`) message, and answers with the completion of the first line
 whose regex matches it (`re.search`); `{0}`, `{1}`, ... in the completion are the match's groups (`{{`/`}}` for braces).
 No line matching is a BackendError. The backend keeps no state between calls, so any number of concurrent
 requests each get their own deterministic answer - what load tests of a server need.
@@ -16,13 +17,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from model.backends.base import BackendDefaults, BackendStats, GenerationParams
+from model.backends.base import BackendDefaults, BackendStats, GenerationParams, refuse_images
 from model.backends.errors import BackendError
 from model.backends.scripted import check_constraint, json_lines, split_deltas
 from model.constraint import OutputConstraint
 from model.tokenizer import get_tokenizer
 
-_LAST_MESSAGE = re.compile(r"<\|start_header_id\|>(?:user|ipython)<\|end_header_id\|>\n\n(.*?)<\|eot_id\|>", re.S)
+_LAST_MESSAGE = re.compile(r"<\|start_header_id\|>(?:user|ipython)<\|end_header_id\|>\n\n(.*?)<\|eo[tm]_id\|>", re.S)
+_LAST_MESSAGE4 = re.compile(r"<\|header_start\|>(?:user|ipython)<\|header_end\|>\n\n(.*?)<\|eo[tm]\|>", re.S)
+FAMILIES = ("llama3", "llama4")
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,16 @@ def read_keyed_script(path: Path) -> list[KeyedLine]:
     return lines
 
 
-def last_message(prompt: str) -> str:
+def last_message(prompt: str, family: str = "llama3") -> str:
     """The text of the prompt's last user or tool message ("" when there is none)."""
-    found = _LAST_MESSAGE.findall(prompt)
+    found = (_LAST_MESSAGE4 if family == "llama4" else _LAST_MESSAGE).findall(prompt)
     return found[-1] if found else ""
+
+
+def prompt_family(prompt_ids: list[int]) -> str:
+    """The family whose `<|begin_of_text|>` id starts the prompt (Llama 3's when none does)."""
+    first = prompt_ids[0] if prompt_ids else None
+    return next((family for family in FAMILIES if get_tokenizer(family=family).bos_id == first), "llama3")
 
 
 def answer_for(lines: list[KeyedLine], text: str, path: Path) -> tuple[str, float]:
@@ -77,16 +86,20 @@ class KeyedScriptedBackend(BackendDefaults):
 
     speculation_ok = True  # a discarded generation consumes nothing (unlike `scripted:`, whose lines it would use)
 
-    def __init__(self, path: Path, *, context_window: int = 131_072) -> None:
+    def __init__(self, path: Path, *, context_window: int = 131_072, accepts_images: bool = False) -> None:
         self.path = Path(path)
+        self.accepts_images = accepts_images  # as ScriptedBackend's: stands in for a model that takes images
         self.name = f"scripted-keyed:{self.path}"
         self.context_window = context_window
         self.stats = BackendStats()
         self._lines = read_keyed_script(self.path)
-        self._tokenizer = get_tokenizer(None)
 
     async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
-        completion, delay = answer_for(self._lines, last_message(self._tokenizer.decode(prompt_ids)), self.path)
+        if not self.accepts_images:
+            refuse_images(self.name, params)
+        family = prompt_family(prompt_ids)
+        prompt = get_tokenizer(family=family).decode(prompt_ids)
+        completion, delay = answer_for(self._lines, last_message(prompt, family), self.path)
         check_constraint(completion, params, str(self.path))
         self.stats.record(prompt=len(prompt_ids), cached=0, generated=0)
         for delta in split_deltas(completion):

@@ -38,7 +38,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any, Literal
 
-from model.backends.base import BackendDefaults, BackendStats, GenerationParams
+from model.backends.base import BackendDefaults, BackendStats, GenerationParams, refuse_images
 from model.backends.errors import BackendError
 from model.completion import SpecialToken
 from model.constraint import OutputConstraint
@@ -235,6 +235,7 @@ class OpenAIBackend(BackendDefaults):
     async def stream(self, prompt_ids: list[int], params: GenerationParams) -> AsyncIterator[str]:
         if not prompt_ids:
             raise BackendError("empty prompt")
+        refuse_images(self.name, params)  # a text completion request has no place for pixels
         model = await self.resolve_model()
         started = time.perf_counter()
         first = True

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from model.backends.base import BackendDefaults, BackendStats, GenerationParams
+from model.backends.base import BackendDefaults, BackendStats, GenerationParams, refuse_images
 from model.backends.errors import BackendError
 from model.completion import SpecialToken
 from model.constraint import OutputConstraint, matches
@@ -80,10 +80,12 @@ def check_constraint(completion: str, params: GenerationParams, where: str) -> N
 
 class ScriptedBackend(BackendDefaults):
     """Each `stream` call yields the next completion of the file in several deltas. No speculation: a discarded
-    generation would use up a line of the script."""
+    generation would use up a line of the script. `accepts_images` stands in for a model that takes images (tests of
+    the image paths above the model); it reads no pixels. False: a call with images is refused."""
 
-    def __init__(self, path: Path, *, context_window: int = 131_072) -> None:
+    def __init__(self, path: Path, *, context_window: int = 131_072, accepts_images: bool = False) -> None:
         self.path = Path(path)
+        self.accepts_images = accepts_images
         self.name = f"scripted:{self.path}"
         self.context_window = context_window
         self.stats = BackendStats()
@@ -100,6 +102,8 @@ class ScriptedBackend(BackendDefaults):
                 f"{self.path}: scripted model ran out of completions after {len(self._lines)} call(s); "
                 "add a line for every model call the scenario makes"
             )
+        if not self.accepts_images:
+            refuse_images(self.name, params)
         line = self._lines[self._next]
         self._next += 1
         check_constraint(line.completion, params, f"{self.path}:{line.line_number}")

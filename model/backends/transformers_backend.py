@@ -5,6 +5,10 @@ prefill, decode one token, choose the next token), so this module owns the KV ca
 call together with the ids it covers, and a new prompt that extends them (the next agent step re-encodes earlier turns
 verbatim) only prefills its new suffix. Greedy output is the same with and without reuse. A special id the model
 generates is streamed as a `SpecialToken` delta (see `model.completion`).
+
+A Llama 4 checkpoint with its vision tower loads whole (`Llama4ForConditionalGeneration`) and takes images
+(`accepts_images`): the tiles of `GenerationParams.images` go to the prefill as `pixel_values`, their features land at
+the prompt's `<|patch|>` positions, and decoding goes on from the KV cache as for text (`model.backends.vision`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,15 @@ from model.backends.decoding import IncrementalDecoder, TokenChooser, decode_one
 from model.backends.errors import BackendError, ModelNotFoundError
 from model.backends.grammar import GrammarCompiler, grammar_problem
 from model.backends.loading import resolve_model_source
+from model.backends.vision import (
+    ImageBlock,
+    VisionInfo,
+    directory_has_vision,
+    image_blocks,
+    pixel_values,
+    reusable_prefix,
+    vision_info,
+)
 from model.completion import STOP_REASONS
 from model.constraint import OutputConstraint
 from model.hf_import import quiet_hf_progress, transformers_names
@@ -51,6 +64,7 @@ class LoadedModel:
     stop_ids: frozenset[int]
     max_positions: int
     cache_arg: str  # forward()'s keyword for the KV cache: `cache` (transformers >= 5.2x) or `past_key_values`
+    vision: VisionInfo | None = None  # a model with its vision tower (takes images)
 
 
 _LOADED: dict[tuple[str, str, str], LoadedModel] = {}
@@ -84,7 +98,10 @@ def _load_uncached(
 ) -> LoadedModel:
     import torch
 
-    AutoModelForCausalLM, AutoTokenizer = transformers_names("AutoModelForCausalLM", "AutoTokenizer")
+    AutoModelForCausalLM, AutoTokenizer, AutoModelForImageTextToText = transformers_names(
+        "AutoModelForCausalLM", "AutoTokenizer", "AutoModelForImageTextToText")
+    # A vision checkpoint through AutoModelForCausalLM would load its text part alone and drop the vision tower.
+    model_class = AutoModelForImageTextToText if directory_has_vision(directory) else AutoModelForCausalLM
 
     started = time.perf_counter()
     kwargs: dict[str, Any] = {"dtype": _torch_dtype(dtype)}
@@ -98,7 +115,7 @@ def _load_uncached(
         try:
             tokenizer = AutoTokenizer.from_pretrained(str(directory))
             emit(LoadEvent("weights", f"loading weights from {directory} (dtype={dtype}, device={device})"))
-            model = from_pretrained(AutoModelForCausalLM, str(directory), **kwargs)
+            model = from_pretrained(model_class, str(directory), **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelNotFoundError(
                 f"model files in {directory} (for {source})",
@@ -116,8 +133,9 @@ def _load_uncached(
         tokenizer=tokenizer,
         directory=directory,
         stop_ids=frozenset(eos_ids | stop_token_ids(tokenizer)),
-        max_positions=int(getattr(model.config, "max_position_embeddings", 8192)),
+        max_positions=int(getattr(model.config.get_text_config(), "max_position_embeddings", 8192)),
         cache_arg="cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values",
+        vision=vision_info(model),
     )
 
 
@@ -164,6 +182,7 @@ class TransformersBackend:
         self._generate_lock = threading.Lock()
         self._cache: Any = None  # transformers Cache of the last call
         self._cache_ids: tuple[int, ...] = ()  # exactly the tokens whose keys/values `_cache` holds
+        self._cache_images: tuple[str, ...] = ()  # sha256 of the images whose features are in `_cache`, in order
         self._grammars: GrammarCompiler | None = None  # made at the first constrained call
 
     # ----- loading -----
@@ -187,12 +206,22 @@ class TransformersBackend:
         return local if local.is_dir() else None
 
     @property
+    def accepts_images(self) -> bool:
+        """A Llama 4 checkpoint with its vision tower: read from a local checkpoint's config before loading, else from
+        the loaded model (loading it)."""
+        if self._loaded is None:
+            local = self.model_dir
+            if local is not None and (local / "config.json").is_file():
+                return directory_has_vision(local)
+        return self.load().vision is not None
+
+    @property
     def stop_ids(self) -> frozenset[int]:
         return self.load().stop_ids | frozenset(self._extra_stop_ids)
 
     def reset_cache(self) -> None:
         with self._generate_lock:
-            self._cache, self._cache_ids = None, ()
+            self._cache, self._cache_ids, self._cache_images = None, (), ()
 
     async def aclose(self) -> None:
         self.reset_cache()
@@ -265,16 +294,22 @@ class TransformersBackend:
         import torch
 
         loaded = self.load()
+        if params.images and loaded.vision is None:
+            raise BackendError(f"{self.name} has no vision tower and takes no images (a Llama 4 checkpoint with its "
+                               "vision tower does)")
+        blocks = image_blocks(prompt_ids, params.images, loaded.vision) if loaded.vision is not None else []
         choose = self.token_chooser(prompt_ids, params)
         stop_ids = self.stop_ids
         max_new = min(params.max_new_tokens, self.context_window - len(prompt_ids))
         started = time.perf_counter()
-        cache, reused = self._take_cache(prompt_ids)
+        cache, reused = self._take_cache(prompt_ids, blocks)
+        new_blocks = [block for block in blocks if block.start >= reused]
+        pixels = pixel_values(new_blocks, loaded.vision.spec) if loaded.vision is not None else None
         generated: list[int] = []
         covered = list(prompt_ids)  # ids whose keys/values are in the cache after each forward
         decoder = IncrementalDecoder(loaded.tokenizer)
         with torch.inference_mode():
-            out, cache = prefill(loaded.model, loaded.cache_arg, prompt_ids[reused:], cache)
+            out, cache = prefill(loaded.model, loaded.cache_arg, prompt_ids[reused:], cache, pixels)
             prefill_s = time.perf_counter() - started
             while True:
                 token = choose(out.logits[0, -1])
@@ -290,16 +325,18 @@ class TransformersBackend:
         # is only ever reused for a prompt that starts with the same ids.
         if self.reuse_cache:
             self._cache, self._cache_ids = cache, tuple(covered)
+            self._cache_images = tuple(block.image.sha256 for block in blocks)
         self.stats.record(prompt=len(prompt_ids), cached=reused, generated=len(generated))
         self.stats.last_generated_ids = tuple(generated)
         self.stats.last_prefill_s = prefill_s
         self.stats.last_total_s = time.perf_counter() - started
         self.stats.last_cancelled = cancel.is_set()
 
-    def _take_cache(self, prompt_ids: list[int]) -> tuple[Any, int]:
-        """The stored cache cropped to the longest common prefix with the new prompt, and that prefix's length."""
-        cache, cached_ids = self._cache, self._cache_ids
-        self._cache, self._cache_ids = None, ()  # invalid until this call finishes cleanly
+    def _take_cache(self, prompt_ids: list[int], blocks: Sequence[ImageBlock] = ()) -> tuple[Any, int]:
+        """The stored cache cropped to the longest common prefix with the new prompt (no further than its images
+        allow: `model.backends.vision.reusable_prefix`), and that prefix's length."""
+        cache, cached_ids, cached_images = self._cache, self._cache_ids, self._cache_images
+        self._cache, self._cache_ids, self._cache_images = None, (), ()  # invalid until this call finishes cleanly
         if not self.reuse_cache or cache is None:
             return None, 0
         common = 0
@@ -308,6 +345,7 @@ class TransformersBackend:
                 break
             common += 1
         common = min(common, len(prompt_ids) - 1)  # at least one prompt token must run to get the next logits
+        common = reusable_prefix(common, blocks, cached_images)
         if common <= 0 or cache.get_seq_length() != len(cached_ids):
             return None, 0
         surplus = len(cached_ids) - common

@@ -21,6 +21,16 @@ def remote_context(traceparent: str | None, tracestate: str | None = None) -> An
     return context if get_current_span(context).get_span_context().is_valid else None
 
 
+def link_to(traceparent: str | None) -> Any:
+    """An OpenTelemetry Link to the span a `traceparent` names, or None when it is missing or malformed."""
+    context = remote_context(traceparent)
+    if context is None:
+        return None
+    from opentelemetry.trace import Link, get_current_span
+
+    return Link(get_current_span(context).get_span_context())
+
+
 def outgoing_headers(trace: Trace | None) -> dict[str, str]:
     """`traceparent` (and `tracestate`) naming `trace`'s span, for a request to a server the deployer runs (a model
     or guard server), so its own spans join the turn's trace; {} without a trace."""
@@ -43,9 +53,10 @@ def client_span(method: str, url: str) -> Trace | None:
 
 
 def traceresponse(trace: Trace) -> str:
-    """`00-<trace id>-<span id>-<flags>`: the trace the response belongs to and the server's span in it."""
+    """`00-<trace id>-<span id>-<flags>`: the trace the response belongs to and the server's span in it (the same
+    form as a `traceparent` naming that span, which is what a guard's own process is sent)."""
     flags = int(trace.span.get_span_context().trace_flags)
     return f"00-{trace.trace_id}-{trace.span_id}-{flags:02x}"
 
 
-__all__ = ["client_span", "outgoing_headers", "remote_context", "traceresponse"]
+__all__ = ["client_span", "link_to", "outgoing_headers", "remote_context", "traceresponse"]

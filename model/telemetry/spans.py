@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -33,10 +33,13 @@ _installed: list[Any] = []  # a TracerProvider installed by a test or an embeddi
 
 @dataclass(frozen=True)
 class Trace:
-    """A span in progress and the tracer its children come from."""
+    """A span in progress and the tracer its children come from. `settings` are those its exporter was built from,
+    for a process of our own to export its spans the same way (guards.runtime.process); None under an installed
+    provider, which another process cannot share."""
 
     tracer: Any
     span: Any
+    settings: Settings | None = None
 
     @property
     def trace_id(self) -> str:
@@ -69,9 +72,11 @@ def current() -> Trace | None:
 
 
 def start(tracer: Any, name: str, attributes: Mapping[str, Any] | None = None, *, parent: Trace | None = None,
-          remote: Any = None, kind: Kind = "internal") -> Trace:
+          remote: Any = None, kind: Kind = "internal", settings: Settings | None = None,
+          links: Sequence[Any] = ()) -> Trace:
     """A new span: the child of `parent`, else of `remote` (an extracted OpenTelemetry Context: a caller's
-    traceparent), else a root. End it with `end`."""
+    traceparent), else a root. `settings`: those `tracer` came from (`tracer_for`), else the parent's. `links`:
+    OpenTelemetry Links to spans of other traces. End it with `end`."""
     from opentelemetry import trace as otel
 
     context = otel.set_span_in_context(parent.span) if parent is not None else remote
@@ -80,8 +85,10 @@ def start(tracer: Any, name: str, attributes: Mapping[str, Any] | None = None, *
 
         context = Context()  # a root: never an unrelated span some library left current
     span = tracer.start_span(name, context=context, kind=otel.SpanKind[kind.upper()],
-                             attributes=clean(attributes or {}))
-    return Trace(tracer, span)
+                             attributes=clean(attributes or {}), links=links or None)
+    if settings is None and parent is not None:
+        settings = parent.settings
+    return Trace(tracer, span, None if _installed else settings)
 
 
 def child(name: str, attributes: Mapping[str, Any] | None = None, *, kind: Kind = "internal") -> Trace | None:

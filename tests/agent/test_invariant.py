@@ -293,8 +293,8 @@ async def test_llama_guard_sees_the_request_and_alternating_turns(make_assistant
     tails: list[str] = []
     original = lgp.prompt_tail
 
-    def spy(turns: Any) -> str:
-        tails.append(original(turns))
+    def spy(turns: Any, *args: Any) -> str:
+        tails.append(original(turns, *args))
         return tails[-1]
 
     monkeypatch.setattr(lgp, "prompt_tail", spy)

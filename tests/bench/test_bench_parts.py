@@ -87,8 +87,9 @@ def _record(mode: str, turn: int, points: list[tuple[str, str]], outcome: str = 
     return TurnRecord(
         mode=mode, repeat=0, turn=turn, expect="answer", turn_s=kw.get("turn_s", 1.0), ttft_s=kw.get("ttft_s", 1.0),
         ttft_shown_s=kw.get("shown", kw.get("ttft_s", 1.0)), main_prompt=100, main_prefill=int(kw.get("prefill", 100)),
-        main_generated=10, llama_guard_tokens=0, prompt_guard_tokens=0, checkpoints=points, outcome=outcome, shown="",
-        leaked=False,
+        main_generated=10, llama_guard_tokens=int(kw.get("lg", 0)), prompt_guard_tokens=0, checkpoints=points,
+        outcome=outcome, shown="", leaked=False, cpu_s=kw.get("cpu", 1.0), guard_cpu_s=kw.get("guard_cpu", 0.0),
+        last_checked_s=kw.get("last", kw.get("turn_s", 1.0)), family="lengths" if "length" in kw else "scenario",
     )
 
 
@@ -107,10 +108,36 @@ def test_agreement_and_ratios() -> None:
     assert summary["ttft_checked_vs_llama_stack"] == 0.25 and summary["ttft_checked_vs_llama_stack_shown"] == 1.0
     assert summary["turn_vs_unguarded"] == 1.1 and summary["ttft_checked_vs_unguarded"] == 2.0
     assert summary["turn_vs_llamafirewall"] == 0.55
-    assert summary["targets"]["turn_vs_unguarded"] and not summary["targets"]["ttft_checked_vs_unguarded"]
+    assert summary["targets"]["turn_vs_unguarded"] and "ttft_checked_vs_unguarded" not in summary["targets"]
     blocked = [_record("ours", 0, [("user_input", "block")], outcome="refusal:user_input")]
     share, points, problems = agreement(stack, blocked)
     assert share == 0.0 and points == 2 and len(problems) == 2
+
+
+def test_length_family_keys() -> None:
+    """The issue-31 keys: the longest answer against unguarded (the better of its two runs) and OGX, the second
+    longest against OGX; the scenario's turn ratio against OGX is kept beside them under its own name."""
+    records = [_record("ours", 0, [], turn_s=2.0, ttft_s=0.5, cpu=2.0, guard_cpu=0.5),
+               _record("ogx", 0, [], turn_s=4.0, ttft_s=1.0), _record("unguarded", 0, [], turn_s=1.9, ttft_s=0.4)]
+    for index, (ours, ogx, ung, every) in enumerate(((1.0, 1.2, 0.9, 0.95), (4.2, 4.5, 4.0, 3.5))):
+        records += [_record("ours", index, [], turn_s=ours, lg=600 * (index + 1), length=1),
+                    _record("ogx", index, [], turn_s=ogx, lg=1000 * (index + 1), length=1),
+                    _record("unguarded", index, [], turn_s=ung, length=1),
+                    _record("unguarded-all-cores", index, [], turn_s=every, length=1)]
+    summary = summarize(records, (), (4000, 16000))
+    assert summary["length_chars"] == {"long": 16000, "second": 4000}
+    assert summary["turn_vs_unguarded_long"] == 1.2 and summary["turn_vs_ogx"] == round(1.0 / 1.2, 4)
+    assert summary["guard_tokens_vs_ogx"] == 0.6 and summary["turn_vs_ogx_scenario"] == 0.5
+    assert summary["ttft_checked_vs_ogx"] == 0.5 and summary["guard_cpu_share"] == 0.25
+    assert summary["lengths"]["ogx"]["16000"]["llama_guard_tokens"] == 2000
+    assert summary["targets"]["guard_tokens_vs_ogx"] and not summary["targets"]["turn_vs_unguarded_long"]
+
+
+def test_length_answers_have_their_length() -> None:
+    scenario = build_scenario()
+    assert [len(t.completions[0].removesuffix("<|eot_id|>")) for t in scenario.lengths] == [200, 1000, 4000, 16000]
+    assert len({t.user for t in (*scenario.turns, *scenario.lengths)}) == 9  # the forced script is keyed by them
+    assert all(UNSAFE not in t.completions[0] and JAILBREAK not in t.completions[0] for t in scenario.lengths)
 
 
 def test_throughput_ratio() -> None:

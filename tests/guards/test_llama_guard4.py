@@ -204,8 +204,11 @@ def guard4_dir(tiny_guard_dirs: dict[str, Path]) -> Path:
 
 def test_tiny_guard4_is_llama4_and_scores_the_reference_prompt(guard4_dir: Path, monkeypatch: Any) -> None:
     config = json.loads((guard4_dir / "config.json").read_text(encoding="utf-8"))
-    assert (config["model_type"], config["architectures"]) == ("llama4_text", ["Llama4ForCausalLM"])
-    assert config["vocab_size"] == 202_048 and config["moe_layers"] == []
+    assert (config["model_type"], config["architectures"]) == ("llama4", ["Llama4ForConditionalGeneration"])
+    text = config["text_config"]
+    assert text["vocab_size"] == 202_048 and text["moe_layers"] == []
+    vision = config["vision_config"]
+    assert (vision["image_size"], vision["patch_size"], vision["pixel_shuffle_ratio"]) == (336, 14, 0.5)
     guard = LlamaGuard.load(guard4_dir, dtype="float32", variant="4")
     turns = _turns(CONVERSATIONS[3])
     assert guard.prompt_ids(turns) == _reference_ids(_reference_body(CONVERSATIONS[3], [], monkeypatch))
@@ -258,31 +261,22 @@ def test_runner_end_to_end_on_tiny_guard4() -> None:
         assert "banana" in broken.verdicts[0].error
 
 
-def test_checkpoint_in_llama_guard_4_layout_is_scored_through_its_text_part(guard4_dir: Path, tmp_path: Path) -> None:
-    """Meta publishes Llama Guard 4 as a Llama4ForConditionalGeneration (text and vision tower, `language_model.*`
-    weights). The in-process guard loads such a checkpoint's text part (AutoModelForCausalLM -> Llama4ForCausalLM)
-    and scores it as the text-only tiny model: the same weights, the same verdicts."""
+def test_text_only_checkpoint_scores_text_as_the_full_layout(guard4_dir: Path, tmp_path: Path) -> None:
+    """Meta publishes Llama Guard 4 as a Llama4ForConditionalGeneration (text and vision tower), as the tiny one is.
+    Its text checks run through its language model: a text-only checkpoint of the same text weights
+    (Llama4ForCausalLM) gives the same verdicts and scores."""
     import shutil
 
-    from safetensors.torch import load_file
-    from transformers import Llama4Config, Llama4ForConditionalGeneration, Llama4TextConfig, Llama4VisionConfig
-
-    from assistant.dev.tiny_guards.llama_guard4 import tiny_llama4_text_config
-
-    vision = Llama4VisionConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-                                image_size=56, patch_size=14, vision_output_dim=64, projector_input_dim=64,
-                                projector_output_dim=64)
-    text = Llama4TextConfig(**tiny_llama4_text_config())
-    full = Llama4ForConditionalGeneration(Llama4Config(text_config=text.to_dict(), vision_config=vision.to_dict()))
-    full.language_model.load_state_dict(load_file(str(guard4_dir / "model.safetensors")))
-    full.save_pretrained(str(tmp_path))
+    full = LlamaGuard.load(guard4_dir, dtype="float32", variant="4")
+    assert full.sees_images and full.vision is not None
+    full.vision.model.language_model.save_pretrained(str(tmp_path))
     (tmp_path / "original").mkdir()
     shutil.copyfile(guard4_dir / "original" / "tokenizer.model", tmp_path / "original" / "tokenizer.model")
-    assert json.loads((tmp_path / "config.json").read_text("utf-8"))["model_type"] == "llama4"
-    guard = LlamaGuard.load(tmp_path, dtype="float32", variant="4")
-    tiny = LlamaGuard.load(guard4_dir, dtype="float32", variant="4")
+    assert json.loads((tmp_path / "config.json").read_text("utf-8"))["model_type"] == "llama4_text"
+    text_only = LlamaGuard.load(tmp_path, dtype="float32", variant="4")
+    assert not text_only.sees_images
     for text_ in ("How do I bake bread?", "please zyxtrigger now"):
-        ours, reference = guard.check([Turn("user", text_)]), tiny.check([Turn("user", text_)])
+        ours, reference = text_only.check([Turn("user", text_)]), full.check([Turn("user", text_)])
         assert (ours.unsafe, ours.text, ours.categories) == (reference.unsafe, reference.text, reference.categories)
         assert ours.score == pytest.approx(reference.score, abs=1e-6)
 

@@ -17,7 +17,8 @@ TEMPLATES = REPO / "guards" / "policy" / "templates"
 
 def test_every_example_is_a_link_to_the_template_of_its_name() -> None:
     examples = sorted(EXAMPLES.glob("*.yaml"))
-    assert [path.stem for path in examples] == template_names() == sorted(p.stem for p in TEMPLATES.glob("*.yaml"))
+    stems = sorted(path.stem for path in examples)
+    assert stems == template_names() == sorted(p.stem for p in TEMPLATES.glob("*.yaml"))
     for path in examples:
         assert path.is_symlink(), f"{path} must be a symlink to {TEMPLATES / path.name} (edit the template)"
         assert os.readlink(path) == f"../../guards/policy/templates/{path.name}"  # relative: works in any clone

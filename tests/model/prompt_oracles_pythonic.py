@@ -8,7 +8,9 @@ built-ins, no system message), the expected prompt has no system turn, as in Met
 
 `llama_models.llama4.chat_format` imports torchvision for its image transforms, and no torchvision build installable
 here works with the project's CPU torch: `meta_chat_format_llama4` imports it with a stand-in `torchvision` module
-that is removed again right after (text-only prompts never reach the image code).
+that is removed again right after (text-only prompts never reach the image code; tests/model/image_oracle.py gives the
+image code a working stand-in). It also undoes the `PIL.ImageFile.LOAD_TRUNCATED_IMAGES = True` that Meta's
+preprocess.py sets on import, which would let damaged images load in every later test of the process.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from datetime import date
 from functools import cache
 from typing import Any
 
+from PIL import ImageFile
 from prompt_oracles import EMPTY, EVIL, INJECTIONS, SONGS, SYSTEMS, TEXTS, WEATHER, bfcl_tools
 
 from model.messages import Message, ToolCall, ToolDefinition, ToolSpec
@@ -45,12 +48,15 @@ def meta_chat_format_llama4() -> Any:
         stand_ins["torchvision"].transforms = stand_ins["torchvision.transforms"]  # type: ignore[attr-defined]
         stand_ins["torchvision.transforms"].functional = stand_ins["torchvision.transforms.functional"]  # type: ignore[attr-defined]
         sys.modules.update(stand_ins)
+    truncated = ImageFile.LOAD_TRUNCATED_IMAGES
     try:
         from llama_models.llama4.chat_format import ChatFormat
         from llama_models.llama4.tokenizer import Tokenizer
     finally:
         for name in stand_ins:
             sys.modules.pop(name, None)
+        # llama_models.llama4.preprocess sets this process-wide on import: damaged images would then load silently
+        ImageFile.LOAD_TRUNCATED_IMAGES = truncated
     return ChatFormat(Tokenizer.get_instance())
 
 
@@ -72,12 +78,14 @@ def _lls_tool(tool: ToolDefinition) -> Any:
 
 
 def oracle_ids(
-    messages: list[Message], spec: ToolSpec, family: str, *, add_generation_prompt: bool = True
+    messages: list[Message], spec: ToolSpec, family: str, *, add_generation_prompt: bool = True, fmt: Any = None
 ) -> list[int]:
-    """Token ids from Meta's reference code for the Python-list format (`family` llama3) or Llama 4."""
+    """Token ids from Meta's reference code for the Python-list format (`family` llama3) or Llama 4. A user message's
+    images go to Meta as its content list [image, ..., text]; they need a vision-enabled `fmt`
+    (`image_oracle.meta_vision_format`)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from llama_models.datatypes import RawMessage, StopReason, ToolPromptFormat
+        from llama_models.datatypes import RawMediaItem, RawMessage, RawTextItem, StopReason, ToolPromptFormat
         from llama_models.datatypes import ToolCall as RawToolCall
         from llama_stack.apis.inference import (
             ChatCompletionRequest,
@@ -119,6 +127,8 @@ def oracle_ids(
         tool_config=ToolConfig(),
     )
     had_system = bool(messages) and messages[0].role == "system"
+    user_images = [m.images for m in messages if m.role == "user"]  # llama-stack keeps the user messages in order
+    user_images = user_images if any(user_images) else []
     generator = Llama4Generator if family == "llama4" else Llama3Generator
     augmented = prompt_adapter.augment_messages_for_tools_llama(request, generator)
     if not had_system and augmented[0].content == "":
@@ -134,9 +144,13 @@ def oracle_ids(
             ]
             stop = StopReason(message.stop_reason.value)
             raw.append(RawMessage(role="assistant", content=message.content, stop_reason=stop, tool_calls=calls))
+        elif message.role == "user" and user_images:
+            images = user_images.pop(0)
+            content = [RawMediaItem(data=image.data) for image in images] + [RawTextItem(text=message.content)]
+            raw.append(RawMessage(role="user", content=content if images else message.content))
         else:
             raw.append(RawMessage(role=message.role, content=message.content))
-    fmt = meta_chat_format(family)
+    fmt = fmt or meta_chat_format(family)
     tokens = list(fmt.encode_dialog_prompt(raw, ToolPromptFormat.python_list).tokens)
     if not add_generation_prompt:
         tokens = tokens[: -len(fmt._encode_header("assistant"))]

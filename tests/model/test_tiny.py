@@ -104,5 +104,6 @@ def test_dev_tiny_models_command(tiny_llama_dir: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(assistant.dev.tiny_models, "build_tiny_guards", lambda d: calls.append(d) or {})
     result = CliRunner().invoke(cli, ["dev", "tiny-models", str(tiny_llama_dir.parent), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output) == {tiny.MAIN_MODEL_NAME: str(tiny_llama_dir)}
+    assert json.loads(result.output) == {tiny.MAIN_MODEL_NAME: str(tiny_llama_dir),
+                                         tiny.LLAMA4_VISION_NAME: str(tiny_llama_dir.parent / tiny.LLAMA4_VISION_NAME)}
     assert calls == [tiny_llama_dir.parent]

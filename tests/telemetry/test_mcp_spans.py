@@ -25,5 +25,5 @@ async def test_an_mcp_call_is_a_client_span_of_its_tool_run(
     assert run is not None and run.name == "execute_tool weather"
     assert mcp.kind.name == "CLIENT" and mcp.attributes["mcp.server"] == "shifty"
     assert mcp.attributes["mcp.tool"] == "weather" and mcp.attributes["assistant.tool.ok"] is True
-    result_checks = [s for s in finished if s.name == "guards tool_result"]
+    result_checks = [s for s in finished if s.attributes.get("assistant.guard.stage") == "tool_result"]
     assert result_checks and all(parent_of(finished, s) is run for s in result_checks)

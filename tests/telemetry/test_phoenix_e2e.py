@@ -94,16 +94,17 @@ def test_a_guarded_tool_turn_reaches_the_collector(phoenix: Phoenix, tmp_path: P
     by_id = {s["context"]["span_id"]: s for s in spans}
     names = sorted(s["name"] for s in spans)
     assert names.count("chat model.jsonl") == 3
-    assert {"approval send_email", "execute_tool fetch_page", "execute_tool send_email", "guards user_input",
-            "guards tool_call", "guards tool_result", "guards model_output", "guard llama_guard",
+    assert {"approval send_email", "execute_tool fetch_page", "execute_tool send_email", "guard llama_guard",
             "guard prompt_guard"} <= set(names)
+    stages = {attribute(s, "assistant.guard.stage") for s in spans if s["name"].startswith("guard ")}
+    assert stages == {"user_input", "tool_call", "tool_result", "model_output"}
     assert attribute(turn, "assistant.outcome") == "final" and turn["parent_id"] is None
     email = next(s for s in spans if s["name"] == "execute_tool send_email")
     assert by_id[email["parent_id"]]["context"]["span_id"] == turn["context"]["span_id"]
     assert attribute(email, "assistant.tool.approval") == "approve"
     assert attribute(email, "assistant.tool.side_effects") is True
     result_checks = [s for s in spans if s["parent_id"] == email["context"]["span_id"]]
-    assert sorted(s["name"] for s in result_checks) == ["guards model_output", "guards tool_result"]
+    assert {attribute(s, "assistant.guard.stage") for s in result_checks} == {"model_output", "tool_result"}
     for check in (s for s in spans if s["name"].startswith("guard ")):
         assert attribute(check, "assistant.guard.decision") == "allow"
         assert attribute(check, "assistant.guard.latency_ms") > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from model import telemetry
 from tests.agent.conftest import write_policy
 from tests.telemetry.conftest import all_attribute_text, by_name, one, parent_of
 
@@ -35,14 +36,14 @@ async def test_plain_turn_span_tree_and_attributes(make_assistant, spans) -> Non
     assert attrs["assistant.interface"] == "api" and attrs["assistant.resume"] is False
 
     # the input's checks hang off the turn; the answer's off the model call they judged
-    user_stage = one(finished, "guards user_input")
-    assert parent_of(finished, user_stage) is turn
-    assert user_stage.attributes["assistant.guard.decision"] == "allow"
-    user_guards = [s for s in finished if parent_of(finished, s) is user_stage]
+    user_guards = [s for s in finished if parent_of(finished, s) is turn and s.name.startswith("guard")]
     assert sorted(s.name for s in user_guards) == ["guard llama_guard", "guard prompt_guard"]
+    assert not [s for s in finished if s.name.startswith("guards ")]  # no span per stage: its guards' say it all
     for guard in user_guards:
         assert guard.attributes["assistant.guard.stage"] == "user_input"
+        assert guard.attributes["assistant.guard.role"] == "user"
         assert guard.attributes["assistant.guard.decision"] == "allow"
+        assert guard.attributes["assistant.guard.cached"] is False  # no verdict is ever reused
         assert guard.attributes["assistant.guard.latency_ms"] > 0
         assert isinstance(guard.attributes["assistant.guard.score"], float)
     prompt_guard = next(s for s in user_guards if s.name == "guard prompt_guard")
@@ -55,10 +56,9 @@ async def test_plain_turn_span_tree_and_attributes(make_assistant, spans) -> Non
     assert m["gen_ai.request.model"] == "model.jsonl" and m["gen_ai.request.max_tokens"] == 64
     assert m["gen_ai.usage.input_tokens"] > 0 and m["assistant.model.deltas"] > 0
     assert m["gen_ai.server.time_to_first_token"] >= 0
-    output_stages = by_name(finished, "guards model_output")
-    assert output_stages and all(parent_of(finished, s) is model for s in output_stages)
-    assert {s.name for s in finished if parent_of(finished, s) in output_stages} == {
-        "guard llama_guard", "guard code_shield"}
+    output_checks = [s for s in finished if s.attributes.get("assistant.guard.stage") == "model_output"]
+    assert output_checks and all(parent_of(finished, s) is model for s in output_checks)
+    assert {s.name for s in output_checks} == {"guard llama_guard", "guard code_shield"}
 
     # texts: hash (the policy's audit.texts) - no text at all, only lengths and digests
     dump = all_attribute_text(finished)
@@ -98,14 +98,19 @@ async def test_blocked_answer_never_reaches_a_span_even_with_full_texts(make_ass
         assert fragment not in dump
 
 
-async def test_tool_turn_with_approval(make_assistant, spans, tool_log) -> None:
+async def test_tool_turn_with_approval(make_assistant, spans, tool_log, tmp_path: Path) -> None:
     asked: list[str] = []
 
     def approve(request):
         asked.append(request.name)
         return True
 
-    bot = make_assistant(CALL_FETCH_NEWS, CALL_EMAIL, "Done: I emailed Bob.<|eot_id|>", approve=approve)
+    policy = write_policy(tmp_path)
+    text = policy.read_text()
+    stage = "  tool_result: {prompt_guard: {enabled: true, score: injection}}\n"
+    assert stage in text
+    policy.write_text(text.replace(stage, stage + "  tool_call: {llama_guard: {enabled: true}}\n"), encoding="utf-8")
+    bot = make_assistant(CALL_FETCH_NEWS, CALL_EMAIL, "Done: I emailed Bob.<|eot_id|>", approve=approve, policy=policy)
     result = await bot.arun("Read the news and email Bob", thread="t-tools")
     assert result.text == "Done: I emailed Bob." and asked == ["send_email"]
     finished = spans.get_finished_spans()
@@ -130,10 +135,12 @@ async def test_tool_turn_with_approval(make_assistant, spans, tool_log) -> None:
     assert wait.end_time <= email.start_time  # the run waited for the human
     # the result's checks are children of the run that made it
     for run in (fetch, email):
-        stages = {s.name for s in finished if parent_of(finished, s) is run}
-        assert stages == {"guards tool_result", "guards model_output"}
+        stages = {s.attributes["assistant.guard.stage"] for s in finished if parent_of(finished, s) is run}
+        assert stages == {"tool_result", "model_output"}
     # the call's checks judged the model's completion: children of the turn (the model call had ended)
-    assert by_name(finished, "guards tool_call")
+    call_checks = [s for s in finished if s.attributes.get("assistant.guard.stage") == "tool_call"]
+    assert [s.name for s in call_checks] == ["guard llama_guard"] * 2  # one per proposed call
+    assert all(parent_of(finished, s) is turn for s in call_checks)
 
     # texts: hash - no argument, result or message text anywhere
     dump = all_attribute_text(finished)
@@ -142,17 +149,36 @@ async def test_tool_turn_with_approval(make_assistant, spans, tool_log) -> None:
     assert email.attributes["gen_ai.tool.call.arguments.sha256"]
 
 
-async def test_paused_turn_and_its_resume_are_two_traces(make_assistant, spans) -> None:
+async def test_a_resumed_turn_continues_the_paused_turns_trace(make_assistant, spans) -> None:
     bot = make_assistant(CALL_FETCH_NEWS, CALL_EMAIL, "Done.<|eot_id|>")
     first = await bot.arun("Read the news and email Bob", thread="t-pause")
     second = await bot.aresume("t-pause", True, call_id=first.pending_approval.call_id)
     assert second.text == "Done."
-    turns = by_name(spans.get_finished_spans(), TURN)
+    finished = spans.get_finished_spans()
+    turns = by_name(finished, TURN)
     assert [t.attributes["assistant.outcome"] for t in turns] == ["approval", "final"]
     assert [t.attributes["assistant.resume"] for t in turns] == [False, True]
-    email = one(spans.get_finished_spans(), "execute_tool send_email")
+    # the decision's run is a child of the turn that paused (stored with the wait): one trace
+    assert parent_of(finished, turns[1]) is turns[0]
+    assert turns[1].context.trace_id == turns[0].context.trace_id
+    email = one(finished, "execute_tool send_email")
     assert email.attributes["assistant.tool.approval"] == "approve"
-    assert parent_of(spans.get_finished_spans(), email) is turns[1]
+    assert parent_of(finished, email) is turns[1]
+
+
+async def test_a_resume_under_another_span_links_to_the_paused_turn(make_assistant, spans) -> None:
+    bot = make_assistant(CALL_FETCH_NEWS, CALL_EMAIL, "Done.<|eot_id|>")
+    first = await bot.arun("Read the news and email Bob", thread="t-pause-link")
+    request = telemetry.start(telemetry.tracer_for(telemetry.Settings()), "POST /v1/threads/{thread_id}/approval")
+    with telemetry.within(request):  # as `serve` runs it: the request's span is current
+        second = await bot.aresume("t-pause-link", True, call_id=first.pending_approval.call_id)
+    telemetry.end(request)
+    assert second.text == "Done."
+    finished = spans.get_finished_spans()
+    paused, resumed = by_name(finished, TURN)
+    assert parent_of(finished, resumed).name.startswith("POST ")
+    assert [(link.context.trace_id, link.context.span_id) for link in resumed.links] == [
+        (paused.context.trace_id, paused.context.span_id)]
 
 
 class QuotingFailure:

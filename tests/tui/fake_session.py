@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from assistant.attachments import Attachment
 from assistant.events import (
@@ -17,6 +18,7 @@ from assistant.events import (
     ToolCallProposed,
     ToolResult,
 )
+from assistant.images import ImagesRefused
 from assistant.tui.session import (
     ApprovalDecision,
     Approver,
@@ -26,6 +28,7 @@ from assistant.tui.session import (
     SetupProblem,
     ToolInfo,
 )
+from model.images import ImageData, ImageError, ImageLimits, read_images
 
 Turn = Callable[[str, Approver], AsyncIterator[Event]]
 
@@ -94,14 +97,33 @@ class FakeSession:
         report(LoadProgress("main", "ready"))
 
     max_attachment_chars: int = 2000
+    images_refused: str | None = None  # why this fake takes no images (None: it takes them)
+    image_limits: ImageLimits = field(default_factory=ImageLimits)
     received: list[tuple[str, list[Attachment]]] = field(default_factory=list)  # (text, attachments) per turn
+    received_images: list[list[ImageData]] = field(default_factory=list)  # the images of each turn
     kept: list[tuple[str, str, list[Event]]] = field(default_factory=list)  # keep_stopped calls
     closed: list[str] = field(default_factory=list)  # texts whose stream was closed before its end
 
+    def images_refusal(self) -> str | None:
+        return self.images_refused
+
+    def read_images(self, paths: Sequence[Path]) -> tuple[ImageData, ...]:
+        items = []
+        for path in paths:
+            try:
+                items.append((path.name, path.read_bytes()))
+            except OSError as exc:
+                raise ImageError(f"{path}: cannot read the image ({exc.strerror})") from None
+        return read_images(items, self.image_limits)
+
     async def stream(
-        self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = ()
+        self, text: str, *, thread_id: str, approve: Approver, attachments: Sequence[Attachment] = (),
+        images: Sequence[ImageData] = (),
     ) -> AsyncIterator[Event]:
+        if images and self.images_refused is not None:  # as the agent: before anything runs
+            raise ImagesRefused(self.images_refused)
         self.received.append((text, list(attachments)))
+        self.received_images.append(list(images))
         for number, attachment in enumerate(attachments):
             call_id = f"attachment-{number}"
             yield ToolCallProposed(call_id=call_id, name="attachment",

@@ -169,8 +169,8 @@ async def test_blocked_attachment_stops_the_message(make_app, tmp_path: Path) ->
 
 
 async def test_binary_and_oversized_files_are_refused(make_app, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    binary = tmp_path / "image.png"
-    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    binary = tmp_path / "program.bin"  # an image's bytes go the image way (test_attach_images.py)
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00" + bytes(64))
     big = tmp_path / "big.txt"
     big.write_text("x" * 5000, encoding="utf-8")  # the fake's limit is 2000 characters
     app = make_app()

@@ -115,10 +115,10 @@ async def _start_all(servers: list[McpServer]) -> list[list[ListedTool] | BaseEx
 
 
 def _caller(host: _LoopThread, server: McpServer) -> Caller:
-    async def call(remote: str, arguments: dict[str, Any]) -> ToolOutput:
+    async def call(remote: str, arguments: dict[str, Any], meta: dict[str, str] | None) -> ToolOutput:
         if host.closed:
             return ToolOutput.failure(f"MCP server {server.name} is not available: the agent's servers were stopped")
-        future = asyncio.run_coroutine_threadsafe(server.call(remote, arguments), host.loop)
+        future = asyncio.run_coroutine_threadsafe(server.call(remote, arguments, meta), host.loop)
         return await asyncio.wrap_future(future)
 
     return call
@@ -181,7 +181,7 @@ def _tool(host: _LoopThread, server: McpServer, item: ListedTool, name: str) -> 
     return McpTool(name=name, server=server.name, remote_name=item.name, description=item.description,
                    input_schema=item.input_schema, annotations=item.annotations, title=item.title,
                    side_effects=side_effects_from(item.annotations, server.config.side_effects.get(item.name)),
-                   caller=_caller(host, server), sha256=item.sha256)
+                   caller=_caller(host, server), sha256=item.sha256, trace_context=server.config.trace_context)
 
 
 def _others(toolset: McpToolset, server: str) -> set[str]:

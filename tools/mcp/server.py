@@ -269,14 +269,15 @@ class McpServer:
                                                            if restarting else "")
         return f"MCP server {self.name} is not available: {why}"
 
-    async def call(self, tool: str, arguments: dict[str, Any]) -> ToolOutput:
-        """Call `tool` with arguments already checked against its schema. Never raises: failures are ok=False."""
+    async def call(self, tool: str, arguments: dict[str, Any], meta: dict[str, str] | None = None) -> ToolOutput:
+        """Call `tool` with arguments already checked against its schema, `meta` as the request's `_meta` (the
+        trace context, for a trusted server). Never raises: failures are ok=False."""
         label = f"{self.name}.{tool}"
         session, owner = self._session, self._owner
         if session is None or owner is None or owner.done():
             return ToolOutput.failure(self._unavailable())
         request_id: list[int] = []
-        pending = asyncio.ensure_future(self._call_tool(session, tool, arguments, request_id))
+        pending = asyncio.ensure_future(self._call_tool(session, tool, arguments, request_id, meta))
         # Race the call against the server's own task: a process that dies mid-call ends the wait at once.
         try:
             done, _ = await asyncio.wait({pending, owner}, timeout=self.config.timeout_s,
@@ -306,11 +307,12 @@ class McpServer:
         return to_output(result, label)
 
     @staticmethod
-    async def _call_tool(session: Any, tool: str, arguments: dict[str, Any], request_id: list[int]) -> Any:
+    async def _call_tool(session: Any, tool: str, arguments: dict[str, Any], request_id: list[int],
+                         meta: dict[str, str] | None = None) -> Any:
         # The SDK numbers requests from `_request_id` and call_tool reaches send_request without awaiting anything
         # before, so the id read here is the call's: the one a cancellation must name.
         request_id.append(session._request_id)
-        return await session.call_tool(tool, arguments)
+        return await session.call_tool(tool, arguments, meta=meta)
 
     async def _cancel_on_server(self, session: Any, request_id: list[int], reason: str) -> None:
         """Tell the server to stop working on a call we gave up on (MCP's notifications/cancelled); best effort."""

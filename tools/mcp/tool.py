@@ -6,10 +6,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from model import telemetry
+from model.telemetry.propagation import outgoing_headers
 from tools.base import Tool, ToolArgumentError, ToolOutput, _strip_titles
 
-# (remote tool name, validated arguments) -> the call's output; never raises (see tools.mcp.server).
-Caller = Callable[[str, dict[str, Any]], Awaitable[ToolOutput]]
+# (remote tool name, validated arguments, the request's `_meta` or None) -> the call's output; never raises (see
+# tools.mcp.server).
+Caller = Callable[[str, dict[str, Any], dict[str, str] | None], Awaitable[ToolOutput]]
 MAX_DESCRIPTION_CHARS = 2000  # a server's description goes into every prompt: bound what one server can add
 MAX_PARAMETER_DESCRIPTION_CHARS = 500  # each `description` inside the input schema (parameters, nested ones)
 
@@ -70,11 +72,12 @@ class McpTool(Tool):
 
     def __init__(self, *, name: str, server: str, remote_name: str, description: str | None,
                  input_schema: dict[str, Any], annotations: Mapping[str, Any] | None, side_effects: bool,
-                 caller: Caller, title: str | None = None, sha256: str = "") -> None:
+                 caller: Caller, title: str | None = None, sha256: str = "", trace_context: bool = False) -> None:
         self.name = name
         self.server = server
         self.remote_name = remote_name
         self.caller = caller
+        self.trace_context = trace_context  # the policy's `trace_context`: a trusted server gets the traceparent
         self.update(description=description, input_schema=input_schema, annotations=annotations,
                     side_effects=side_effects, title=title, sha256=sha256)
         self.withheld: str | None = None  # why the model may no longer see or call it (a rug pull, a removal)
@@ -123,11 +126,13 @@ class McpTool(Tool):
     async def call(self, arguments: dict[str, Any]) -> ToolOutput:
         if self.withheld:
             return ToolOutput.failure(f"MCP tool {self.qualified_name} is withheld: {self.withheld}", refused=True)
-        # A client span under the tool run; no trace context goes to the (third-party) server.
+        # A client span under the tool run. The trace context goes to the server only when the policy says it is
+        # trusted (`trace_context`): a third-party server learns nothing of the trace.
         with telemetry.span(f"tools/call {self.qualified_name}", {"mcp.server": self.server,
                                                                   "mcp.tool": self.remote_name,
                                                                   "mcp.method.name": "tools/call"},
                             kind="client") as span:
-            output = await self.caller(self.remote_name, arguments)
+            meta = outgoing_headers(telemetry.current()) if self.trace_context and span is not None else None
+            output = await self.caller(self.remote_name, arguments, meta)
             telemetry.annotate(span, {"assistant.tool.ok": output.ok})
             return output

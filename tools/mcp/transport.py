@@ -6,6 +6,7 @@ default environment (HOME, PATH, USER, ...) plus exactly the variables the polic
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import IO, Any
@@ -37,6 +38,35 @@ def server_headers(config: McpServerConfig, env: Mapping[str, str]) -> dict[str,
     return out
 
 
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def trace_headers_of(body: bytes) -> dict[str, str]:
+    """The W3C trace context a JSON-RPC request carries in `params._meta` (put there only for a server whose policy
+    says `trace_context: true`), as HTTP headers; {} for anything else."""
+    try:
+        message = json.loads(body)
+    except ValueError:  # not JSON (nothing of ours): no header
+        return {}
+    params = message.get("params") if isinstance(message, dict) else None
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if not isinstance(meta, dict):
+        return {}
+    return {key: meta[key] for key in TRACE_HEADERS if isinstance(meta.get(key), str)}
+
+
+async def _trace_headers(request: Any) -> None:  # an httpx request hook
+    import httpx
+
+    if request.method != "POST":
+        return
+    try:
+        body = request.content
+    except httpx.RequestNotRead:  # a streamed body (the SDK sends none): nothing to read the context from
+        return
+    request.headers.update(trace_headers_of(body))
+
+
 def describe_target(config: McpServerConfig) -> str:
     """What the server is, for messages: its command line or its URL (never a secret: those are in env/headers)."""
     if config.command is not None:
@@ -65,4 +95,7 @@ async def open_transport(
     timeout = httpx.Timeout(config.timeout_s, connect=min(config.startup_timeout_s, 10.0))
     async with create_mcp_http_client(headers=server_headers(config, env), timeout=timeout) as client, \
             streamable_http_client(config.url, http_client=client) as (read, write, _session_id):
+        if config.trace_context:  # a trusted server: a call's traceparent as an HTTP header too, for its HTTP stack
+            client.event_hooks = {**client.event_hooks,
+                                  "request": [*client.event_hooks.get("request", []), _trace_headers]}
         yield read, write

@@ -6,8 +6,10 @@ saved in Hugging Face form (policy sources `tiny:llama-guard`, `tiny:llama-guard
   (assistant.dev.tiny_guards.training.construct_llama_guard). It answers `safe`, except when the conversation contains a
   trigger word: `zyxtrigger` -> `unsafe\\nS9`, `zyxgarble` -> `unsafe\\nbanana`
   (a malformed answer, for the fail-closed path). Tests put triggers in the message under check only.
-- `llama-guard-4`: the same answers from a 2-layer Llama4ForCausalLM (Llama Guard 4's dense text architecture) with
-  the real 202,048-token Llama 4 tokenizer (assistant.dev.tiny_guards.llama_guard4); policies use `variant: "4"`.
+- `llama-guard-4`: the same answers from Llama Guard 4's published layout, a Llama4ForConditionalGeneration (a
+  2-layer dense text model and a vision tower at Llama 4's real vision settings) with the real 202,048-token Llama 4
+  tokenizer (assistant.dev.tiny_guards.llama_guard4); policies use `variant: "4"`. It sees images: magenta patches
+  (255, 0, 255, and colours near it) -> `unsafe\\nS9`, any other image `safe` (assistant.dev.tiny_guards.vision4).
 - `prompt-guard`: a tiny DebertaV2ForSequenceClassification (weights written down too) with v1 labels (BENIGN /
   INJECTION / JAILBREAK) and a small Unigram tokenizer saved as a DeBERTa-v2 tokenizer: `jbtrigger` -> JAILBREAK,
   `injtrigger` -> INJECTION, anything else BENIGN.
@@ -47,6 +49,7 @@ from assistant.dev.tiny_guards.training import (
     deterministic,
     lg_batch,
 )
+from assistant.dev.tiny_guards.vision4 import image_checks
 from guards.errors import GuardOutputError
 from guards.llama_guard.guard import LlamaGuard
 from guards.llama_guard.prompt import Turn
@@ -54,12 +57,13 @@ from guards.policy.categories import LlamaGuardVariant
 from guards.prompt_guard.guard import PromptGuard, ScoreKind
 from model.hf_import import quiet_hf_progress
 from model.hf_tokenizer import save_hf_tokenizer
+from model.images import ImageLimits, read_image
 from model.tiny import PAD_ID, STOP_IDS, default_tiny_dir
 from model.tokenizer import default_tokenizer_model, get_tokenizer
 from model.versioned_dir import build_once
 from model.versioned_dir import is_built as versioned_is_built
 
-TINY_GUARDS_VERSION = "tiny-guards-7"
+TINY_GUARDS_VERSION = "tiny-guards-8"
 MARKER = ".tiny-guards-version"
 LLAMA_GUARD = "llama-guard"
 LLAMA_GUARD_4 = "llama-guard-4"
@@ -145,7 +149,8 @@ def _write_llama_guard4(directory: Path) -> None:
     shutil.copyfile(default_tokenizer_model("llama4"), directory / "original" / "tokenizer.model")
     summary = "Llama 4 architecture and tokenizer (variant \"4\"). Answers `safe`, or "
     summary += ", ".join(f"`{a!r}` for `{t}`" for t, a in LG_TRIGGERS.items())
-    _write_readme(directory, LLAMA_GUARD_4, summary + " in the conversation.", LG_SEED)
+    summary += " in the conversation, or `'unsafe\\nS9'` for an image with magenta (255, 0, 255) patches."
+    _write_readme(directory, LLAMA_GUARD_4, summary, LG_SEED)
     with deterministic(LG_SEED):
         check_llama_guard(directory, variant="4")
 
@@ -174,7 +179,24 @@ def check_llama_guard(directory: Path, variant: LlamaGuardVariant = "8b") -> dic
                 scores[f"{role}: {text}"] = result.score
                 if result.score <= 1 - MARGIN or result.text != answer:
                     wrong.append(f"{role} {text!r}: P(unsafe)={result.score:.4f} {result.text!r}, want {answer!r}")
+    if variant == "4":
+        scores.update(_check_images(guard, wrong))
     _fail_if(wrong, LLAMA_GUARD if variant != "4" else LLAMA_GUARD_4)
+    return scores
+
+
+def _check_images(guard: LlamaGuard, wrong: list[str]) -> dict[str, float]:
+    """The tiny Llama Guard 4 sees images: magenta ones give exactly `unsafe\\nS9`, the others stay far below the
+    margin, each with a harmless message."""
+    scores: dict[str, float] = {}
+    for name, data, unsafe in image_checks():
+        image = read_image(data, name=name, limits=ImageLimits())
+        result = guard.check([Turn("user", "What is in this picture?")], image=image)
+        scores[f"image: {name}"] = result.score
+        if unsafe and (result.score <= 1 - MARGIN or result.text != LG_TRIGGERS["zyxtrigger"]):
+            wrong.append(f"image {name}: P(unsafe)={result.score:.4f} {result.text!r}, want unsafe S9")
+        if not unsafe and (result.score >= MARGIN or result.unsafe):
+            wrong.append(f"image {name}: P(unsafe)={result.score:.4f}, want < {MARGIN}")
     return scores
 
 

@@ -1,10 +1,11 @@
-"""The tiny Llama Guard 4 (`tiny:llama-guard-4`): Llama 4's text architecture (`Llama4ForCausalLM`, a dense model
-as Llama Guard 4 is: no MoE layer, a NoPE layer then a RoPE layer with QK-norm and chunked attention) with the real
-202,048-token Llama 4 tokenizer, its weights written down as the tiny Llama Guard 3's are
-(assistant.dev.tiny_guards.training.write_llama_guard_weights), so the same trigger words steer it:
-`zyxtrigger` -> `unsafe\\nS9`, `zyxgarble` -> `unsafe\\nbanana` (malformed: the fail-closed path), else `safe`.
-
-Text only: the vision tower is not part of it (images are not this model's job).
+"""The tiny Llama Guard 4 (`tiny:llama-guard-4`) in Llama Guard 4's published layout,
+`Llama4ForConditionalGeneration`: a vision tower at the real vision settings (assistant.dev.tiny_guards.vision4) and
+Llama 4's text architecture (`Llama4ForCausalLM`, a dense model as Llama Guard 4 is: no MoE layer, a NoPE layer then
+a RoPE layer with QK-norm and chunked attention) with the real 202,048-token Llama 4 tokenizer. The text weights are
+written down as the tiny Llama Guard 3's are (assistant.dev.tiny_guards.training.write_llama_guard_weights), so the
+same trigger words steer it: `zyxtrigger` -> `unsafe\\nS9`, `zyxgarble` -> `unsafe\\nbanana` (malformed: the
+fail-closed path), else `safe`; and an image with magenta (255, 0, 255) patches -> `unsafe\\nS9`, any other image
+`safe`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from assistant.dev.tiny_guards.training import _skip_random_init, write_llama_guard_weights
+from assistant.dev.tiny_guards.vision4 import tiny_llama4_vision_config, write_vision_weights
 from model.backends.construction import constructing
 from model.tokenizer import get_tokenizer
 
@@ -71,9 +73,17 @@ def tiny_llama4_text_config() -> dict[str, Any]:
 
 def construct_llama_guard4() -> Any:
     """The tiny Llama Guard 4 with its weights written down (see the module docstring)."""
-    from transformers import Llama4ForCausalLM, Llama4TextConfig
+    from transformers import Llama4Config, Llama4ForConditionalGeneration
 
+    tok = get_tokenizer(family=FAMILY)
+    config = Llama4Config(
+        text_config=tiny_llama4_text_config(), vision_config=tiny_llama4_vision_config(),
+        boi_token_index=tok.special_id("<|image_start|>"), eoi_token_index=tok.special_id("<|image_end|>"),
+        image_token_index=tok.special_id("<|patch|>"), tie_word_embeddings=False,
+    )
     with constructing(), _skip_random_init():
-        model = Llama4ForCausalLM(Llama4TextConfig(**tiny_llama4_text_config()))
-    write_llama_guard_weights(model, get_tokenizer(family=FAMILY), flag_ids4(), qk_dim=0)
+        model = Llama4ForConditionalGeneration(config)
+    write_llama_guard_weights(model.language_model, tok, flag_ids4(), qk_dim=0)
+    write_vision_weights(model)
+    model.eval()
     return model

@@ -26,11 +26,11 @@ class FilePickerScreen(ModalScreen[Path | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog", id="file-picker"):
-            yield Label("Attach a text file to your next message", classes="dialog-title")
+            yield Label("Attach a text file or an image to your next message", classes="dialog-title")
             yield Input(placeholder="path of the file, then enter (or pick one below)", id="file-path")
             yield DirectoryTree(self.root, classes="file-tree", id="file-tree")
-            yield Label("Attached text is untrusted: the tool-result guards judge it before the model reads it.",
-                        classes="dialog-hint")
+            yield Label("Attached text is untrusted: the tool-result guards judge it before the model reads it. "
+                        "Images are judged with your message.", classes="dialog-hint")
 
     def on_mount(self) -> None:
         self.query_one("#file-path", Input).focus()

@@ -6,11 +6,14 @@ import json
 from typing import Any
 
 from rich.syntax import Syntax
+from rich.text import Text
 from textual.app import ComposeResult
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Collapsible, Markdown, Static
 
 from assistant.events import ApprovalRequested, GuardVerdict, ToolCallProposed, ToolResult
+from assistant.tui.images import image_verdict
+from assistant.tui.transcript import summarize
 from assistant.tui.widgets.guards import GuardBadge, badge_text
 from guards.policy.registry import CODE_SHIELD
 
@@ -19,19 +22,71 @@ _CODE_ARGUMENTS = {"code": "python"}
 
 
 class UserMessage(Vertical):
-    def __init__(self, text: str, verdicts: list[GuardVerdict] | None = None) -> None:
+    """The user's text, a line per attached image (`images`: label and thumbnail, none when replayed), a row per
+    attached file, and the input guards' badge."""
+
+    def __init__(
+        self, text: str, verdicts: list[GuardVerdict] | None = None,
+        images: list[tuple[str, Text | None]] | None = None,
+    ) -> None:
         super().__init__(classes="message user")
         self.text = text
         self.badge = GuardBadge(verdicts)
+        self.image_views: dict[str, ImageView] = {label: ImageView(label, thumb) for label, thumb in images or []}
 
     def compose(self) -> ComposeResult:
         yield Static(self.text, classes="body", markup=False)
+        yield from self.image_views.values()
         yield self.badge
 
     async def add_attachment(self, call: ToolCallProposed) -> AttachmentView:
         view = AttachmentView(call)
         await self.mount(view, before=self.badge)
         return view
+
+    async def add_image_verdict(self, verdict: GuardVerdict) -> None:
+        """A verdict of a guard that saw images goes to each image's line (a replayed turn's lines are made here,
+        from the labels its verdicts name)."""
+        for label in verdict.images:
+            if (view := self.image_views.get(label)) is None:
+                view = self.image_views[label] = ImageView(label)
+                await self.mount(view, before=self.badge)
+            view.add_verdict(verdict)
+
+
+class ImageView(Horizontal):
+    """One image of the user's message: its thumbnail (half blocks; a replayed turn has none, the chat's store keeps
+    no pixels) and its label with the verdict of the guards that saw it."""
+
+    def __init__(self, label: str, thumb: Text | None = None) -> None:
+        super().__init__(classes="image")
+        self.label = label
+        self.verdicts: list[GuardVerdict] = []
+        self.thumb = Static(thumb if thumb is not None else "", classes="thumbnail")
+        self.thumb.display = thumb is not None
+        self.caption = Static(self._caption(), classes="image-label", markup=False)
+
+    def compose(self) -> ComposeResult:
+        yield self.thumb
+        yield self.caption
+
+    def _caption(self, status: str | None = None) -> str:
+        return f"🖼 {self.label} · {status or image_verdict(self.verdicts)}"
+
+    @property
+    def state(self) -> str:
+        return summarize(self.verdicts)
+
+    def add_verdict(self, verdict: GuardVerdict) -> None:
+        self.verdicts.append(verdict)
+        self.caption.update(self._caption())
+        self.set_class(self.state == "blocked", "blocked")
+
+    def not_judged(self, why: str) -> None:
+        """The turn ended before a guard saw the image (refused, stopped): say so instead of `checking…`."""
+        if not self.verdicts:
+            self.caption.update(self._caption(why))
+            self.add_class("unjudged")
 
 
 class ToolCallView(Collapsible):

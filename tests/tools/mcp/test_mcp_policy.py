@@ -73,7 +73,7 @@ tools:
         "value is read when the server starts, so no secret is written in the policy (got 'abc 123 secret')",
         "p.yaml:18: tools.mcp[4].timeot_s: unknown key; did you mean `timeout_s`? (allowed here: name, command, args, "
         "env, cwd, url, headers, allow, deny, side_effects, timeout_s, startup_timeout_s, required, on_change, "
-        "max_restarts)",
+        "max_restarts, trace_context)",
     ]
 
 

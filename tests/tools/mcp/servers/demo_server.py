@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -88,6 +89,15 @@ def build(port: int) -> FastMCP:
         if request is not None:
             return str(request.headers.get("authorization"))
         return str(os.environ.get("DEMO_SECRET"))
+
+    @server.tool(annotations=READ_ONLY_LOCAL)
+    def trace_context(ctx: Context) -> str:
+        """The trace context the call came with: its params._meta and (over HTTP) its headers, as JSON."""
+        meta = ctx.request_context.meta
+        extra = dict(meta.model_extra or {}) if meta is not None else {}
+        request = ctx.request_context.request
+        headers = {k: request.headers.get(k) for k in ("traceparent", "tracestate")} if request is not None else None
+        return json.dumps({"meta": {k: extra.get(k) for k in ("traceparent", "tracestate")}, "headers": headers})
 
     @server.tool(name="9lives", annotations=READ_ONLY_LOCAL)
     def nine_lives() -> str:
