@@ -58,6 +58,13 @@ def refuse_images(policy: Any, pipeline: Any, backend: Any, images: Sequence[Ima
     if len(images) > limits.max_count:
         raise ImagesRefused(f"{len(images)} images in one message is over the limit of {limits.max_count} "
                             "(images.max_count)")
+    for image in images:  # ImageData made by hand (the Python API) passes the same checks as a file or a request
+        try:
+            checked = read_image(image.data, name=image.name, limits=limits)
+        except ImageError as exc:
+            raise ImagesRefused(str(exc)) from None
+        if checked != image:
+            raise ImagesRefused(f"{image.name}: its recorded size, format or digest do not match its bytes")
 
 
 def read_image_files(policy: Any, paths: Sequence[str | Path]) -> tuple[ImageData, ...]:

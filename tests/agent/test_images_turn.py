@@ -4,6 +4,7 @@ assistant/images.py asked before anything runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -170,3 +171,17 @@ async def replace_thread(bot: Assistant, thread: str, messages: list[dict]) -> N
         records = [m.get("judged") for m in state["messages"]]
         forged = [{**m, "judged": r} for m, r in zip(messages, records, strict=True)]
         await agent.graph.aupdate_state(agent.config(thread), {"messages": forged})
+
+
+async def test_image_data_made_by_hand_passes_the_same_checks(tmp_path: Path) -> None:
+    bot, backend = assistant(tmp_path, LG4_POLICY, "never said<|eot|>")
+    real = png(MAGENTA)
+    lying = dataclasses.replace(real, width=1, height=1, sha256="0" * 64)  # claims another image than its bytes
+    with pytest.raises(ImagesRefused, match="do not match its bytes"):
+        await bot.arun("x", images=[lying])
+    out = io.BytesIO()
+    Image.new("1", (20_000, 20_000)).save(out, "PNG")  # a decompression bomb wrapped without read_image
+    bomb = ImageData(name="bomb.png", data=out.getvalue(), format="png", width=1, height=1, sha256="x")
+    with pytest.raises(ImagesRefused, match=r"bomb.png: refused before decoding|over the limit"):
+        await bot.arun("x", images=[bomb])
+    assert backend.calls == []

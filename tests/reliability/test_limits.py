@@ -2,7 +2,7 @@
 calls in one completion each end in a clear, bounded outcome - never an out-of-memory crash.
 
 All four run in one subprocess (tests/reliability/drivers/limits_driver.py) on the tiny guards with a scripted main
-model; the subprocess reports its peak resident memory (getrusage ru_maxrss) after each scenario.
+model; the subprocess reports its peak resident memory (VmHWM) after each scenario.
 
 Found here (and fixed, see issue 8's report): the 10 MB message went to the guards whole (no size limit existed);
 a 100k-token tool result took 23 s of Prompt Guard, was stored whole and ended the turn with "shorten the message";
@@ -23,9 +23,10 @@ import pytest
 from tests.reliability.helpers import REPO, TINY_DIR
 
 SCENARIOS = ("huge_message", "huge_tool_result", "long_conversation", "many_tool_calls")
-# torch + tiny models are ~550-660 MB here; once, in a fresh clone's first full run, the first scenario (which also
-# loads every model) peaked at 1.8 GB, unexplained and not reproduced since. The bound still shows what matters: a
-# 10 MB message or a 100k-token result held a few times over would not fit under it if it were copied per token.
+# torch + tiny models are ~550-800 MB here. The driver reads VmHWM: ru_maxrss survives fork and exec, so it started
+# at the size of the pytest worker that launched the driver (that explained a 1.8 GB, then a 2.5 GB, "peak" in full
+# runs). The bound shows what matters: a 10 MB message or a 100k-token result held a few times over would not fit
+# under it if it were copied per token.
 PEAK_RSS_MB = 2500
 
 

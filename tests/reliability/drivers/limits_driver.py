@@ -1,5 +1,6 @@
 """Run limit scenarios in this process, printing one JSON line each: the outcome and the peak memory so far
-(ru_maxrss, which only grows, so each line bounds everything before it).
+(the kernel's high-water mark of this process's memory, VmHWM, which only grows, so each line bounds everything before
+it; not ru_maxrss, which survives exec and so starts at the size of the test worker that launched the driver).
 
     python -m tests.reliability.drivers.limits_driver WORKDIR TINY_DIR SCENARIO [SCENARIO ...]
 
@@ -10,7 +11,6 @@ far beyond the context window), many_tool_calls (1,000 calls in one completion).
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -18,6 +18,14 @@ from pathlib import Path
 from tests.reliability.drivers.common import events_summary, make_assistant, write_script
 
 HUGE_TOOL_WORDS = 100_000  # "word " is one token each: ~100k tokens
+
+
+def peak_rss_kib() -> int:
+    """VmHWM from /proc/self/status: the peak resident memory of this process image since its exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def run(scenario: str, workdir: Path, tiny_dir: Path) -> dict:
@@ -90,7 +98,7 @@ def main() -> None:
         (workdir / scenario).mkdir(parents=True, exist_ok=True)
         out = run(scenario, workdir / scenario, tiny_dir)
         out["seconds"] = round(time.perf_counter() - started, 2)
-        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+        out["peak_rss_mb"] = round(peak_rss_kib() / 1024, 1)
         print(json.dumps(out), flush=True)
 
 
