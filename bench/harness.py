@@ -163,7 +163,7 @@ class TokenCounter:
     process (a forward hook) or in the guard's own process (its counter)."""
 
     def __init__(self) -> None:
-        self._local = [0]  # forward passes in this process (guards.runtime.process.count_forward_tokens)
+        self._local = [0]  # forward passes in this process (guards.runtime.child.count_forward_tokens)
         self._hooked: set[int] = set()
         self._processes: dict[int, Any] = {}
 
@@ -172,7 +172,7 @@ class TokenCounter:
         return self._local[0] + sum(int(p.stats()["tokens"]) for p in self._processes.values())
 
     def attach(self, guard: Any) -> None:
-        from guards.runtime.process import count_forward_tokens
+        from guards.runtime.child import count_forward_tokens
 
         if hasattr(guard, "stats"):  # guards.runtime.process.GuardProcess
             self._processes[id(guard)] = guard

@@ -11,7 +11,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-COLORS = {"unguarded": "#4c72b0", "guarded": "#dd8452"}
+COLORS = {"unguarded": "#4c72b0", "guarded": "#dd8452", "batched": "#55a868"}
+LABELS = {"unguarded": "guards off", "guarded": "guarded, checks one at a time",
+          "batched": "guarded, checks batched (default)"}
 
 
 def write_load_chart(summary: dict[str, Any], path: Path) -> Path:
@@ -24,11 +26,13 @@ def write_load_chart(summary: dict[str, Any], path: Path) -> Path:
     counts = sorted({r["clients"] for r in runs})
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=110)
     for mode, color in COLORS.items():
+        if not any(r["mode"] == mode for r in runs):
+            continue
         # the median over repeats, per client count
         tps = [_median([r["turns_per_s"] for r in runs if r["mode"] == mode and r["clients"] == n]) for n in counts]
         p95 = [_median([r["turn_p95_s"] for r in runs if r["mode"] == mode and r["clients"] == n]) for n in counts]
-        left.plot(counts, tps, marker="o", color=color, label=mode)
-        right.plot(counts, p95, marker="o", color=color, label=mode)
+        left.plot(counts, tps, marker="o", color=color, label=LABELS[mode])
+        right.plot(counts, p95, marker="o", color=color, label=LABELS[mode])
         for n, a, b in zip(counts, tps, p95, strict=True):
             left.annotate(f"{a:.2f}", (n, a), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
             right.annotate(f"{b:.1f}", (n, b), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)

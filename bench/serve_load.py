@@ -11,6 +11,10 @@ tools, one tool, none) with its own history. Per server and count: turns per sec
 checked token (the first `delta.content`: the server streams only checked text) and turn time, and CPU per turn of
 the server process and its children (the guard processes), read from /proc.
 
+`--modes unguarded,guarded,batched` adds a third server: the guarded policy with Llama Guard's waiting checks
+batched (`llama_guard.batch_checks`, `--batch-checks` / `--batch-wait-ms`), compared with the guarded one:
+`serveN_batched_throughput_vs_guarded`, `serveN_batched_p95_turn_vs_guarded`, `serveN_batched_cpu_per_turn_vs_guarded`.
+
 `--json` keys, per count N (8, 32): `serveN_throughput_vs_unguarded`, `serveN_throughput_vs_cpu_bound` (guarded
 turns/s over what CPU alone allows: unguarded turns/s x unguarded CPU per turn / guarded CPU per turn),
 `serveN_p95_turn_vs_unguarded`, `serveN_p95_ttft_vs_unguarded`, `serveN_guard_cpu_share` (the share of the guarded
@@ -40,7 +44,9 @@ if str(REPO) not in sys.path:
 from bench.scenario import Scenario, Sizes, build_scenario  # noqa: E402  (after the path is set)
 
 DEFAULT_MODELS = REPO / ".cache" / "tiny-models"
-MODES = ("unguarded", "guarded")
+# guarded: Llama Guard's checks one at a time (batch_checks: 1, pinned); batched: up to --batch-checks together (the
+# policy default, 8)
+MODES = ("unguarded", "guarded", "batched")
 SIZES = {  # words per tool result and per answer
     "serve": Sizes(tool_words=(300, 200, 400), answer_words=60),  # the default: 96 turns at 32 clients in minutes
     # on two shared cores
@@ -62,7 +68,7 @@ models:
   main: {{source: {main}, device: cpu, dtype: float32, context_window: 16384, max_new_tokens: 2048}}
   llama_guard: {{source: {llama_guard}, variant: 8b, device: cpu, dtype: float32, process: true, threads: 1}}
   prompt_guard: {{source: {prompt_guard}, device: cpu, process: true, threads: 1}}
-llama_guard: {{timeout_s: 600, cached_conversations: {cached}}}
+llama_guard: {{timeout_s: 600, cached_conversations: {cached}, batch_checks: {batch}, batch_wait_ms: {wait}}}
 prompt_guard: {{timeout_s: 600, stride_tokens: {stride}}}
 stages:
 {stages}audit: {{path: {audit}, texts: hash}}
@@ -76,9 +82,12 @@ server: {{max_concurrent_turns: {slots}, queue_size: 256, queue_timeout_s: 900, 
 """
 
 
-def policy_text(mode: str, dirs: Any, sizes: Sizes, audit: Path, slots: int) -> str:
-    g = "true" if mode == "guarded" else "false"
+def policy_text(mode: str, dirs: Any, sizes: Sizes, audit: Path, slots: int, batch: tuple[int, float] = (8, 0.0)
+                ) -> str:
+    g = "false" if mode == "unguarded" else "true"
+    checks, wait_ms = batch if mode == "batched" else (1, 0.0)
     return POLICY.format(
+        batch=checks, wait=wait_ms,
         main=dirs.main, llama_guard=dirs.llama_guard, prompt_guard=dirs.prompt_guard, cached=max(8, slots),
         stride=sizes.prompt_guard_stride, stages=STAGES.format(g=g), audit=audit, chunk=sizes.chunk_chars,
         first=sizes.first_chunk_chars, g=g, slots=slots,
@@ -238,10 +247,23 @@ async def load(server: Server, scenario: Scenario, clients: int, turns: slice) -
 
 
 def ratios(runs: list[LoadRun]) -> dict[str, Any]:
-    """The --json keys, per client count (the runs of one count: one per mode)."""
+    """The --json keys, per client count (the runs of one count: one per mode); with the batched mode, its figures
+    over the guarded server's (`serveN_batched_*_vs_guarded`)."""
     out: dict[str, Any] = {}
     for n in sorted({r.clients for r in runs}):
         by = {r.mode: r for r in runs if r.clients == n}
+        if "batched" in by and "guarded" in by:
+            b, g = by["batched"].figures(), by["guarded"].figures()
+            out[f"serve{n}_batched_throughput_vs_guarded"] = round(b["turns_per_s"] / g["turns_per_s"], 3)
+            out[f"serve{n}_batched_p95_turn_vs_guarded"] = round(b["turn_p95_s"] / g["turn_p95_s"], 3)
+            out[f"serve{n}_batched_p50_turn_vs_guarded"] = round(b["turn_p50_s"] / g["turn_p50_s"], 3)
+            out[f"serve{n}_batched_cpu_per_turn_vs_guarded"] = round(b["cpu_per_turn_s"] / g["cpu_per_turn_s"], 3)
+            if "unguarded" in by:
+                u = by["unguarded"].figures()
+                out[f"serve{n}_batched_throughput_vs_unguarded"] = round(b["turns_per_s"] / u["turns_per_s"], 3)
+                out[f"serve{n}_batched_p95_turn_vs_unguarded"] = round(b["turn_p95_s"] / u["turn_p95_s"], 3)
+        if "unguarded" not in by or "guarded" not in by:
+            continue
         u, g = by["unguarded"].figures(), by["guarded"].figures()
         bound = u["turns_per_s"] * u["cpu_per_turn_s"] / g["cpu_per_turn_s"]
         out[f"serve{n}_throughput_vs_unguarded"] = round(g["turns_per_s"] / u["turns_per_s"], 3)
@@ -276,6 +298,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     start, stop = (int(x) for x in args.turns.split(":"))
     turns = slice(start, stop)
     dirs = tiny_model_dirs(args.models)
+    modes = [m for m in args.modes.split(",") if m]
+    if unknown := set(modes) - set(MODES):
+        raise SystemExit(f"unknown modes {sorted(unknown)}; known: {', '.join(MODES)}")
     before = machine()
     began = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="serve-load-") as tmp:
@@ -284,10 +309,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         scenario_file.write_text(json.dumps(scenario_json(scenario)), encoding="utf-8")
         servers: dict[str, Server] = {}
         try:
-            for mode in MODES:
+            for mode in modes:
                 policy = workdir / f"{mode}.yaml"
-                policy.write_text(policy_text(mode, dirs, sizes, workdir / f"{mode}-audit.jsonl", max(counts)),
-                                  encoding="utf-8")
+                policy.write_text(policy_text(mode, dirs, sizes, workdir / f"{mode}-audit.jsonl", max(counts),
+                                              (args.batch_checks, args.batch_wait_ms)), encoding="utf-8")
                 servers[mode] = start_server(mode, policy, scenario_file, dirs, workdir, args.threads)
             for server in servers.values():
                 wait_ready(server)
@@ -295,7 +320,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             runs: list[LoadRun] = []
             for i, n in enumerate(counts):
                 for repeat in range(args.repeats):
-                    order = MODES if (i + repeat) % 2 == 0 else MODES[::-1]  # rotated: no mode always first
+                    shift = (i + repeat) % len(modes)  # rotated: no mode always first
+                    order = modes[shift:] + modes[:shift]
                     for mode in order:
                         runs.append(asyncio.run(load(servers[mode], scenario, n, turns)))
         finally:
@@ -303,7 +329,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 server.stop()
     summary: dict[str, Any] = {
         **ratios(runs), "runs": [r.figures() for r in runs], "size": args.size, "sizes": asdict(sizes),
-        "turns_per_client": stop - start, "threads": args.threads, "machine_before": before,
+        "turns_per_client": stop - start, "threads": args.threads, "modes": modes,
+        "batching": {"batch_checks": args.batch_checks, "batch_wait_ms": args.batch_wait_ms}, "machine_before": before,
         "machine_after": machine(), "elapsed_s": round(time.perf_counter() - began, 1),
     }
     if args.chart:
@@ -334,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads per operation of each server")
     parser.add_argument("--models", type=Path, default=DEFAULT_MODELS, help="the tiny models' cache")
     parser.add_argument("--chart", type=Path, default=None, help="write the load chart (PNG) here")
+    parser.add_argument("--modes", default="unguarded,guarded", help=f"servers, comma-separated, of {MODES}")
+    parser.add_argument("--batch-checks", type=int, default=8, help="the batched server's llama_guard.batch_checks")
+    parser.add_argument("--batch-wait-ms", type=float, default=0.0, help="its llama_guard.batch_wait_ms")
     args = parser.parse_args(argv)
     summary = run(args)
     if args.json:

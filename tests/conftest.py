@@ -45,6 +45,26 @@ def no_log_handlers_left() -> Iterator[None]:
             root.removeHandler(handler)
 
 
+# The test files that take longest (seconds of setup and calls on this 2-core machine, `pytest --durations`),
+# heaviest first. `make test` hands whole files to its workers in collection order, so a heavy file collected last
+# keeps one worker busy alone at the end; starting these first lets the many short files fill in behind them.
+HEAVY_FILES = (
+    "tests/tui/test_attach_images.py", "tests/bench/test_bench_run.py", "tests/tui/test_stop_attach_search.py",
+    "tests/bench/test_serve_load.py", "tests/tui/test_agent_images.py", "tests/reliability/test_limits.py",
+    "tests/telemetry/test_tracing_off.py", "tests/model/test_backend_openai.py",
+    "tests/tui/test_agent_stop_and_attach.py", "tests/server/test_load.py", "tests/test_install_outside_clone.py",
+    "tests/guards/test_side_by_side_loads.py", "tests/reliability/test_durability.py", "tests/model/test_decoding.py",
+    "tests/tui/test_web.py", "tests/bench/test_gpu_models.py", "tests/tui/test_app.py",
+    "tests/guards/test_guard_process.py", "tests/server/test_images_serve.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The heavy files first (the order within each file, and of every other file, is kept)."""
+    rank = {name: index for index, name in enumerate(HEAVY_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(HEAVY_FILES)))
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     for name, value in _SAVED.items():
         if value is None:

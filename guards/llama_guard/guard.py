@@ -17,16 +17,17 @@ text, no cache) for the benchmark, and gives the same decisions.
 from __future__ import annotations
 
 import asyncio
-import copy
 import inspect
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from guards.errors import GuardImageError, GuardModelNotFoundError, GuardOutputError
+from guards.llama_guard.batch import batchable, forward_batch, plan_batches
+from guards.llama_guard.caches import reusable_cache
 from guards.llama_guard.loading import load_causal_lm
 from guards.llama_guard.prompt import (
     PromptCategory,
@@ -165,8 +166,73 @@ class LlamaGuard:
         image: ImageData | None = None,
     ) -> LlamaGuardResult:
         """`conversation` is earlier (role, content) pairs; roles user / assistant / agent."""
-        turns = [as_turn(r, c) for r, c in conversation] + [as_turn(role, text)]
-        return self.check(turns, mode=mode, image=image)
+        return self.check(_turns(text, role, conversation), mode=mode, image=image)
+
+    # the calls a guard process may answer together (guards.runtime.child)
+    batched_methods: ClassVar[dict[str, str]] = {"check_text": "check_text_batch"}
+
+    def check_text_batch(self, calls: Sequence[tuple[tuple[Any, ...], dict[str, Any]]]) -> list[Any]:
+        """Several `check_text` calls, given as (args, kwargs): the forward-mode text checks scored in one forward
+        pass on their conversations' cached prefixes (guards.llama_guard.batch), the others one by one. Each call
+        gets its result or its own exception, so one call's failure fails only that call."""
+        outcomes: list[Any] = [None] * len(calls)
+        together: list[tuple[int, Role, list[int]]] = []
+        for index, (args, kwargs) in enumerate(calls):
+            try:
+                turns, mode, image = _text_call(*args, **kwargs)
+                if len(calls) > 1 and mode == "forward" and image is None and self.use_prefix_cache and \
+                        batchable(self.model):
+                    together.append((index, checked_role(turns), self._encode(tail_segments(turns, self.framing))))
+                else:
+                    outcomes[index] = self.check(turns, mode=mode, image=image)
+            except Exception as exc:  # this call's own failure (a bad role, a tokenizer error)
+                outcomes[index] = exc
+        if together:
+            self._score_together(together, outcomes)
+        return outcomes
+
+    def _score_together(self, together: list[tuple[int, Role, list[int]]], outcomes: list[Any]) -> None:
+        import torch
+
+        with self._lock, torch.inference_mode():
+            start = time.perf_counter()
+            rows = []
+            for index, role, tail_ids in together:
+                prefix = self._prefixes[role]
+                ids = prefix.ids + tail_ids
+                cache, cached = self._reusable_cache(role, prefix, ids)
+                rows.append((index, role, ids, cache, cached))
+            for group in plan_batches([(len(ids) - cached, cached) for _, _, ids, _, cached in rows]):
+                self._score_group([rows[i] for i in group], outcomes)
+            latency = (time.perf_counter() - start) * 1000
+        for index, *_ in rows:
+            if isinstance(outcomes[index], LlamaGuardResult):
+                outcomes[index] = _replace(outcomes[index], latency_ms=latency)
+
+    def _score_group(self, rows: list[tuple[int, Role, list[int], Any, int]], outcomes: list[Any]) -> None:
+        try:
+            if len(rows) == 1:
+                _, _, ids, cache, cached = rows[0]
+                logits, cache = self._forward(ids[cached:], cache)
+                scored = [(logits, cache)]
+            else:
+                batch_logits, caches = forward_batch(
+                    self.model, self._cache_kw, [(c, i[n:]) for _, _, i, c, n in rows], pad_id=self.safe_id)
+                scored = list(zip(batch_logits, caches, strict=True))
+        except Exception as exc:  # the pass failed: every check in it failed (each fails closed on its own)
+            for index, *_ in rows:
+                outcomes[index] = exc
+            return
+        for (index, role, ids, _, cached), (row_logits, cache) in zip(rows, scored, strict=True):
+            self.remember(role, ids, cache)
+            try:
+                score, verdict = self._first_token(row_logits)
+                text: str = verdict
+                if score >= self.threshold:
+                    text = "unsafe" + self._continue(cache, self.unsafe_id)
+                outcomes[index] = self._decide(score, verdict, text, "forward", len(ids), cached)
+            except Exception as exc:
+                outcomes[index] = exc
 
     async def acheck(self, turns: Sequence[Turn], *, mode: Mode = "forward") -> LlamaGuardResult:
         return await asyncio.to_thread(self.check, turns, mode=mode)
@@ -305,27 +371,8 @@ class LlamaGuard:
         return self.tokenizer.decode(ids) + "<no stop token>"
 
     def _reusable_cache(self, role: Role, prefix: _Prefix, ids: list[int]) -> tuple[Any, int]:
-        """A cache holding the longest prefix of `ids` known: the last check's (cropped to what it shares with
-        `ids`), or a copy of the constant head's. Returns the cache and how many of `ids` it covers."""
-        entries = self._last.get(role, [])
-        # at least one token must run to get the verdict's logits
-        shared = [min(_common_prefix(last_ids, ids), len(ids) - 1) for last_ids, _ in entries]
-        best = max(range(len(entries)), key=shared.__getitem__, default=None)
-        if best is not None and shared[best] > len(prefix.ids):
-            common = shared[best]
-            entry_ids, last_cache = entries[best]
-            if self.cached_conversations == 1 or 2 * (common - len(prefix.ids)) >= len(entry_ids) - len(prefix.ids):
-                entries.pop(best)  # the same conversation's: this check extends it in place
-            elif common - len(prefix.ids) >= _WORTH_COPYING:
-                last_cache = copy.deepcopy(last_cache)  # another conversation's: left to it, a copy is cropped
-            else:
-                return copy.deepcopy(self._prefix_cache(prefix)), len(prefix.ids)
-            surplus = last_cache.get_seq_length() - common
-            if surplus >= 0:
-                if surplus:
-                    last_cache.crop(-surplus)  # transformers 5.2x crops by a negative count only
-                return last_cache, common
-        return copy.deepcopy(self._prefix_cache(prefix)), len(prefix.ids)
+        return reusable_cache(self._last.get(role, []), ids, len(prefix.ids), self.cached_conversations,
+                              lambda: self._prefix_cache(prefix))
 
     def remember(self, role: Role, ids: list[int], cache: Any) -> None:
         """Keep a check's cache for the next check of the same conversation (the oldest beyond the limit dropped)."""
@@ -341,6 +388,18 @@ class LlamaGuard:
 
     def _encode(self, segments: Sequence[Any]) -> list[int]:
         return encode_segments(segments, self.tokenizer.encode, self.tokenizer.special_id)
+
+
+def _turns(text: str, role: str, conversation: Sequence[tuple[str, str]]) -> list[Turn]:
+    return [as_turn(r, c) for r, c in conversation] + [as_turn(role, text)]
+
+
+def _text_call(
+    text: str, *, role: str = "user", conversation: Sequence[tuple[str, str]] = (), mode: Mode = "forward",
+    image: ImageData | None = None,
+) -> tuple[list[Turn], Mode, ImageData | None]:
+    """`check_text`'s arguments as the check they ask for."""
+    return _turns(text, role, conversation), mode, image
 
 
 def _single_token(tokenizer: Any, text: str) -> int:
@@ -364,15 +423,3 @@ def _replace(result: LlamaGuardResult, **changes: Any) -> LlamaGuardResult:
     from dataclasses import replace
 
     return replace(result, **changes)
-
-
-_WORTH_COPYING = 16  # tokens beyond the head that another conversation's cache must share to be copied
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    common = 0
-    for old, new in zip(a, b, strict=False):
-        if old != new:
-            break
-        common += 1
-    return common

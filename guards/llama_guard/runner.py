@@ -24,7 +24,7 @@ from guards.policy import Policy
 from guards.policy.categories import LlamaGuardVariant, family_for_variant
 from guards.policy.guards_config import LlamaGuardConfig
 from guards.policy.registry import LLAMA_GUARD
-from guards.runtime.process import GuardProcess
+from guards.runtime.process import Batching, GuardProcess
 from guards.runtime.runner import CheckInput, elapsed_ms, in_thread, shared
 from guards.sources import resolve_source
 from guards.verdict import DECISIONS, Decision, Verdict
@@ -74,9 +74,10 @@ class LlamaGuardRunner:
             f"{config.threshold}|{config.cached_conversations}"
         )
         if model_config.process:
+            batching = Batching(config.batch_checks, config.batch_wait_ms / 1000)
             process = GuardProcess(f"{__name__}:build_llama_guard", kwargs, name="Llama Guard",
-                                   threads=model_config.threads)
-            return shared("llama_guard_process", f"{key}|{model_config.threads}", lambda: _started(process))
+                                   threads=model_config.threads, batching=batching)
+            return shared("llama_guard_process", f"{key}|{model_config.threads}|{batching}", lambda: _started(process))
         model = shared("llama_guard_weights", weights_key,
                        lambda: load_causal_lm(path, device=model_config.device, dtype=model_config.dtype))
         return shared(LLAMA_GUARD, key, lambda: build_llama_guard(model=model, **kwargs))

@@ -58,6 +58,12 @@ class LlamaGuardConfig(GuardSettings):
     # KV caches of recent checks kept per role (local model): with one per conversation served at once, each
     # conversation's next check prefills only its new text; each cache holds its conversation's tokens.
     cached_conversations: PositiveInt = 1
+    # Checks of different conversations waiting at once in the guard process (models.llama_guard.process: true),
+    # scored in one forward pass, each on its own cached conversation: at most this many (1: one at a time); the
+    # first waits up to batch_wait_ms for others to join (0: only the checks already waiting, so a check alone never
+    # waits). Llama Guard 3 only. 8: measured faster with 8 and 32 clients (docs/PERFORMANCE.md).
+    batch_checks: PositiveInt = 8
+    batch_wait_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
 
     def action_for(self, codes: tuple[str, ...] | list[str]) -> Action:
         """The action for an unsafe verdict naming `codes`: the strictest of their per-category actions."""

@@ -114,6 +114,13 @@ def policy_warning_items(policy: Policy) -> list[PolicyWarning]:
     if generation and (generation.group(1) == "4") != (lg_model.variant == "4"):
         warn(("models", LLAMA_GUARD, "variant"),
              f"the source looks like Llama Guard {generation.group(1)} but variant is {lg_model.variant}")
+    batching = llama_guard.batch_checks > 1 and "batch_checks" in llama_guard.model_fields_set  # set on purpose
+    if batching and not lg_model.process:
+        warn((LLAMA_GUARD, "batch_checks"), "has no effect: checks are batched only by a local Llama Guard in a "
+             "process of its own (models.llama_guard.process: true)")
+    elif batching and lg_model.variant == "4":
+        warn((LLAMA_GUARD, "batch_checks"), "has no effect on Llama Guard 4, whose checks run one at a time (its "
+             "attention reads each token's column, which padding would shift)")
     for code, action in llama_guard.category_actions.items():
         if code in llama_guard.excluded:
             warn(

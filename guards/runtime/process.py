@@ -5,8 +5,9 @@ model's decoding loop waits for it (measured on 2 CPU cores: a Llama Guard / Pro
 the main model's decoding by 20-30%, in a process of its own by nothing measurable; docs/PERFORMANCE.md). In its own
 process a guard uses a core the decoding loop leaves idle.
 
-The child is `python -m guards.runtime.process`: it reads one spec (a builder `module:function`, its keyword
-arguments, the torch threads), builds the guard, answers `ready`, then serves calls one at a time. Frames on its
+The child is `python -m guards.runtime.child`: it reads one spec (a builder `module:function`, its keyword
+arguments, the torch threads, the batching), builds the guard, answers `ready`, then serves calls in order, several
+waiting calls of one batched method together when `batching` allows it (guards.runtime.child). Frames on its
 stdin/stdout are a 4-byte length and a pickle; only this module's own two ends write them (the child is ours,
 started from our interpreter; nothing a user or a model writes is unpickled as code: texts travel as data). The
 child's own prints go to its stderr, which the parent reads and keeps only the end of (never the terminal, so a
@@ -39,12 +40,12 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import IO, Any
 
 from guards import errors
 from model import telemetry
-from model.telemetry import export
-from model.telemetry.propagation import remote_context, traceresponse
+from model.telemetry.propagation import traceresponse
 
 logger = logging.getLogger(__name__)
 _ERROR_LINE = re.compile(r"^(?:[\w.]*(?:Error|Exception)\b|Fatal Python error)")
@@ -52,6 +53,15 @@ _HEADER = struct.Struct("!I")
 STATS = "__stats__"  # the call that returns the child's counters (tokens its models read, CPU seconds)
 FLUSH = "__flush__"  # the call that exports the child's finished spans before it answers
 Carried = tuple[telemetry.Settings, str]  # a traced call's settings and the calling span's traceparent
+
+
+@dataclass(frozen=True)
+class Batching:
+    """How many waiting calls of a batched method (`guard.batched_methods`) one call of its batch method may answer
+    (1: off), and how long the first of them waits for others to arrive (0: only the calls already waiting join)."""
+
+    max_calls: int = 1
+    wait_s: float = 0.0
 
 
 def write_frame(stream: IO[bytes], payload: Any) -> None:
@@ -92,8 +102,10 @@ def error_from(kind: str, message: str) -> errors.GuardError:
 class GuardProcess:
     """One guard in one child process. `call` is thread-safe; the child serves calls in the order they arrive."""
 
-    def __init__(self, builder: str, kwargs: dict[str, Any], *, name: str, threads: int | None = None) -> None:
+    def __init__(self, builder: str, kwargs: dict[str, Any], *, name: str, threads: int | None = None,
+                 batching: Batching | None = None) -> None:
         self.builder = builder
+        self.batching = batching or Batching()
         self.kwargs = kwargs
         self.name = name
         self.threads = threads
@@ -131,14 +143,14 @@ class GuardProcess:
             self._closed = False
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
             child = subprocess.Popen(  # our interpreter running our module
-                [sys.executable, "-m", "guards.runtime.process"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                [sys.executable, "-m", "guards.runtime.child"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=env,
             )
             assert child.stdin is not None and child.stdout is not None and child.stderr is not None
             self._stderr = _tail_of(child.stderr)
             try:
                 write_frame(child.stdin, {"builder": self.builder, "kwargs": self.kwargs, "threads": self.threads,
-                                          "name": self.name})
+                                          "name": self.name, "batching": self.batching})
                 status, detail = read_frame(child.stdout)
             except (EOFError, OSError):
                 child.kill()
@@ -179,7 +191,8 @@ class GuardProcess:
         return future.result()
 
     def stats(self) -> dict[str, float]:
-        """Tokens the child's model has read in forward passes, and the child's CPU seconds."""
+        """Tokens the child's model has read in forward passes, the child's CPU seconds, and how many calls it
+        answered together with others (`batched_calls`)."""
         return dict(self.call(STATS))
 
     def flush_traces(self) -> None:
@@ -276,99 +289,3 @@ def _close_all() -> None:
     deadline = time.monotonic() + 1.0  # every child ends at once: exiting waits at most about a second in all
     for child in children:
         _reap(child, max(0.0, deadline - time.monotonic()))
-
-
-# --- the child -------------------------------------------------------------------------------------------------------
-
-
-def count_forward_tokens(model: Any, counter: list[int]) -> None:
-    """Count the tokens each forward pass of `model` reads (padding of batched windows is not text)."""
-
-    def hook(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        mask = kwargs.get("attention_mask")
-        ids = kwargs.get("input_ids", args[0] if args else None)
-        if mask is not None and ids is not None and mask.dim() == 2 and mask.shape == ids.shape:
-            counter[0] += int(mask.sum())
-        elif ids is not None:
-            counter[0] += int(ids.numel())
-        elif kwargs.get("inputs_embeds") is not None:  # an image check's prefill (guards.llama_guard.vision)
-            counter[0] += int(kwargs["inputs_embeds"].shape[:-1].numel())
-
-    model.register_forward_pre_hook(hook, with_kwargs=True)
-
-
-def serve(requests: IO[bytes], replies: IO[bytes]) -> None:
-    """The child's loop: build the guard from the spec, then answer calls until the input ends."""
-    import resource
-
-    spec = read_frame(requests)
-    try:
-        if spec.get("threads"):
-            import torch
-
-            torch.set_num_threads(int(spec["threads"]))
-        guard = resolve(spec["builder"])(**spec["kwargs"])
-    except Exception as exc:  # reported to the parent, which raises it where the guard was asked for
-        write_frame(replies, ("error", (type(exc).__name__, str(exc))))
-        return
-    tokens = [0]
-    if getattr(guard, "model", None) is not None:
-        count_forward_tokens(guard.model, tokens)
-    write_frame(replies, ("ready", None))
-    name = str(spec.get("name", spec["builder"]))
-    while True:
-        try:
-            request, ref, args, kwargs, carried = read_frame(requests)
-        except EOFError:
-            return
-        trace = _call_span(carried, name, ref)
-        read_before = tokens[0]
-        failure: Exception | None = None
-        try:
-            if ref == STATS:
-                usage = resource.getrusage(resource.RUSAGE_SELF)
-                value: Any = {"tokens": tokens[0], "cpu_s": usage.ru_utime + usage.ru_stime}
-            elif ref == FLUSH:
-                export.flush()
-                value = None
-            elif ":" in ref:
-                value = resolve(ref)(guard, *args, **kwargs)
-            else:
-                value = getattr(guard, ref)(*args, **kwargs)
-            reply = (request, True, value)
-        except Exception as exc:  # every failure goes back as a guard error of the call that caused it
-            failure = exc
-            reply = (request, False, (type(exc).__name__, str(exc)))
-        if trace is not None:
-            telemetry.end(trace, {"assistant.guard.tokens": tokens[0] - read_before}, error=failure)
-        write_frame(replies, reply)
-
-
-def _call_span(carried: Carried | None, name: str, ref: str) -> telemetry.Trace | None:
-    """The child's span of one traced call, under the parent's span it names; None for an untraced call. A bad
-    setting never fails the check: the call runs untraced."""
-    if carried is None:
-        return None
-    settings, traceparent = carried
-    try:
-        tracer = telemetry.tracer_for(settings)
-    except Exception:
-        logger.warning("the %s process cannot trace", name, exc_info=True)
-        return None
-    return telemetry.start(tracer, f"process {ref}", {"assistant.guard.process": name, "process.pid": os.getpid()},
-                           remote=remote_context(traceparent), settings=settings)
-
-
-def main() -> None:
-    import faulthandler
-    import signal
-
-    faulthandler.enable()  # a crash in native code says so on stderr, which the parent reports
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the parent decides
-    replies = os.fdopen(os.dup(1), "wb")  # the protocol keeps the real stdout; prints go to stderr (discarded)
-    os.dup2(2, 1)
-    serve(sys.stdin.buffer, replies)
-
-
-if __name__ == "__main__":
-    main()

@@ -39,6 +39,17 @@ def test_policies_differ_only_in_the_guards(bench_models, tmp_path: Path) -> Non
         assert policy.server.max_concurrent_turns == 32
     changed = [a for a, b in zip(texts["unguarded"].splitlines(), texts["guarded"].splitlines(), strict=True) if a != b]
     assert changed and all("enabled: false" in line for line in changed)
+    batched = [b for a, b in zip(texts["guarded"].splitlines(), texts["batched"].splitlines(), strict=True) if a != b]
+    assert batched == [line for line in texts["batched"].splitlines() if "batch_checks: 8" in line]
+
+
+def test_batched_ratios_compare_with_the_guarded_server() -> None:
+    runs = [_run("guarded", 8, 10.0, 20.0, 2.0), _run("batched", 8, 8.0, 18.0, 1.5)]
+    out = ratios(runs)
+    assert out["serve8_batched_throughput_vs_guarded"] == 1.25
+    assert out["serve8_batched_p95_turn_vs_guarded"] == 0.75
+    assert out["serve8_batched_cpu_per_turn_vs_guarded"] == 0.9
+    assert "serve8_throughput_vs_unguarded" not in out  # no unguarded server in this run
 
 
 def test_small_real_run_prints_the_keys_and_the_chart(bench_models, tiny_models_cache: Path, tmp_path: Path) -> None:
@@ -52,6 +63,7 @@ def test_small_real_run_prints_the_keys_and_the_chart(bench_models, tiny_models_
     for key in ("serve2_throughput_vs_cpu_bound", "serve2_throughput_vs_unguarded", "serve2_p95_turn_vs_unguarded",
                 "serve2_guard_cpu_share"):
         assert isinstance(summary[key], float), key
+    assert {run["mode"] for run in summary["runs"]} == {"unguarded", "guarded"}  # the batched server: --modes
     for run in summary["runs"]:
         assert run["turns"] == 6 and run["finish"] == {"stop": 6}, run  # every turn answered, tool turns included
         assert run["cpu_per_turn_s"] > 0 and run["ttft_p50_s"] <= run["turn_p50_s"]
