@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 COLORS = {"unguarded": "#4c72b0", "guarded": "#dd8452", "batched": "#55a868"}
@@ -29,8 +30,8 @@ def write_load_chart(summary: dict[str, Any], path: Path) -> Path:
         if not any(r["mode"] == mode for r in runs):
             continue
         # the median over repeats, per client count
-        tps = [_median([r["turns_per_s"] for r in runs if r["mode"] == mode and r["clients"] == n]) for n in counts]
-        p95 = [_median([r["turn_p95_s"] for r in runs if r["mode"] == mode and r["clients"] == n]) for n in counts]
+        tps = [median([r["turns_per_s"] for r in runs if r["mode"] == mode and r["clients"] == n]) for n in counts]
+        p95 = [median([r["turn_p95_s"] for r in runs if r["mode"] == mode and r["clients"] == n]) for n in counts]
         left.plot(counts, tps, marker="o", color=color, label=LABELS[mode])
         right.plot(counts, p95, marker="o", color=color, label=LABELS[mode])
         for n, a, b in zip(counts, tps, p95, strict=True):
@@ -49,12 +50,6 @@ def write_load_chart(summary: dict[str, Any], path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
 def main(argv: list[str] | None = None) -> int:

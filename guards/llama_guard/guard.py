@@ -226,11 +226,7 @@ class LlamaGuard:
         for (index, role, ids, _, cached), (row_logits, cache) in zip(rows, scored, strict=True):
             self.remember(role, ids, cache)
             try:
-                score, verdict = self._first_token(row_logits)
-                text: str = verdict
-                if score >= self.threshold:
-                    text = "unsafe" + self._continue(cache, self.unsafe_id)
-                outcomes[index] = self._decide(score, verdict, text, "forward", len(ids), cached)
+                outcomes[index] = self._verdict_from(row_logits, cache, len(ids), cached)
             except Exception as exc:
                 outcomes[index] = exc
 
@@ -259,11 +255,16 @@ class LlamaGuard:
             else:
                 logits, cache = self._forward(prefix.ids + tail_ids, None)
                 cached = 0
-            score, verdict = self._first_token(logits)
-            text: str = verdict
-            if score >= self.threshold:
-                text = "unsafe" + self._continue(cache, self.unsafe_id)
-        return self._decide(score, verdict, text, "forward", len(prefix.ids) + len(tail_ids), cached)
+            return self._verdict_from(logits, cache, len(prefix.ids) + len(tail_ids), cached)
+
+    def _verdict_from(self, logits: Any, cache: Any, n_prompt: int, n_cached: int) -> LlamaGuardResult:
+        """A forward-mode verdict from the last position's logits; an unsafe score decodes the categories after a
+        forced `unsafe`, continuing `cache`."""
+        score, verdict = self._first_token(logits)
+        text: str = verdict
+        if score >= self.threshold:
+            text = "unsafe" + self._continue(cache, self.unsafe_id)
+        return self._decide(score, verdict, text, "forward", n_prompt, n_cached)
 
     def _check_generate(self, role: Role, tail_ids: list[int]) -> LlamaGuardResult:
         import torch
@@ -305,11 +306,7 @@ class LlamaGuard:
             start = time.perf_counter()
             with torch.inference_mode():
                 logits, cache = image_forward(self.model, tower, ids, prepared.tiles.pixels, self._cache_kw)
-                score, verdict = self._first_token(logits)
-                text: str = verdict
-                if score >= self.threshold:
-                    text = "unsafe" + self._continue(cache, self.unsafe_id)
-            result = self._decide(score, verdict, text, "forward", len(ids), 0)
+                result = self._verdict_from(logits, cache, len(ids), 0)
             latency = (time.perf_counter() - start) * 1000
         return _replace(result, latency_ms=latency)
 
