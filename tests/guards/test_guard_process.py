@@ -23,6 +23,8 @@ version: 1
 models:
   llama_guard: {{source: {llama_guard}, device: cpu, dtype: float32, process: true, threads: 1}}
   prompt_guard: {{source: {prompt_guard}, process: true, threads: 1}}
+llama_guard: {{timeout_s: 120}}  # about the processes, not their speed: a loaded machine must not time them out
+prompt_guard: {{timeout_s: 120}}
 stages:
   user_input: {{llama_guard: {{enabled: true}}, prompt_guard: {{enabled: true, score: jailbreak}}}}
 """

@@ -22,6 +22,7 @@ POLICY = """\
 version: 1
 models:
   prompt_guard: {{source: {prompt_guard}, process: true, threads: 1}}
+prompt_guard: {{timeout_s: 120}}  # about spans, not speed: a loaded test machine must not make it a timeout
 stages:
   user_input: {{llama_guard: {{enabled: false}}, prompt_guard: {{enabled: true, score: jailbreak}}}}
 """
